@@ -1,0 +1,49 @@
+/**
+ * Every key of one account shares the hash tag `{<accountId>}`, so each Lua script touches a single
+ * Redis Cluster slot. Global structures (the set of linked accounts) live outside any account's tag
+ * and are only ever written in their own single-key commands.
+ */
+export type AccountKeys = ReturnType<typeof accountKeys>;
+
+const ACCOUNT_ID = /^[A-Za-z0-9:_.\-]{1,128}$/;
+
+export class InvalidAccountIdError extends Error {
+  constructor(readonly accountId: string) {
+    super(`invalid account id ${JSON.stringify(accountId.slice(0, 140))}: expected 1-128 characters of A-Z a-z 0-9 : _ . -`);
+    this.name = 'InvalidAccountIdError';
+  }
+}
+
+export function isValidAccountId(accountId: string): boolean {
+  return ACCOUNT_ID.test(accountId);
+}
+
+export function accountKeys(accountId: string) {
+  if (!isValidAccountId(accountId)) throw new InvalidAccountIdError(accountId);
+  const tag = `mr:{${accountId}}`;
+  return {
+    /** HASH: link data (tokens, linkedAt). Exists iff the account is linked. */
+    account: `${tag}:account`,
+    /** HASH: the mailbox: `dirty` (0/1), `status` (idle/running), `webhooks` (count). */
+    mailbox: `${tag}:mailbox`,
+    /** HASH: the persisted actor snapshot: `snapshot`, `schema`, `version`, `updatedAt`. */
+    actor: `${tag}:actor`,
+    /** HASH: listing progress: `cursor` (the committed one), `mode` (continue/full), `pageCursor`. */
+    listing: `${tag}:listing`,
+    /** HASH path_lower -> JSON of a listed change not yet applied (last entry per path wins). */
+    changes: `${tag}:changes`,
+    /** HASH path_lower -> JSON of a queued download. */
+    queue: `${tag}:queue`,
+    /** HASH path_lower -> JSON of what is on disk (id, rev, content hash, display path, kind). */
+    files: `${tag}:files`,
+    /** HASH Dropbox file id -> path_lower, to recognise a move by its id. */
+    fileIds: `${tag}:file-ids`,
+    /** HASH path_lower -> entry id. */
+    entryIds: `${tag}:entry-ids`,
+    /** HASH entry id -> entry JSON. */
+    entries: `${tag}:entries`,
+  };
+}
+
+/** SET of linked account ids (global; written with single-key commands only). */
+export const LINKED_ACCOUNTS_KEY = 'mr:accounts';
