@@ -1,0 +1,135 @@
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { contentHash } from '../dropbox/content-hash.js';
+import type { DropboxModel } from './model.js';
+import { lowerPath } from './paths.js';
+import { sendWebhook } from './webhook-sender.js';
+
+export type LocalFolderOptions = {
+  model: DropboxModel;
+  accountId: string;
+  /** The local directory that stands for the account's Dropbox root. */
+  dir: string;
+  /** Poll period; 0 disables the timer (call `rescan()` yourself). Default 1 s. */
+  intervalMs?: number;
+  /** Notify this endpoint after a rescan that changed something. */
+  webhook?: { url: string; appSecret: string };
+};
+
+export type RescanResult = { written: string[]; created: string[]; removed: string[] };
+
+type LocalEntry = { kind: 'file'; path: string; size: number; mtimeMs: number } | { kind: 'folder'; path: string };
+type Seen = { size: number; mtimeMs: number };
+
+/** Every file and folder under `dir` as Dropbox paths ("/a/b.txt"). Nothing is skipped: the engine filters. */
+async function scan(dir: string, prefix = ''): Promise<LocalEntry[]> {
+  const entries: LocalEntry[] = [];
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return entries; // removed while scanning; the next rescan sees the final state
+  }
+  for (const name of names) {
+    const full = join(dir, name);
+    const path = `${prefix}/${name}`;
+    const info = await stat(full).catch(() => undefined);
+    if (!info) continue;
+    if (info.isDirectory()) {
+      entries.push({ kind: 'folder', path });
+      entries.push(...(await scan(full, path)));
+    } else if (info.isFile()) {
+      entries.push({ kind: 'file', path, size: info.size, mtimeMs: info.mtimeMs });
+    }
+  }
+  return entries;
+}
+
+/**
+ * Mirrors a local folder into one emulated account by polling (portable, unlike fs.watch): new or
+ * changed files are written with their mtime as client_modified, vanished ones are removed.
+ */
+export class LocalFolderMirror {
+  private readonly seen = new Map<string, Seen>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<RescanResult> | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: LocalFolderOptions) {}
+
+  start(): this {
+    const intervalMs = this.options.intervalMs ?? 1_000;
+    if (intervalMs > 0) {
+      const tick = () => {
+        this.timer = setTimeout(() => void this.rescan().catch(() => undefined).finally(() => !this.stopped && tick()), intervalMs);
+      };
+      tick();
+    }
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running?.catch(() => undefined);
+  }
+
+  /** One scan-and-apply pass; concurrent calls share the pass in progress, then run another. */
+  async rescan(): Promise<RescanResult> {
+    const previous = this.running;
+    const next = (async () => {
+      await previous?.catch(() => undefined);
+      return this.applyOnce();
+    })();
+    this.running = next;
+    return next;
+  }
+
+  private async applyOnce(): Promise<RescanResult> {
+    const { model, accountId, dir } = this.options;
+    const result: RescanResult = { written: [], created: [], removed: [] };
+    const local = await scan(dir);
+    const remote = new Map(model.listTree(accountId).map((item) => [item.pathLower, item]));
+    const localLower = new Set(local.map((entry) => lowerPath(entry.path)));
+
+    for (const entry of local) {
+      const key = lowerPath(entry.path);
+      const existing = remote.get(key);
+      if (entry.kind === 'folder') {
+        if (existing?.kind === 'file') model.remove(accountId, existing.pathDisplay);
+        if (existing?.kind !== 'folder') {
+          model.mkdir(accountId, entry.path);
+          result.created.push(entry.path);
+        }
+        continue;
+      }
+      const seen = this.seen.get(key);
+      const unchanged = existing?.kind === 'file' && seen?.size === entry.size && seen.mtimeMs === entry.mtimeMs;
+      if (unchanged) continue;
+      const bytes = await readFile(join(dir, entry.path)).catch(() => undefined);
+      if (!bytes) continue;
+      this.seen.set(key, { size: entry.size, mtimeMs: entry.mtimeMs });
+      if (existing?.kind === 'file' && existing.contentHash === contentHash(bytes)) continue;
+      if (existing?.kind === 'folder') model.remove(accountId, existing.pathDisplay);
+      model.writeFile(accountId, entry.path, bytes, { clientModified: new Date(entry.mtimeMs) });
+      result.written.push(entry.path);
+    }
+
+    // Remove only the topmost vanished item: a folder's deletion implies its children.
+    const removedRoots: string[] = [];
+    for (const item of model.listTree(accountId)) {
+      if (localLower.has(item.pathLower)) continue;
+      if (removedRoots.some((root) => item.pathLower.startsWith(root + '/'))) continue;
+      model.remove(accountId, item.pathDisplay);
+      this.seen.delete(item.pathLower);
+      removedRoots.push(item.pathLower);
+      result.removed.push(item.pathDisplay);
+    }
+
+    const changed = result.written.length + result.created.length + result.removed.length > 0;
+    if (changed && this.options.webhook) {
+      await sendWebhook({ ...this.options.webhook, accounts: [accountId] });
+    }
+    return result;
+  }
+}

@@ -1,0 +1,90 @@
+type AccountStats = {
+  calls: Map<string, number>;
+  listingsInFlight: number;
+  maxListingsInFlight: number;
+  downloads: Map<string, number>;
+};
+
+const LISTING_ROUTES = new Set(['files/list_folder', 'files/list_folder/continue']);
+
+/**
+ * What the engine under test did to the emulator. The listing gauges exist because Dropbox rate-limits
+ * overlapping list_folder calls for one user, so an engine must never run two listings of an account at once.
+ */
+export class EmulatorStats {
+  private accounts = new Map<string, AccountStats>();
+  tokenRequests = 0;
+
+  /** Call when a request for `route` starts; call the returned function when its answer is finished. */
+  begin(accountId: string, route: string): () => void {
+    const stats = this.account(accountId);
+    stats.calls.set(route, (stats.calls.get(route) ?? 0) + 1);
+    if (!LISTING_ROUTES.has(route)) return () => {};
+    stats.listingsInFlight += 1;
+    stats.maxListingsInFlight = Math.max(stats.maxListingsInFlight, stats.listingsInFlight);
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      stats.listingsInFlight -= 1;
+    };
+  }
+
+  recordDownload(accountId: string, pathLower: string): void {
+    const downloads = this.account(accountId).downloads;
+    downloads.set(pathLower, (downloads.get(pathLower) ?? 0) + 1);
+  }
+
+  calls(accountId: string, route?: string): number {
+    const calls = this.accounts.get(accountId)?.calls;
+    if (!calls) return 0;
+    if (route !== undefined) return calls.get(route) ?? 0;
+    let total = 0;
+    for (const count of calls.values()) total += count;
+    return total;
+  }
+
+  callsByRoute(accountId: string): Record<string, number> {
+    return Object.fromEntries(this.accounts.get(accountId)?.calls ?? []);
+  }
+
+  listingsInFlight(accountId: string): number {
+    return this.accounts.get(accountId)?.listingsInFlight ?? 0;
+  }
+
+  maxListingsInFlight(accountId: string): number {
+    return this.accounts.get(accountId)?.maxListingsInFlight ?? 0;
+  }
+
+  downloads(accountId: string, pathLower?: string): number {
+    const downloads = this.accounts.get(accountId)?.downloads;
+    if (!downloads) return 0;
+    if (pathLower !== undefined) return downloads.get(pathLower) ?? 0;
+    let total = 0;
+    for (const count of downloads.values()) total += count;
+    return total;
+  }
+
+  downloadsByPath(accountId: string): Record<string, number> {
+    return Object.fromEntries(this.accounts.get(accountId)?.downloads ?? []);
+  }
+
+  /** Clears counters; requests still in flight keep being counted as in flight. */
+  resetStats(): void {
+    for (const stats of this.accounts.values()) {
+      stats.calls.clear();
+      stats.downloads.clear();
+      stats.maxListingsInFlight = stats.listingsInFlight;
+    }
+    this.tokenRequests = 0;
+  }
+
+  private account(accountId: string): AccountStats {
+    let stats = this.accounts.get(accountId);
+    if (!stats) {
+      stats = { calls: new Map(), listingsInFlight: 0, maxListingsInFlight: 0, downloads: new Map() };
+      this.accounts.set(accountId, stats);
+    }
+    return stats;
+  }
+}

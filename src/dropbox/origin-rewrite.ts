@@ -1,0 +1,56 @@
+/**
+ * Points the official Dropbox SDK at another origin (an emulator). The SDK's `domain` option always
+ * builds https:// URLs and mangles the token URL, so the only reliable hook is its `fetch` option.
+ */
+
+/** Base URLs such as `http://127.0.0.1:1234`; undefined means the real Dropbox host. */
+export type DropboxHosts = { api?: string; content?: string; notify?: string };
+
+function baseFor(host: string, hosts: DropboxHosts): string | undefined {
+  switch (host) {
+    case 'api.dropboxapi.com':
+      return hosts.api;
+    case 'content.dropboxapi.com':
+      return hosts.content;
+    case 'notify.dropboxapi.com':
+      return hosts.notify ?? hosts.api;
+    default:
+      return undefined;
+  }
+}
+
+export function rewriteDropboxUrl(url: string, hosts: DropboxHosts): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return url;
+  }
+  if (parsed.protocol !== 'https:') return url;
+  const base = baseFor(parsed.host, hosts);
+  if (base === undefined) return url;
+  return base.replace(/\/+$/, '') + parsed.pathname + parsed.search;
+}
+
+/**
+ * A fetch for `new Dropbox({ fetch })` (and `DropboxAuth`): rewrites the origin and gives every call a
+ * deadline. The timeout signal stays attached to the response, so reading the body is bounded too —
+ * a stalled download fails instead of hanging the sync forever.
+ */
+export function createDropboxFetch(
+  hosts: DropboxHosts,
+  options: { timeoutMs: number; signal?: AbortSignal },
+): typeof fetch {
+  return (input, init) => {
+    const signals: AbortSignal[] = [AbortSignal.timeout(options.timeoutMs)];
+    if (init?.signal) signals.push(init.signal);
+    if (options.signal) signals.push(options.signal);
+    if (input instanceof Request) {
+      if (input.signal) signals.push(input.signal);
+      const request = new Request(rewriteDropboxUrl(input.url, hosts), input);
+      return globalThis.fetch(request, { ...init, signal: AbortSignal.any(signals) });
+    }
+    const url = input instanceof URL ? input.href : input;
+    return globalThis.fetch(rewriteDropboxUrl(url, hosts), { ...init, signal: AbortSignal.any(signals) });
+  };
+}
