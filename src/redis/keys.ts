@@ -28,14 +28,16 @@ export function accountKeys(accountId: string) {
     mailbox: `${tag}:mailbox`,
     /** HASH: the persisted actor snapshot: `snapshot`, `schema`, `version`, `updatedAt`. */
     actor: `${tag}:actor`,
-    /** HASH: listing progress: `cursor` (the committed one), `mode` (continue/full), `pageCursor`. */
+    /** HASH: listing progress: `cursor` (committed), `pageCursor` (listed, not applied), `mode` (continue/full), `resync`, `ignoreRules`. */
     listing: `${tag}:listing`,
-    /** HASH path_lower -> JSON of a listed change not yet applied (last entry per path wins). */
+    /** LIST of listed entries (JSON, Dropbox's order) not yet applied. */
     changes: `${tag}:changes`,
     /** HASH path_lower -> JSON of a queued download. */
     queue: `${tag}:queue`,
     /** HASH path_lower -> JSON of what is on disk (id, rev, content hash, display path, kind). */
     files: `${tag}:files`,
+    /** HASH path_lower -> JSON of a listed file that the ignore rules keep off disk (to un-ignore it later). */
+    ignored: `${tag}:ignored`,
     /** HASH Dropbox file id -> path_lower, to recognise a move by its id. */
     fileIds: `${tag}:file-ids`,
     /** HASH path_lower -> entry id. */

@@ -1,0 +1,178 @@
+import { assign, fromPromise, setup } from 'xstate';
+import { retryDelayMs, type SyncFailure, toSyncFailure } from '../src/sync/sync-failure.js';
+
+/**
+ * The actor of one Dropbox account. It is data: every effect is a named actor whose real
+ * implementation the engine provides (`machine.provide({ actors })`), so tests can provide others.
+ *
+ * Durable by construction:
+ * - no `after` delays (XState does not persist them): the retry deadline is in context and a named
+ *   `waitUntil` actor sleeps until it, so a restored `backoff` resumes with the time that is left;
+ * - every invoke is named in `setup`, so restoring a snapshot recreates its child;
+ * - every state has a way out: each invoke has `onError` leading to `backoff`, and `backoff` always
+ *   ends (the deadline passes, or a RESYNC cuts it short);
+ * - the file lists (changes, download queue) live in Redis, not here: context stays small.
+ */
+
+export type RetryableState = 'fetching' | 'applying' | 'downloading' | 'finishing';
+
+export interface AccountContext {
+  accountId: string;
+  /** Consecutive failures; 0 after any step succeeds. */
+  attempt: number;
+  /** Epoch ms at which `backoff` ends (persisted, so a restart keeps it). */
+  retryAt: number | null;
+  /** Where `backoff` returns to: effects are idempotent, so the failed step simply runs again. */
+  retryState: RetryableState | null;
+  lastError: SyncFailure | null;
+  lastSyncedAt: number | null;
+  /** Completed runs (a run = list, apply, download, finish). */
+  runs: number;
+}
+
+export type AccountEvent = { type: 'WEBHOOK' } | { type: 'RESYNC' };
+
+export interface AccountInput {
+  accountId: string;
+}
+
+export interface StepInput {
+  accountId: string;
+}
+
+export interface FinishOutput {
+  /** `again`: a webhook arrived during the run, list once more; `idle`: the mailbox is empty. */
+  next: 'again' | 'idle';
+  at: number;
+}
+
+function notProvided<TOutput>(name: string) {
+  return fromPromise<TOutput, StepInput>(async () => {
+    throw new Error(`actor ${name} was not provided to the account machine`);
+  });
+}
+
+function failedStep(state: RetryableState) {
+  return { target: 'backoff' as const, actions: { type: 'recordFailure' as const, params: { state } } };
+}
+
+export const accountMachine = setup({
+  types: {
+    context: {} as AccountContext,
+    events: {} as AccountEvent,
+    input: {} as AccountInput,
+  },
+  actors: {
+    listChanges: notProvided<unknown>('listChanges'),
+    applyChanges: notProvided<unknown>('applyChanges'),
+    downloadQueue: notProvided<unknown>('downloadQueue'),
+    finishRun: notProvided<FinishOutput>('finishRun'),
+    waitUntil: fromPromise<void, { until: number }>(async () => {
+      throw new Error('actor waitUntil was not provided to the account machine');
+    }),
+  },
+  guards: {
+    isDirty: ({ event }) => (event as unknown as { output?: FinishOutput }).output?.next === 'again',
+    isRetrying: ({ context }, state: RetryableState) => context.retryState === state,
+  },
+  actions: {
+    stepSucceeded: assign({ attempt: 0, retryState: null, retryAt: null }),
+    recordFailure: assign(({ context, event }, params: { state: RetryableState }) => {
+      const failure = toSyncFailure((event as unknown as { error: unknown }).error);
+      const attempt = context.attempt + 1;
+      return {
+        attempt,
+        lastError: failure,
+        retryState: params.state,
+        retryAt: failure.at + retryDelayMs(attempt, failure),
+      };
+    }),
+    runCompleted: assign(({ context, event }) => ({
+      runs: context.runs + 1,
+      lastSyncedAt: (event as unknown as { output: FinishOutput }).output.at,
+      lastError: null,
+    })),
+  },
+}).createMachine({
+  id: 'account',
+  initial: 'idle',
+  context: ({ input }) => ({
+    accountId: input.accountId,
+    attempt: 0,
+    retryAt: null,
+    retryState: null,
+    lastError: null,
+    lastSyncedAt: null,
+    runs: 0,
+  }),
+  states: {
+    idle: {
+      on: {
+        WEBHOOK: 'fetching',
+        RESYNC: 'fetching',
+      },
+    },
+    fetching: {
+      invoke: {
+        id: 'listChanges',
+        src: 'listChanges',
+        input: ({ context }) => ({ accountId: context.accountId }),
+        onDone: { target: 'applying', actions: 'stepSucceeded' },
+        onError: failedStep('fetching'),
+      },
+    },
+    applying: {
+      invoke: {
+        id: 'applyChanges',
+        src: 'applyChanges',
+        input: ({ context }) => ({ accountId: context.accountId }),
+        onDone: { target: 'downloading', actions: 'stepSucceeded' },
+        onError: failedStep('applying'),
+      },
+    },
+    downloading: {
+      invoke: {
+        id: 'downloadQueue',
+        src: 'downloadQueue',
+        input: ({ context }) => ({ accountId: context.accountId }),
+        onDone: { target: 'finishing', actions: 'stepSucceeded' },
+        onError: failedStep('downloading'),
+      },
+    },
+    finishing: {
+      invoke: {
+        id: 'finishRun',
+        src: 'finishRun',
+        input: ({ context }) => ({ accountId: context.accountId }),
+        onDone: [
+          { guard: 'isDirty', target: 'fetching', actions: ['stepSucceeded', 'runCompleted'] },
+          { target: 'idle', actions: ['stepSucceeded', 'runCompleted'] },
+        ],
+        onError: failedStep('finishing'),
+      },
+    },
+    backoff: {
+      invoke: {
+        id: 'waitUntil',
+        src: 'waitUntil',
+        input: ({ context }) => ({ until: context.retryAt ?? 0 }),
+        onDone: [
+          { guard: { type: 'isRetrying', params: 'applying' }, target: 'applying' },
+          { guard: { type: 'isRetrying', params: 'downloading' }, target: 'downloading' },
+          { guard: { type: 'isRetrying', params: 'finishing' }, target: 'finishing' },
+          { target: 'fetching' },
+        ],
+        // A broken timer must not strand the account: retry the listing, which is always safe.
+        onError: { target: 'fetching' },
+      },
+      on: {
+        // An operator's resync (or a re-link) should not wait out a long backoff.
+        RESYNC: 'fetching',
+      },
+    },
+  },
+});
+
+export type AccountMachine = typeof accountMachine;
+export type AccountStateName = 'idle' | 'fetching' | 'applying' | 'downloading' | 'finishing' | 'backoff';
+export const ACCOUNT_STATES: readonly AccountStateName[] = ['idle', 'fetching', 'applying', 'downloading', 'finishing', 'backoff'];

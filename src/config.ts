@@ -1,0 +1,82 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+/** Invalid configuration: one line that names the variable and says what is expected. */
+export class ConfigError extends Error {
+  constructor(readonly variable: string, detail: string) {
+    super(`invalid configuration: ${variable} ${detail}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().min(1);
+const url = z.string().url().refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL');
+
+const schema = z.object({
+  PORT: port.default(8080),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  REDIS_URL: z.string().url().refine((u) => /^rediss?:\/\//.test(u), 'must be a redis:// or rediss:// URL').optional(),
+  DATA_DIR: z.string().min(1).default('./data'),
+  DROPBOX_APP_KEY: z.string().min(1).optional(),
+  DROPBOX_APP_SECRET: z.string().min(1).optional(),
+  DROPBOX_API_URL: url.optional(),
+  DROPBOX_CONTENT_URL: url.optional(),
+  ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DOWNLOAD_CONCURRENCY: positiveInt.max(256).default(16),
+  ACCOUNT_DOWNLOAD_CONCURRENCY: positiveInt.max(64).default(4),
+  DROPBOX_TIMEOUT_MS: positiveInt.default(30_000),
+  REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(5_000),
+  LIST_PAGE_LIMIT: positiveInt.max(2000).default(2000),
+  SWEEP_INTERVAL_MS: positiveInt.default(30_000),
+});
+
+export interface Config {
+  port: number;
+  host: string;
+  redisUrl: string | undefined;
+  dataDir: string;
+  dropboxAppKey: string | undefined;
+  dropboxAppSecret: string | undefined;
+  dropboxApiUrl: string | undefined;
+  dropboxContentUrl: string | undefined;
+  adminToken: string | undefined;
+  logLevel: string;
+  downloadConcurrency: number;
+  accountDownloadConcurrency: number;
+  dropboxTimeoutMs: number;
+  redisCommandTimeoutMs: number;
+  listPageLimit: number;
+  sweepIntervalMs: number;
+}
+
+/** Reads the environment; empty strings count as unset. Throws ConfigError on the first bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const cleaned = Object.fromEntries(Object.keys(schema.shape).map((key) => [key, env[key] === '' ? undefined : env[key]]));
+  const parsed = schema.safeParse(cleaned);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const variable = String(issue.path[0]);
+    throw new ConfigError(variable, `= ${JSON.stringify(cleaned[variable])}: ${issue.message}`);
+  }
+  const c = parsed.data;
+  return {
+    port: c.PORT,
+    host: c.HOST,
+    redisUrl: c.REDIS_URL,
+    dataDir: resolve(c.DATA_DIR),
+    dropboxAppKey: c.DROPBOX_APP_KEY,
+    dropboxAppSecret: c.DROPBOX_APP_SECRET,
+    dropboxApiUrl: c.DROPBOX_API_URL,
+    dropboxContentUrl: c.DROPBOX_CONTENT_URL,
+    adminToken: c.ADMIN_TOKEN,
+    logLevel: c.LOG_LEVEL,
+    downloadConcurrency: c.DOWNLOAD_CONCURRENCY,
+    accountDownloadConcurrency: c.ACCOUNT_DOWNLOAD_CONCURRENCY,
+    dropboxTimeoutMs: c.DROPBOX_TIMEOUT_MS,
+    redisCommandTimeoutMs: c.REDIS_COMMAND_TIMEOUT_MS,
+    listPageLimit: c.LIST_PAGE_LIMIT,
+    sweepIntervalMs: c.SWEEP_INTERVAL_MS,
+  };
+}

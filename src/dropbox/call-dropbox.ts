@@ -1,0 +1,136 @@
+import type { Dropbox } from 'dropbox';
+import type { DropboxSession } from './dropbox-session.js';
+import { AbortedError, type Clock, sleep } from '../engine/clock.js';
+import { SyncError, type FailureKind } from '../sync/sync-failure.js';
+
+export interface CallOptions {
+  session: DropboxSession;
+  clock: Clock;
+  signal: AbortSignal;
+  /** Attempts per call for 5xx, timeouts and network errors before the step fails. */
+  maxAttempts?: number;
+  /** Base of the in-call exponential backoff. */
+  baseDelayMs?: number;
+  random?: () => number;
+  onRetry?: (info: { attempt: number; waitMs: number; reason: string }) => void;
+}
+
+/** A Dropbox endpoint error (HTTP 409) the caller handles itself: reset, not_found, … */
+export class DropboxEndpointError extends Error {
+  constructor(readonly tag: string, readonly summary: string, readonly body: unknown) {
+    super(`Dropbox endpoint error: ${summary || tag}`);
+    this.name = 'DropboxEndpointError';
+  }
+}
+
+interface ResponseErrorShape {
+  status: number;
+  headers?: { get(name: string): string | null };
+  error?: unknown;
+}
+
+function responseError(error: unknown): ResponseErrorShape | undefined {
+  const e = error as Partial<ResponseErrorShape> | null;
+  return e && typeof e === 'object' && typeof e.status === 'number' ? (e as ResponseErrorShape) : undefined;
+}
+
+function errorTag(body: unknown): string {
+  const inner = (body as { error?: { '.tag'?: unknown } } | null)?.error;
+  return typeof inner?.['.tag'] === 'string' ? inner['.tag'] : '';
+}
+
+/** Retry-After in ms: the header, else the JSON body's retry_after, else 5 s (as the Python SDK). */
+export function retryAfterMs(error: ResponseErrorShape): number {
+  const header = Number(error.headers?.get('retry-after'));
+  if (Number.isFinite(header) && header >= 0 && error.headers?.get('retry-after') !== null) return header * 1000;
+  const body = (error.error as { error?: { retry_after?: unknown } } | null)?.error?.retry_after;
+  return typeof body === 'number' ? body * 1000 : 5_000;
+}
+
+/**
+ * Calls Dropbox through the SDK with the policy the SDK lacks: 429 waits at least Retry-After,
+ * 5xx/408/timeouts/network errors retry with exponential backoff and jitter, a 401
+ * expired_access_token refreshes once, 409 becomes a typed DropboxEndpointError for the caller,
+ * and anything else becomes a SyncError that the actor turns into a persisted backoff.
+ */
+export async function callDropbox<T>(label: string, call: (client: Dropbox) => Promise<T>, options: CallOptions): Promise<T> {
+  const maxAttempts = options.maxAttempts ?? 4;
+  const baseDelayMs = options.baseDelayMs ?? 250;
+  const random = options.random ?? Math.random;
+  let refreshed = false;
+  for (let attempt = 1; ; attempt++) {
+    if (options.signal.aborted) throw new AbortedError();
+    let failure: { kind: FailureKind; message: string; waitMs: number; retryAfterMs?: number; retry: boolean };
+    try {
+      return await call(await options.session.client(options.signal));
+    } catch (error) {
+      if (options.signal.aborted) throw new AbortedError();
+      const response = responseError(error);
+      if (response?.status === 409) throw new DropboxEndpointError(errorTag(response.error), summary(response.error), response.error);
+      if (response?.status === 401) {
+        if (errorTag(response.error) === 'expired_access_token' && options.session.canRefresh && !refreshed) {
+          refreshed = true;
+          await options.session.refresh().catch((refreshError: unknown) => {
+            throw fail(options, 'auth', `${label}: token refresh failed: ${describe(refreshError)}`);
+          });
+          attempt--;
+          continue;
+        }
+        throw fail(options, 'auth', `${label}: Dropbox refused the token (${errorTag(response.error) || 401}); re-link the account`);
+      }
+      if (response?.status === 400 && isInvalidGrant(response.error)) {
+        throw fail(options, 'auth', `${label}: the refresh token was revoked; re-link the account`);
+      }
+      if (response?.status === 429) {
+        const wait = retryAfterMs(response);
+        failure = { kind: 'rate_limited', message: `${label}: rate limited, retry after ${wait} ms`, waitMs: wait, retryAfterMs: wait, retry: true };
+      } else if (response && (response.status >= 500 || response.status === 408)) {
+        failure = { kind: 'dropbox_unavailable', message: `${label}: Dropbox answered ${response.status}`, waitMs: backoff(attempt, baseDelayMs, random), retry: true };
+      } else if (response) {
+        throw fail(options, 'internal', `${label}: Dropbox answered ${response.status}: ${summary(response.error)}`);
+      } else if (isTransient(error)) {
+        failure = { kind: 'dropbox_unavailable', message: `${label}: ${describe(error)}`, waitMs: backoff(attempt, baseDelayMs, random), retry: true };
+      } else {
+        throw error;
+      }
+    }
+    if (attempt >= maxAttempts) throw fail(options, failure.kind, failure.message, failure.retryAfterMs);
+    options.onRetry?.({ attempt, waitMs: failure.waitMs, reason: failure.message });
+    await sleep(options.clock, failure.waitMs, options.signal);
+  }
+}
+
+function backoff(attempt: number, baseMs: number, random: () => number): number {
+  const exponential = baseMs * 2 ** (attempt - 1);
+  return Math.round(exponential / 2 + (exponential / 2) * random());
+}
+
+function fail(options: CallOptions, kind: FailureKind, message: string, retryAfterMs?: number): SyncError {
+  return new SyncError({ kind, message, at: options.clock.now(), jitter: (options.random ?? Math.random)(), ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
+}
+
+function summary(body: unknown): string {
+  if (typeof body === 'string') return body.slice(0, 200);
+  const s = (body as { error_summary?: unknown } | null)?.error_summary;
+  return typeof s === 'string' ? s : JSON.stringify(body)?.slice(0, 200) ?? '';
+}
+
+function isInvalidGrant(body: unknown): boolean {
+  return (body as { error?: unknown } | null)?.error === 'invalid_grant';
+}
+
+/** Timeouts (our AbortSignal.timeout), dropped connections and refused connections are worth retrying. */
+function isTransient(error: unknown): boolean {
+  const e = error as { name?: string; message?: string; cause?: { code?: string } } | null;
+  if (!e) return false;
+  if (e.name === 'TimeoutError' || e.name === 'AbortError') return true;
+  if (e.name === 'TypeError' && /fetch failed|terminated|network/i.test(e.message ?? '')) return true;
+  if (typeof e.cause?.code === 'string') return true;
+  return /ECONNRESET|ECONNREFUSED|socket hang up|terminated|premature close/i.test(e.message ?? '');
+}
+
+function describe(error: unknown): string {
+  const e = error as { message?: string; cause?: { code?: string; message?: string } } | null;
+  const cause = e?.cause?.code ?? e?.cause?.message;
+  return `${e?.message ?? String(error)}${cause ? ` (${cause})` : ''}`;
+}

@@ -1,0 +1,57 @@
+import { Dropbox, DropboxAuth } from 'dropbox';
+import { createDropboxFetch, type DropboxHosts } from './origin-rewrite.js';
+
+export interface DropboxCredentials {
+  accessToken?: string;
+  refreshToken?: string;
+}
+
+export interface DropboxAppSettings {
+  appKey?: string;
+  appSecret?: string;
+  hosts: DropboxHosts;
+  /** Deadline of one HTTP call, body included. */
+  callTimeoutMs: number;
+}
+
+/**
+ * One account's authenticated access to Dropbox through the official SDK. Token refreshes are
+ * single-flight (the SDK would send one per concurrent call) and happen ahead of expiry, or once
+ * after a 401 `expired_access_token` (the SDK does not do that itself).
+ */
+export class DropboxSession {
+  private readonly auth: DropboxAuth;
+  private refreshing: Promise<void> | undefined;
+
+  constructor(readonly credentials: DropboxCredentials, private readonly app: DropboxAppSettings) {
+    this.auth = new DropboxAuth({
+      accessToken: credentials.accessToken,
+      refreshToken: credentials.refreshToken,
+      clientId: app.appKey,
+      clientSecret: app.appSecret,
+      fetch: createDropboxFetch(app.hosts, { timeoutMs: app.callTimeoutMs }),
+    });
+  }
+
+  get canRefresh(): boolean {
+    return Boolean(this.credentials.refreshToken && this.app.appKey);
+  }
+
+  /** A client whose calls all abort with `signal` (the actor leaving its state) or their deadline. */
+  async client(signal: AbortSignal): Promise<Dropbox> {
+    if (this.canRefresh) await this.singleFlight(() => this.auth.checkAndRefreshAccessToken());
+    return new Dropbox({ auth: this.auth, fetch: createDropboxFetch(this.app.hosts, { timeoutMs: this.app.callTimeoutMs, signal }) });
+  }
+
+  /** After a 401 expired_access_token: refresh once (merged with any refresh already running). */
+  async refresh(): Promise<void> {
+    await this.singleFlight(() => this.auth.refreshAccessToken());
+  }
+
+  private singleFlight(run: () => Promise<void>): Promise<void> {
+    this.refreshing ??= run().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+}

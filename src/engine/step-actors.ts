@@ -1,0 +1,51 @@
+import { fromPromise } from 'xstate';
+import type { FinishOutput, StepInput } from '../../machines/account.machine.js';
+import { applyChanges } from '../sync/apply-changes.js';
+import { downloadQueue } from '../sync/download-queue.js';
+import { listChanges } from '../sync/list-changes.js';
+import type { SyncDeps } from '../sync/sync-deps.js';
+import { SyncError, type FailureKind } from '../sync/sync-failure.js';
+import { sleep } from './clock.js';
+
+/**
+ * The real implementations of the machine's named actors. Each one turns whatever it failed with
+ * into a SyncError stamped with the engine's clock, which the machine turns into a persisted
+ * backoff deadline.
+ */
+export function createStepActors(deps: SyncDeps) {
+  const step = <T>(name: string, run: (input: StepInput, signal: AbortSignal) => Promise<T>) =>
+    fromPromise<T, StepInput>(async ({ input, signal }) => {
+      try {
+        return await run(input, signal);
+      } catch (error) {
+        const failure = classify(error, deps);
+        if (failure.failure.kind === 'internal' && !signal.aborted) {
+          deps.log.error({ accountId: input.accountId, step: name, err: error }, 'step failed unexpectedly');
+        } else if (!signal.aborted) {
+          deps.log.warn({ accountId: input.accountId, step: name, kind: failure.failure.kind, message: failure.message }, 'step failed');
+        }
+        throw failure;
+      }
+    });
+
+  return {
+    listChanges: step<unknown>('listChanges', (input, signal) => listChanges(input.accountId, signal, deps)),
+    applyChanges: step<unknown>('applyChanges', (input) => applyChanges(input.accountId, deps)),
+    downloadQueue: step<unknown>('downloadQueue', (input, signal) => downloadQueue(input.accountId, signal, deps)),
+    finishRun: step<FinishOutput>('finishRun', async (input): Promise<FinishOutput> => ({ next: await deps.mailbox.finishRun(input.accountId), at: deps.clock.now() })),
+    waitUntil: fromPromise<void, { until: number }>(({ input, signal }) => sleep(deps.clock, input.until - deps.clock.now(), signal)),
+  };
+}
+
+const REDIS_ERROR = /Connection is closed|Command timed out|Stream isn't writeable|ECONNREFUSED|ECONNRESET|MaxRetriesPerRequest|READONLY|LOADING|CLUSTERDOWN|NOSCRIPT/;
+const FS_CODES = new Set(['EACCES', 'EPERM', 'ENOSPC', 'EROFS', 'EDQUOT', 'EIO', 'ENOTDIR', 'EISDIR', 'EEXIST', 'EMFILE', 'ENAMETOOLONG', 'ENOENT']);
+
+function classify(error: unknown, deps: SyncDeps): SyncError {
+  if (error instanceof SyncError) return error;
+  const e = error as { message?: string; code?: string; name?: string } | null;
+  const message = e?.message ?? String(error);
+  let kind: FailureKind = 'internal';
+  if (REDIS_ERROR.test(message) || e?.name === 'ReplyError' || e?.name === 'MaxRetriesPerRequestError') kind = 'redis';
+  else if (e?.code && FS_CODES.has(e.code)) kind = 'filesystem';
+  return new SyncError({ kind, message, at: deps.clock.now(), jitter: deps.random() }, { cause: error });
+}

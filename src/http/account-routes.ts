@@ -1,0 +1,70 @@
+import { Hono } from 'hono';
+import { z } from 'zod';
+import { credentialsSchema } from '../accounts/account-store.js';
+import type { Engine } from '../engine/engine.js';
+import { isValidAccountId } from '../redis/keys.js';
+import { createIgnoreRule, InvalidIgnorePatternError } from '../sync/paths.js';
+
+const linkSchema = z.intersection(credentialsSchema, z.object({ ignore: z.array(z.string().min(1).max(500)).max(200).optional() }));
+
+/** The account API (behind the admin token): link, unlink, status, entries, resync. */
+export function accountRoutes(engine: Engine): Hono {
+  const routes = new Hono();
+
+  routes.use('/:accountId/*', async (c, next) => {
+    if (!isValidAccountId(c.req.param('accountId'))) return c.json({ error: 'invalid_account_id', message: 'account ids are 1-128 characters of A-Z a-z 0-9 : _ . -' }, 400);
+    await next();
+  });
+  routes.use('/:accountId', async (c, next) => {
+    if (!isValidAccountId(c.req.param('accountId'))) return c.json({ error: 'invalid_account_id', message: 'account ids are 1-128 characters of A-Z a-z 0-9 : _ . -' }, 400);
+    await next();
+  });
+
+  routes.put('/:accountId', async (c) => {
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return c.json({ error: 'invalid_json', message: 'send a JSON body like {"accessToken": "..."} or {"refreshToken": "..."}' }, 400);
+    }
+    const parsed = linkSchema.safeParse(body);
+    if (!parsed.success) return c.json({ error: 'invalid_body', message: parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ') }, 400);
+    const { accessToken, refreshToken, ignore = [] } = parsed.data;
+    try {
+      createIgnoreRule(ignore);
+    } catch (error) {
+      if (error instanceof InvalidIgnorePatternError) return c.json({ error: 'invalid_ignore', message: error.message }, 400);
+      throw error;
+    }
+    const accountId = c.req.param('accountId');
+    await engine.link(accountId, { ...(accessToken ? { accessToken } : {}), ...(refreshToken ? { refreshToken } : {}) }, ignore);
+    return c.json(await engine.status(accountId), 200);
+  });
+
+  routes.delete('/:accountId', async (c) => {
+    const existed = await engine.unlink(c.req.param('accountId'));
+    return existed ? c.body(null, 204) : notLinked(c.req.param('accountId'));
+  });
+
+  routes.get('/:accountId', async (c) => {
+    const status = await engine.status(c.req.param('accountId'));
+    return status ? c.json(status) : notLinked(c.req.param('accountId'));
+  });
+
+  routes.get('/:accountId/entries', async (c) => {
+    const accountId = c.req.param('accountId');
+    if (!(await engine.accounts.get(accountId))) return notLinked(accountId);
+    return c.json({ entries: await engine.entries.list(accountId) });
+  });
+
+  routes.post('/:accountId/resync', async (c) => {
+    const accountId = c.req.param('accountId');
+    return (await engine.resync(accountId)) ? c.json({ accountId, resync: 'requested' }, 202) : notLinked(accountId);
+  });
+
+  return routes;
+}
+
+function notLinked(accountId: string): Response {
+  return Response.json({ error: 'not_linked', message: `account ${accountId} is not linked; PUT /accounts/${accountId} first` }, { status: 404 });
+}

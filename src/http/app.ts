@@ -1,0 +1,31 @@
+import { Hono } from 'hono';
+import type { Engine } from '../engine/engine.js';
+import type { Logger } from '../logger.js';
+import type { RedisClient } from '../redis/scripts.js';
+import { accountRoutes } from './account-routes.js';
+import { requireAdmin } from './admin-auth.js';
+import { healthRoutes } from './health-routes.js';
+import { webhookRoutes } from './webhook-routes.js';
+
+export interface AppOptions {
+  engine: Engine;
+  redis: RedisClient;
+  appSecret: string;
+  adminToken: string;
+  log: Logger;
+  draining?: () => boolean;
+}
+
+/** Wires routes to handlers; nothing else lives here. */
+export function createApp(options: AppOptions): Hono {
+  const app = new Hono();
+  app.route('/', healthRoutes(options.redis));
+  app.route('/webhooks/dropbox', webhookRoutes(options));
+  app.use('/accounts/*', requireAdmin(options.adminToken));
+  app.route('/accounts', accountRoutes(options.engine));
+  app.onError((error, c) => {
+    options.log.error({ err: error, path: c.req.path }, 'request failed');
+    return c.json({ error: 'internal', message: 'the request failed; see the server log' }, 500);
+  });
+  return app;
+}

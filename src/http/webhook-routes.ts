@@ -1,0 +1,61 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { Engine } from '../engine/engine.js';
+import type { Logger } from '../logger.js';
+import { isValidWebhookSignature, webhookAccounts } from './webhook-signature.js';
+
+export const MAX_WEBHOOK_BYTES = 1024 * 1024;
+
+export interface WebhookRouteOptions {
+  engine: Engine;
+  appSecret: string;
+  log: Logger;
+  /** True while shutting down: Dropbox should retry elsewhere or later. */
+  draining?: () => boolean;
+}
+
+/** Dropbox webhooks: the verification challenge, and signed notifications. */
+export function webhookRoutes(options: WebhookRouteOptions): Hono {
+  const routes = new Hono();
+  const { engine, appSecret, log } = options;
+
+  routes.get('/', (c) => {
+    const challenge = c.req.query('challenge');
+    if (challenge === undefined) return c.text('missing challenge', 400);
+    c.header('X-Content-Type-Options', 'nosniff');
+    return c.body(challenge, 200, { 'Content-Type': 'text/plain' });
+  });
+
+  routes.post(
+    '/',
+    bodyLimit({ maxSize: MAX_WEBHOOK_BYTES, onError: (c) => c.text('payload too large', 413) }),
+    async (c) => {
+      if (options.draining?.()) return c.text('shutting down', 503);
+      const body = new Uint8Array(await c.req.arrayBuffer());
+      if (!isValidWebhookSignature(body, c.req.header('X-Dropbox-Signature'), appSecret)) {
+        log.warn({ bytes: body.length }, 'webhook refused: bad signature');
+        return c.text('invalid signature', 403);
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
+      } catch {
+        return c.text('body is not JSON', 400);
+      }
+      const accounts = webhookAccounts(parsed);
+      if (accounts === null) return c.text('list_folder.accounts must be an array of strings', 400);
+      let outcomes;
+      try {
+        outcomes = await engine.notify(accounts);
+      } catch (error) {
+        log.error({ err: (error as Error).message, accounts: accounts.length }, 'webhook not recorded: Redis unavailable');
+        return c.text('temporarily unavailable', 503);
+      }
+      for (const [accountId, outcome] of Object.entries(outcomes)) {
+        if (outcome === 'unknown' || outcome === 'invalid') log.info({ accountId, outcome }, 'webhook for an account that is not linked');
+      }
+      return c.text('', 200);
+    },
+  );
+  return routes;
+}

@@ -1,0 +1,22 @@
+-- keys: 6
+-- The end of `applying`: the plan's effects on the local index, the new downloads, and the cursor,
+-- all in one step. Until it runs, a restart re-applies the same changes (every local effect is
+-- idempotent); after it, they are gone and the committed cursor moves on.
+-- KEYS[1] listing, KEYS[2] changes (list), KEYS[3] queue, KEYS[4] files, KEYS[5] file ids, KEYS[6] ignored
+-- ARGV[1] the pageCursor the plan covered, ARGV[2] how many changes it consumed,
+-- ARGV[3] JSON { queue, files, fileIds, ignored }, each { set: [[field, value], ...], del: [field, ...] },
+-- ARGV[4] the ignore rules the plan used.
+if redis.call('HGET', KEYS[1], 'pageCursor') ~= ARGV[1] then return 0 end
+local ops = cjson.decode(ARGV[3])
+local targets = { queue = KEYS[3], files = KEYS[4], fileIds = KEYS[5], ignored = KEYS[6] }
+for name, key in pairs(targets) do
+  local op = ops[name]
+  if op then
+    for _, field in ipairs(op.del or {}) do redis.call('HDEL', key, field) end
+    for _, pair in ipairs(op.set or {}) do redis.call('HSET', key, pair[1], pair[2]) end
+  end
+end
+redis.call('LTRIM', KEYS[2], tonumber(ARGV[2]), -1)
+redis.call('HSET', KEYS[1], 'cursor', ARGV[1], 'mode', 'continue', 'ignoreRules', ARGV[4])
+redis.call('HDEL', KEYS[1], 'pageCursor')
+return 1

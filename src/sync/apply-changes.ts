@@ -1,0 +1,146 @@
+import { mkdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { buildEntry, isPostPath } from '../entries/build-entry.js';
+import { createIgnoreRule, localPathFor, UnsafePathError } from './paths.js';
+import { planChanges, type Plan, type PlannedMove } from './plan-changes.js';
+import { mirrorFolder, stagingFolder, type SyncDeps } from './sync-deps.js';
+import { mtimeFor } from './write-file.js';
+
+export interface ApplyOutput {
+  removed: number;
+  moved: number;
+  folders: number;
+  queued: number;
+  refused: number;
+}
+
+/**
+ * `applying`: the instant changes (deletions, moves, folders, ignore/un-ignore) happen on disk and
+ * in the entry store at once; downloads are queued; then one script commits all of it with the
+ * cursor. Every local effect is idempotent, so a restart before the commit simply applies the same
+ * batch again.
+ */
+export async function applyChanges(accountId: string, deps: SyncDeps): Promise<ApplyOutput> {
+  const log = deps.log.child({ accountId, step: 'applying' });
+  const [batch, index, account] = await Promise.all([
+    deps.store.loadBatch(accountId),
+    deps.store.loadIndex(accountId),
+    deps.accounts.get(accountId),
+  ]);
+  const empty = { removed: 0, moved: 0, folders: 0, queued: 0, refused: 0 };
+  if (!batch.pageCursor) return empty; // already committed (a replay after a restart)
+  const patterns = account?.ignore ?? [];
+  const rules = JSON.stringify(patterns);
+  const root = mirrorFolder(deps.dataDir, accountId);
+  const plan = planChanges({
+    entries: batch.entries,
+    ...index,
+    isIgnored: createIgnoreRule(patterns),
+    unsafeReason: (path) => {
+      try {
+        localPathFor(root, path);
+        return null;
+      } catch (error) {
+        if (error instanceof UnsafePathError) return error.reason;
+        throw error;
+      }
+    },
+    full: batch.mode === 'full',
+    rulesChanged: batch.ignoreRules !== null && batch.ignoreRules !== rules,
+  });
+  for (const refused of plan.refused) log.warn(refused, 'refused a Dropbox path');
+
+  await mkdir(root, { recursive: true });
+  const staging = stagingFolder(deps.dataDir, accountId);
+  const staged = await stageMoves(plan.moves, root, staging);
+  for (const path of plan.removals) {
+    const record = index.files.get(path);
+    const display = record?.pathDisplay ?? batch.entries.find((e) => e.pathLower === path)?.pathDisplay;
+    const local = display ? safeLocalPath(root, display) : null;
+    if (local) await rm(local, { recursive: true, force: true });
+    await deps.entries.drop(accountId, path);
+    await deps.entries.dropUnder(accountId, path);
+  }
+  for (const folder of plan.folders) await mkdir(localPathFor(root, folder.pathDisplay), { recursive: true });
+  for (const move of staged) await finishMove(move, root, staging, deps, accountId);
+  const lost = plan.moves.filter((move) => !staged.includes(move));
+  if (lost.length) patchLostMoves(plan, lost);
+
+  await deps.store.commitPlan(accountId, batch.pageCursor, batch.entries.length, plan.index, rules);
+  const output = { removed: plan.removals.length, moved: staged.length, folders: plan.folders.length, queued: plan.index.queue.set.length, refused: plan.refused.length };
+  log.info(output, 'applied');
+  return output;
+}
+
+const stagedName = (move: PlannedMove) => encodeURIComponent(move.to.id);
+
+/**
+ * Moves go through a staging folder: the source leaves before the removals run (a moved file's old
+ * folder is usually deleted in the same batch) and arrives after them (its new folder may have
+ * been deleted and re-created). Replays find the file already staged, or already arrived.
+ */
+async function stageMoves(moves: PlannedMove[], root: string, staging: string): Promise<PlannedMove[]> {
+  const ready: PlannedMove[] = [];
+  if (moves.length) await mkdir(staging, { recursive: true });
+  for (const move of moves) {
+    const source = localPathFor(root, move.from.pathDisplay);
+    const parked = join(staging, stagedName(move));
+    if (await isFile(parked)) { ready.push(move); continue; }
+    if (await isFile(source)) {
+      await rename(source, parked);
+      ready.push(move);
+      continue;
+    }
+    if (!move.download && (await isFile(localPathFor(root, move.to.pathDisplay)))) ready.push(move); // arrived before a crash
+  }
+  return ready;
+}
+
+async function finishMove(move: PlannedMove, root: string, staging: string, deps: SyncDeps, accountId: string): Promise<void> {
+  const target = localPathFor(root, move.to.pathDisplay);
+  const parked = join(staging, stagedName(move));
+  if (await isFile(parked)) {
+    await mkdir(dirname(target), { recursive: true });
+    await rename(parked, target);
+    const mtime = mtimeFor(move.to.clientModified, deps.clock.now());
+    await utimes(target, mtime, mtime);
+  }
+  const wasPost = isPostPath(move.from.pathLower);
+  const isPost = isPostPath(move.to.pathLower);
+  if (wasPost && isPost) {
+    await deps.entries.rename(accountId, move.from.pathLower, { pathLower: move.to.pathLower, path: move.to.pathDisplay });
+  } else if (wasPost) {
+    await deps.entries.drop(accountId, move.from.pathLower);
+  }
+  if (isPost && !wasPost && !move.download) {
+    const { title, html } = buildEntry({ path: move.to.pathDisplay, content: await readFile(target, 'utf8') });
+    await deps.entries.set(accountId, { pathLower: move.to.pathLower, path: move.to.pathDisplay, title, html, updated: Date.parse(move.to.serverModified) }, { now: deps.clock.now() });
+  }
+}
+
+/** A move whose source vanished (deleted by hand, say) becomes a plain download. */
+function patchLostMoves(plan: Plan, lost: PlannedMove[]): void {
+  for (const move of lost) {
+    if (move.download) continue;
+    plan.index.files.set = plan.index.files.set.filter(([path]) => path !== move.to.pathLower);
+    plan.index.fileIds.set = plan.index.fileIds.set.filter(([id]) => id !== move.to.id);
+    plan.index.queue.set.push([move.to.pathLower, move.to]);
+  }
+}
+
+function safeLocalPath(root: string, display: string): string | null {
+  try {
+    return localPathFor(root, display);
+  } catch (error) {
+    if (error instanceof UnsafePathError) return null; // never written, so nothing to remove
+    throw error;
+  }
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
+}

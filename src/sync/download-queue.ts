@@ -1,0 +1,116 @@
+import { readFile, stat, utimes } from 'node:fs/promises';
+import { callDropbox, DropboxEndpointError } from '../dropbox/call-dropbox.js';
+import { contentHash, hashFile } from '../dropbox/content-hash.js';
+import { buildEntry, isPostPath } from '../entries/build-entry.js';
+import { forEachBounded } from '../engine/semaphore.js';
+import { localPathFor, UnsafePathError } from './paths.js';
+import type { DownloadItem } from './records.js';
+import { mirrorFolder, type SyncDeps } from './sync-deps.js';
+import { SyncError } from './sync-failure.js';
+import { mtimeFor, writeFileAtomically } from './write-file.js';
+
+export interface DownloadOutput {
+  downloaded: number;
+  unchanged: number;
+  dropped: number;
+  bytes: number;
+}
+
+type Outcome = 'downloaded' | 'unchanged' | 'dropped';
+
+/** Bytes that do not match content_hash are fetched again this many times before the step fails. */
+const HASH_ATTEMPTS = 3;
+
+/**
+ * `downloading`: works through the persisted queue with bounded concurrency (per account, and per
+ * process through the shared slots). An item leaves the queue only after its file is on disk and
+ * its entry is set; a failed item stays queued and the step fails after the others finish, so the
+ * actor backs off and retries just what is left.
+ */
+export async function downloadQueue(accountId: string, signal: AbortSignal, deps: SyncDeps): Promise<DownloadOutput> {
+  const log = deps.log.child({ accountId, step: 'downloading' });
+  const items = await deps.store.queued(accountId);
+  const output: DownloadOutput = { downloaded: 0, unchanged: 0, dropped: 0, bytes: 0 };
+  if (!items.length) return output;
+  const session = await deps.session(accountId);
+  const root = mirrorFolder(deps.dataDir, accountId);
+
+  const results = await forEachBounded(items, deps.downloadsPerAccount, (item) =>
+    deps.downloadSlots.run(async () => {
+      if (signal.aborted) throw new SyncError({ kind: 'internal', message: 'stopped', at: deps.clock.now(), jitter: deps.random() });
+      const outcome = await downloadOne(item);
+      output[outcome]++;
+      if (outcome === 'downloaded') output.bytes += item.size;
+    }),
+  );
+  const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  log.info({ ...output, failed: failures.length, queued: items.length }, 'downloads done');
+  if (failures.length) throw failures[0]!.reason;
+  return output;
+
+  async function downloadOne(item: DownloadItem): Promise<Outcome> {
+    let target: string;
+    try {
+      target = localPathFor(root, item.pathDisplay);
+    } catch (error) {
+      if (!(error instanceof UnsafePathError)) throw error;
+      log.warn({ path: item.pathDisplay, reason: error.reason }, 'refused a Dropbox path');
+      await deps.store.dropQueued(accountId, item);
+      return 'dropped';
+    }
+    if (await sameBytesOnDisk(target, item)) {
+      const mtime = mtimeFor(item.clientModified, deps.clock.now());
+      await utimes(target, mtime, mtime);
+      await setEntry(item, await readFile(target));
+      await deps.store.completeDownload(accountId, item);
+      return 'unchanged';
+    }
+    for (let attempt = 1; ; attempt++) {
+      let bytes: Buffer;
+      try {
+        const response = await callDropbox(
+          'files/download',
+          (client) => client.filesDownload({ path: `rev:${item.rev}` }),
+          { session, clock: deps.clock, signal, random: deps.random, maxAttempts: deps.maxAttemptsPerCall, baseDelayMs: deps.retryBaseDelayMs },
+        );
+        bytes = (response.result as unknown as { fileBinary: Buffer }).fileBinary;
+      } catch (error) {
+        if (error instanceof DropboxEndpointError) {
+          // The revision is gone (deleted or overwritten since listing): the next listing says what is there now.
+          log.info({ path: item.pathDisplay, tag: error.tag }, 'queued file no longer downloadable; dropped');
+          await deps.store.dropQueued(accountId, item);
+          return 'dropped';
+        }
+        throw error;
+      }
+      if (contentHash(bytes) !== item.contentHash) {
+        log.warn({ path: item.pathDisplay, attempt }, 'downloaded bytes do not match content_hash');
+        if (attempt < HASH_ATTEMPTS) continue;
+        throw new SyncError({ kind: 'content_mismatch', message: `download of ${item.pathDisplay} did not match its content_hash ${HASH_ATTEMPTS} times`, at: deps.clock.now(), jitter: deps.random() });
+      }
+      const current = await deps.store.queuedItem(accountId, item.pathLower);
+      if (current && current.rev !== item.rev) return 'dropped'; // superseded: never overwrite the newer file
+      await writeFileAtomically(target, bytes, mtimeFor(item.clientModified, deps.clock.now()));
+      await setEntry(item, bytes);
+      await deps.store.completeDownload(accountId, item);
+      return 'downloaded';
+    }
+  }
+
+  async function setEntry(item: DownloadItem, bytes: Buffer): Promise<void> {
+    if (!isPostPath(item.pathLower)) return;
+    const { title, html } = buildEntry({ path: item.pathDisplay, content: bytes.toString('utf8') });
+    await deps.entries.set(accountId, { pathLower: item.pathLower, path: item.pathDisplay, title, html, updated: Date.parse(item.serverModified) }, { now: deps.clock.now() });
+  }
+}
+
+/** The file on disk already has the listed content (a reset, a replay): no download needed. */
+async function sameBytesOnDisk(target: string, item: DownloadItem): Promise<boolean> {
+  try {
+    const info = await stat(target);
+    if (!info.isFile() || info.size !== item.size) return false;
+  } catch {
+    return false;
+  }
+  return (await hashFile(target)) === item.contentHash;
+}

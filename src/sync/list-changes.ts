@@ -1,0 +1,63 @@
+import { callDropbox, DropboxEndpointError } from '../dropbox/call-dropbox.js';
+import type { SyncDeps } from './sync-deps.js';
+import { fromDropboxMetadata, MalformedEntryError, type ListedEntry } from './records.js';
+import { SyncError } from './sync-failure.js';
+
+export interface ListOutput {
+  mode: 'continue' | 'full';
+  pages: number;
+  entries: number;
+}
+
+/**
+ * `fetching`: page through list_folder (first sync, reset) or list_folder/continue, saving each
+ * page's entries and cursor in one step the moment it arrives. A 409 from continue (reset, or the
+ * cursor's folder gone) drops the cursor and lists everything again; the apply step reconciles.
+ */
+export async function listChanges(accountId: string, signal: AbortSignal, deps: SyncDeps): Promise<ListOutput> {
+  const log = deps.log.child({ accountId, step: 'fetching' });
+  const session = await deps.session(accountId);
+  const call = { session, clock: deps.clock, signal, random: deps.random, maxAttempts: deps.maxAttemptsPerCall, baseDelayMs: deps.retryBaseDelayMs,
+    onRetry: (info: { attempt: number; waitMs: number; reason: string }) => log.warn(info, 'dropbox call retried') };
+  let { mode, from } = await deps.store.beginListing(accountId);
+  let pages = 0;
+  let total = 0;
+  let resets = 0;
+  for (;;) {
+    let page: { entries: unknown[]; cursor: string; has_more: boolean };
+    try {
+      page = from === ''
+        ? (await callDropbox('files/list_folder', (c) => c.filesListFolder({ path: '', recursive: true, include_non_downloadable_files: false, limit: deps.pageLimit }), call)).result
+        : (await callDropbox('files/list_folder/continue', (c) => c.filesListFolderContinue({ cursor: from }), call)).result;
+    } catch (error) {
+      if (error instanceof DropboxEndpointError && from !== '' && resets < 3) {
+        resets++;
+        log.warn({ tag: error.tag }, 'cursor no longer valid: listing everything again');
+        await deps.store.resetListing(accountId);
+        ({ mode, from } = await deps.store.beginListing(accountId));
+        continue;
+      }
+      if (error instanceof DropboxEndpointError) {
+        throw new SyncError({ kind: 'dropbox_unavailable', message: `list_folder failed: ${error.message}`, at: deps.clock.now(), jitter: deps.random() });
+      }
+      throw error;
+    }
+    const entries: ListedEntry[] = [];
+    for (const raw of page.entries) {
+      try {
+        entries.push(fromDropboxMetadata(raw as Parameters<typeof fromDropboxMetadata>[0]));
+      } catch (error) {
+        if (!(error instanceof MalformedEntryError)) throw error;
+        log.warn({ err: error.message }, 'skipped a list entry');
+      }
+    }
+    await deps.store.savePage(accountId, from, page.cursor, entries);
+    pages++;
+    total += entries.length;
+    from = page.cursor;
+    if (!page.has_more) {
+      log.info({ mode, pages, entries: total }, 'listed');
+      return { mode, pages, entries: total };
+    }
+  }
+}

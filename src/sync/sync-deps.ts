@@ -1,0 +1,40 @@
+import { join } from 'node:path';
+import type { AccountStore } from '../accounts/account-store.js';
+import type { DropboxSession } from '../dropbox/dropbox-session.js';
+import type { EntryStore } from '../entries/entry-store.js';
+import type { Clock } from '../engine/clock.js';
+import type { Semaphore } from '../engine/semaphore.js';
+import type { Logger } from '../logger.js';
+import type { Mailbox } from '../mailbox/mailbox.js';
+import type { SyncStore } from './sync-store.js';
+
+/** Everything the sync steps need; the engine builds one, tests build their own. */
+export interface SyncDeps {
+  store: SyncStore;
+  entries: EntryStore;
+  accounts: AccountStore;
+  mailbox: Mailbox;
+  session: (accountId: string) => Promise<DropboxSession>;
+  clock: Clock;
+  log: Logger;
+  /** Mirrors live in `<dataDir>/mirrors/<accountId>`. */
+  dataDir: string;
+  /** Shared by every account of the process. */
+  downloadSlots: Semaphore;
+  downloadsPerAccount: number;
+  /** `limit` for list_folder (Dropbox: 1..2000). */
+  pageLimit: number;
+  random: () => number;
+  /** In-call retries before a step fails into the actor's persisted backoff. */
+  maxAttemptsPerCall: number;
+  retryBaseDelayMs: number;
+}
+
+export function mirrorFolder(dataDir: string, accountId: string): string {
+  return join(dataDir, 'mirrors', accountId);
+}
+
+/** Outside the mirror (so the mirror stays an exact copy) but on the same file system (rename). */
+export function stagingFolder(dataDir: string, accountId: string): string {
+  return join(dataDir, 'staging', accountId);
+}

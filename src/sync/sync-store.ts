@@ -1,0 +1,137 @@
+import { accountKeys } from '../redis/keys.js';
+import { runScript, type RedisClient } from '../redis/scripts.js';
+import type { FieldOps, Plan } from './plan-changes.js';
+import type { DownloadItem, ListedEntry, LocalRecord } from './records.js';
+
+export type ListingMode = 'continue' | 'full';
+
+export interface ListingStart {
+  mode: ListingMode;
+  /** '' means list_folder from scratch; otherwise list_folder/continue from this cursor. */
+  from: string;
+}
+
+export interface PendingBatch {
+  entries: ListedEntry[];
+  pageCursor: string | null;
+  mode: ListingMode;
+  ignoreRules: string | null;
+}
+
+export interface LocalIndex {
+  files: Map<string, LocalRecord>;
+  fileIds: Map<string, string>;
+  ignored: Map<string, DownloadItem>;
+  queue: Map<string, DownloadItem>;
+}
+
+/**
+ * The durable sync state of an account (listing progress, unapplied changes, download queue, the
+ * index of what is on disk). Each mutation is one Lua script, so a crash leaves either the state
+ * before a step or after it, never half.
+ */
+export class SyncStore {
+  constructor(private readonly redis: RedisClient) {}
+
+  async beginListing(accountId: string): Promise<ListingStart> {
+    const k = accountKeys(accountId);
+    const [mode, from] = await runScript<[string, string]>(this.redis, 'listingBegin', [k.mailbox, k.listing, k.changes]);
+    return { mode: mode === 'full' ? 'full' : 'continue', from };
+  }
+
+  /** Saves one page; false when the page was already saved (a replay), which is harmless. */
+  async savePage(accountId: string, from: string, cursor: string, entries: readonly ListedEntry[]): Promise<boolean> {
+    const k = accountKeys(accountId);
+    const saved = await runScript<number>(this.redis, 'listingSavePage', [k.listing, k.changes], [from, cursor, ...entries.map((e) => JSON.stringify(e))]);
+    return saved === 1;
+  }
+
+  async resetListing(accountId: string): Promise<void> {
+    const k = accountKeys(accountId);
+    await runScript(this.redis, 'listingReset', [k.listing, k.changes]);
+  }
+
+  async loadBatch(accountId: string): Promise<PendingBatch> {
+    const k = accountKeys(accountId);
+    const [raw, listing] = await Promise.all([this.redis.lrange(k.changes, 0, -1), this.redis.hgetall(k.listing)]);
+    return {
+      entries: raw.map((line) => JSON.parse(line) as ListedEntry),
+      pageCursor: listing.pageCursor ?? null,
+      mode: listing.mode === 'full' ? 'full' : 'continue',
+      ignoreRules: listing.ignoreRules ?? null,
+    };
+  }
+
+  async loadIndex(accountId: string): Promise<LocalIndex> {
+    const k = accountKeys(accountId);
+    const [files, fileIds, ignored, queue] = await Promise.all([
+      this.redis.hgetall(k.files),
+      this.redis.hgetall(k.fileIds),
+      this.redis.hgetall(k.ignored),
+      this.redis.hgetall(k.queue),
+    ]);
+    return {
+      files: parseValues<LocalRecord>(files),
+      fileIds: new Map(Object.entries(fileIds)),
+      ignored: parseValues<DownloadItem>(ignored),
+      queue: parseValues<DownloadItem>(queue),
+    };
+  }
+
+  /** Commits an applied plan and moves the cursor; false when it was already committed. */
+  async commitPlan(accountId: string, pageCursor: string, consumed: number, index: Plan['index'], ignoreRules: string): Promise<boolean> {
+    const k = accountKeys(accountId);
+    const ops = {
+      queue: encode(index.queue),
+      files: encode(index.files),
+      fileIds: { set: index.fileIds.set, del: index.fileIds.del },
+      ignored: encode(index.ignored),
+    };
+    const done = await runScript<number>(
+      this.redis,
+      'changesCommit',
+      [k.listing, k.changes, k.queue, k.files, k.fileIds, k.ignored],
+      [pageCursor, consumed, JSON.stringify(ops), ignoreRules],
+    );
+    return done === 1;
+  }
+
+  async queued(accountId: string): Promise<DownloadItem[]> {
+    const k = accountKeys(accountId);
+    return [...parseValues<DownloadItem>(await this.redis.hgetall(k.queue)).values()];
+  }
+
+  async queuedItem(accountId: string, pathLower: string): Promise<DownloadItem | null> {
+    const raw = await this.redis.hget(accountKeys(accountId).queue, pathLower);
+    return raw ? (JSON.parse(raw) as DownloadItem) : null;
+  }
+
+  async pendingCount(accountId: string): Promise<number> {
+    return this.redis.hlen(accountKeys(accountId).queue);
+  }
+
+  async localRecord(accountId: string, pathLower: string): Promise<LocalRecord | null> {
+    const raw = await this.redis.hget(accountKeys(accountId).files, pathLower);
+    return raw ? (JSON.parse(raw) as LocalRecord) : null;
+  }
+
+  /** Records a written file and dequeues it; false when a newer listing superseded this rev. */
+  async completeDownload(accountId: string, item: DownloadItem): Promise<boolean> {
+    const k = accountKeys(accountId);
+    const record: LocalRecord = { kind: 'file', ...item };
+    const done = await runScript<number>(this.redis, 'downloadComplete', [k.queue, k.files, k.fileIds], [item.pathLower, item.rev, JSON.stringify(record), item.id]);
+    return done === 1;
+  }
+
+  async dropQueued(accountId: string, item: DownloadItem): Promise<void> {
+    await runScript(this.redis, 'queueDrop', [accountKeys(accountId).queue], [item.pathLower, item.rev]);
+  }
+}
+
+function parseValues<T>(hash: Record<string, string>): Map<string, T> {
+  return new Map(Object.entries(hash).map(([field, json]) => [field, JSON.parse(json) as T]));
+}
+
+function encode<T>(ops: FieldOps<T>): { set: [string, string][]; del: string[] } {
+  return { set: ops.set.map(([field, value]) => [field, JSON.stringify(value)]), del: ops.del };
+}

@@ -1,0 +1,140 @@
+import { serve } from '@hono/node-server';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { startEmulator, type EmulatorOptions, type RunningEmulator } from '../../src/dropbox-emulator/server.js';
+import { Engine, type EngineOptions } from '../../src/engine/engine.js';
+import { createApp } from '../../src/http/app.js';
+import { createLogger, silentLogger } from '../../src/logger.js';
+import { openRedis } from '../../src/redis/connection.js';
+import { mirrorFolder } from '../../src/sync/sync-deps.js';
+import { TestRedis } from './redis-server.js';
+
+export const APP_SECRET = 'test-app-secret';
+export const APP_KEY = 'test-app-key';
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+export interface Harness {
+  redisServer: TestRedis;
+  redis: Redis;
+  emulator: RunningEmulator;
+  engine: Engine;
+  /** The engine's HTTP server, e.g. http://127.0.0.1:PORT */
+  url: string;
+  dataDir: string;
+  /** Creates an account in the emulator and links it through the HTTP API. */
+  linkAccount(accountId: string, body?: Record<string, unknown>): Promise<Response>;
+  api(path: string, init?: RequestInit): Promise<Response>;
+  waitForIdle(accountId: string, timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(options: { engine?: Partial<EngineOptions>; emulator?: EmulatorOptions; redisServer?: TestRedis } = {}): Promise<Harness> {
+  const redisServer = options.redisServer ?? (await TestRedis.start());
+  const emulator = await startEmulator({ appKey: APP_KEY, appSecret: APP_SECRET, pageLimit: 100, ...options.emulator });
+  const redis = await openRedis(redisServer.url);
+  const dataDir = mkdtempSync(join(tmpdir(), 'mailroom-data-'));
+  const log = process.env.TEST_LOG ? createLogger({ level: process.env.TEST_LOG }) : silentLogger;
+  const engine = new Engine({
+    redis,
+    dataDir,
+    log,
+    dropbox: { appKey: APP_KEY, appSecret: APP_SECRET, hosts: { api: emulator.url, content: emulator.url }, callTimeoutMs: 2_000 },
+    downloadConcurrency: 8,
+    downloadsPerAccount: 4,
+    pageLimit: 100,
+    retryBaseDelayMs: 10,
+    ...options.engine,
+  });
+  const app = createApp({ engine, redis, appSecret: APP_SECRET, adminToken: ADMIN_TOKEN, log });
+  const server = await new Promise<Server>((resolve) => {
+    const created = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(created as Server));
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const api = (path: string, init: RequestInit = {}) =>
+    fetch(url + path, { ...init, headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json', ...init.headers } });
+
+  return {
+    redisServer,
+    redis,
+    emulator,
+    engine,
+    url,
+    dataDir,
+    api,
+    async linkAccount(accountId, body) {
+      const accessToken = `token-${accountId}`;
+      if (!emulator.model.hasAccount(accountId)) emulator.model.addAccount(accountId, { accessToken });
+      return api(`/accounts/${accountId}`, { method: 'PUT', body: JSON.stringify(body ?? { accessToken }) });
+    },
+    async waitForIdle(accountId, timeoutMs = 20_000) {
+      await waitUntil(async () => {
+        const status = await engine.status(accountId);
+        const box = await engine.mailbox.read(accountId);
+        return status?.state === 'idle' && box.status === 'idle' && !box.dirty && status.pending === 0;
+      }, timeoutMs, `account ${accountId} to be idle`);
+    },
+    async close() {
+      await engine.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections?.();
+      redis.disconnect();
+      await emulator.close();
+      if (!options.redisServer) await redisServer.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls a condition until it holds (no fixed sleeps standing in for synchronisation). */
+export async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 15));
+  }
+}
+
+export interface MirrorFile {
+  content: string;
+  mtimeMs: number;
+}
+
+/** The mirror on disk as display path -> content and mtime; dot-named files (temp, ignored) skipped. */
+export async function readMirror(dataDir: string, accountId: string): Promise<Map<string, MirrorFile>> {
+  const root = mirrorFolder(dataDir, accountId);
+  const result = new Map<string, MirrorFile>();
+  async function walk(dir: string, prefix: string): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (name.startsWith('.')) continue;
+      const full = join(dir, name);
+      const info = await stat(full);
+      if (info.isDirectory()) await walk(full, `${prefix}/${name}`);
+      else result.set(`${prefix}/${name}`, { content: await readFile(full, 'utf8'), mtimeMs: info.mtimeMs });
+    }
+  }
+  await walk(root, '');
+  return result;
+}
+
+/** What the mirror must hold: every non-ignored file of the emulator's account. */
+export function expectedMirror(emulator: RunningEmulator, accountId: string): Map<string, MirrorFile> {
+  const expected = new Map<string, MirrorFile>();
+  for (const item of emulator.model.listTree(accountId)) {
+    if (item.kind !== 'file' || item.pathLower.split('/').some((s) => s.startsWith('.'))) continue;
+    expected.set(item.pathDisplay, { content: Buffer.from(item.content ?? new Uint8Array()).toString('utf8'), mtimeMs: Date.parse(item.clientModified!) });
+  }
+  return expected;
+}

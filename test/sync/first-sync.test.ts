@@ -1,0 +1,40 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectedMirror, readMirror, startHarness, type Harness } from '../support/sync-harness.js';
+
+let h: Harness;
+beforeAll(async () => { h = await startHarness(); });
+afterAll(async () => { await h.close(); });
+
+describe('linking an account', () => {
+  it('mirrors the Dropbox folder and turns posts into entries, with mtimes from client_modified', async () => {
+    const account = 'dbid:first-sync';
+    h.emulator.model.addAccount(account, { accessToken: 'tok-first' });
+    const model = h.emulator.model;
+    model.writeFile(account, '/Posts/Hello World.md', '# Hello\n\nFirst post.', { clientModified: new Date('2024-03-01T10:00:00Z') });
+    model.writeFile(account, '/Posts/notes.txt', 'just <text>', { clientModified: new Date('2023-01-02T03:04:05Z') });
+    model.writeFile(account, '/images/photo.jpg', 'not really a jpeg');
+    model.writeFile(account, '/.hidden/secret.md', '# no');
+    model.writeFile(account, '/Ünïcode/Café.md', '# Café');
+
+    const response = await h.linkAccount(account, { accessToken: 'tok-first' });
+    expect(response.status).toBe(200);
+    await h.waitForIdle(account);
+
+    const mirror = await readMirror(h.dataDir, account);
+    expect(mirror).toEqual(expectedMirror(h.emulator, account));
+    expect(mirror.get('/Posts/Hello World.md')?.mtimeMs).toBe(Date.parse('2024-03-01T10:00:00Z'));
+    expect(mirror.has('/.hidden/secret.md')).toBe(false);
+
+    const entries = await (await h.api(`/accounts/${account}/entries`)).json() as { entries: { path: string; title: string; html: string }[] };
+    expect(entries.entries.map((e) => [e.path, e.title])).toEqual([
+      ['/Posts/Hello World.md', 'Hello'],
+      ['/Posts/notes.txt', 'notes'],
+      ['/Ünïcode/Café.md', 'Café'],
+    ]);
+    expect(entries.entries[1]!.html).toContain('just &lt;text&gt;');
+
+    const status = await (await h.api(`/accounts/${account}`)).json() as Record<string, unknown>;
+    expect(status).toMatchObject({ accountId: account, state: 'idle', dirty: false, pending: 0, lastError: null });
+    expect(typeof status.lastSyncedAt).toBe('string');
+  });
+});
