@@ -53,6 +53,8 @@ export async function applyChanges(accountId: string, deps: SyncDeps): Promise<A
   await mkdir(root, { recursive: true });
   const staging = stagingFolder(deps.dataDir, accountId);
   const staged = await stageMoves(plan.moves, root, staging);
+  // Entries move before the removals run: removing a moved file's old path must not drop its entry.
+  for (const move of plan.moves) await moveEntry(move, deps, accountId);
   for (const path of plan.removals) {
     const record = index.files.get(path);
     const display = record?.pathDisplay ?? batch.entries.find((e) => e.pathLower === path)?.pathDisplay;
@@ -105,16 +107,19 @@ async function finishMove(move: PlannedMove, root: string, staging: string, deps
     const mtime = mtimeFor(move.to.clientModified, deps.clock.now());
     await utimes(target, mtime, mtime);
   }
+  if (isPostPath(move.to.pathLower) && !isPostPath(move.from.pathLower) && !move.download) {
+    const { title, html } = buildEntry({ path: move.to.pathDisplay, content: await readFile(target, 'utf8') });
+    await deps.entries.set(accountId, { pathLower: move.to.pathLower, path: move.to.pathDisplay, title, html, updated: Date.parse(move.to.serverModified) }, { now: deps.clock.now() });
+  }
+}
+
+/** A moved post keeps its entry id; a post renamed to a non-post name stops being an entry. */
+async function moveEntry(move: PlannedMove, deps: SyncDeps, accountId: string): Promise<void> {
   const wasPost = isPostPath(move.from.pathLower);
-  const isPost = isPostPath(move.to.pathLower);
-  if (wasPost && isPost) {
+  if (wasPost && isPostPath(move.to.pathLower)) {
     await deps.entries.rename(accountId, move.from.pathLower, { pathLower: move.to.pathLower, path: move.to.pathDisplay });
   } else if (wasPost) {
     await deps.entries.drop(accountId, move.from.pathLower);
-  }
-  if (isPost && !wasPost && !move.download) {
-    const { title, html } = buildEntry({ path: move.to.pathDisplay, content: await readFile(target, 'utf8') });
-    await deps.entries.set(accountId, { pathLower: move.to.pathLower, path: move.to.pathDisplay, title, html, updated: Date.parse(move.to.serverModified) }, { now: deps.clock.now() });
   }
 }
 

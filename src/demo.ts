@@ -1,0 +1,50 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LocalFolderMirror } from './dropbox-emulator/local-folder.js';
+import { startEmulator, type RunningEmulator } from './dropbox-emulator/server.js';
+
+export const DEMO_ACCOUNT = 'dbid:demo';
+
+export interface Demo {
+  emulator: RunningEmulator;
+  appSecret: string;
+  accessToken: string;
+  dropboxFolder: string;
+  /** Starts watching the folder; webhooks go to the engine's URL. */
+  watch(webhookUrl: string): void;
+  close(): Promise<void>;
+}
+
+/**
+ * `npm start` without Dropbox credentials: the project's Dropbox emulator serves a local folder as
+ * one account and sends the engine signed webhooks when it changes, so the whole engine runs for
+ * real on one machine.
+ */
+export async function startDemo(dataDir: string): Promise<Demo> {
+  const appSecret = randomBytes(16).toString('hex');
+  const accessToken = `demo-${randomBytes(8).toString('hex')}`;
+  const dropboxFolder = join(dataDir, 'dropbox');
+  await mkdir(dropboxFolder, { recursive: true });
+  if ((await readdir(dropboxFolder)).length === 0) {
+    await mkdir(join(dropboxFolder, 'Posts'), { recursive: true });
+    await writeFile(join(dropboxFolder, 'Posts', 'Hello world.md'), '# Hello world\n\nDrop Markdown files into this folder and they become entries.\n');
+  }
+  const emulator = await startEmulator({ appSecret });
+  emulator.model.addAccount(DEMO_ACCOUNT, { accessToken });
+  let mirror: LocalFolderMirror | undefined;
+  return {
+    emulator,
+    appSecret,
+    accessToken,
+    dropboxFolder,
+    watch(webhookUrl) {
+      mirror = new LocalFolderMirror({ model: emulator.model, accountId: DEMO_ACCOUNT, dir: dropboxFolder, intervalMs: 1_000, webhook: { url: webhookUrl, appSecret } });
+      mirror.start();
+    },
+    async close() {
+      mirror?.stop();
+      await emulator.close();
+    },
+  };
+}

@@ -1,0 +1,98 @@
+import { serve } from '@hono/node-server';
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Server } from 'node:http';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { DEMO_ACCOUNT, startDemo, type Demo } from './demo.js';
+import { Engine } from './engine/engine.js';
+import { createApp } from './http/app.js';
+import { createLogger } from './logger.js';
+import { openRedis } from './redis/connection.js';
+import { EmbeddedRedis } from './redis/embedded-redis.js';
+import { mirrorFolder } from './sync/sync-deps.js';
+
+async function main(config: Config): Promise<void> {
+  const log = createLogger({ level: config.logLevel });
+  await mkdir(config.dataDir, { recursive: true });
+
+  const embedded = config.redisUrl ? undefined : await EmbeddedRedis.start({ dir: join(config.dataDir, 'redis') });
+  if (embedded) log.info({ url: embedded.url, dir: embedded.dir }, 'started an embedded redis-server (set REDIS_URL to use your own)');
+  const redis = await openRedis(config.redisUrl ?? embedded!.url, { commandTimeoutMs: config.redisCommandTimeoutMs });
+  redis.on('error', (error: Error) => log.warn({ err: error.message }, 'redis connection error'));
+
+  const demo: Demo | undefined = config.dropboxAppSecret ? undefined : await startDemo(config.dataDir);
+  const appSecret = config.dropboxAppSecret ?? demo!.appSecret;
+  const hosts = demo ? { api: demo.emulator.url, content: demo.emulator.url } : { api: config.dropboxApiUrl, content: config.dropboxContentUrl };
+  const adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
+  if (!config.adminToken) process.stdout.write(`ADMIN_TOKEN (generated for this run; set ADMIN_TOKEN to choose one): ${adminToken}\n`);
+
+  const engine = new Engine({
+    redis,
+    dataDir: config.dataDir,
+    log,
+    dropbox: { appKey: config.dropboxAppKey, appSecret, hosts, callTimeoutMs: config.dropboxTimeoutMs },
+    downloadConcurrency: config.downloadConcurrency,
+    downloadsPerAccount: config.accountDownloadConcurrency,
+    pageLimit: config.listPageLimit,
+  });
+  let draining = false;
+  const app = createApp({ engine, redis, appSecret, adminToken, log, draining: () => draining });
+  const server = await new Promise<Server>((resolve, reject) => {
+    const created = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(created as Server));
+    (created as Server).once('error', reject);
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const baseUrl = `http://${config.host}:${port}`;
+  log.info({ url: baseUrl, webhook: `${baseUrl}/webhooks/dropbox` }, 'listening');
+
+  const resumed = await engine.boot();
+  if (resumed) log.info({ resumed }, 'resumed accounts with unfinished work');
+  if (demo) {
+    await engine.link(DEMO_ACCOUNT, { accessToken: demo.accessToken });
+    demo.watch(`${baseUrl}/webhooks/dropbox`);
+    log.info(
+      { dropFilesInto: demo.dropboxFolder, mirror: mirrorFolder(config.dataDir, DEMO_ACCOUNT), status: `${baseUrl}/accounts/${DEMO_ACCOUNT}`, entries: `${baseUrl}/accounts/${DEMO_ACCOUNT}/entries` },
+      'demo: no DROPBOX_APP_SECRET, so the built-in Dropbox emulator serves a local folder (call the URLs with Authorization: Bearer $ADMIN_TOKEN)',
+    );
+  }
+
+  const sweeper = setInterval(() => {
+    engine.sweep().catch((error: unknown) => log.warn({ err: (error as Error).message }, 'sweep failed'));
+  }, config.sweepIntervalMs);
+  sweeper.unref();
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    draining = true;
+    log.info({ signal }, 'shutting down');
+    clearInterval(sweeper);
+    await demo?.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await engine.close();
+    await redis.quit().catch(() => redis.disconnect());
+    await embedded?.stop();
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+let config: Config;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`${error.message}\n`);
+    process.exit(1);
+  }
+  throw error;
+}
+main(config).catch((error: unknown) => {
+  process.stderr.write(`mailroom failed to start: ${(error as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,103 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+
+/** A free TCP port on loopback, found by binding port 0 and releasing it. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  if (!address || typeof address === 'string') throw new Error('could not find a free port');
+  server.close();
+  await once(server, 'close');
+  return address.port;
+}
+
+export class RedisServerError extends Error {
+  constructor(message: string) {
+    super(`${message}. Is redis-server installed (Debian: apt-get install redis-server)? Or set REDIS_URL.`);
+    this.name = 'RedisServerError';
+  }
+}
+
+export interface EmbeddedRedisOptions {
+  /** Data folder (the append-only file lives here). */
+  dir: string;
+  port?: number;
+  /** `always` for fault tests (a SIGKILL loses nothing acknowledged), `everysec` otherwise. */
+  appendfsync?: 'always' | 'everysec';
+}
+
+/**
+ * A redis-server child process on loopback with append-only persistence: used by `npm start` when
+ * REDIS_URL is unset, and by the tests, which kill and restart it for fault injection.
+ */
+export class EmbeddedRedis {
+  private child: ChildProcess | undefined;
+
+  private constructor(readonly dir: string, readonly port: number, private readonly appendfsync: string) {}
+
+  static async start(options: EmbeddedRedisOptions): Promise<EmbeddedRedis> {
+    mkdirSync(options.dir, { recursive: true });
+    const redis = new EmbeddedRedis(options.dir, options.port ?? (await freePort()), options.appendfsync ?? 'everysec');
+    await redis.launch();
+    return redis;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  private async launch(): Promise<void> {
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes',
+      '--appendfsync', this.appendfsync, '--save', '', '--loglevel', 'warning', '--maxmemory-policy', 'noeviction'];
+    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    let output = '';
+    const collect = (chunk: Buffer) => { output = (output + chunk.toString()).slice(-2000); };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    const spawnError = new Promise<never>((_, reject) => child.once('error', (e) => reject(new RedisServerError(`could not start redis-server: ${e.message}`))));
+    await Promise.race([waitForPort(this.port, child, () => output), spawnError]);
+  }
+
+  /** SIGKILL (with appendfsync always nothing acknowledged is lost). */
+  async kill(): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+  }
+
+  async restart(): Promise<void> {
+    await this.kill();
+    await this.launch();
+  }
+
+  /** SIGTERM: redis-server flushes the append-only file and exits. */
+  async stop(): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+  }
+}
+
+async function waitForPort(port: number, child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new RedisServerError(`redis-server exited at start: ${output().trim()}`);
+    const listening = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => { socket.end(); resolve(true); });
+      socket.once('error', () => resolve(false));
+    });
+    if (listening) return;
+    if (Date.now() > deadline) throw new RedisServerError(`redis-server did not listen on port ${port}: ${output().trim()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
