@@ -1,0 +1,65 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { freePort } from './redis-server.js';
+import { ADMIN_TOKEN, APP_KEY, APP_SECRET, waitUntil } from './sync-harness.js';
+
+const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+
+/**
+ * The engine as a real process (`node --import tsx src/main.ts`, what `npm start` runs), so a test
+ * can SIGKILL it mid-sync and start another one on the same Redis and data folder.
+ */
+export class EngineProcess {
+  private child: ChildProcess | undefined;
+  output = '';
+
+  private constructor(readonly port: number, private readonly env: Record<string, string>) {}
+
+  static async start(options: { redisUrl: string; dataDir: string; dropboxUrl: string; env?: Record<string, string> }): Promise<EngineProcess> {
+    const port = await freePort();
+    const engine = new EngineProcess(port, {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      REDIS_URL: options.redisUrl,
+      DATA_DIR: options.dataDir,
+      DROPBOX_APP_KEY: APP_KEY,
+      DROPBOX_APP_SECRET: APP_SECRET,
+      DROPBOX_API_URL: options.dropboxUrl,
+      DROPBOX_CONTENT_URL: options.dropboxUrl,
+      ADMIN_TOKEN,
+      LOG_LEVEL: 'info',
+      ...options.env,
+    });
+    await engine.launch();
+    return engine;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  api(path: string, init: RequestInit = {}): Promise<Response> {
+    return fetch(this.url + path, { ...init, headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json', ...init.headers } });
+  }
+
+  async launch(): Promise<void> {
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN], { env: { ...process.env, ...this.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    const collect = (chunk: Buffer) => { this.output = (this.output + chunk.toString()).slice(-200_000); };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    await waitUntil(async () => {
+      if (child.exitCode !== null) throw new Error(`engine exited at start:\n${this.output}`);
+      return fetch(`${this.url}/healthz`).then((r) => r.ok, () => false);
+    }, 20_000, 'the engine process to listen');
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill(signal);
+    await once(child, 'exit');
+  }
+}
