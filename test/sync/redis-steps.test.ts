@@ -1,0 +1,134 @@
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { AccountStore } from '../../src/accounts/account-store.js';
+import { Mailbox } from '../../src/mailbox/mailbox.js';
+import { openRedis } from '../../src/redis/connection.js';
+import type { DownloadItem, ListedEntry } from '../../src/sync/records.js';
+import { SyncStore } from '../../src/sync/sync-store.js';
+import { TestRedis } from '../support/redis-server.js';
+
+/** The atomic Redis steps the actor relies on, each against a real redis-server. */
+let server: TestRedis;
+let redis: Redis;
+let mailbox: Mailbox;
+let store: SyncStore;
+let accounts: AccountStore;
+let account: string;
+let counter = 0;
+
+beforeAll(async () => {
+  server = await TestRedis.start();
+  redis = await openRedis(server.url);
+  mailbox = new Mailbox(redis);
+  store = new SyncStore(redis);
+  accounts = new AccountStore(redis);
+});
+afterAll(async () => {
+  redis.disconnect();
+  await server.stop();
+});
+beforeEach(() => {
+  account = `dbid:steps-${++counter}`;
+});
+
+const file = (path: string, rev: string): ListedEntry => ({
+  tag: 'file', pathLower: path, pathDisplay: path, name: path.slice(1), id: `id:${path}`, rev, contentHash: 'h'.repeat(64), size: 1,
+  clientModified: '2024-01-01T00:00:00Z', serverModified: '2024-01-01T00:00:00Z', isDownloadable: true,
+});
+const item = (path: string, rev: string): DownloadItem => {
+  const { tag: _t, isDownloadable: _d, name: _n, ...rest } = file(path, rev) as Extract<ListedEntry, { tag: 'file' }>;
+  return rest;
+};
+
+describe('the mailbox', () => {
+  it('ignores webhooks for accounts that are not linked, and creates nothing for them', async () => {
+    expect(await mailbox.markDirty(account)).toBe('unknown');
+    expect(await redis.keys(`*${account}*`)).toEqual([]);
+  });
+
+  it('wakes an idle account once; later webhooks during the run only set the dirty flag', async () => {
+    await accounts.link(account, { accessToken: 't' }, [], 1);
+    await mailbox.finishRun(account); // the link's own run ends: idle
+    await store.beginListing(account); // (clears the link's dirty flag, as a listing does)
+    expect(await mailbox.finishRun(account)).toBe('idle');
+    const outcomes = await Promise.all(Array.from({ length: 50 }, () => mailbox.markDirty(account)));
+    expect(outcomes.filter((o) => o === 'wake')).toHaveLength(1);
+    expect(outcomes.filter((o) => o === 'running')).toHaveLength(49);
+    expect(await mailbox.read(account)).toMatchObject({ dirty: true, status: 'running' });
+  });
+
+  it('ends a run with "again" while dirty, and gives the same answer when the step is replayed', async () => {
+    await accounts.link(account, { accessToken: 't' }, [], 1);
+    expect(await mailbox.finishRun(account)).toBe('again');
+    expect(await mailbox.finishRun(account)).toBe('again'); // replay after a crash: same answer
+    await store.beginListing(account); // the next listing clears the flag
+    expect(await mailbox.finishRun(account)).toBe('idle');
+    expect(await mailbox.read(account)).toMatchObject({ dirty: false, status: 'idle' });
+  });
+
+  it('a webhook after the run went idle wakes the actor again (nothing falls between check and idle)', async () => {
+    await accounts.link(account, { accessToken: 't' }, [], 1);
+    await store.beginListing(account);
+    expect(await mailbox.finishRun(account)).toBe('idle');
+    expect(await mailbox.markDirty(account)).toBe('wake');
+  });
+});
+
+describe('listing pages', () => {
+  it('saves a page with its cursor once: a replayed save adds no entries', async () => {
+    const start = await store.beginListing(account);
+    expect(start).toEqual({ mode: 'full', from: '' });
+    expect(await store.savePage(account, '', 'c1', [file('/a.md', 'r1')])).toBe(true);
+    expect(await store.savePage(account, '', 'c1', [file('/a.md', 'r1')])).toBe(false);
+    expect(await store.savePage(account, 'c1', 'c2', [file('/b.md', 'r1')])).toBe(true);
+    const batch = await store.loadBatch(account);
+    expect(batch.entries.map((e) => e.pathLower)).toEqual(['/a.md', '/b.md']);
+    expect(batch.pageCursor).toBe('c2');
+    // A restart resumes from the last saved page, not from scratch.
+    expect(await store.beginListing(account)).toEqual({ mode: 'full', from: 'c2' });
+  });
+
+  it('commits once, moves the cursor, and continues from it next time', async () => {
+    await store.beginListing(account);
+    await store.savePage(account, '', 'c1', [file('/a.md', 'r1')]);
+    const index = { files: { set: [], del: [] }, fileIds: { set: [], del: [] }, queue: { set: [['/a.md', item('/a.md', 'r1')]] as [string, DownloadItem][], del: [] }, ignored: { set: [], del: [] } };
+    expect(await store.commitPlan(account, 'c1', 1, index, '[]')).toBe(true);
+    expect(await store.commitPlan(account, 'c1', 1, index, '[]')).toBe(false);
+    expect((await store.loadBatch(account)).entries).toEqual([]);
+    expect(await store.pendingCount(account)).toBe(1);
+    expect(await store.beginListing(account)).toEqual({ mode: 'continue', from: 'c1' });
+  });
+
+  it('a reset drops progress and unapplied changes; the next listing is a full one', async () => {
+    await store.beginListing(account);
+    await store.savePage(account, '', 'c1', [file('/a.md', 'r1')]);
+    await store.commitPlan(account, 'c1', 1, { files: { set: [], del: [] }, fileIds: { set: [], del: [] }, queue: { set: [], del: [] }, ignored: { set: [], del: [] } }, '[]');
+    await store.beginListing(account);
+    await store.savePage(account, 'c1', 'c2', [file('/b.md', 'r1')]);
+    await store.resetListing(account);
+    expect((await store.loadBatch(account)).entries).toEqual([]);
+    expect(await store.beginListing(account)).toEqual({ mode: 'full', from: '' });
+  });
+});
+
+describe('the download queue', () => {
+  async function queue(items: DownloadItem[]): Promise<void> {
+    await store.beginListing(account);
+    await store.savePage(account, '', 'c1', []);
+    await store.commitPlan(account, 'c1', 0, { files: { set: [], del: [] }, fileIds: { set: [], del: [] }, queue: { set: items.map((i) => [i.pathLower, i] as [string, DownloadItem]), del: [] }, ignored: { set: [], del: [] } }, '[]');
+  }
+
+  it('a finished download leaves the queue and is recorded in the index', async () => {
+    await queue([item('/a.md', 'r1')]);
+    expect(await store.completeDownload(account, item('/a.md', 'r1'))).toBe(true);
+    expect(await store.pendingCount(account)).toBe(0);
+    expect(await store.localRecord(account, '/a.md')).toMatchObject({ kind: 'file', rev: 'r1' });
+  });
+
+  it('a download superseded by a newer listing is not recorded and the newer item stays queued', async () => {
+    await queue([item('/a.md', 'r2')]);
+    expect(await store.completeDownload(account, item('/a.md', 'r1'))).toBe(false);
+    expect(await store.queuedItem(account, '/a.md')).toMatchObject({ rev: 'r2' });
+    expect(await store.localRecord(account, '/a.md')).toBeNull();
+  });
+});
