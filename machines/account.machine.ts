@@ -77,6 +77,7 @@ export const accountMachine = setup({
   },
   actions: {
     stepSucceeded: assign({ attempt: 0, retryState: null, retryAt: null }),
+    cancelRetry: assign({ attempt: 0, retryState: null, retryAt: null }),
     recordFailure: assign(({ context, event }, params: { state: RetryableState }) => {
       const failure = toSyncFailure((event as unknown as { error: unknown }).error);
       const attempt = context.attempt + 1;
@@ -163,11 +164,11 @@ export const accountMachine = setup({
           { target: 'fetching' },
         ],
         // A broken timer must not strand the account: retry the listing, which is always safe.
-        onError: { target: 'fetching' },
+        onError: { target: 'fetching', actions: 'cancelRetry' },
       },
       on: {
         // An operator's resync (or a re-link) should not wait out a long backoff.
-        RESYNC: 'fetching',
+        RESYNC: { target: 'fetching', actions: 'cancelRetry' },
       },
     },
   },
