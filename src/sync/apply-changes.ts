@@ -123,13 +123,15 @@ async function moveEntry(move: PlannedMove, deps: SyncDeps, accountId: string): 
   }
 }
 
-/** A move whose source vanished (deleted by hand, say) becomes a plain download. */
+/**
+ * A move whose source vanished (deleted by hand, say) becomes a plain download, and the index must
+ * not claim the file is at its new path until that download lands.
+ */
 function patchLostMoves(plan: Plan, lost: PlannedMove[]): void {
   for (const move of lost) {
-    if (move.download) continue;
     plan.index.files.set = plan.index.files.set.filter(([path]) => path !== move.to.pathLower);
     plan.index.fileIds.set = plan.index.fileIds.set.filter(([id]) => id !== move.to.id);
-    plan.index.queue.set.push([move.to.pathLower, move.to]);
+    if (!plan.index.queue.set.some(([path]) => path === move.to.pathLower)) plan.index.queue.set.push([move.to.pathLower, move.to]);
   }
 }
 

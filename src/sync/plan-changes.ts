@@ -1,5 +1,4 @@
 import type { DownloadItem, ListedEntry, ListedFile, ListedFolder, LocalRecord } from './records.js';
-import { isUnder } from './paths.js';
 
 /**
  * Turns a batch of listed entries into what must happen locally: pure, no I/O, so every rule of
@@ -9,12 +8,16 @@ import { isUnder } from './paths.js';
  * several pages and runs). Rules, from the list_folder spec and Maestral:
  * - a deletion removes the path and everything under it, superseding what the batch said earlier
  *   about those paths; entries after it re-create what they name;
- * - a file replaces whatever was at its path (a folder and its children); a folder replaces a file;
- * - a file listed with the id the index knows at another path, whose old path the batch deletes,
- *   is a move: the local file moves and keeps its entry; it is downloaded only if its content changed;
+ * - a file replaces whatever was at its path (a folder and its children, even if a folder comes back
+ *   at that path later in the batch); a folder replaces a file;
+ * - a file listed with the id the index knows at another path, whose old path the batch removes,
+ *   is a move: the local file moves and keeps its entry; it is downloaded only if its content changed
+ *   (until then the index records the old content at the new path: `files` is what is on disk);
  * - ignored paths never reach the disk but are remembered, so a rule change can un-ignore them;
- * - a full listing (first sync, or after a cursor reset) also removes whatever the index has that
- *   the listing does not.
+ *   folders made for what was under an ignored folder are indexed under a stand-in id (UNLISTED_ID);
+ * - a queued download goes when the batch removes, replaces or ignores its path;
+ * - a full listing (first sync, or after a cursor reset) also removes whatever the index, the queue
+ *   or the ignored files have that the listing does not.
  */
 export interface PlanInput {
   entries: readonly ListedEntry[];
@@ -63,34 +66,46 @@ type Upsert = ListedFile | ListedFolder;
 
 const depth = (pathLower: string) => pathLower.split('/').length;
 
+/** Prefix of the stand-in id of a folder made for an un-ignored file before any listing named it. */
+export const UNLISTED_ID = 'unlisted:';
+const kindOf = (upsert: Upsert) => (upsert.tag === 'file' ? 'file' : 'folder');
+
 export function planChanges(input: PlanInput): Plan {
-  const upserts = new Map<string, Upsert>();
-  const deletions: string[] = [];
-  let hasFolderUpsert = false;
-
-  for (const entry of input.entries) {
+  // Replay the batch in order. A path's last entry is what the batch says about it, unless a later
+  // entry wiped it: a deletion of it or of a folder above it, or a file listed at a folder above it
+  // (a file replaces a folder and all its children, even if a folder comes back at that path later).
+  const last = new Map<string, { entry: Upsert; seq: number }>();
+  const deletedAt = new Map<string, number>();
+  const fileAt = new Map<string, number>();
+  input.entries.forEach((entry, seq) => {
     if (entry.tag === 'deleted') {
-      deletions.push(entry.pathLower);
-      for (const path of [...upserts.keys()]) if (isUnder(path, entry.pathLower)) upserts.delete(path);
-      continue;
+      deletedAt.set(entry.pathLower, seq);
+      return;
     }
-    if (entry.tag === 'file' && hasFolderUpsert && upserts.get(entry.pathLower)?.tag === 'folder') {
-      for (const path of [...upserts.keys()]) if (isUnder(path, entry.pathLower)) upserts.delete(path);
+    last.set(entry.pathLower, { entry, seq });
+    if (entry.tag === 'file') fileAt.set(entry.pathLower, seq);
+  });
+  /** The deleted path, or the folder a file replaced, that removed `path` after `seq` (-1: before the batch). */
+  const wipedBy = (path: string, seq: number): string | undefined => {
+    if (deletedAt.size === 0 && fileAt.size === 0) return undefined;
+    for (let slash = path.indexOf('/', 1); ; slash = path.indexOf('/', slash + 1)) {
+      const prefix = slash === -1 ? path : path.slice(0, slash);
+      if ((deletedAt.get(prefix) ?? -1) > seq) return prefix;
+      if (slash === -1) return undefined;
+      if ((fileAt.get(prefix) ?? -1) > seq) return prefix;
     }
-    if (entry.tag === 'folder') hasFolderUpsert = true;
-    upserts.set(entry.pathLower, entry);
-  }
+  };
+  const wipedAfter = (path: string, seq: number) => wipedBy(path, seq) !== undefined;
 
-  const removalCandidates = new Set<string>(deletions);
+  const upserts = new Map<string, Upsert>();
+  for (const [path, { entry, seq }] of last) if (!wipedAfter(path, seq)) upserts.set(path, entry);
+
   const refused: Plan['refused'] = [];
-  const ignoredOps: FieldOps<DownloadItem> = { set: [], del: [] };
+  const ignoredSet = new Map<string, DownloadItem>();
   const kept = new Map<string, Upsert>();
-
   for (const [path, upsert] of upserts) {
-    const local = input.files.get(path);
     if (input.isIgnored(path)) {
-      if (upsert.tag === 'file') ignoredOps.set.push([path, toItem(upsert)]);
-      if (local) removalCandidates.add(path);
+      if (upsert.tag === 'file') ignoredSet.set(path, toItem(upsert));
       continue;
     }
     const reason = input.unsafeReason(upsert.pathDisplay) ?? (upsert.tag === 'file' && !upsert.isDownloadable ? 'not downloadable (export-only file)' : null);
@@ -98,43 +113,57 @@ export function planChanges(input: PlanInput): Plan {
       refused.push({ pathLower: path, pathDisplay: upsert.pathDisplay, reason });
       continue;
     }
-    // A change of kind replaces what was there: a file's children go, a folder's file goes.
-    if (local && local.kind !== (upsert.tag === 'file' ? 'file' : 'folder')) removalCandidates.add(path);
     kept.set(path, upsert);
   }
 
-  if (input.full) {
-    for (const path of input.files.keys()) if (!kept.has(path)) removalCandidates.add(path);
+  // What is on disk goes when the batch wiped it, replaced it with something of another kind, or
+  // with something that must not be on disk (ignored, refused); when a full listing omits it; and
+  // when new ignore rules cover it.
+  const goneLocally = (path: string, record: LocalRecord): boolean => {
+    const upsert = kept.get(path);
+    if (upsert) return kindOf(upsert) !== record.kind;
+    if (upserts.has(path) || input.full) return true;
+    return input.rulesChanged && input.isIgnored(path);
+  };
+  const removalCandidates = new Set<string>(deletedAt.keys());
+  for (const [path, record] of input.files) {
+    // A wiped path goes with whatever wiped it: a folder replaced by a file is removed whole, even
+    // when the index does not know the folder itself (made on disk for an un-ignored file).
+    const wiper = wipedBy(path, -1);
+    if (wiper !== undefined) removalCandidates.add(wiper);
+    else if (goneLocally(path, record)) removalCandidates.add(path);
   }
-
-  const unignored: DownloadItem[] = [];
-  if (input.rulesChanged) {
-    for (const [path, record] of input.files) {
-      if (input.isIgnored(path) && !kept.has(path)) {
-        removalCandidates.add(path);
-        if (record.kind === 'file') ignoredOps.set.push([path, stripKind(record)]);
-      }
-    }
-    for (const [path, item] of input.ignored) {
-      if (!input.isIgnored(path) && !upserts.has(path) && !deletions.some((d) => isUnder(path, d))) {
-        unignored.push(item);
-        ignoredOps.del.push(path);
-      }
-    }
-  }
-
   const removals = topmost([...removalCandidates]);
-  const removedLocally = (path: string) => removals.some((r) => isUnder(path, r));
-  for (const path of input.ignored.keys()) {
-    if (deletions.some((d) => isUnder(path, d)) && !upserts.has(path)) ignoredOps.del.push(path);
+  const removalSet = new Set(removals);
+  const removedLocally = (path: string) => underAny(path, removalSet);
+
+  // Files that the current rules ignore are remembered, newest knowledge first: the listing, then
+  // a queued download, then the file on disk. Nothing is remembered for what the batch removed, or
+  // what a full listing omits.
+  if (input.rulesChanged && !input.full) {
+    const remember = (path: string, item: DownloadItem) => {
+      if (!ignoredSet.has(path) && !upserts.has(path) && !wipedAfter(path, -1) && input.isIgnored(path)) ignoredSet.set(path, item);
+    };
+    for (const [path, item] of input.queue) remember(path, item);
+    for (const [path, record] of input.files) if (record.kind === 'file') remember(path, stripKind(record));
+  }
+  const ignoredDel: string[] = [];
+  const unignored: DownloadItem[] = [];
+  for (const [path, item] of input.ignored) {
+    if (ignoredSet.has(path)) continue;
+    if (upserts.has(path) || input.full || wipedAfter(path, -1)) {
+      ignoredDel.push(path);
+    } else if (input.rulesChanged && !input.isIgnored(path)) {
+      unignored.push(item);
+      ignoredDel.push(path);
+    }
   }
 
   const moves: PlannedMove[] = [];
-  const downloads: DownloadItem[] = [...unignored];
+  const downloads: DownloadItem[] = [];
   const folders: Plan['folders'] = [];
   const filesOps: FieldOps<LocalRecord> = { set: [], del: [] };
   const idOps: FieldOps<string> = { set: [], del: [] };
-  const queueOps: FieldOps<DownloadItem> = { set: [], del: [] };
 
   for (const [path, record] of input.files) {
     if (removedLocally(path)) {
@@ -142,40 +171,100 @@ export function planChanges(input: PlanInput): Plan {
       if (input.fileIds.get(record.id) === path) idOps.del.push(record.id);
     }
   }
-  for (const path of input.queue.keys()) if (removedLocally(path) || (input.full && !kept.has(path))) queueOps.del.push(path);
+  /** Records `record` at its path, forgetting the id of what it replaces there. */
+  const setRecord = (record: LocalRecord) => {
+    filesOps.set.push([record.pathLower, record]);
+    idOps.set.push([record.id, record.pathLower]);
+    const previous = input.files.get(record.pathLower);
+    if (previous && previous.id !== record.id && !removedLocally(record.pathLower) && input.fileIds.get(previous.id) === record.pathLower) {
+      idOps.del.push(previous.id);
+    }
+  };
 
+  // A folder that was ignored is not in the index, nor listed again when the rules stop ignoring it:
+  // the folders above everything placed here are made and indexed with it (under a stand-in id until
+  // a listing names them), so that the index keeps knowing everything on disk.
+  const unlisted = new Map<string, Plan['folders'][number]>();
+  const localKind = (path: string) => (removedLocally(path) ? undefined : input.files.get(path)?.kind);
+  /** False when a file stands where a parent folder should be. */
+  const ensureParents = (item: { pathLower: string; pathDisplay: string }): boolean => {
+    const parents = parentsOf(item);
+    if (parents.some(({ pathLower }) => localKind(pathLower) === 'file' || kept.get(pathLower)?.tag === 'file')) return false;
+    for (const parent of parents) {
+      if (localKind(parent.pathLower) || kept.has(parent.pathLower) || unlisted.has(parent.pathLower)) continue;
+      unlisted.set(parent.pathLower, { ...parent, id: `${UNLISTED_ID}${parent.pathLower}` });
+    }
+    return true;
+  };
+  for (const item of unignored) if (ensureParents(item)) downloads.push(item); // else stale: it cannot be there
+  for (const upsert of kept.values()) ensureParents(upsert);
+  for (const folder of unlisted.values()) {
+    folders.push(folder);
+    setRecord({ kind: 'folder', ...folder });
+  }
+
+  const movedSources = new Set<string>();
   for (const upsert of [...kept.values()].sort((a, b) => depth(a.pathLower) - depth(b.pathLower))) {
     if (upsert.tag === 'folder') {
       folders.push({ pathLower: upsert.pathLower, pathDisplay: upsert.pathDisplay, id: upsert.id });
-      filesOps.set.push([upsert.pathLower, { kind: 'folder', pathLower: upsert.pathLower, pathDisplay: upsert.pathDisplay, id: upsert.id }]);
-      idOps.set.push([upsert.id, upsert.pathLower]);
+      setRecord({ kind: 'folder', pathLower: upsert.pathLower, pathDisplay: upsert.pathDisplay, id: upsert.id });
       continue;
     }
     const item = toItem(upsert);
     const movedFrom = movedFromRecord(upsert, input, removedLocally);
-    if (movedFrom) {
+    if (movedFrom && !movedSources.has(movedFrom.pathLower)) {
+      movedSources.add(movedFrom.pathLower);
       const changed = movedFrom.contentHash !== upsert.contentHash;
       moves.push({ from: movedFrom, to: item, download: changed });
-      if (changed) {
-        downloads.push(item);
-      } else {
-        filesOps.set.push([upsert.pathLower, { kind: 'file', ...item }]);
-        idOps.set.push([upsert.id, upsert.pathLower]);
-      }
+      // The index says what is on disk: until the download lands, that is the old content at the new path.
+      setRecord(changed ? { ...movedFrom, pathLower: item.pathLower, pathDisplay: item.pathDisplay } : { kind: 'file', ...item });
+      if (changed) downloads.push(item);
       continue;
     }
     const local = input.files.get(upsert.pathLower);
     const unchanged = local?.kind === 'file' && local.contentHash === upsert.contentHash && !removedLocally(upsert.pathLower);
     // After a reset the index is not trusted: queue it, and the downloader skips it if the bytes on disk match.
     if (unchanged && !input.full) {
-      if (local.rev !== upsert.rev || local.pathDisplay !== upsert.pathDisplay) filesOps.set.push([upsert.pathLower, { kind: 'file', ...item }]);
+      if (!sameItem(local, item)) setRecord({ kind: 'file', ...item });
       continue;
     }
     downloads.push(item);
   }
-  for (const item of downloads) queueOps.set.push([item.pathLower, item]);
 
-  return { removals, moves, folders, downloads, refused, index: { files: filesOps, fileIds: idOps, queue: queueOps, ignored: ignoredOps } };
+  folders.sort((a, b) => depth(a.pathLower) - depth(b.pathLower));
+
+  // A queued download is dropped when its path was removed or wiped, when the batch says something
+  // else about it (a folder, an ignored or refused file, content already on disk), when a full
+  // listing omits it, or when new rules ignore it; a new download for the path replaces it.
+  const queueOps: FieldOps<DownloadItem> = { set: downloads.map((item) => [item.pathLower, item]), del: [] };
+  const queuedNow = new Set(downloads.map((item) => item.pathLower));
+  for (const path of input.queue.keys()) {
+    if (queuedNow.has(path)) continue;
+    if (removedLocally(path) || wipedAfter(path, -1) || upserts.has(path) || input.full || (input.rulesChanged && input.isIgnored(path))) {
+      queueOps.del.push(path);
+    }
+  }
+
+  return {
+    removals,
+    moves,
+    folders,
+    downloads,
+    refused,
+    index: { files: filesOps, fileIds: idOps, queue: queueOps, ignored: { set: [...ignoredSet], del: ignoredDel } },
+  };
+}
+
+/** The folders above a path, parents first, with their display paths taken from its own. */
+function parentsOf(item: { pathLower: string; pathDisplay: string }): { pathLower: string; pathDisplay: string }[] {
+  const lower = item.pathLower.split('/');
+  const display = item.pathDisplay.split('/');
+  if (lower.length !== display.length) return [];
+  const parents: { pathLower: string; pathDisplay: string }[] = [];
+  for (let end = 2; end < lower.length; end++) {
+    parents.push({ pathLower: lower.slice(0, end).join('/'), pathDisplay: display.slice(0, end).join('/') });
+  }
+  return parents;
 }
 
 /** The local file this listed file was moved from, if the index knows its id at a path the batch removes. */
@@ -183,15 +272,33 @@ function movedFromRecord(file: ListedFile, input: PlanInput, removedLocally: (pa
   const oldPath = input.fileIds.get(file.id);
   if (!oldPath || oldPath === file.pathLower || !removedLocally(oldPath)) return undefined;
   const record = input.files.get(oldPath);
-  return record?.kind === 'file' ? record : undefined;
+  return record?.kind === 'file' && record.id === file.id ? record : undefined;
+}
+
+/** Whether `path` is one of `folders` or below one of them. */
+function underAny(path: string, folders: ReadonlySet<string>): boolean {
+  if (folders.size === 0) return false;
+  for (let slash = path.indexOf('/', 1); ; slash = path.indexOf('/', slash + 1)) {
+    if (folders.has(slash === -1 ? path : path.slice(0, slash))) return true;
+    if (slash === -1) return false;
+  }
 }
 
 /** Keeps only the paths that no other path in the list contains. */
 function topmost(paths: string[]): string[] {
   const sorted = [...new Set(paths)].sort((a, b) => depth(a) - depth(b));
   const result: string[] = [];
-  for (const path of sorted) if (!result.some((r) => isUnder(path, r))) result.push(path);
+  const kept = new Set<string>();
+  for (const path of sorted) {
+    if (underAny(path, kept)) continue;
+    result.push(path);
+    kept.add(path);
+  }
   return result;
+}
+
+function sameItem(record: LocalRecord & { kind: 'file' }, item: DownloadItem): boolean {
+  return (Object.keys(item) as (keyof DownloadItem)[]).every((key) => record[key] === item[key]);
 }
 
 function toItem(file: ListedFile): DownloadItem {
