@@ -68,20 +68,22 @@ export async function callDropbox<T>(label: string, call: (client: Dropbox) => P
       const response = responseError(error);
       if (response?.status === 409) throw new DropboxEndpointError(errorTag(response.error), summary(response.error), response.error);
       if (response?.status === 401) {
-        if (errorTag(response.error) === 'expired_access_token' && options.session.canRefresh && !refreshed) {
-          refreshed = true;
-          await options.session.refresh().catch((refreshError: unknown) => {
-            throw fail(options, 'auth', `${label}: token refresh failed: ${describe(refreshError)}`);
-          });
+        if (errorTag(response.error) !== 'expired_access_token' || !options.session.canRefresh || refreshed) {
+          throw fail(options, 'auth', `${label}: Dropbox refused the token (${errorTag(response.error) || 401}); re-link the account`);
+        }
+        refreshed = true;
+        const refreshError = await options.session.refresh().then(() => undefined, (e: unknown) => e ?? new Error('token refresh failed'));
+        if (refreshError === undefined) {
           attempt--;
           continue;
         }
-        throw fail(options, 'auth', `${label}: Dropbox refused the token (${errorTag(response.error) || 401}); re-link the account`);
-      }
-      if (response?.status === 400 && isInvalidGrant(response.error)) {
+        if (options.signal.aborted) throw new AbortedError();
+        // A revoked refresh token needs a re-link; an outage of /oauth2/token is retried like any other.
+        failure = refreshFailure(options, label, refreshError, attempt, baseDelayMs, random);
+        refreshed = false;
+      } else if (response?.status === 400 && isInvalidGrant(response.error)) {
         throw fail(options, 'auth', `${label}: the refresh token was revoked; re-link the account`);
-      }
-      if (response?.status === 429) {
+      } else if (response?.status === 429) {
         const wait = retryAfterMs(response);
         failure = { kind: 'rate_limited', message: `${label}: rate limited, retry after ${wait} ms`, waitMs: wait, retryAfterMs: wait, retry: true };
       } else if (response && (response.status >= 500 || response.status === 408)) {
@@ -98,6 +100,21 @@ export async function callDropbox<T>(label: string, call: (client: Dropbox) => P
     options.onRetry?.({ attempt, waitMs: failure.waitMs, reason: failure.message });
     await sleep(options.clock, failure.waitMs, options.signal);
   }
+}
+
+/** The retryable failure of a refresh after a 401 expired_access_token; throws for the permanent ones. */
+function refreshFailure(options: CallOptions, label: string, error: unknown, attempt: number, baseDelayMs: number, random: () => number) {
+  const response = responseError(error);
+  if (response?.status === 400 && isInvalidGrant(response.error)) throw fail(options, 'auth', `${label}: the refresh token was revoked; re-link the account`);
+  const message = `${label}: token refresh failed: ${describe(error)}`;
+  if (response?.status === 429) {
+    const wait = retryAfterMs(response);
+    return { kind: 'rate_limited' as const, message, waitMs: wait, retryAfterMs: wait, retry: true };
+  }
+  if ((response && (response.status >= 500 || response.status === 408)) || (!response && isTransient(error))) {
+    return { kind: 'dropbox_unavailable' as const, message, waitMs: backoff(attempt, baseDelayMs, random), retry: true };
+  }
+  throw fail(options, 'auth', `${message}; re-link the account`);
 }
 
 function backoff(attempt: number, baseMs: number, random: () => number): number {

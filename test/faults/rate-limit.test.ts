@@ -1,0 +1,142 @@
+import { SimulatedClock } from 'xstate';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+
+/**
+ * 429 with Retry-After, in fake time. Every wait of the engine (the in-call Retry-After sleep and
+ * the actor's persisted backoff deadline) goes through `EngineOptions.clock`; here that is an
+ * XState SimulatedClock that only moves when the test says so, so "it waited at least 30 s" is
+ * checked exactly (29 999 ms: still waiting; 1 ms more: it proceeds) and the test takes no 30 s.
+ *
+ * The one race with fake time: advancing the clock before the engine has *registered* its sleep
+ * would make the sleep start at the advanced time. So the clock is wrapped to expose its pending
+ * timers, and the test first waits (in real time) until the engine's Retry-After sleep is armed.
+ */
+class ObservedClock extends SimulatedClock {
+  /** Timers not yet fired or cleared: id -> requested delay. */
+  readonly pending = new Map<number, number>();
+  override setTimeout(fn: (...args: unknown[]) => void, timeout: number): number {
+    const id: number = super.setTimeout(() => {
+      this.pending.delete(id);
+      fn();
+    }, timeout);
+    this.pending.set(id, timeout);
+    return id;
+  }
+  override clearTimeout(id: number): void {
+    this.pending.delete(id);
+    super.clearTimeout(id);
+  }
+  /** Whether a timer of exactly `ms` is armed. */
+  waiting(ms: number): boolean {
+    return [...this.pending.values()].includes(ms);
+  }
+}
+
+/** Lets every callback already queued run (fetches, Redis replies still need real I/O, so a few rounds). */
+async function settle(rounds = 20): Promise<void> {
+  for (let i = 0; i < rounds; i++) await new Promise((r) => setImmediate(r));
+}
+
+let h: Harness;
+const clock = new ObservedClock();
+beforeAll(async () => {
+  // Not left at 0: mtimes are clamped to clock.now(), and lastSyncedAt/`at` come from it.
+  clock.set(Date.now());
+  // A fixed jitter makes the backoff deadline exact: retryDelayMs(1, jitter 0.5) = 750 ms < Retry-After.
+  h = await startHarness({ engine: { clock, random: () => 0.5, maxAttemptsPerCall: 2 } });
+});
+afterAll(async () => { await h.close(); });
+
+// Fixed client_modified in the past, so the fake clock's "now" never clamps a file's mtime.
+const at = new Date('2024-02-02T02:02:02Z');
+const RETRY_AFTER_MS = 30_000;
+
+async function expectConverged(accountId: string): Promise<void> {
+  expect(await readMirror(h.dataDir, accountId)).toEqual(expectedMirror(h.emulator, accountId));
+  const status = (await (await h.api(`/accounts/${accountId}`)).json()) as Record<string, unknown>;
+  expect(status).toMatchObject({ state: 'idle', dirty: false, pending: 0, lastError: null });
+}
+
+describe('429 Too Many Requests with Retry-After (fake time)', () => {
+  it('on list_folder during a first sync: the in-call retry waits the full Retry-After', async () => {
+    const account = 'dbid:faults-429-first';
+    const model = h.emulator.model;
+    model.addAccount(account, { accessToken: 'tok-429-first' });
+    model.writeFile(account, '/posts/a.md', '# A', { clientModified: at });
+    model.writeFile(account, '/posts/b.md', '# B', { clientModified: at });
+    h.emulator.faults.inject({ route: 'files/list_folder', accountId: account, status: 429, retryAfterSeconds: 30 });
+    const served = h.emulator.faults.rateLimitsServed.length;
+
+    expect((await h.linkAccount(account, { accessToken: 'tok-429-first' })).status).toBe(200);
+    await waitUntil(() => h.emulator.faults.rateLimitsServed.length > served, 10_000, 'the 429 to be served');
+    await waitUntil(() => clock.waiting(RETRY_AFTER_MS), 10_000, 'the engine to sleep for Retry-After');
+    const calls = h.emulator.stats.calls(account, 'files/list_folder');
+    expect(calls).toBe(1);
+
+    clock.increment(RETRY_AFTER_MS - 1);
+    await settle();
+    expect(clock.pending.size).toBe(1); // still asleep: the 30 s timer has 1 ms left
+    expect(h.emulator.stats.calls(account, 'files/list_folder')).toBe(calls);
+    expect(h.engine.host.actor(account)?.getSnapshot().value).toBe('fetching');
+
+    clock.increment(1);
+    await h.waitForIdle(account);
+    expect(h.emulator.stats.calls(account, 'files/list_folder')).toBe(calls + 1);
+    await expectConverged(account);
+  });
+
+  it('on list_folder/continue beyond the in-call attempts: the persisted backoff also waits the full Retry-After', async () => {
+    const account = 'dbid:faults-429-continue';
+    const model = h.emulator.model;
+    model.addAccount(account, { accessToken: 'tok-429-continue' });
+    model.writeFile(account, '/posts/one.md', '# One', { clientModified: at });
+    expect((await h.linkAccount(account, { accessToken: 'tok-429-continue' })).status).toBe(200);
+    await h.waitForIdle(account);
+
+    model.writeFile(account, '/posts/two.md', '# Two', { clientModified: at });
+    model.remove(account, '/posts/one.md');
+    // Two 429s: the first is retried inside the call (after Retry-After), the second exhausts
+    // maxAttemptsPerCall (2) and the actor goes to `backoff`, whose deadline must honour Retry-After too.
+    h.emulator.faults.inject({ route: 'files/list_folder/continue', accountId: account, status: 429, retryAfterSeconds: 30, times: 2 });
+    const served = h.emulator.faults.rateLimitsServed.length;
+    const continues = () => h.emulator.stats.calls(account, 'files/list_folder/continue');
+    const before = continues();
+    await h.engine.notify([account]);
+
+    // 1) The in-call wait.
+    await waitUntil(() => h.emulator.faults.rateLimitsServed.length === served + 1, 10_000, 'the first 429');
+    await waitUntil(() => clock.waiting(RETRY_AFTER_MS), 10_000, 'the in-call Retry-After sleep');
+    expect(continues()).toBe(before + 1);
+    clock.increment(RETRY_AFTER_MS - 1);
+    await settle();
+    expect(clock.waiting(RETRY_AFTER_MS)).toBe(true);
+    expect(continues()).toBe(before + 1);
+    clock.increment(1);
+
+    // 2) The second 429 fails the step: backoff with kind rate_limited, deadline = Retry-After.
+    await waitUntil(() => h.emulator.faults.rateLimitsServed.length === served + 2, 10_000, 'the second 429');
+    await waitUntil(() => h.engine.host.actor(account)?.getSnapshot().value === 'backoff' && clock.waiting(RETRY_AFTER_MS), 10_000, 'the backoff sleep');
+    const status = (await (await h.api(`/accounts/${account}`)).json()) as { state: string; lastError: { kind: string; message: string } | null };
+    expect(status.state).toBe('backoff');
+    expect(status.lastError?.kind).toBe('rate_limited');
+    expect(continues()).toBe(before + 2);
+
+    clock.increment(RETRY_AFTER_MS - 1);
+    await settle();
+    expect(clock.waiting(RETRY_AFTER_MS)).toBe(true);
+    expect(h.engine.host.actor(account)?.getSnapshot().value).toBe('backoff');
+    expect(continues()).toBe(before + 2);
+
+    clock.increment(1);
+    await waitUntil(() => continues() > before + 2, 10_000, 'the listing to resume');
+    await h.waitForIdle(account);
+    await expectConverged(account);
+    expect((await readMirror(h.dataDir, account)).has('/posts/one.md')).toBe(false);
+    // Every 429 served was for this route and asked for 30 s.
+    expect(h.emulator.faults.rateLimitsServed.slice(served).map((r) => [r.route, r.retryAfterSeconds])).toEqual([
+      ['files/list_folder/continue', 30],
+      ['files/list_folder/continue', 30],
+    ]);
+  });
+});
