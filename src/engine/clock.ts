@@ -25,6 +25,8 @@ export class AbortedError extends Error {
 export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new AbortedError());
+    // A deadline already past (a backoff restored late) must not wait for a simulated clock to tick.
+    if (ms <= 0) return resolve();
     const onAbort = () => {
       clock.clearTimeout(id);
       reject(new AbortedError());
