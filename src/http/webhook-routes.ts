@@ -28,7 +28,9 @@ export function webhookRoutes(options: WebhookRouteOptions): Hono {
 
   routes.post(
     '/',
-    bodyLimit({ maxSize: MAX_WEBHOOK_BYTES, onError: (c) => c.text('payload too large', 413) }),
+    // `Connection: close`: the unread rest of the body is still on the wire, so the connection
+    // cannot carry another request (a client reusing it would see it reset mid-request).
+    bodyLimit({ maxSize: MAX_WEBHOOK_BYTES, onError: (c) => c.text('payload too large', 413, { Connection: 'close' }) }),
     async (c) => {
       if (options.draining?.()) return c.text('shutting down', 503);
       const body = new Uint8Array(await c.req.arrayBuffer());

@@ -18,7 +18,7 @@ export function webhookAccounts(body: unknown): string[] | null {
   if (!body || typeof body !== 'object' || Array.isArray(body)) return null;
   const listFolder = (body as { list_folder?: unknown }).list_folder;
   if (listFolder === undefined) return [];
-  if (!listFolder || typeof listFolder !== 'object') return null;
+  if (!listFolder || typeof listFolder !== 'object' || Array.isArray(listFolder)) return null;
   const accounts = (listFolder as { accounts?: unknown }).accounts;
   if (accounts === undefined) return [];
   if (!Array.isArray(accounts) || !accounts.every((a) => typeof a === 'string')) return null;

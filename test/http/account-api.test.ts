@@ -1,0 +1,230 @@
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendWebhook } from '../../src/dropbox-emulator/webhook-sender.js';
+import { mirrorFolder } from '../../src/sync/sync-deps.js';
+import { ADMIN_TOKEN, APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+
+/** The admin API over HTTP: auth, validation, link / status / entries / unlink / resync, ignore rules. */
+let h: Harness;
+
+beforeAll(async () => { h = await startHarness(); });
+afterAll(async () => { await h.close(); });
+
+type Json = Record<string, unknown>;
+const json = async (response: Response) => (await response.json()) as Json;
+
+/** An account in the emulator with some files, linked through the API and synced. */
+async function linkIdle(accountId: string, files: Record<string, string>, body?: Json): Promise<Response> {
+  h.emulator.model.addAccount(accountId, { accessToken: `token-${accountId}` });
+  for (const [path, content] of Object.entries(files)) h.emulator.model.writeFile(accountId, path, content);
+  const response = await h.linkAccount(accountId, body);
+  expect(response.status).toBe(200);
+  await h.waitForIdle(accountId);
+  return response;
+}
+
+describe('admin authentication', () => {
+  const target = 'dbid:auth-target';
+
+  it.each([
+    ['no Authorization header', undefined],
+    ['a wrong token', `Bearer ${ADMIN_TOKEN}x`],
+    ['a prefix of the token', `Bearer ${ADMIN_TOKEN.slice(0, -1)}`],
+    ['an empty bearer token', 'Bearer '],
+    ['the token under another scheme', `Basic ${ADMIN_TOKEN}`],
+    ['the bare token', ADMIN_TOKEN],
+    ['the token followed by another word', `Bearer ${ADMIN_TOKEN} extra`],
+  ])('answers 401 with WWW-Authenticate for %s, on every account route', async (_name, authorization) => {
+    const headers: Record<string, string> = { 'Content-Type': 'application/json' };
+    if (authorization !== undefined) headers.Authorization = authorization;
+    const calls: [string, string, string?][] = [
+      ['GET', `/accounts/${target}`],
+      ['GET', `/accounts/${target}/entries`],
+      ['PUT', `/accounts/${target}`, JSON.stringify({ accessToken: 'sneaky' })],
+      ['DELETE', `/accounts/${target}`],
+      ['POST', `/accounts/${target}/resync`],
+    ];
+    for (const [method, path, body] of calls) {
+      const response = await fetch(h.url + path, { method, headers, body });
+      expect(response.status, `${method} ${path}`).toBe(401);
+      expect(response.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    }
+    // The refused PUT linked nothing.
+    expect(await h.engine.accounts.get(target)).toBeNull();
+  });
+
+  it('accepts the auth scheme in any case (RFC 7235: "bearer" is "Bearer")', async () => {
+    const response = await fetch(`${h.url}/accounts/dbid:nobody`, { headers: { Authorization: `bearer ${ADMIN_TOKEN}` } });
+    expect(response.status).toBe(404);
+  });
+});
+
+describe('PUT /accounts/:id validation', () => {
+  const put = (id: string, body: string) => h.api(`/accounts/${id}`, { method: 'PUT', body });
+
+  it('refuses a body that is not JSON with 400 and says what to send', async () => {
+    const response = await put('dbid:v1', '{accessToken: nope');
+    expect(response.status).toBe(400);
+    expect(await json(response)).toMatchObject({ error: 'invalid_json', message: expect.stringMatching(/accessToken/) });
+  });
+
+  it.each([
+    ['neither token', {}],
+    ['only an ignore list', { ignore: ['drafts/**'] }],
+    ['an empty access token', { accessToken: '' }],
+    ['a token that is not a string', { accessToken: 42 }],
+  ])('refuses %s with 400 naming accessToken / refreshToken', async (_name, body) => {
+    const response = await put('dbid:v2', JSON.stringify(body));
+    expect(response.status).toBe(400);
+    const answer = await json(response);
+    expect(answer.error).toBe('invalid_body');
+    expect(String(answer.message)).toMatch(/accessToken|refreshToken/);
+    expect(await h.engine.accounts.get('dbid:v2')).toBeNull();
+  });
+
+  it.each([
+    ['a whitespace-only pattern', ['   '], 'invalid_ignore'],
+    ['a bare slash', ['/'], 'invalid_ignore'],
+    ['an empty pattern', [''], 'invalid_body'],
+    ['a string instead of a list', 'drafts/**', 'invalid_body'],
+    ['a list holding a number', [7], 'invalid_body'],
+  ])('refuses an ignore list with %s with 400', async (_name, ignore, error) => {
+    const response = await put('dbid:v3', JSON.stringify({ accessToken: 'tok', ignore }));
+    expect(response.status).toBe(400);
+    const answer = await json(response);
+    expect(answer.error).toBe(error);
+    expect(String(answer.message)).toMatch(/ignore|pattern/);
+    expect(await h.engine.accounts.get('dbid:v3')).toBeNull();
+  });
+
+  it.each([
+    ['a brace (Redis hash-tag injection)', 'dbid:a{b}'],
+    ['a space', 'dbid:a b'],
+    ['an encoded slash', 'dbid:a%2Fb'],
+    ['more than 128 characters', `dbid:${'a'.repeat(130)}`],
+  ])('refuses an account id with %s with 400, on every route', async (_name, id) => {
+    const path = `/accounts/${id.includes('%') ? id : encodeURIComponent(id)}`;
+    const calls: [string, string, string?][] = [
+      ['PUT', path, JSON.stringify({ accessToken: 'tok' })],
+      ['GET', path],
+      ['DELETE', path],
+      ['GET', `${path}/entries`],
+      ['POST', `${path}/resync`],
+    ];
+    for (const [method, target, body] of calls) {
+      const response = await h.api(target, { method, body });
+      expect(response.status, `${method} ${target}`).toBe(400);
+      expect(await json(response)).toMatchObject({ error: 'invalid_account_id' });
+    }
+  });
+});
+
+describe('accounts that are not linked', () => {
+  it.each([
+    ['GET', '/accounts/dbid:unknown'],
+    ['GET', '/accounts/dbid:unknown/entries'],
+    ['DELETE', '/accounts/dbid:unknown'],
+    ['POST', '/accounts/dbid:unknown/resync'],
+  ])('%s %s answers 404 not_linked', async (method, path) => {
+    const response = await h.api(path, { method });
+    expect(response.status).toBe(404);
+    expect(await json(response)).toMatchObject({ error: 'not_linked' });
+  });
+});
+
+describe('link, status, entries, unlink', () => {
+  const id = 'dbid:lifecycle';
+
+  it('links, syncs and reports every status field', async () => {
+    const linked = await linkIdle(id, { '/posts/hello.md': '# Hello\n\nworld', '/img/a.bin': 'bytes' });
+    const first = await json(linked);
+    expect(first).toMatchObject({ accountId: id, folder: mirrorFolder(h.dataDir, id) });
+    expect(Object.keys(first).sort()).toEqual(['accountId', 'dirty', 'folder', 'lastError', 'lastSyncedAt', 'pending', 'state']);
+
+    const status = await json(await h.api(`/accounts/${id}`));
+    expect(status).toEqual({
+      accountId: id,
+      state: 'idle',
+      dirty: false,
+      pending: 0,
+      folder: mirrorFolder(h.dataDir, id),
+      lastSyncedAt: expect.any(String),
+      lastError: null,
+    });
+    expect(Date.parse(status.lastSyncedAt as string)).not.toBeNaN();
+
+    const entries = await json(await h.api(`/accounts/${id}/entries`));
+    expect((entries.entries as { path: string; title: string }[]).map((e) => [e.path, e.title])).toEqual([['/posts/hello.md', 'Hello']]);
+  });
+
+  it('links with a refresh token', async () => {
+    const refreshed = 'dbid:refresh-only';
+    h.emulator.model.addAccount(refreshed, { accessToken: 'short-lived', refreshToken: 'refresh-secret' });
+    h.emulator.model.writeFile(refreshed, '/r.md', '# R');
+    const response = await h.api(`/accounts/${refreshed}`, { method: 'PUT', body: JSON.stringify({ refreshToken: 'refresh-secret' }) });
+    expect(response.status).toBe(200);
+    await h.waitForIdle(refreshed);
+    expect((await readMirror(h.dataDir, refreshed)).get('/r.md')?.content).toBe('# R');
+    expect(h.emulator.stats.tokenRequests).toBeGreaterThan(0); // it really went through oauth2/token
+  });
+
+  it('unlinks with 204: status and entries turn 404, files stay on disk, webhooks no longer sync it', async () => {
+    const response = await h.api(`/accounts/${id}`, { method: 'DELETE' });
+    expect(response.status).toBe(204);
+    expect(await response.text()).toBe('');
+    expect((await h.api(`/accounts/${id}`)).status).toBe(404);
+    expect((await h.api(`/accounts/${id}/entries`)).status).toBe(404);
+    expect(h.engine.host.actor(id)).toBeFalsy();
+
+    const mirror = await readMirror(h.dataDir, id);
+    expect(mirror.get('/posts/hello.md')?.content).toBe('# Hello\n\nworld');
+    expect(mirror.get('/img/a.bin')?.content).toBe('bytes');
+
+    h.emulator.model.writeFile(id, '/posts/late.md', '# Late');
+    h.emulator.stats.resetStats();
+    const delivery = await sendWebhook({ url: `${h.url}/webhooks/dropbox`, appSecret: APP_SECRET, accounts: [id], attempts: 1 });
+    expect(delivery.status).toBe(200);
+    expect(h.emulator.stats.calls(id)).toBe(0);
+    expect(existsSync(`${mirrorFolder(h.dataDir, id)}/posts/late.md`)).toBe(false);
+    expect((await h.api(`/accounts/${id}`, { method: 'DELETE' })).status).toBe(404); // a second unlink
+  });
+});
+
+describe('POST /accounts/:id/resync', () => {
+  it('answers 202 and runs a full re-list (files/list_folder, not just /continue)', async () => {
+    const id = 'dbid:resync';
+    await linkIdle(id, { '/one.md': '# one', '/two.md': '# two' });
+    h.emulator.stats.resetStats();
+
+    const response = await h.api(`/accounts/${id}/resync`, { method: 'POST' });
+    expect(response.status).toBe(202);
+    expect(await json(response)).toMatchObject({ accountId: id });
+    await waitUntil(() => h.emulator.stats.calls(id, 'files/list_folder') >= 1, 10_000, 'a full files/list_folder call');
+    await h.waitForIdle(id);
+    expect(h.emulator.stats.calls(id, 'files/list_folder')).toBe(1);
+    expect(await readMirror(h.dataDir, id)).toEqual(expectedMirror(h.emulator, id));
+  });
+});
+
+describe('ignore patterns', () => {
+  it('never mirrors files under an ignored folder, at link time or later', async () => {
+    const id = 'dbid:ignoring';
+    await linkIdle(id, { '/drafts/x.md': '# draft', '/Drafts/Deep/y.md': '# deep draft', '/posts/p.md': '# P' }, { accessToken: `token-${id}`, ignore: ['drafts/**'] });
+    let mirror = await readMirror(h.dataDir, id);
+    expect([...mirror.keys()].sort()).toEqual(['/posts/p.md']);
+
+    // A later change under drafts/ arrives by webhook and is still kept off disk and out of entries.
+    h.emulator.model.writeFile(id, '/drafts/x.md', '# draft v2');
+    h.emulator.model.writeFile(id, '/drafts/new.md', '# new draft');
+    h.emulator.model.writeFile(id, '/posts/q.md', '# Q');
+    const delivery = await sendWebhook({ url: `${h.url}/webhooks/dropbox`, appSecret: APP_SECRET, accounts: [id], attempts: 1 });
+    expect(delivery.status).toBe(200);
+    await waitUntil(async () => (await readMirror(h.dataDir, id)).has('/posts/q.md'), 10_000, 'the new post to arrive');
+    await h.waitForIdle(id);
+    mirror = await readMirror(h.dataDir, id);
+    expect([...mirror.keys()].sort()).toEqual(['/posts/p.md', '/posts/q.md']);
+    expect(existsSync(`${mirrorFolder(h.dataDir, id)}/drafts`)).toBe(false);
+    const entries = await json(await h.api(`/accounts/${id}/entries`));
+    expect((entries.entries as { path: string }[]).map((e) => e.path).sort()).toEqual(['/posts/p.md', '/posts/q.md']);
+  });
+});

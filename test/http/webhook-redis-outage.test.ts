@@ -1,0 +1,51 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { legacyUserId, webhookBody, webhookSignature } from '../../src/dropbox-emulator/webhook-sender.js';
+import { APP_SECRET, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+
+/**
+ * While Redis is down a webhook cannot be recorded, so it must not be acknowledged: 503 makes
+ * Dropbox retry. Readiness says the same. Once Redis is back (the engine's client reconnects on
+ * its own) the same notification is accepted and the account syncs.
+ */
+let h: Harness;
+const account = 'dbid:outage';
+
+beforeAll(async () => {
+  h = await startHarness();
+  h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
+  h.emulator.model.writeFile(account, '/first.md', '# first');
+  expect((await h.linkAccount(account)).status).toBe(200);
+  await h.waitForIdle(account);
+});
+afterAll(async () => { await h.close(); });
+
+function postWebhook(): Promise<Response> {
+  const body = webhookBody([account], [legacyUserId(account)]);
+  return fetch(`${h.url}/webhooks/dropbox`, { method: 'POST', body, headers: { 'Content-Type': 'application/json', 'X-Dropbox-Signature': webhookSignature(APP_SECRET, body) } });
+}
+
+describe('Redis down', () => {
+  it('answers webhooks 503 and /readyz 503 while Redis is down, and 200 again once it is back', async () => {
+    expect((await fetch(`${h.url}/readyz`)).status).toBe(200);
+    h.emulator.model.writeFile(account, '/during-outage.md', '# written while Redis was down');
+
+    await h.redisServer.kill();
+    // The client notices the dead connection asynchronously; from then on every answer is 503.
+    await waitUntil(async () => (await fetch(`${h.url}/readyz`)).status === 503, 5_000, '/readyz to report Redis down');
+    const ready = await fetch(`${h.url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toMatchObject({ ok: false, redis: 'down' });
+    const started = Date.now();
+    const refused = await postWebhook();
+    expect(refused.status).toBe(503); // not 200: Dropbox must retry this one
+    expect(Date.now() - started).toBeLessThan(2_000); // fails fast, well inside Dropbox's 10 s
+    expect((await fetch(`${h.url}/healthz`)).status).toBe(200); // the process itself is fine
+
+    await h.redisServer.restart();
+    await waitUntil(async () => (await fetch(`${h.url}/readyz`)).status === 200, 10_000, '/readyz after the restart');
+    // Dropbox's retry: accepted now, and the change made during the outage arrives.
+    await waitUntil(async () => (await postWebhook()).status === 200, 10_000, 'the webhook to be accepted again');
+    await h.waitForIdle(account);
+    expect((await readMirror(h.dataDir, account)).get('/during-outage.md')?.content).toBe('# written while Redis was down');
+  });
+});
