@@ -114,7 +114,7 @@ export class Engine {
    * every mark is durable, not when the syncs end; waking happens in the background.
    */
   async notify(accountIds: readonly string[]): Promise<Record<string, WebhookOutcome | 'invalid'>> {
-    const outcomes: Record<string, WebhookOutcome | 'invalid'> = {};
+    const outcomes: Record<string, WebhookOutcome | 'invalid'> = Object.create(null) as Record<string, WebhookOutcome | 'invalid'>;
     await Promise.all(
       [...new Set(accountIds)].map(async (accountId) => {
         if (!isValidAccountId(accountId)) {

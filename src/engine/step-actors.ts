@@ -5,6 +5,7 @@ import { downloadQueue } from '../sync/download-queue.js';
 import { listChanges } from '../sync/list-changes.js';
 import type { SyncDeps } from '../sync/sync-deps.js';
 import { SyncError, type FailureKind } from '../sync/sync-failure.js';
+import { isRedisUnavailable } from '../redis/redis-errors.js';
 import { sleep } from './clock.js';
 
 /**
@@ -37,7 +38,6 @@ export function createStepActors(deps: SyncDeps) {
   };
 }
 
-const REDIS_ERROR = /Connection is closed|Command timed out|Stream isn't writeable|ECONNREFUSED|ECONNRESET|MaxRetriesPerRequest|READONLY|LOADING|CLUSTERDOWN|NOSCRIPT/;
 const FS_CODES = new Set(['EACCES', 'EPERM', 'ENOSPC', 'EROFS', 'EDQUOT', 'EIO', 'ENOTDIR', 'EISDIR', 'EEXIST', 'EMFILE', 'ENAMETOOLONG', 'ENOENT']);
 
 function classify(error: unknown, deps: SyncDeps): SyncError {
@@ -45,7 +45,7 @@ function classify(error: unknown, deps: SyncDeps): SyncError {
   const e = error as { message?: string; code?: string; name?: string } | null;
   const message = e?.message ?? String(error);
   let kind: FailureKind = 'internal';
-  if (REDIS_ERROR.test(message) || e?.name === 'ReplyError' || e?.name === 'MaxRetriesPerRequestError') kind = 'redis';
+  if (isRedisUnavailable(error)) kind = 'redis';
   else if (e?.code && FS_CODES.has(e.code)) kind = 'filesystem';
   return new SyncError({ kind, message, at: deps.clock.now(), jitter: deps.random() }, { cause: error });
 }

@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
+import { isRedisUnavailable } from '../redis/redis-errors.js';
 import type { RedisClient } from '../redis/scripts.js';
 import { accountRoutes } from './account-routes.js';
 import { requireAdmin } from './admin-auth.js';
@@ -24,6 +25,10 @@ export function createApp(options: AppOptions): Hono {
   app.use('/accounts/*', requireAdmin(options.adminToken));
   app.route('/accounts', accountRoutes(options.engine));
   app.onError((error, c) => {
+    if (isRedisUnavailable(error)) {
+      options.log.warn({ err: error.message, path: c.req.path }, 'request failed: Redis unavailable');
+      return c.json({ error: 'unavailable', message: 'Redis is unreachable; retry shortly' }, 503);
+    }
     options.log.error({ err: error, path: c.req.path }, 'request failed');
     return c.json({ error: 'internal', message: 'the request failed; see the server log' }, 500);
   });

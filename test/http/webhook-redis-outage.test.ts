@@ -40,6 +40,9 @@ describe('Redis down', () => {
     expect(refused.status).toBe(503); // not 200: Dropbox must retry this one
     expect(Date.now() - started).toBeLessThan(2_000); // fails fast, well inside Dropbox's 10 s
     expect((await fetch(`${h.url}/healthz`)).status).toBe(200); // the process itself is fine
+    const status = await h.api(`/accounts/${account}`);
+    expect(status.status).toBe(503); // the account API says "retry", not "internal error"
+    expect(await status.json()).toMatchObject({ error: 'unavailable' });
 
     await h.redisServer.restart();
     await waitUntil(async () => (await fetch(`${h.url}/readyz`)).status === 200, 10_000, '/readyz after the restart');
