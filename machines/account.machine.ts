@@ -151,6 +151,13 @@ export const accountMachine = setup({
         ],
         onError: failedStep('finishing'),
       },
+      on: {
+        // A wake can only reach a non-idle actor in one window: the finish step already set the
+        // mailbox idle, a webhook woke it, and the machine has not moved to idle yet. Asking the
+        // mailbox again (it now says dirty) turns that wake into one more run instead of a lost one.
+        WEBHOOK: { target: 'finishing', reenter: true },
+        RESYNC: { target: 'finishing', reenter: true },
+      },
     },
     backoff: {
       invoke: {

@@ -213,12 +213,28 @@ describe('account machine: events while busy', () => {
     expect(a.trace).toMatchSnapshot();
   });
 
-  it('accepts WEBHOOK only in idle, and RESYNC only in idle and backoff', () => {
+  it('a wake that lands while finishing asks the mailbox again instead of being lost', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    // The first finish step answers "idle" only after the gate opens; the wake arrives before that.
+    const a = account({ finishRun: [{ gate }, 'again'] });
+    a.actor.send({ type: 'WEBHOOK' });
+    await a.settle();
+    expect(a.state()).toBe('finishing');
+    a.actor.send({ type: 'WEBHOOK' }); // the mailbox was already idle, so the webhook woke us
+    release();
+    await a.settle();
+    expect(a.state()).toBe('idle');
+    expect(a.calls.filter((c) => c.endsWith('finishRun'))).toHaveLength(3); // asked again: "again", then a new run's finish
+    expect(a.calls.filter((c) => c.endsWith('listChanges'))).toHaveLength(2);
+  });
+
+  it('accepts WEBHOOK only in idle and finishing, and RESYNC in idle, finishing and backoff', () => {
     const { context } = createActor(accountMachine, { input: { accountId: 'acc-1' } }).getSnapshot();
     const accepted = Object.keys(accountMachine.root.states).map((state) => {
       const snap = accountMachine.resolveState({ value: state, context });
       return `${state}: ${(['WEBHOOK', 'RESYNC'] as const).filter((type) => snap.can({ type })).join(', ') || '-'}`;
     });
-    expect(accepted).toEqual(['idle: WEBHOOK, RESYNC', 'fetching: -', 'applying: -', 'downloading: -', 'finishing: -', 'backoff: RESYNC']);
+    expect(accepted).toEqual(['idle: WEBHOOK, RESYNC', 'fetching: -', 'applying: -', 'downloading: -', 'finishing: WEBHOOK, RESYNC', 'backoff: RESYNC']);
   });
 });
