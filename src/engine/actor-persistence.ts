@@ -1,7 +1,7 @@
 import { createActor, type Snapshot } from 'xstate';
 import { ACCOUNT_STATES, type AccountMachine } from '../../machines/account.machine.js';
 import { accountKeys } from '../redis/keys.js';
-import { runScript, type RedisClient } from '../redis/scripts.js';
+import { runFencedScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 
 /** Bump when the machine changes in a way old snapshots cannot be restored into. */
 export const SNAPSHOT_SCHEMA = 1;
@@ -16,10 +16,18 @@ export interface StoredActor {
 
 /** Persisted actor snapshots, written with a version compare-and-set so an older one never wins. */
 export class ActorPersistence {
-  constructor(private readonly redis: RedisClient) {}
+  constructor(private readonly redis: RedisClient, private readonly fenceOf: FenceTokenOf = UNFENCED) {}
+
+  /** The account's fence key and the token this process writes with. */
+  private fence(accountId: string): Fence {
+    return { key: accountKeys(accountId).fence, token: this.fenceOf(accountId) };
+  }
 
   async save(accountId: string, version: number, snapshot: unknown, state: string, now: number): Promise<boolean> {
-    const saved = await runScript<number>(this.redis, 'actorSave', [accountKeys(accountId).actor], [version, JSON.stringify(snapshot), SNAPSHOT_SCHEMA, now, state]);
+    const saved = await runFencedScript<number>(
+      this.redis,
+      'actorSave',
+      this.fence(accountId), [accountKeys(accountId).actor], [version, JSON.stringify(snapshot), SNAPSHOT_SCHEMA, now, state]);
     return saved === 1;
   }
 

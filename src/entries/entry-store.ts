@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { accountKeys } from '../redis/keys.js';
-import { runScript, type RedisClient } from '../redis/scripts.js';
+import { runFencedScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 
 /** A published blog entry: one per post file, keyed by the file's Dropbox `path_lower`. */
 const entrySchema = z.object({
@@ -42,6 +42,8 @@ export interface EntryStoreOptions {
   newId?: () => string;
   /** Clock for `created` when `set` gets no explicit `now`. */
   clock?: () => number;
+  /** The fencing token writes carry (the engine's lease); unfenced by default. */
+  fenceOf?: FenceTokenOf;
 }
 
 /**
@@ -72,10 +74,17 @@ export class CorruptEntryError extends Error {
 export class EntryStore {
   private readonly newId: () => string;
   private readonly clock: () => number;
+  private readonly fenceOf: FenceTokenOf;
 
   constructor(private readonly redis: RedisClient, options: EntryStoreOptions = {}) {
     this.newId = options.newId ?? randomUUID;
     this.clock = options.clock ?? Date.now;
+    this.fenceOf = options.fenceOf ?? UNFENCED;
+  }
+
+  /** The account's fence key and the token this process writes with. */
+  private fence(accountId: string): Fence {
+    return { key: accountKeys(accountId).fence, token: this.fenceOf(accountId) };
   }
 
   /**
@@ -90,8 +99,10 @@ export class EntryStore {
     const now = options.now ?? this.clock();
     requireTimestamp('now', now);
 
-    const [json, applied, created] = await runScript<[string, number, number]>(
-      this.redis, 'entrySet', [keys.entryIds, keys.entries],
+    const [json, applied, created] = await runFencedScript<[string, number, number]>(
+      this.redis,
+      'entrySet',
+      this.fence(accountId), [keys.entryIds, keys.entries],
       [write.pathLower, write.path, write.title, write.html, write.updated, this.newId(), now],
     );
     return { entry: parseEntry(accountId, json), applied: applied === 1, created: created === 1 };
@@ -107,8 +118,10 @@ export class EntryStore {
     const keys = accountKeys(accountId);
     requirePathLower('fromPathLower', fromPathLower);
     requirePathLower('pathLower', to.pathLower);
-    const json = await runScript<string | null>(
-      this.redis, 'entryRename', [keys.entryIds, keys.entries], [fromPathLower, to.pathLower, to.path],
+    const json = await runFencedScript<string | null>(
+      this.redis,
+      'entryRename',
+      this.fence(accountId), [keys.entryIds, keys.entries], [fromPathLower, to.pathLower, to.path],
     );
     return json === null ? null : parseEntry(accountId, json);
   }
@@ -117,7 +130,10 @@ export class EntryStore {
   async drop(accountId: string, pathLower: string): Promise<number> {
     const keys = accountKeys(accountId);
     requirePathLower('pathLower', pathLower);
-    return runScript<number>(this.redis, 'entryDrop', [keys.entryIds, keys.entries], [pathLower, 'path']);
+    return runFencedScript<number>(
+      this.redis,
+      'entryDrop',
+      this.fence(accountId), [keys.entryIds, keys.entries], [pathLower, 'path']);
   }
 
   /**
@@ -133,7 +149,10 @@ export class EntryStore {
       throw new InvalidEntryInputError('folderPathLower', folderPathLower,
         'must not end with "/" (and the root cannot be dropped as a folder)');
     }
-    return runScript<number>(this.redis, 'entryDrop', [keys.entryIds, keys.entries], [folderPathLower, 'under']);
+    return runFencedScript<number>(
+      this.redis,
+      'entryDrop',
+      this.fence(accountId), [keys.entryIds, keys.entries], [folderPathLower, 'under']);
   }
 
   async get(accountId: string, pathLower: string): Promise<Entry | null> {

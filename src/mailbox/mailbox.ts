@@ -1,5 +1,5 @@
 import { accountKeys } from '../redis/keys.js';
-import { runScript, type RedisClient } from '../redis/scripts.js';
+import { runFencedScript, runScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 
 export type WebhookOutcome = 'unknown' | 'wake' | 'running';
 
@@ -15,7 +15,12 @@ export interface MailboxState {
  * "mark dirty, wake if idle" (webhooks) and "again or idle" (the end of a run).
  */
 export class Mailbox {
-  constructor(private readonly redis: RedisClient) {}
+  constructor(private readonly redis: RedisClient, private readonly fenceOf: FenceTokenOf = UNFENCED) {}
+
+  /** The account's fence key and the token this process writes with. */
+  private fence(accountId: string): Fence {
+    return { key: accountKeys(accountId).fence, token: this.fenceOf(accountId) };
+  }
 
   /** One Redis round trip per account and webhook. */
   async markDirty(accountId: string): Promise<WebhookOutcome> {
@@ -32,7 +37,10 @@ export class Mailbox {
 
   async finishRun(accountId: string): Promise<'again' | 'idle'> {
     const k = accountKeys(accountId);
-    return (await runScript<string>(this.redis, 'runFinish', [k.mailbox, k.queue, k.changes])) === 'again' ? 'again' : 'idle';
+    return (await runFencedScript<string>(
+      this.redis,
+      'runFinish',
+      this.fence(accountId), [k.mailbox, k.queue, k.changes])) === 'again' ? 'again' : 'idle';
   }
 
   async read(accountId: string): Promise<MailboxState> {

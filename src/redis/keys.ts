@@ -26,6 +26,10 @@ export function accountKeys(accountId: string) {
     account: `${tag}:account`,
     /** HASH: the mailbox: `dirty` (0/1), `status` (idle/running), `webhooks` (count). */
     mailbox: `${tag}:mailbox`,
+    /** STRING "<owner>|<token>" with a TTL: which process runs this account's actor. */
+    lease: `${tag}:lease`,
+    /** STRING counter: the fencing token, incremented on every lease grant. */
+    fence: `${tag}:fence`,
     /** HASH: the persisted actor snapshot: `snapshot`, `schema`, `version`, `updatedAt`. */
     actor: `${tag}:actor`,
     /** HASH: listing progress: `cursor` (committed), `pageCursor` (listed, not applied), `mode` (continue/full), `resync`, `ignoreRules`. */

@@ -8,6 +8,39 @@ export type RedisClient = Redis | Cluster;
 const LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
 
 /**
+ * Prepended to every script whose second line is `-- fenced`: the caller passes the account's fence
+ * key before the script's own keys and its fencing token before its own arguments. A token that is
+ * not the current one (a process that paused past its lease while another took over) makes the
+ * write fail with FENCED before it touches anything; the script body then sees only its own keys
+ * and arguments. The engine always passes a token (or one that can never match when it holds no
+ * lease); an empty token (tests, tools working on a stopped engine) writes unfenced.
+ */
+const FENCE_PRELUDE = `
+local fenceKey = table.remove(KEYS, 1)
+local fenceToken = table.remove(ARGV, 1)
+if fenceToken ~= '' and redis.call('GET', fenceKey) ~= fenceToken then
+  return redis.error_reply('FENCED the account is owned by a newer lease (token ' .. tostring(fenceToken) .. ')')
+end
+`;
+
+/** The error a fenced script fails with when the caller's lease was superseded. */
+export function isFencedError(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('FENCED');
+}
+
+/** The fence of one account as the owner of its lease sees it. */
+export interface Fence {
+  key: string;
+  /** The current fencing token as the caller knows it; '' writes unfenced. */
+  token: number | string;
+}
+
+/** Which fencing token the caller writes an account's state with. */
+export type FenceTokenOf = (accountId: string) => string;
+
+export const UNFENCED: FenceTokenOf = () => '';
+
+/**
  * Loads every `lua/<name>.lua` file as an ioredis command named after the file in camelCase
  * (`entry-set.lua` -> `entrySet`). The first line of each file declares its key count:
  * `-- keys: N`. ioredis sends EVALSHA and falls back to EVAL on NOSCRIPT, so a restarted Redis
@@ -20,8 +53,20 @@ export function defineScripts(redis: RedisClient): void {
     const header = /^-- keys: (\d+)/.exec(lua);
     if (!header) throw new Error(`${file}: first line must be "-- keys: N"`);
     const name = file.slice(0, -4).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-    redis.defineCommand(name, { numberOfKeys: Number(header[1]), lua });
+    const fenced = /^-- keys: \d+\r?\n-- fenced\b/.test(lua);
+    redis.defineCommand(name, fenced ? { numberOfKeys: Number(header[1]) + 1, lua: FENCE_PRELUDE + lua } : { numberOfKeys: Number(header[1]), lua });
   }
+}
+
+/** Runs a `-- fenced` script as the holder of `fence`. */
+export function runFencedScript<T>(
+  redis: RedisClient,
+  name: string,
+  fence: Fence,
+  keys: readonly string[],
+  args: readonly (string | number)[] = [],
+): Promise<T> {
+  return runScript<T>(redis, name, [fence.key, ...keys], [fence.token, ...args]);
 }
 
 /** Runs a script loaded by `defineScripts`; keys first, then arguments. */

@@ -1,5 +1,5 @@
 import { accountKeys } from '../redis/keys.js';
-import { runScript, type RedisClient } from '../redis/scripts.js';
+import { runFencedScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 import type { FieldOps, Plan } from './plan-changes.js';
 import type { DownloadItem, ListedEntry, LocalRecord } from './records.js';
 
@@ -31,24 +31,38 @@ export interface LocalIndex {
  * before a step or after it, never half.
  */
 export class SyncStore {
-  constructor(private readonly redis: RedisClient) {}
+  constructor(private readonly redis: RedisClient, private readonly fenceOf: FenceTokenOf = UNFENCED) {}
+
+  /** The account's fence key and the token this process writes with. */
+  private fence(accountId: string): Fence {
+    return { key: accountKeys(accountId).fence, token: this.fenceOf(accountId) };
+  }
 
   async beginListing(accountId: string): Promise<ListingStart> {
     const k = accountKeys(accountId);
-    const [mode, from] = await runScript<[string, string]>(this.redis, 'listingBegin', [k.mailbox, k.listing, k.changes]);
+    const [mode, from] = await runFencedScript<[string, string]>(
+      this.redis,
+      'listingBegin',
+      this.fence(accountId), [k.mailbox, k.listing, k.changes]);
     return { mode: mode === 'full' ? 'full' : 'continue', from };
   }
 
   /** Saves one page; false when the page was already saved (a replay), which is harmless. */
   async savePage(accountId: string, from: string, cursor: string, entries: readonly ListedEntry[]): Promise<boolean> {
     const k = accountKeys(accountId);
-    const saved = await runScript<number>(this.redis, 'listingSavePage', [k.listing, k.changes], [from, cursor, ...entries.map((e) => JSON.stringify(e))]);
+    const saved = await runFencedScript<number>(
+      this.redis,
+      'listingSavePage',
+      this.fence(accountId), [k.listing, k.changes], [from, cursor, ...entries.map((e) => JSON.stringify(e))]);
     return saved === 1;
   }
 
   async resetListing(accountId: string): Promise<void> {
     const k = accountKeys(accountId);
-    await runScript(this.redis, 'listingReset', [k.listing, k.changes]);
+    await runFencedScript(
+      this.redis,
+      'listingReset',
+      this.fence(accountId), [k.listing, k.changes]);
   }
 
   async loadBatch(accountId: string): Promise<PendingBatch> {
@@ -87,9 +101,10 @@ export class SyncStore {
       fileIds: { set: index.fileIds.set, del: index.fileIds.del },
       ignored: encode(index.ignored),
     };
-    const done = await runScript<number>(
+    const done = await runFencedScript<number>(
       this.redis,
       'changesCommit',
+      this.fence(accountId),
       [k.listing, k.changes, k.queue, k.files, k.fileIds, k.ignored],
       [pageCursor, consumed, JSON.stringify(ops), ignoreRules],
     );
@@ -119,12 +134,18 @@ export class SyncStore {
   async completeDownload(accountId: string, item: DownloadItem): Promise<boolean> {
     const k = accountKeys(accountId);
     const record: LocalRecord = { kind: 'file', ...item };
-    const done = await runScript<number>(this.redis, 'downloadComplete', [k.queue, k.files, k.fileIds], [item.pathLower, item.rev, JSON.stringify(record), item.id]);
+    const done = await runFencedScript<number>(
+      this.redis,
+      'downloadComplete',
+      this.fence(accountId), [k.queue, k.files, k.fileIds], [item.pathLower, item.rev, JSON.stringify(record), item.id]);
     return done === 1;
   }
 
   async dropQueued(accountId: string, item: DownloadItem): Promise<void> {
-    await runScript(this.redis, 'queueDrop', [accountKeys(accountId).queue], [item.pathLower, item.rev]);
+    await runFencedScript(
+      this.redis,
+      'queueDrop',
+      this.fence(accountId), [accountKeys(accountId).queue], [item.pathLower, item.rev]);
   }
 }
 

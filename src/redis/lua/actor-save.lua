@@ -1,4 +1,5 @@
 -- keys: 1
+-- fenced: only the current owner of the account's lease may run this (see scripts.ts)
 -- Persist an actor snapshot, only if it is newer than the stored one: snapshots are written
 -- asynchronously and ioredis may replay a write late, so an older one must never win.
 -- KEYS[1] actor hash; ARGV version, snapshot JSON, schema, updatedAt, state name

@@ -1,4 +1,5 @@
 -- keys: 6
+-- fenced: only the current owner of the account's lease may run this (see scripts.ts)
 -- The end of `applying`: the plan's effects on the local index, the new downloads, and the cursor,
 -- all in one step. Until it runs, a restart re-applies the same changes (every local effect is
 -- idempotent); after it, they are gone and the committed cursor moves on.

@@ -1,4 +1,5 @@
 -- keys: 3
+-- fenced: only the current owner of the account's lease may run this (see scripts.ts)
 -- A file is on disk: record it and take it off the queue, unless a newer listing superseded it.
 -- KEYS[1] queue, KEYS[2] files, KEYS[3] file ids
 -- ARGV[1] path_lower, ARGV[2] the rev written, ARGV[3] the file record JSON, ARGV[4] the file id

@@ -1,4 +1,5 @@
 -- keys: 2
+-- fenced: only the current owner of the account's lease may run this (see scripts.ts)
 -- Drops one entry, or every entry at or under a folder, in a single atomic step. Idempotent:
 -- dropping what is already gone drops nothing.
 --

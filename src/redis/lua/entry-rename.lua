@@ -1,4 +1,5 @@
 -- keys: 2
+-- fenced: only the current owner of the account's lease may run this (see scripts.ts)
 -- Moves an entry to a new path in a single atomic step, keeping its id, created, updated and html.
 --
 -- KEYS[1] entryIds  HASH path_lower -> entry id

@@ -1,4 +1,5 @@
 -- keys: 2
+-- fenced: only the current owner of the account's lease may run this (see scripts.ts)
 -- Upserts the entry for one path in a single atomic step, so concurrent writers for the same new
 -- path agree on one id and an older version can never overwrite a newer one.
 --

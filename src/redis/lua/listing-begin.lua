@@ -1,4 +1,5 @@
 -- keys: 3
+-- fenced: only the current owner of the account's lease may run this (see scripts.ts)
 -- Start (or resume) a listing: clear the dirty flag first, so any webhook from now on makes the run
 -- list once more, and tell the caller where to start.
 -- KEYS[1] mailbox, KEYS[2] listing hash, KEYS[3] unapplied changes (list)

@@ -1,4 +1,5 @@
 -- keys: 2
+-- fenced: only the current owner of the account's lease may run this (see scripts.ts)
 -- One listed page, saved the moment it arrives: its entries join the unapplied changes and its
 -- cursor becomes the resume point, in one step. Compare-and-set on the cursor the page was fetched
 -- with, so a replayed or duplicated call (ioredis can resend a command that timed out) adds nothing.

@@ -1,4 +1,5 @@
 -- keys: 3
+-- fenced: only the current owner of the account's lease may run this (see scripts.ts)
 -- The end of a run decides, in one step, between "list once more" and "idle", so a webhook that
 -- lands between the check and going idle is never lost: it either sees status=running (and sets
 -- dirty, which this step reads) or arrives after status=idle (and wakes the actor).

@@ -1,0 +1,42 @@
+import { accountKeys } from '../redis/keys.js';
+import { runScript, type Fence, type RedisClient } from '../redis/scripts.js';
+
+/** A lease this process holds on one account: its fencing token goes with every write. */
+export interface Lease extends Fence {
+  accountId: string;
+  /** "<owner>|<token>", the lease key's value while we hold it. */
+  value: string;
+}
+
+/**
+ * Single ownership of an account across processes: a lease in Redis (`SET … PX`, renewed while the
+ * actor lives) plus a fencing token (`INCR` on every grant). The lease makes takeovers rare; the
+ * token makes them safe: a process that paused past its lease has every write refused.
+ */
+export class Leases {
+  constructor(private readonly redis: RedisClient, readonly ownerId: string, readonly ttlMs: number) {
+    if (ownerId.includes('|')) throw new Error('owner id must not contain "|"');
+  }
+
+  /** The lease, or null when another process holds it. */
+  async acquire(accountId: string): Promise<Lease | null> {
+    const k = accountKeys(accountId);
+    const token = await runScript<number>(this.redis, 'leaseAcquire', [k.lease, k.fence], [this.ownerId, this.ttlMs]);
+    if (!token) return null;
+    return { accountId, key: k.fence, token, value: `${this.ownerId}|${token}` };
+  }
+
+  /** False when the lease expired or was taken: the actor must stop. */
+  async renew(lease: Lease): Promise<boolean> {
+    return (await runScript<number>(this.redis, 'leaseRenew', [accountKeys(lease.accountId).lease], [lease.value, this.ttlMs])) === 1;
+  }
+
+  async release(lease: Lease): Promise<boolean> {
+    return (await runScript<number>(this.redis, 'leaseRelease', [accountKeys(lease.accountId).lease], [lease.value])) === 1;
+  }
+
+  /** Who holds the account's lease now ("<owner>|<token>"), or null. */
+  async holder(accountId: string): Promise<string | null> {
+    return this.redis.get(accountKeys(accountId).lease);
+  }
+}

@@ -1,0 +1,68 @@
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EntryStore } from '../../src/entries/entry-store.js';
+import { Leases } from '../../src/ownership/leases.js';
+import { openRedis } from '../../src/redis/connection.js';
+import { accountKeys } from '../../src/redis/keys.js';
+import { isFencedError } from '../../src/redis/scripts.js';
+import { SyncStore } from '../../src/sync/sync-store.js';
+import { TestRedis } from '../support/redis-server.js';
+import { waitUntil } from '../support/sync-harness.js';
+
+let server: TestRedis;
+let redis: Redis;
+beforeAll(async () => {
+  server = await TestRedis.start();
+  redis = await openRedis(server.url);
+});
+afterAll(async () => {
+  redis.disconnect();
+  await server.stop();
+});
+
+describe('leases and fencing tokens', () => {
+  it('grants one owner at a time, with a new token on every grant', async () => {
+    const a = new Leases(redis, 'proc-a', 10_000);
+    const b = new Leases(redis, 'proc-b', 10_000);
+    const leaseA = await a.acquire('dbid:one');
+    expect(leaseA?.token).toBe(1);
+    expect(await b.acquire('dbid:one')).toBeNull();
+    expect((await a.acquire('dbid:one'))?.token).toBe(1); // re-acquiring our own lease keeps the token
+    expect(await a.release(leaseA!)).toBe(true);
+    expect((await b.acquire('dbid:one'))?.token).toBe(2);
+    expect(await a.renew(leaseA!)).toBe(false); // A lost it: its actor must stop
+  });
+
+  it('hands the account to another process once the lease expires', async () => {
+    const a = new Leases(redis, 'proc-a', 100);
+    const b = new Leases(redis, 'proc-b', 10_000);
+    expect(await a.acquire('dbid:two')).not.toBeNull();
+    await waitUntil(async () => (await b.acquire('dbid:two')) !== null, 5_000, 'the lease to expire');
+    expect(await b.holder('dbid:two')).toBe('proc-b|2');
+  });
+
+  it("refuses every write of a paused owner once another process took over, and changes nothing", async () => {
+    const account = 'dbid:zombie';
+    const a = new Leases(redis, 'proc-a', 100);
+    const b = new Leases(redis, 'proc-b', 10_000);
+    const zombie = (await a.acquire(account))!;
+    await waitUntil(async () => (await b.acquire(account)) !== null, 5_000, 'the takeover');
+    const zombieStore = new SyncStore(redis, () => String(zombie.token));
+    const zombieEntries = new EntryStore(redis, { fenceOf: () => String(zombie.token) });
+    const before = await redis.hgetall(accountKeys(account).listing);
+
+    await expect(zombieStore.beginListing(account)).rejects.toSatisfy(isFencedError);
+    await expect(zombieStore.savePage(account, '', 'c9', [])).rejects.toSatisfy(isFencedError);
+    await expect(zombieEntries.set(account, { pathLower: '/a.md', path: '/a.md', title: 'a', html: '', updated: 1 })).rejects.toSatisfy(isFencedError);
+    expect(await redis.hgetall(accountKeys(account).listing)).toEqual(before);
+    expect(await redis.hlen(accountKeys(account).entryIds)).toBe(0);
+
+    const ownerStore = new SyncStore(redis, () => '2');
+    expect(await ownerStore.beginListing(account)).toEqual({ mode: 'full', from: '' });
+  });
+
+  it('a process without a lease can write nothing', async () => {
+    const store = new SyncStore(redis, () => 'none');
+    await expect(store.beginListing('dbid:never-leased')).rejects.toSatisfy(isFencedError);
+  });
+});
