@@ -29,7 +29,9 @@ const schema = z.object({
   DROPBOX_TIMEOUT_MS: positiveInt.default(30_000),
   REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(5_000),
   LIST_PAGE_LIMIT: positiveInt.max(2000).default(2000),
-  SWEEP_INTERVAL_MS: positiveInt.default(30_000),
+  SWEEP_INTERVAL_MS: positiveInt.default(10_000),
+  LEASE_TTL_MS: positiveInt.min(300).default(15_000),
+  IDLE_TIMEOUT_MS: positiveInt.default(60_000),
 });
 
 export interface Config {
@@ -49,6 +51,8 @@ export interface Config {
   redisCommandTimeoutMs: number;
   listPageLimit: number;
   sweepIntervalMs: number;
+  leaseTtlMs: number;
+  idleTimeoutMs: number;
 }
 
 /** Reads the environment; empty strings count as unset. Throws ConfigError on the first bad variable. */
@@ -78,5 +82,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     redisCommandTimeoutMs: c.REDIS_COMMAND_TIMEOUT_MS,
     listPageLimit: c.LIST_PAGE_LIMIT,
     sweepIntervalMs: c.SWEEP_INTERVAL_MS,
+    leaseTtlMs: c.LEASE_TTL_MS,
+    idleTimeoutMs: c.IDLE_TIMEOUT_MS,
   };
 }

@@ -35,6 +35,8 @@ async function main(config: Config): Promise<void> {
     downloadConcurrency: config.downloadConcurrency,
     downloadsPerAccount: config.accountDownloadConcurrency,
     pageLimit: config.listPageLimit,
+    leaseTtlMs: config.leaseTtlMs,
+    idleTimeoutMs: config.idleTimeoutMs,
   });
   let draining = false;
   const app = createApp({ engine, redis, appSecret, adminToken, log, draining: () => draining });

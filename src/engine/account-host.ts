@@ -3,9 +3,11 @@ import type { AccountEvent, AccountMachine } from '../../machines/account.machin
 import type { AccountStore } from '../accounts/account-store.js';
 import type { Logger } from '../logger.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
+import type { Lease, Leases } from '../ownership/leases.js';
+import { isFencedError } from '../redis/scripts.js';
 import type { SyncStore } from '../sync/sync-store.js';
 import { type ActorPersistence, validateSnapshot } from './actor-persistence.js';
-import { type Clock, sleep } from './clock.js';
+import { type Clock, sleep, systemClock } from './clock.js';
 
 export type AccountActor = Actor<AccountMachine>;
 
@@ -16,27 +18,61 @@ export interface AccountHostOptions {
   mailbox: Mailbox;
   store: SyncStore;
   accounts: AccountStore;
+  leases: Leases;
   clock: Clock;
   log: Logger;
+  /** An idle actor is stopped and dropped from memory (its lease released) after this long. */
+  idleTimeoutMs: number;
 }
 
+/** A token no fence ever holds: what this process writes with for an account it does not own. */
+const NOT_OWNER = 'not-owner';
+
 /**
- * Runs one actor per account in this process: creates or restores it from Redis on demand, persists
- * its snapshot after every transition, and restores every account with work left at boot, so an
- * interrupted sync resumes without waiting for a webhook.
+ * Runs the actors of the accounts this process owns. An actor exists only while the process holds
+ * the account's lease: it is created or restored from Redis on demand, its snapshot is persisted
+ * after every transition (fenced by the lease's token), the lease is renewed while it lives, and an
+ * idle actor is passivated: stopped, dropped from memory, lease released. Losing the lease (expired,
+ * taken over, a write refused as FENCED) stops the actor at once; the new owner carries on from Redis.
  */
 export class AccountHost {
   private readonly actors = new Map<string, AccountActor>();
-  private readonly starting = new Map<string, Promise<AccountActor>>();
+  private readonly starting = new Map<string, Promise<AccountActor | null>>();
   private readonly writers = new Map<string, SnapshotWriter>();
+  private readonly leases = new Map<string, Lease>();
+  private readonly idleTimers = new Map<string, NodeJS.Timeout>();
+  private readonly renewal: NodeJS.Timeout;
   private closed = false;
 
-  constructor(private readonly options: AccountHostOptions) {}
+  constructor(private readonly options: AccountHostOptions) {
+    // Real time, not the engine's clock: the lease expires in Redis's time, whatever tests simulate.
+    this.renewal = setInterval(() => void this.renewLeases(), Math.max(50, Math.floor(options.leases.ttlMs / 3)));
+    this.renewal.unref();
+  }
 
-  /** Delivers an event to the account's actor, restoring or creating it first. */
-  async send(accountId: string, event: AccountEvent): Promise<void> {
+  /** The fencing token this process writes an account's state with. */
+  fenceToken(accountId: string): string {
+    const lease = this.leases.get(accountId);
+    return lease ? String(lease.token) : NOT_OWNER;
+  }
+
+  /**
+   * Delivers an event to the account's actor, restoring or creating it first. False when another
+   * process owns the account (it gets the wake through the engine's wake channel).
+   */
+  async send(accountId: string, event: AccountEvent): Promise<boolean> {
     const actor = await this.ensure(accountId);
+    if (!actor) return false;
     actor.send(event);
+    return true;
+  }
+
+  /** Delivers to an actor already in memory only (a wake published by another process). */
+  deliverLocal(accountId: string, event: AccountEvent): boolean {
+    const actor = this.actors.get(accountId);
+    if (!actor) return false;
+    actor.send(event);
+    return true;
   }
 
   /** The actor in memory, if any (tests and status). */
@@ -48,7 +84,7 @@ export class AccountHost {
     return this.actors.size;
   }
 
-  /** Restores every linked account that has work left: a run going, a dirty mailbox, queued files. */
+  /** Restores every linked account that has work left and that no live process owns. */
   async boot(): Promise<number> {
     const { accounts, mailbox, persistence, store } = this.options;
     let resumed = 0;
@@ -57,23 +93,29 @@ export class AccountHost {
       const busy = (stored !== null && stored.state !== 'idle') || box.status === 'running' || box.dirty || pending > 0;
       if (!busy) continue;
       const actor = await this.ensure(accountId);
+      if (!actor) continue;
       if (actor.getSnapshot().value === 'idle') actor.send({ type: 'WEBHOOK' });
       resumed++;
     }
     return resumed;
   }
 
-  /** Stops the account's actor (unlink); its last snapshot is flushed first. */
+  /** Stops the account's actor (unlink, shutdown): its last snapshot is flushed, its lease released. */
   async stop(accountId: string): Promise<void> {
     const actor = this.actors.get(accountId);
-    this.actors.delete(accountId);
+    this.forget(accountId);
     actor?.stop();
     await this.writers.get(accountId)?.flush();
     this.writers.delete(accountId);
+    const lease = this.leases.get(accountId);
+    this.leases.delete(accountId);
+    if (lease) await this.options.leases.release(lease).catch(() => false);
   }
 
+  /** Graceful shutdown: every actor stopped, every snapshot flushed, every lease released. */
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.renewal);
     await Promise.all([...this.starting.values()].map((p) => p.catch(() => undefined)));
     await Promise.all([...this.actors.keys()].map((id) => this.stop(id)));
   }
@@ -83,7 +125,28 @@ export class AccountHost {
     await Promise.all([...this.writers.values()].map((w) => w.flush()));
   }
 
-  private ensure(accountId: string): Promise<AccountActor> {
+  /**
+   * This process no longer owns the account (lease lost, a write refused): stop the actor without
+   * writing anything more. The new owner continues from what is in Redis.
+   */
+  lostOwnership(accountId: string, reason: string): void {
+    const actor = this.actors.get(accountId);
+    if (!actor && !this.leases.has(accountId)) return;
+    this.options.log.warn({ accountId, reason }, 'lost ownership of the account: actor stopped');
+    this.forget(accountId);
+    this.leases.delete(accountId);
+    this.writers.get(accountId)?.abandon();
+    this.writers.delete(accountId);
+    actor?.stop();
+  }
+
+  private forget(accountId: string): void {
+    this.actors.delete(accountId);
+    clearTimeout(this.idleTimers.get(accountId));
+    this.idleTimers.delete(accountId);
+  }
+
+  private ensure(accountId: string): Promise<AccountActor | null> {
     const existing = this.actors.get(accountId);
     if (existing) return Promise.resolve(existing);
     let pending = this.starting.get(accountId);
@@ -94,10 +157,13 @@ export class AccountHost {
     return pending;
   }
 
-  private async start(accountId: string): Promise<AccountActor> {
-    if (this.closed) throw new Error('account host is closed');
+  private async start(accountId: string): Promise<AccountActor | null> {
+    if (this.closed) return null;
     const { machine, persistence, log, mailbox } = this.options;
     const alog = log.child({ accountId });
+    const lease = await this.options.leases.acquire(accountId);
+    if (!lease) return null;
+    this.leases.set(accountId, lease);
     const stored = await persistence.load(accountId);
     let snapshot: unknown;
     let fallBackToResync = false;
@@ -110,14 +176,17 @@ export class AccountHost {
       }
     }
     const actor = createActor(machine, snapshot ? { snapshot: snapshot as never, input: { accountId } } : { input: { accountId } });
-    const writer = new SnapshotWriter(accountId, stored?.version ?? 0, this.options);
+    const writer = new SnapshotWriter(accountId, stored?.version ?? 0, this.options, (reason) => this.lostOwnership(accountId, reason));
     this.writers.set(accountId, writer);
     let lastState = '';
     actor.subscribe({
       next: (snap) => {
-        if (snap.status !== 'active') return;
+        if (snap.status !== 'active' || this.actors.get(accountId) !== actor) return;
         const state = String(snap.value);
-        if (state !== lastState) alog.info({ state, from: lastState || undefined, attempt: snap.context.attempt || undefined }, 'state');
+        if (state !== lastState) {
+          alog.info({ state, from: lastState || undefined, attempt: snap.context.attempt || undefined }, 'state');
+          this.scheduleIdle(accountId, actor, state);
+        }
         lastState = state;
         writer.push(actor.getPersistedSnapshot(), state);
       },
@@ -126,7 +195,7 @@ export class AccountHost {
     });
     this.actors.set(accountId, actor);
     actor.start();
-    if (stored && snapshot) alog.info({ state: stored.state }, 'restored');
+    if (stored && snapshot) alog.info({ state: stored.state, token: lease.token }, 'restored');
     if (fallBackToResync) {
       await mailbox.requestResync(accountId);
       actor.send({ type: 'RESYNC' });
@@ -134,12 +203,47 @@ export class AccountHost {
     return actor;
   }
 
+  private scheduleIdle(accountId: string, actor: AccountActor, state: string): void {
+    clearTimeout(this.idleTimers.get(accountId));
+    this.idleTimers.delete(accountId);
+    if (state !== 'idle') return;
+    const timer = setTimeout(() => void this.passivate(accountId, actor), this.options.idleTimeoutMs);
+    timer.unref();
+    this.idleTimers.set(accountId, timer);
+  }
+
+  /**
+   * Drops an idle actor from memory. A webhook that arrives meanwhile is never lost: either it woke
+   * the actor before it stopped (then it is no longer idle and stays), or it finds the lease
+   * released and starts a new actor, or it found the lease still held and published a wake that
+   * arrived here too late; the mailbox check after the release catches that last case.
+   */
+  private async passivate(accountId: string, actor: AccountActor): Promise<void> {
+    if (this.actors.get(accountId) !== actor || actor.getSnapshot().value !== 'idle') return;
+    await this.stop(accountId);
+    this.options.log.debug({ accountId }, 'passivated');
+    const box = await this.options.mailbox.read(accountId).catch(() => null);
+    if (box && (box.status === 'running' || box.dirty) && !this.closed) {
+      await this.send(accountId, { type: 'WEBHOOK' }).catch(() => false);
+    }
+  }
+
+  private async renewLeases(): Promise<void> {
+    for (const [accountId, lease] of [...this.leases]) {
+      try {
+        if (!(await this.options.leases.renew(lease))) this.lostOwnership(accountId, 'lease expired or taken over');
+      } catch {
+        // Redis unreachable: keep going; if it stays down past the TTL, the fence protects the data.
+      }
+    }
+  }
+
   /** An actor that errored is rebuilt from its last persisted snapshot. */
   private recover(accountId: string, actor: AccountActor, error: unknown): void {
-    this.options.log.error({ accountId, err: error }, 'actor failed; restoring it from its last snapshot');
     if (this.actors.get(accountId) !== actor) return;
-    this.actors.delete(accountId);
-    void sleep(this.options.clock, 1_000)
+    this.options.log.error({ accountId, err: error }, 'actor failed; restoring it from its last snapshot');
+    void this.stop(accountId)
+      .then(() => sleep(systemClock, 1_000))
       .then(() => (this.closed ? undefined : this.send(accountId, { type: 'WEBHOOK' })))
       .catch((e: unknown) => this.options.log.error({ accountId, err: e }, 'could not restore the actor'));
   }
@@ -147,19 +251,32 @@ export class AccountHost {
 
 /**
  * Writes one actor's snapshots in order, latest wins: while a write is in flight only the newest
- * pending snapshot is kept. A failed write (Redis down) is retried until a newer one replaces it.
+ * pending snapshot is kept. A failed write (Redis down) is retried until a newer one replaces it; a
+ * FENCED refusal means another process owns the account now.
  */
 class SnapshotWriter {
   private latest: { version: number; snapshot: unknown; state: string } | undefined;
   private running: Promise<void> | undefined;
+  private abandoned = false;
 
-  constructor(private readonly accountId: string, private version: number, private readonly options: AccountHostOptions) {}
+  constructor(
+    private readonly accountId: string,
+    private version: number,
+    private readonly options: AccountHostOptions,
+    private readonly onFenced: (reason: string) => void,
+  ) {}
 
   push(snapshot: unknown, state: string): void {
+    if (this.abandoned) return;
     this.latest = { version: ++this.version, snapshot, state };
     this.running ??= this.drain().finally(() => {
       this.running = undefined;
     });
+  }
+
+  abandon(): void {
+    this.abandoned = true;
+    this.latest = undefined;
   }
 
   async flush(): Promise<void> {
@@ -168,13 +285,18 @@ class SnapshotWriter {
 
   private async drain(): Promise<void> {
     let failures = 0;
-    while (this.latest) {
+    while (this.latest && !this.abandoned) {
       const next = this.latest;
       try {
         await this.options.persistence.save(this.accountId, next.version, next.snapshot, next.state, this.options.clock.now());
         if (this.latest === next) this.latest = undefined;
         failures = 0;
       } catch (error) {
+        if (isFencedError(error)) {
+          this.abandon();
+          this.onFenced('a snapshot write was refused (FENCED)');
+          return;
+        }
         failures++;
         if (failures === 1) this.options.log.warn({ accountId: this.accountId, err: (error as Error).message }, 'snapshot write failed; retrying');
         if (failures > 20) {
@@ -182,7 +304,7 @@ class SnapshotWriter {
           this.latest = undefined;
           return;
         }
-        await sleep(this.options.clock, Math.min(100 * 2 ** failures, 2_000));
+        await sleep(systemClock, Math.min(100 * 2 ** failures, 2_000));
       }
     }
   }

@@ -1,10 +1,13 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Cluster, Redis } from 'ioredis';
 import { accountMachine, type AccountContext } from '../../machines/account.machine.js';
 import { AccountStore } from '../accounts/account-store.js';
 import { DropboxSession, type DropboxAppSettings, type DropboxCredentials } from '../dropbox/dropbox-session.js';
 import { EntryStore } from '../entries/entry-store.js';
 import type { Logger } from '../logger.js';
 import { Mailbox, type WebhookOutcome } from '../mailbox/mailbox.js';
+import { Leases } from '../ownership/leases.js';
 import { isValidAccountId } from '../redis/keys.js';
 import type { RedisClient } from '../redis/scripts.js';
 import { mirrorFolder, type SyncDeps } from '../sync/sync-deps.js';
@@ -27,7 +30,18 @@ export interface EngineOptions {
   pageLimit?: number;
   maxAttemptsPerCall?: number;
   retryBaseDelayMs?: number;
+  /** Lease of an account's actor; renewed every third of it. A dead owner's accounts move after this. */
+  leaseTtlMs?: number;
+  /** An idle actor leaves memory (and gives its lease back) after this long. */
+  idleTimeoutMs?: number;
+  /** This process's name in leases (default: host-pid-random). */
+  ownerId?: string;
 }
+
+/** Pub/sub channel on which a process asks the owner of an account to deliver an event. */
+export const WAKE_CHANNEL = 'mr:wake';
+
+type WakeMessage = { accountId: string; type: 'WEBHOOK' | 'RESYNC' | 'UNLINK' };
 
 export interface AccountStatus {
   accountId: string;
@@ -51,16 +65,20 @@ export class Engine {
   readonly persistence: ActorPersistence;
   readonly host: AccountHost;
   readonly clock: Clock;
+  readonly leases: Leases;
   private readonly sessions = new Map<string, DropboxSession>();
+  private subscriber: Redis | Cluster | undefined;
 
   constructor(readonly options: EngineOptions) {
     const { redis, log } = options;
     this.clock = options.clock ?? systemClock;
+    const fenceOf = (accountId: string) => this.host.fenceToken(accountId);
     this.accounts = new AccountStore(redis);
-    this.mailbox = new Mailbox(redis);
-    this.entries = new EntryStore(redis, { newId: randomUUID, clock: () => this.clock.now() });
-    this.store = new SyncStore(redis);
-    this.persistence = new ActorPersistence(redis);
+    this.mailbox = new Mailbox(redis, fenceOf);
+    this.entries = new EntryStore(redis, { newId: randomUUID, clock: () => this.clock.now(), fenceOf });
+    this.store = new SyncStore(redis, fenceOf);
+    this.persistence = new ActorPersistence(redis, fenceOf);
+    this.leases = new Leases(redis, options.ownerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`, options.leaseTtlMs ?? 15_000);
     const deps: SyncDeps = {
       store: this.store,
       entries: this.entries,
@@ -76,6 +94,7 @@ export class Engine {
       random: options.random ?? Math.random,
       maxAttemptsPerCall: options.maxAttemptsPerCall ?? 4,
       retryBaseDelayMs: options.retryBaseDelayMs ?? 250,
+      lostOwnership: (accountId, reason) => this.host.lostOwnership(accountId, reason),
     };
     this.host = new AccountHost({
       machine: accountMachine.provide({ actors: createStepActors(deps) }),
@@ -83,8 +102,10 @@ export class Engine {
       mailbox: this.mailbox,
       store: this.store,
       accounts: this.accounts,
+      leases: this.leases,
       clock: this.clock,
       log,
+      idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
     });
   }
 
@@ -93,19 +114,22 @@ export class Engine {
     this.sessions.delete(accountId);
     const wake = await this.accounts.link(accountId, credentials, ignore, this.clock.now());
     // A re-link cuts a backoff short (a revoked token is the usual reason to re-link).
-    await this.host.send(accountId, { type: wake ? 'WEBHOOK' : 'RESYNC' });
+    await this.deliver({ accountId, type: wake ? 'WEBHOOK' : 'RESYNC' });
   }
 
+  /** Unlinks: the unlink bumps the fence, so whichever process runs the actor has its writes refused. */
   async unlink(accountId: string): Promise<boolean> {
     await this.host.stop(accountId);
     this.sessions.delete(accountId);
-    return this.accounts.unlink(accountId);
+    const existed = await this.accounts.unlink(accountId);
+    await this.publish({ accountId, type: 'UNLINK' });
+    return existed;
   }
 
   async resync(accountId: string): Promise<boolean> {
     const outcome = await this.mailbox.requestResync(accountId);
     if (outcome === 'unknown') return false;
-    await this.host.send(accountId, { type: 'RESYNC' });
+    await this.deliver({ accountId, type: 'RESYNC' });
     return true;
   }
 
@@ -129,13 +153,17 @@ export class Engine {
     return outcomes;
   }
 
-  /** Accounts marked running with no actor here (a wake lost to a crash or a Redis blip) get one. */
+  /**
+   * The reaper: an account marked running (or dirty) that no live process owns (its owner died, or
+   * a wake was lost between the webhook's Redis step and an actor start) is taken over here.
+   */
   async sweep(): Promise<number> {
     let woken = 0;
     for (const accountId of await this.accounts.linkedIds()) {
       if (this.host.actor(accountId)) continue;
       const box = await this.mailbox.read(accountId);
       if (box.status !== 'running' && !box.dirty) continue;
+      if (await this.leases.holder(accountId)) continue;
       this.wakeInBackground(accountId);
       woken++;
     }
@@ -160,18 +188,54 @@ export class Engine {
     };
   }
 
+  /** Listens for wakes from other processes, then resumes the accounts with unfinished work. */
   async boot(): Promise<number> {
+    await this.listenForWakes();
     return this.host.boot();
   }
 
   async close(): Promise<void> {
+    this.subscriber?.disconnect();
     await this.host.close();
   }
 
   private wakeInBackground(accountId: string): void {
-    this.host.send(accountId, { type: 'WEBHOOK' }).catch((error: unknown) => {
+    this.deliver({ accountId, type: 'WEBHOOK' }).catch((error: unknown) => {
       this.options.log.error({ accountId, err: (error as Error).message }, 'could not wake the account; the sweep will retry');
     });
+  }
+
+  /** To the actor here if this process owns (or can take) the account, else to its owner. */
+  private async deliver(message: WakeMessage & { type: 'WEBHOOK' | 'RESYNC' }): Promise<void> {
+    if (!(await this.host.send(message.accountId, { type: message.type }))) await this.publish(message);
+  }
+
+  private async publish(message: WakeMessage): Promise<void> {
+    await this.options.redis.publish(WAKE_CHANNEL, JSON.stringify(message));
+  }
+
+  private async listenForWakes(): Promise<void> {
+    if (this.subscriber) return;
+    // A subscribed connection can do nothing else, so wakes get their own.
+    const subscriber = (this.options.redis as Redis).duplicate() as Redis | Cluster;
+    this.subscriber = subscriber;
+    subscriber.on('error', () => {});
+    subscriber.on('message', (_channel: string, raw: string) => {
+      let message: WakeMessage;
+      try {
+        message = JSON.parse(raw) as WakeMessage;
+      } catch {
+        return;
+      }
+      if (message.type === 'UNLINK') {
+        if (this.host.actor(message.accountId)) void this.host.stop(message.accountId);
+        this.sessions.delete(message.accountId);
+      } else {
+        this.host.deliverLocal(message.accountId, { type: message.type });
+      }
+    });
+    if (subscriber.status !== 'ready') await subscriber.connect().catch(() => undefined);
+    await subscriber.subscribe(WAKE_CHANNEL);
   }
 
   private async session(accountId: string): Promise<DropboxSession> {

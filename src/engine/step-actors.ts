@@ -6,6 +6,7 @@ import { listChanges } from '../sync/list-changes.js';
 import type { SyncDeps } from '../sync/sync-deps.js';
 import { SyncError, type FailureKind } from '../sync/sync-failure.js';
 import { isRedisUnavailable } from '../redis/redis-errors.js';
+import { isFencedError } from '../redis/scripts.js';
 import { sleep } from './clock.js';
 
 /**
@@ -19,6 +20,7 @@ export function createStepActors(deps: SyncDeps) {
       try {
         return await run(input, signal);
       } catch (error) {
+        if (isFencedError(error)) deps.lostOwnership(input.accountId, `${name}: a write was refused (FENCED)`);
         const failure = classify(error, deps);
         if (failure.failure.kind === 'internal' && !signal.aborted) {
           deps.log.error({ accountId: input.accountId, step: name, err: error }, 'step failed unexpectedly');

@@ -25,6 +25,8 @@ export interface SyncDeps {
   /** `limit` for list_folder (Dropbox: 1..2000). */
   pageLimit: number;
   random: () => number;
+  /** A write was refused as FENCED: another process owns the account now; stop its actor here. */
+  lostOwnership: (accountId: string, reason: string) => void;
   /** In-call retries before a step fails into the actor's persisted backoff. */
   maxAttemptsPerCall: number;
   retryBaseDelayMs: number;

@@ -50,6 +50,7 @@ export async function startHarness(options: { engine?: Partial<EngineOptions>; e
     retryBaseDelayMs: 10,
     ...options.engine,
   });
+  await engine.boot();
   const app = createApp({ engine, redis, appSecret: APP_SECRET, adminToken: ADMIN_TOKEN, log });
   const server = await new Promise<Server>((resolve) => {
     const created = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(created as Server));

@@ -43,7 +43,8 @@ describe('killing the engine mid-download', () => {
     for (let n = 0; n < 200; n++) emulator.model.writeFile(account, `/posts/${n}.md`, `# Post ${n}\n\ntext ${n}`);
     emulator.faults.setLatency(25, 'files/download'); // slow enough to kill it in the middle
 
-    const env = { ACCOUNT_DOWNLOAD_CONCURRENCY: String(CONCURRENCY) };
+    // The killed process's lease must expire before another may take the account over.
+    const env = { ACCOUNT_DOWNLOAD_CONCURRENCY: String(CONCURRENCY), LEASE_TTL_MS: '1000', SWEEP_INTERVAL_MS: '200' };
     const first = await EngineProcess.start({ redisUrl: redisServer.url, dataDir, dropboxUrl: emulator.url, env });
     engines.push(first);
     expect((await first.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: 'tok-restart' }) })).status).toBe(200);

@@ -1,8 +1,10 @@
--- keys: 3
+-- keys: 5
 -- Unlink: forget the credentials and the actor; keep the mirror, its index and the entries, so a
--- later re-link carries on from the saved cursor.
--- KEYS[1] account hash, KEYS[2] mailbox, KEYS[3] actor hash
+-- later re-link carries on from the saved cursor. Bumping the fence refuses every further write of
+-- whichever process still runs the actor; dropping the lease lets a re-link start at once.
+-- KEYS[1] account hash, KEYS[2] mailbox, KEYS[3] actor hash, KEYS[4] fence, KEYS[5] lease
 local existed = redis.call('EXISTS', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[5])
+redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[2], 'status', 'idle', 'dirty', '0')
 return existed
