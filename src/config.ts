@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { parseClusterNodes } from './redis/connection.js';
 
 /** Invalid configuration: one line that names the variable and says what is expected. */
 export class ConfigError extends Error {
@@ -17,6 +18,8 @@ const schema = z.object({
   PORT: port.default(8080),
   HOST: z.string().min(1).default('127.0.0.1'),
   REDIS_URL: z.string().url().refine((u) => /^rediss?:\/\//.test(u), 'must be a redis:// or rediss:// URL').optional(),
+  /** Redis Cluster seed nodes, `host:port,host:port` (used instead of REDIS_URL; set one or the other). */
+  REDIS_CLUSTER_NODES: z.string().optional(),
   DATA_DIR: z.string().min(1).default('./data'),
   DROPBOX_APP_KEY: z.string().min(1).optional(),
   DROPBOX_APP_SECRET: z.string().min(1).optional(),
@@ -32,12 +35,15 @@ const schema = z.object({
   SWEEP_INTERVAL_MS: positiveInt.default(10_000),
   LEASE_TTL_MS: positiveInt.min(300).default(15_000),
   IDLE_TIMEOUT_MS: positiveInt.default(60_000),
+  POLL_INTERVAL_MS: z.coerce.number().int().min(0).default(15 * 60_000),
+  MAX_POLLS_PER_SWEEP: positiveInt.default(100),
 });
 
 export interface Config {
   port: number;
   host: string;
   redisUrl: string | undefined;
+  redisClusterNodes: { host: string; port: number }[] | undefined;
   dataDir: string;
   dropboxAppKey: string | undefined;
   dropboxAppSecret: string | undefined;
@@ -53,6 +59,8 @@ export interface Config {
   sweepIntervalMs: number;
   leaseTtlMs: number;
   idleTimeoutMs: number;
+  pollIntervalMs: number;
+  maxPollsPerSweep: number;
 }
 
 /** Reads the environment; empty strings count as unset. Throws ConfigError on the first bad variable. */
@@ -65,10 +73,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(variable, `= ${JSON.stringify(cleaned[variable])}: ${issue.message}`);
   }
   const c = parsed.data;
+  let redisClusterNodes: { host: string; port: number }[] | undefined;
+  if (c.REDIS_CLUSTER_NODES !== undefined) {
+    if (c.REDIS_URL !== undefined) throw new ConfigError('REDIS_CLUSTER_NODES', 'and REDIS_URL are both set: set one or the other');
+    try {
+      redisClusterNodes = parseClusterNodes(c.REDIS_CLUSTER_NODES);
+    } catch (error) {
+      throw new ConfigError('REDIS_CLUSTER_NODES', `= ${JSON.stringify(c.REDIS_CLUSTER_NODES)}: ${(error as Error).message} (expected host:port,host:port)`);
+    }
+  }
   return {
     port: c.PORT,
     host: c.HOST,
     redisUrl: c.REDIS_URL,
+    redisClusterNodes,
     dataDir: resolve(c.DATA_DIR),
     dropboxAppKey: c.DROPBOX_APP_KEY,
     dropboxAppSecret: c.DROPBOX_APP_SECRET,
@@ -84,5 +102,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     sweepIntervalMs: c.SWEEP_INTERVAL_MS,
     leaseTtlMs: c.LEASE_TTL_MS,
     idleTimeoutMs: c.IDLE_TIMEOUT_MS,
+    pollIntervalMs: c.POLL_INTERVAL_MS,
+    maxPollsPerSweep: c.MAX_POLLS_PER_SWEEP,
   };
 }

@@ -8,7 +8,7 @@ import { DEMO_ACCOUNT, startDemo, type Demo } from './demo.js';
 import { Engine } from './engine/engine.js';
 import { createApp } from './http/app.js';
 import { createLogger } from './logger.js';
-import { openRedis } from './redis/connection.js';
+import { openRedis, openRedisCluster } from './redis/connection.js';
 import { EmbeddedRedis } from './redis/embedded-redis.js';
 import { mirrorFolder } from './sync/sync-deps.js';
 
@@ -16,9 +16,12 @@ async function main(config: Config): Promise<void> {
   const log = createLogger({ level: config.logLevel });
   await mkdir(config.dataDir, { recursive: true });
 
-  const embedded = config.redisUrl ? undefined : await EmbeddedRedis.start({ dir: join(config.dataDir, 'redis') });
-  if (embedded) log.info({ url: embedded.url, dir: embedded.dir }, 'started an embedded redis-server (set REDIS_URL to use your own)');
-  const redis = await openRedis(config.redisUrl ?? embedded!.url, { commandTimeoutMs: config.redisCommandTimeoutMs });
+  const embedded = config.redisUrl || config.redisClusterNodes ? undefined : await EmbeddedRedis.start({ dir: join(config.dataDir, 'redis') });
+  if (embedded) log.info({ url: embedded.url, dir: embedded.dir }, 'started an embedded redis-server (set REDIS_URL or REDIS_CLUSTER_NODES to use your own)');
+  const redisOptions = { commandTimeoutMs: config.redisCommandTimeoutMs };
+  const redis = config.redisClusterNodes
+    ? await openRedisCluster(config.redisClusterNodes, redisOptions)
+    : await openRedis(config.redisUrl ?? embedded!.url, redisOptions);
   redis.on('error', (error: Error) => log.warn({ err: error.message }, 'redis connection error'));
 
   const demo: Demo | undefined = config.dropboxAppSecret ? undefined : await startDemo(config.dataDir);
@@ -37,6 +40,8 @@ async function main(config: Config): Promise<void> {
     pageLimit: config.listPageLimit,
     leaseTtlMs: config.leaseTtlMs,
     idleTimeoutMs: config.idleTimeoutMs,
+    pollIntervalMs: config.pollIntervalMs,
+    maxPollsPerSweep: config.maxPollsPerSweep,
   });
   let draining = false;
   const app = createApp({ engine, redis, appSecret, adminToken, log, draining: () => draining });

@@ -1,5 +1,6 @@
 import { createActor, type Actor } from 'xstate';
-import type { AccountEvent, AccountMachine } from '../../machines/account.machine.js';
+import type { AccountEvent, AccountMachine, AccountStateName } from '../../machines/account.machine.js';
+import { MAX_RETRY_DELAY_MS } from '../sync/sync-failure.js';
 import type { AccountStore } from '../accounts/account-store.js';
 import type { Logger } from '../logger.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
@@ -23,7 +24,23 @@ export interface AccountHostOptions {
   log: Logger;
   /** An idle actor is stopped and dropped from memory (its lease released) after this long. */
   idleTimeoutMs: number;
+  /** Longest a state may last before the watchdog restarts the actor from its last snapshot. */
+  stateDeadlinesMs: Record<Exclude<AccountStateName, 'idle'>, number>;
+  watchdogIntervalMs: number;
 }
+
+/**
+ * Generous on purpose: they catch a step that hangs despite every call having a timeout (a bug, a
+ * stuck file system), not a slow sync. Restarting is always safe: each step is idempotent and a
+ * restarted download step only sees what is still queued.
+ */
+export const DEFAULT_STATE_DEADLINES_MS: AccountHostOptions['stateDeadlinesMs'] = {
+  fetching: 15 * 60_000,
+  applying: 15 * 60_000,
+  downloading: 2 * 60 * 60_000,
+  finishing: 2 * 60_000,
+  backoff: MAX_RETRY_DELAY_MS + 5 * 60_000,
+};
 
 /** A token no fence ever holds: what this process writes with for an account it does not own. */
 const NOT_OWNER = 'not-owner';
@@ -41,13 +58,18 @@ export class AccountHost {
   private readonly writers = new Map<string, SnapshotWriter>();
   private readonly leases = new Map<string, Lease>();
   private readonly idleTimers = new Map<string, NodeJS.Timeout>();
+  /** When each actor in memory entered its current state (real time: the watchdog's clock). */
+  private readonly enteredAt = new Map<string, { state: string; at: number }>();
   private readonly renewal: NodeJS.Timeout;
+  private readonly watchdog: NodeJS.Timeout;
   private closed = false;
 
   constructor(private readonly options: AccountHostOptions) {
     // Real time, not the engine's clock: the lease expires in Redis's time, whatever tests simulate.
     this.renewal = setInterval(() => void this.renewLeases(), Math.max(50, Math.floor(options.leases.ttlMs / 3)));
     this.renewal.unref();
+    this.watchdog = setInterval(() => this.checkDeadlines(), options.watchdogIntervalMs);
+    this.watchdog.unref();
   }
 
   /** The fencing token this process writes an account's state with. */
@@ -116,6 +138,7 @@ export class AccountHost {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.renewal);
+    clearInterval(this.watchdog);
     await Promise.all([...this.starting.values()].map((p) => p.catch(() => undefined)));
     await Promise.all([...this.actors.keys()].map((id) => this.stop(id)));
   }
@@ -142,6 +165,7 @@ export class AccountHost {
 
   private forget(accountId: string): void {
     this.actors.delete(accountId);
+    this.enteredAt.delete(accountId);
     clearTimeout(this.idleTimers.get(accountId));
     this.idleTimers.delete(accountId);
   }
@@ -185,6 +209,7 @@ export class AccountHost {
         const state = String(snap.value);
         if (state !== lastState) {
           alog.info({ state, from: lastState || undefined, attempt: snap.context.attempt || undefined }, 'state');
+          this.enteredAt.set(accountId, { state, at: Date.now() });
           this.scheduleIdle(accountId, actor, state);
         }
         lastState = state;
@@ -225,6 +250,24 @@ export class AccountHost {
     const box = await this.options.mailbox.read(accountId).catch(() => null);
     if (box && (box.status === 'running' || box.dirty) && !this.closed) {
       await this.send(accountId, { type: 'WEBHOOK' }).catch(() => false);
+    }
+  }
+
+  /**
+   * The watchdog: a state that overstays its deadline is logged and the actor is restarted from its
+   * last persisted snapshot (the same state, with its step invoked afresh).
+   */
+  private checkDeadlines(): void {
+    const now = Date.now();
+    for (const [accountId, entered] of this.enteredAt) {
+      if (entered.state === 'idle') continue;
+      const deadline = this.options.stateDeadlinesMs[entered.state as Exclude<AccountStateName, 'idle'>];
+      if (deadline === undefined || now - entered.at < deadline) continue;
+      this.options.log.error({ accountId, state: entered.state, overstayedMs: now - entered.at - deadline }, 'state overstayed its deadline: restarting the actor from its last snapshot');
+      this.enteredAt.delete(accountId);
+      void this.stop(accountId)
+        .then(() => (this.closed ? false : this.send(accountId, { type: 'WEBHOOK' })))
+        .catch((error: unknown) => this.options.log.error({ accountId, err: error }, 'watchdog restart failed; the reaper will retry'));
     }
   }
 

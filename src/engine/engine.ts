@@ -12,7 +12,7 @@ import { isValidAccountId } from '../redis/keys.js';
 import type { RedisClient } from '../redis/scripts.js';
 import { mirrorFolder, type SyncDeps } from '../sync/sync-deps.js';
 import { SyncStore } from '../sync/sync-store.js';
-import { AccountHost } from './account-host.js';
+import { AccountHost, DEFAULT_STATE_DEADLINES_MS, type AccountHostOptions } from './account-host.js';
 import { ActorPersistence } from './actor-persistence.js';
 import { type Clock, systemClock } from './clock.js';
 import { Semaphore } from './semaphore.js';
@@ -36,6 +36,12 @@ export interface EngineOptions {
   idleTimeoutMs?: number;
   /** This process's name in leases (default: host-pid-random). */
   ownerId?: string;
+  stateDeadlinesMs?: Partial<AccountHostOptions['stateDeadlinesMs']>;
+  watchdogIntervalMs?: number;
+  /** The lost-webhook safety net: an idle account not listed for this long is listed again (0: never). */
+  pollIntervalMs?: number;
+  /** At most this many safety-net listings are started per sweep (rate limit). */
+  maxPollsPerSweep?: number;
 }
 
 /** Pub/sub channel on which a process asks the owner of an account to deliver an event. */
@@ -106,6 +112,8 @@ export class Engine {
       clock: this.clock,
       log,
       idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
+      stateDeadlinesMs: { ...DEFAULT_STATE_DEADLINES_MS, ...options.stateDeadlinesMs },
+      watchdogIntervalMs: options.watchdogIntervalMs ?? 5_000,
     });
   }
 
@@ -154,20 +162,33 @@ export class Engine {
   }
 
   /**
-   * The reaper: an account marked running (or dirty) that no live process owns (its owner died, or
-   * a wake was lost between the webhook's Redis step and an actor start) is taken over here.
+   * The reaper and the lost-webhook safety net, run every SWEEP_INTERVAL_MS:
+   * - an account marked running (or dirty) that no live process owns (its owner died, or a wake was
+   *   lost between the webhook's Redis step and an actor start) is taken over here;
+   * - Dropbox gives up on a webhook after about ten minutes of failures, so an idle account not
+   *   listed for `pollIntervalMs` is marked dirty like a webhook would (a list_folder/continue that
+   *   costs one call when nothing changed; never overlapping a run: the mailbox decides), at most
+   *   `maxPollsPerSweep` per sweep.
    */
-  async sweep(): Promise<number> {
-    let woken = 0;
+  async sweep(): Promise<{ reaped: number; polled: number }> {
+    const now = this.clock.now();
+    const pollIntervalMs = this.options.pollIntervalMs ?? 0;
+    const maxPolls = this.options.maxPollsPerSweep ?? 100;
+    let reaped = 0;
+    let polled = 0;
     for (const accountId of await this.accounts.linkedIds()) {
       if (this.host.actor(accountId)) continue;
       const box = await this.mailbox.read(accountId);
-      if (box.status !== 'running' && !box.dirty) continue;
-      if (await this.leases.holder(accountId)) continue;
-      this.wakeInBackground(accountId);
-      woken++;
+      if (box.status === 'running' || box.dirty) {
+        if (await this.leases.holder(accountId)) continue;
+        this.wakeInBackground(accountId);
+        reaped++;
+      } else if (pollIntervalMs > 0 && polled < maxPolls && now - box.listedAt >= pollIntervalMs) {
+        polled++;
+        if ((await this.mailbox.markDirty(accountId)) === 'wake') this.wakeInBackground(accountId);
+      }
     }
-    return woken;
+    return { reaped, polled };
   }
 
   async status(accountId: string): Promise<AccountStatus | null> {

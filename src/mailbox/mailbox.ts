@@ -7,6 +7,8 @@ export interface MailboxState {
   dirty: boolean;
   status: 'idle' | 'running';
   webhooks: number;
+  /** When the last listing started (epoch ms), 0 if never. */
+  listedAt: number;
 }
 
 /**
@@ -45,6 +47,6 @@ export class Mailbox {
 
   async read(accountId: string): Promise<MailboxState> {
     const raw = await this.redis.hgetall(accountKeys(accountId).mailbox);
-    return { dirty: raw.dirty === '1', status: raw.status === 'running' ? 'running' : 'idle', webhooks: Number(raw.webhooks ?? 0) };
+    return { dirty: raw.dirty === '1', status: raw.status === 'running' ? 'running' : 'idle', webhooks: Number(raw.webhooks ?? 0), listedAt: Number(raw.listedAt ?? 0) };
   }
 }

@@ -19,7 +19,7 @@ export async function listChanges(accountId: string, signal: AbortSignal, deps: 
   const session = await deps.session(accountId);
   const call = { session, clock: deps.clock, signal, random: deps.random, maxAttempts: deps.maxAttemptsPerCall, baseDelayMs: deps.retryBaseDelayMs,
     onRetry: (info: { attempt: number; waitMs: number; reason: string }) => log.warn(info, 'dropbox call retried') };
-  let { mode, from } = await deps.store.beginListing(accountId);
+  let { mode, from } = await deps.store.beginListing(accountId, deps.clock.now());
   let pages = 0;
   let total = 0;
   let resets = 0;
@@ -34,7 +34,7 @@ export async function listChanges(accountId: string, signal: AbortSignal, deps: 
         resets++;
         log.warn({ tag: error.tag }, 'cursor no longer valid: listing everything again');
         await deps.store.resetListing(accountId);
-        ({ mode, from } = await deps.store.beginListing(accountId));
+        ({ mode, from } = await deps.store.beginListing(accountId, deps.clock.now()));
         continue;
       }
       if (error instanceof DropboxEndpointError) {

@@ -38,12 +38,13 @@ export class SyncStore {
     return { key: accountKeys(accountId).fence, token: this.fenceOf(accountId) };
   }
 
-  async beginListing(accountId: string): Promise<ListingStart> {
+  /** Clears the dirty flag, records when the account was last listed, and says where to start. */
+  async beginListing(accountId: string, now: number = Date.now()): Promise<ListingStart> {
     const k = accountKeys(accountId);
     const [mode, from] = await runFencedScript<[string, string]>(
       this.redis,
       'listingBegin',
-      this.fence(accountId), [k.mailbox, k.listing, k.changes]);
+      this.fence(accountId), [k.mailbox, k.listing, k.changes], [now]);
     return { mode: mode === 'full' ? 'full' : 'continue', from };
   }
 

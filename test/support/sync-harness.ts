@@ -1,5 +1,6 @@
 import { serve } from '@hono/node-server';
 import type { Server } from 'node:http';
+import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -33,17 +34,29 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(options: { engine?: Partial<EngineOptions>; emulator?: EmulatorOptions; redisServer?: TestRedis } = {}): Promise<Harness> {
+export interface HarnessOptions {
+  engine?: Partial<EngineOptions>;
+  emulator?: EmulatorOptions;
+  redisServer?: TestRedis;
+  /** Deadline of one Dropbox call (default 2 s). */
+  dropboxCallTimeoutMs?: number;
+  /** Receives the engine's JSON log lines (default: silent unless TEST_LOG is set). */
+  logLines?: string[];
+}
+
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const redisServer = options.redisServer ?? (await TestRedis.start());
   const emulator = await startEmulator({ appKey: APP_KEY, appSecret: APP_SECRET, pageLimit: 100, ...options.emulator });
   const redis = await openRedis(redisServer.url);
   const dataDir = mkdtempSync(join(tmpdir(), 'mailroom-data-'));
-  const log = process.env.TEST_LOG ? createLogger({ level: process.env.TEST_LOG }) : silentLogger;
+  const log = options.logLines
+    ? createLogger({ level: 'debug', destination: new Writable({ write(chunk, _enc, done) { options.logLines!.push(...String(chunk).split('\n').filter(Boolean)); done(); } }) })
+    : process.env.TEST_LOG ? createLogger({ level: process.env.TEST_LOG }) : silentLogger;
   const engine = new Engine({
     redis,
     dataDir,
     log,
-    dropbox: { appKey: APP_KEY, appSecret: APP_SECRET, hosts: { api: emulator.url, content: emulator.url }, callTimeoutMs: 2_000 },
+    dropbox: { appKey: APP_KEY, appSecret: APP_SECRET, hosts: { api: emulator.url, content: emulator.url }, callTimeoutMs: options.dropboxCallTimeoutMs ?? 2_000 },
     downloadConcurrency: 8,
     downloadsPerAccount: 4,
     pageLimit: 100,

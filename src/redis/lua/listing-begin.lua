@@ -2,9 +2,9 @@
 -- fenced: only the current owner of the account's lease may run this (see scripts.ts)
 -- Start (or resume) a listing: clear the dirty flag first, so any webhook from now on makes the run
 -- list once more, and tell the caller where to start.
--- KEYS[1] mailbox, KEYS[2] listing hash, KEYS[3] unapplied changes (list)
+-- KEYS[1] mailbox, KEYS[2] listing hash, KEYS[3] unapplied changes (list); ARGV[1] now (epoch ms)
 -- Returns { mode, from } where from = '' means "list_folder from scratch".
-redis.call('HSET', KEYS[1], 'dirty', '0')
+redis.call('HSET', KEYS[1], 'dirty', '0', 'listedAt', ARGV[1])
 if redis.call('HGET', KEYS[2], 'resync') == '1' then
   redis.call('HDEL', KEYS[2], 'resync', 'pageCursor')
   redis.call('HSET', KEYS[2], 'mode', 'full')

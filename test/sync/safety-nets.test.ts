@@ -1,0 +1,59 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+
+/** What keeps an account from being stuck or stale when everything else went wrong. */
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+describe('the watchdog', () => {
+  it('restarts an actor whose state overstays its deadline, and the sync completes', async () => {
+    const logLines: string[] = [];
+    // A call deadline far beyond the state deadline: only the watchdog can end the hang.
+    h = await startHarness({
+      logLines,
+      dropboxCallTimeoutMs: 60_000,
+      engine: { stateDeadlinesMs: { fetching: 400 }, watchdogIntervalMs: 50 },
+    });
+    const account = 'dbid:watchdog';
+    h.emulator.model.addAccount(account, { accessToken: 'tok-wd' });
+    h.emulator.model.writeFile(account, '/post.md', '# Watched');
+    h.emulator.faults.inject({ route: 'files/list_folder', hang: true, times: 1 });
+    await h.linkAccount(account, { accessToken: 'tok-wd' });
+    await h.waitForIdle(account, 10_000);
+    expect(await readMirror(h.dataDir, account)).toEqual(expectedMirror(h.emulator, account));
+    const overstayed = logLines.map((l) => JSON.parse(l) as { msg: string; state?: string }).filter((l) => l.msg.startsWith('state overstayed'));
+    expect(overstayed).toHaveLength(1);
+    expect(overstayed[0]?.state).toBe('fetching');
+  });
+});
+
+describe('the lost-webhook safety net', () => {
+  it('lists an idle account again when no webhook came for the poll interval', async () => {
+    h = await startHarness({ engine: { idleTimeoutMs: 20, pollIntervalMs: 1, maxPollsPerSweep: 10 } });
+    const account = 'dbid:poll';
+    await h.linkAccount(account);
+    await h.waitForIdle(account);
+    await waitUntil(() => h!.engine.host.actor(account) === undefined, 5_000, 'the idle actor to be passivated');
+
+    h.emulator.model.writeFile(account, '/missed.md', '# The webhook for this was lost');
+    expect(await h.engine.sweep()).toEqual({ reaped: 0, polled: 1 });
+    await waitUntil(async () => (await readMirror(h!.dataDir, account)).has('/missed.md'), 10_000, 'the missed file');
+    await h.waitForIdle(account);
+    expect(await readMirror(h.dataDir, account)).toEqual(expectedMirror(h.emulator, account));
+  });
+
+  it('leaves recently listed accounts alone', async () => {
+    h = await startHarness({ engine: { idleTimeoutMs: 20, pollIntervalMs: 60 * 60_000 } });
+    const account = 'dbid:fresh';
+    await h.linkAccount(account);
+    await h.waitForIdle(account);
+    await waitUntil(() => h!.engine.host.actor(account) === undefined, 5_000, 'the idle actor to be passivated');
+    const calls = h.emulator.stats.calls(account);
+    expect(await h.engine.sweep()).toEqual({ reaped: 0, polled: 0 });
+    expect(h.emulator.stats.calls(account)).toBe(calls);
+    expect((await h.engine.mailbox.read(account)).dirty).toBe(false);
+  });
+});
