@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { type AnyMachineSnapshot, createActor, fromPromise, SimulatedClock, type Snapshot } from 'xstate';
-import { getShortestPaths } from 'xstate/graph';
 import { ACCOUNT_STATES, type AccountEvent, accountMachine, type FinishOutput, type StepInput } from '../../machines/account.machine.js';
 import { SNAPSHOT_SCHEMA, type StoredActor, validateSnapshot } from '../../src/engine/actor-persistence.js';
 import { sleep } from '../../src/engine/clock.js';
 import { SyncError } from '../../src/sync/sync-failure.js';
+import { walkReachableStates } from '../support/machine-walk.js';
 
 /**
  * What the engine writes to Redis for an account actor, and what it can restore: the format per
@@ -74,43 +74,7 @@ function invokedChildren(state: string): string[] {
   return (accountMachine.root.states[state]?.invoke ?? []).map((invoke) => invoke.id);
 }
 
-/**
- * Every reachable state of the machine, with the path that reaches it. Done/error events of the
- * invoked actors are supplied so the guards (isDirty, isRetrying) can be reached; states are told
- * apart by value and retryState (context also counts runs and attempts, which never ends).
- */
-function reachableStates() {
-  const failure = new SyncError({ kind: 'dropbox_unavailable', message: 'step failed', at: T0, jitter: 0 });
-  const events = [
-    { type: 'WEBHOOK' },
-    { type: 'RESYNC' },
-    ...['listChanges', 'applyChanges', 'downloadQueue'].map((id) => ({ type: `xstate.done.actor.${id}`, output: undefined })),
-    { type: 'xstate.done.actor.finishRun', output: { next: 'again', at: T0 } satisfies FinishOutput },
-    { type: 'xstate.done.actor.finishRun', output: { next: 'idle', at: T0 } satisfies FinishOutput },
-    { type: 'xstate.done.actor.waitUntil', output: undefined },
-    ...['listChanges', 'applyChanges', 'downloadQueue', 'finishRun'].map((id) => ({ type: `xstate.error.actor.${id}`, error: failure })),
-    { type: 'xstate.error.actor.waitUntil', error: new Error('timer broke') },
-  ] as unknown as AccountEvent[];
-  const paths = getShortestPaths(accountMachine, {
-    input: { accountId: ACCOUNT },
-    events,
-    // An unhandled xstate.error.actor.* event errors a machine: offer each state only what it handles.
-    filterEvents: (snapshot, event) => snapshot.can(event),
-    serializeState: (snapshot) => JSON.stringify([snapshot.value, snapshot.status, snapshot.context.retryState]),
-    limit: 1_000,
-  });
-  return paths.map((path) => {
-    const state = path.state as AnyMachineSnapshot;
-    const retryState = state.context.retryState as string | null;
-    return {
-      name: `${String(state.value)}${retryState ? ` (retryState ${retryState})` : ''}`,
-      value: String(state.value),
-      retryState,
-      events: path.steps.slice(1).map((step) => step.event.type.replace(/^xstate\./, '')),
-      snapshot: JSON.parse(JSON.stringify(accountMachine.getPersistedSnapshot(state))) as Record<string, any>,
-    };
-  });
-}
+const reachableStates = () => walkReachableStates(ACCOUNT, T0);
 
 describe('persisted snapshot format', () => {
   it('is plain JSON with the deadline in context and each invoked child named by its src', async () => {
