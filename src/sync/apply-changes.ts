@@ -2,6 +2,7 @@ import { mkdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { buildEntry, isPostPath } from '../entries/build-entry.js';
 import { createIgnoreRule, localPathFor, UnsafePathError } from './paths.js';
+import { withLocalCasing } from './local-casing.js';
 import { planChanges, type Plan, type PlannedMove } from './plan-changes.js';
 import { mirrorFolder, stagingFolder, type SyncDeps } from './sync-deps.js';
 import { mtimeFor } from './write-file.js';
@@ -32,8 +33,9 @@ export async function applyChanges(accountId: string, deps: SyncDeps): Promise<A
   const patterns = account?.ignore ?? [];
   const rules = JSON.stringify(patterns);
   const root = mirrorFolder(deps.dataDir, accountId);
+  const entries = withLocalCasing(batch.entries, index.files);
   const plan = planChanges({
-    entries: batch.entries,
+    entries,
     ...index,
     isIgnored: createIgnoreRule(patterns),
     unsafeReason: (path) => {
@@ -57,7 +59,7 @@ export async function applyChanges(accountId: string, deps: SyncDeps): Promise<A
   for (const move of plan.moves) await moveEntry(move, deps, accountId);
   for (const path of plan.removals) {
     const record = index.files.get(path);
-    const display = record?.pathDisplay ?? batch.entries.find((e) => e.pathLower === path)?.pathDisplay;
+    const display = record?.pathDisplay ?? entries.find((e) => e.pathLower === path)?.pathDisplay;
     const local = display ? safeLocalPath(root, display) : null;
     if (local) await rm(local, { recursive: true, force: true });
     await deps.entries.drop(accountId, path);

@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { withLocalCasing } from '../src/sync/local-casing.js';
+import type { ListedEntry, LocalRecord } from '../src/sync/records.js';
+
+const file = (pathDisplay: string): ListedEntry => ({
+  tag: 'file', pathLower: pathDisplay.toLowerCase(), pathDisplay, name: pathDisplay.slice(pathDisplay.lastIndexOf('/') + 1),
+  id: `id:${pathDisplay}`, rev: '1', contentHash: 'h', size: 1, clientModified: '', serverModified: '', isDownloadable: true,
+});
+const folder = (pathDisplay: string): ListedEntry => ({ tag: 'folder', pathLower: pathDisplay.toLowerCase(), pathDisplay, name: '', id: `id:${pathDisplay}` });
+const localFolder = (pathDisplay: string): [string, LocalRecord] => [pathDisplay.toLowerCase(), { kind: 'folder', pathLower: pathDisplay.toLowerCase(), pathDisplay, id: 'id:f' }];
+
+describe('withLocalCasing', () => {
+  it('writes a child into the folder the mirror already has, whatever casing Dropbox gave its parent', () => {
+    const files = new Map([localFolder('/Photos'), localFolder('/Photos/Trips')]);
+    const out = withLocalCasing([file('/photos/TRIPS/Rome.jpg')], files);
+    expect(out.map((e) => e.pathDisplay)).toEqual(['/Photos/Trips/Rome.jpg']);
+  });
+
+  it('uses the casing of a folder listed earlier in the same batch', () => {
+    const out = withLocalCasing([folder('/Blog'), file('/blog/Post.md'), folder('/blog/Drafts'), file('/BLOG/drafts/x.md')], new Map());
+    expect(out.map((e) => e.pathDisplay)).toEqual(['/Blog', '/Blog/Post.md', '/Blog/Drafts', '/Blog/Drafts/x.md']);
+  });
+
+  it('keeps the local casing of a folder Dropbox lists again with other casing (no case-only renames)', () => {
+    const out = withLocalCasing([folder('/PHOTOS'), file('/PHOTOS/a.jpg')], new Map([localFolder('/Photos')]));
+    expect(out.map((e) => e.pathDisplay)).toEqual(['/Photos', '/Photos/a.jpg']);
+  });
+
+  it('keeps the file name casing from Dropbox and leaves unknown parents as listed', () => {
+    const out = withLocalCasing([file('/Unknown/Parent/ReadMe.MD')], new Map());
+    expect(out[0]!.pathDisplay).toBe('/Unknown/Parent/ReadMe.MD');
+  });
+});
