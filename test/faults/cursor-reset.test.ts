@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+import { expectedMirror, readMirror, startHarness, waitUntil, type Harness, expectConverged as expectAccountConverged } from '../support/sync-harness.js';
 
 /**
  * Dropbox may invalidate a cursor at any time (409 `reset` on list_folder/continue). Deletions made
@@ -14,16 +14,7 @@ afterAll(async () => { await h.close(); });
 const account = 'dbid:faults-reset';
 const at = new Date('2024-05-01T12:00:00Z');
 
-interface StatusBody { state: string; dirty: boolean; pending: number; lastError: unknown }
 
-async function expectConverged(accountId: string): Promise<void> {
-  expect(await readMirror(h.dataDir, accountId)).toEqual(expectedMirror(h.emulator, accountId));
-  const posts = h.emulator.model.listTree(accountId).filter((i) => i.kind === 'file' && i.pathLower.endsWith('.md') && !i.pathLower.split('/').some((s) => s.startsWith('.')));
-  const entries = await h.engine.entries.list(accountId);
-  expect(entries.map((e) => e.path).sort()).toEqual(posts.map((p) => p.pathDisplay).sort());
-  const status = (await (await h.api(`/accounts/${accountId}`)).json()) as StatusBody;
-  expect(status).toMatchObject({ state: 'idle', dirty: false, pending: 0, lastError: null });
-}
 
 describe('a cursor reset (409 reset on list_folder/continue)', () => {
   it('lists everything again, removes what is gone, and re-downloads nothing unchanged', async () => {
@@ -37,7 +28,7 @@ describe('a cursor reset (409 reset on list_folder/continue)', () => {
     model.writeFile(account, '/assets/logo.png', 'png bytes', { clientModified: at });
     expect((await h.linkAccount(account, { accessToken: 'tok-reset' })).status).toBe(200);
     await h.waitForIdle(account);
-    await expectConverged(account);
+    await expectAccountConverged(h, account);
     const idsBefore = new Map((await h.engine.entries.list(account)).map((e) => [e.path, e.id]));
 
     // While the engine is idle: deletions, an edit, an addition, then Dropbox resets every cursor.
@@ -58,7 +49,7 @@ describe('a cursor reset (409 reset on list_folder/continue)', () => {
     expect(h.emulator.stats.calls(account, 'files/list_folder')).toBe(1);
     expect(h.emulator.stats.maxListingsInFlight(account)).toBe(1);
 
-    await expectConverged(account);
+    await expectAccountConverged(h, account);
     const mirror = await readMirror(h.dataDir, account);
     expect(mirror.has('/posts/gone.md')).toBe(false);
     expect([...mirror.keys()].some((p) => p.startsWith('/old-folder'))).toBe(false);
@@ -86,7 +77,7 @@ describe('a cursor reset (409 reset on list_folder/continue)', () => {
     await waitUntil(() => h.emulator.stats.downloads(account, '/posts/after.md') > 0, 10_000, 'the follow-up download');
     await h.waitForIdle(account);
     expect(h.emulator.stats.calls(account, 'files/list_folder')).toBe(0);
-    await expectConverged(account);
+    await expectAccountConverged(h, account);
   });
 
   it('a reset between the pages of a first sync drops the partial listing and lists from scratch', async () => {
@@ -106,7 +97,7 @@ describe('a cursor reset (409 reset on list_folder/continue)', () => {
     h.emulator.faults.setLatency(0, 'files/list_folder/continue');
     await h.waitForIdle(id);
 
-    await expectConverged(id);
+    await expectAccountConverged(h, id);
     expect(h.emulator.stats.calls(id, 'files/list_folder')).toBe(2);
     expect(h.emulator.stats.downloads(id, '/posts/005.md')).toBe(0); // listed in the dropped page, never fetched
     expect(h.emulator.stats.downloads(id)).toBe(250); // 249 left + late.md, each once

@@ -1,6 +1,6 @@
 import { SimulatedClock } from 'xstate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+import { expectedMirror, readMirror, startHarness, waitUntil, type Harness, expectConverged as expectAccountConverged } from '../support/sync-harness.js';
 
 /**
  * 429 with Retry-After, in fake time. Every wait of the engine (the in-call Retry-After sleep and
@@ -52,11 +52,6 @@ afterAll(async () => { await h.close(); });
 const at = new Date('2024-02-02T02:02:02Z');
 const RETRY_AFTER_MS = 30_000;
 
-async function expectConverged(accountId: string): Promise<void> {
-  expect(await readMirror(h.dataDir, accountId)).toEqual(expectedMirror(h.emulator, accountId));
-  const status = (await (await h.api(`/accounts/${accountId}`)).json()) as Record<string, unknown>;
-  expect(status).toMatchObject({ state: 'idle', dirty: false, pending: 0, lastError: null });
-}
 
 describe('429 Too Many Requests with Retry-After (fake time)', () => {
   it('on list_folder during a first sync: the in-call retry waits the full Retry-After', async () => {
@@ -83,7 +78,7 @@ describe('429 Too Many Requests with Retry-After (fake time)', () => {
     clock.increment(1);
     await h.waitForIdle(account);
     expect(h.emulator.stats.calls(account, 'files/list_folder')).toBe(calls + 1);
-    await expectConverged(account);
+    await expectAccountConverged(h, account);
   });
 
   it('on list_folder/continue beyond the in-call attempts: the persisted backoff also waits the full Retry-After', async () => {
@@ -131,7 +126,7 @@ describe('429 Too Many Requests with Retry-After (fake time)', () => {
     clock.increment(1);
     await waitUntil(() => continues() > before + 2, 10_000, 'the listing to resume');
     await h.waitForIdle(account);
-    await expectConverged(account);
+    await expectAccountConverged(h, account);
     expect((await readMirror(h.dataDir, account)).has('/posts/one.md')).toBe(false);
     // Every 429 served was for this route and asked for 30 s.
     expect(h.emulator.faults.rateLimitsServed.slice(served).map((r) => [r.route, r.retryAfterSeconds])).toEqual([

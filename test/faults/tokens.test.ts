@@ -1,6 +1,6 @@
 import { SimulatedClock } from 'xstate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+import { expectedMirror, readMirror, startHarness, waitUntil, type Harness, expectConverged as expectAccountConverged } from '../support/sync-harness.js';
 
 /**
  * Tokens: a short-lived access token that expires mid-life is refreshed once and the sync goes on;
@@ -35,18 +35,8 @@ afterAll(async () => {
 
 const at = new Date('2024-07-07T07:07:07Z');
 
-interface StatusBody { state: string; dirty: boolean; pending: number; lastError: { kind: string; message: string } | null }
 
-async function status(accountId: string): Promise<StatusBody> {
-  return (await (await h.api(`/accounts/${accountId}`)).json()) as StatusBody;
-}
 
-async function expectConverged(accountId: string): Promise<void> {
-  expect(await readMirror(h.dataDir, accountId)).toEqual(expectedMirror(h.emulator, accountId));
-  const posts = h.emulator.model.listTree(accountId).filter((i) => i.kind === 'file' && i.pathLower.endsWith('.md'));
-  expect((await h.engine.entries.list(accountId)).map((e) => e.path).sort()).toEqual(posts.map((p) => p.pathDisplay).sort());
-  expect(await status(accountId)).toMatchObject({ state: 'idle', dirty: false, pending: 0, lastError: null });
-}
 
 async function put(accountId: string, body: Record<string, unknown>): Promise<Response> {
   return h.api(`/accounts/${accountId}`, { method: 'PUT', body: JSON.stringify(body) });
@@ -68,7 +58,7 @@ describe('an access token that expires', () => {
     await h.waitForIdle(account);
     expect(h.emulator.stats.tokenRequests).toBe(tokenRequests + 1);
     expect(count('oauth2/token', 200)).toBe(1);
-    await expectConverged(account);
+    await expectAccountConverged(h, account);
 
     // The token expires on Dropbox's side (the SDK still believes it valid for hours).
     model.expireAccessToken(account);
@@ -83,7 +73,7 @@ describe('an access token that expires', () => {
     expect(count('oauth2/token', 200)).toBe(1);
     expect(count('files/list_folder/continue', 200)).toBe(1); // then the same call, once, succeeded
     expect(answers.filter((a) => a.status === 401)).toHaveLength(1);
-    await expectConverged(account);
+    await expectAccountConverged(h, account);
   });
 
   it('a 5xx from /oauth2/token during that refresh is retried inside the call: no auth error, no backoff', async () => {
@@ -113,7 +103,7 @@ describe('an access token that expires', () => {
     expect(count('oauth2/token', 503)).toBe(1);
     expect(count('oauth2/token', 200)).toBe(1);
     expect(states).not.toContain('backoff');
-    await expectConverged(account);
+    await expectAccountConverged(h, account);
   });
 });
 
@@ -132,8 +122,8 @@ describe('credentials Dropbox refuses', () => {
     (model.tokens as unknown as { refreshTokens: Map<string, string> }).refreshTokens.delete('refresh-er');
     model.writeFile(account, '/posts/b.md', '# B', { clientModified: at });
     await h.engine.notify([account]);
-    await waitUntil(async () => (await status(account)).state === 'backoff', 10_000, 'the auth backoff');
-    const parked = await status(account);
+    await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the auth backoff');
+    const parked = await h.status(account);
     expect(parked.lastError?.kind).toBe('auth');
     expect(parked.lastError?.message).toMatch(/re-link/);
 
@@ -141,7 +131,7 @@ describe('credentials Dropbox refuses', () => {
     expect((await put(account, { refreshToken: 'refresh-er-2' })).status).toBe(200);
     await waitUntil(() => h.emulator.stats.downloads(account, '/posts/b.md') > 0, 10_000, 'the sync after the re-link');
     await h.waitForIdle(account);
-    await expectConverged(account);
+    await expectAccountConverged(h, account);
   });
 
   it('a revoked refresh token: backoff with an auth error saying to re-link; re-linking cuts the backoff short', async () => {
@@ -152,8 +142,8 @@ describe('credentials Dropbox refuses', () => {
 
     // The user revoked the app: Dropbox answers invalid_grant to the refresh.
     expect((await put(account, { refreshToken: 'refresh-revoked' })).status).toBe(200);
-    await waitUntil(async () => (await status(account)).state === 'backoff', 10_000, 'the auth backoff');
-    const parked = await status(account);
+    await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the auth backoff');
+    const parked = await h.status(account);
     expect(parked.lastError?.kind).toBe('auth');
     expect(parked.lastError?.message).toMatch(/re-link/);
     expect(parked.lastError?.message).not.toContain('refresh-revoked'); // no secret in the message
@@ -164,7 +154,7 @@ describe('credentials Dropbox refuses', () => {
     expect((await put(account, { refreshToken: 'refresh-good' })).status).toBe(200);
     await waitUntil(() => h.emulator.stats.calls(account, 'files/list_folder') > 0, 10_000, 'the listing after the re-link');
     await h.waitForIdle(account);
-    await expectConverged(account);
+    await expectAccountConverged(h, account);
   });
 
   it('an invalid access token: backoff with an auth error saying to re-link; a re-link with a good token syncs', async () => {
@@ -175,15 +165,15 @@ describe('credentials Dropbox refuses', () => {
     expect((await put(account, { accessToken: 'access-good' })).status).toBe(200);
     await waitUntil(() => h.emulator.stats.calls(account, 'files/list_folder') > 0, 10_000, 'the first listing');
     await h.waitForIdle(account);
-    await expectConverged(account);
+    await expectAccountConverged(h, account);
 
     // The token is revoked (the user unlinked the app on dropbox.com): 401 invalid_access_token.
     model.tokens.revokeAccount(account);
     model.writeFile(account, '/posts/two.md', '# Two', { clientModified: at });
     model.remove(account, '/posts/one.md');
     await h.engine.notify([account]);
-    await waitUntil(async () => (await status(account)).state === 'backoff', 10_000, 'the auth backoff');
-    const parked = await status(account);
+    await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the auth backoff');
+    const parked = await h.status(account);
     expect(parked.lastError?.kind).toBe('auth');
     expect(parked.lastError?.message).toMatch(/invalid_access_token.*re-link/);
     // The mirror is left as it was: nothing deleted on a failed listing.
@@ -193,7 +183,7 @@ describe('credentials Dropbox refuses', () => {
     expect((await put(account, { accessToken: 'access-new' })).status).toBe(200);
     await waitUntil(() => h.emulator.stats.downloads(account, '/posts/two.md') > 0, 10_000, 'the sync after the re-link');
     await h.waitForIdle(account);
-    await expectConverged(account);
+    await expectAccountConverged(h, account);
     expect((await readMirror(h.dataDir, account)).has('/posts/one.md')).toBe(false);
   });
 });

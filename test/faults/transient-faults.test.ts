@@ -4,7 +4,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mirrorFolder, stagingFolder } from '../../src/sync/sync-deps.js';
-import { APP_KEY, APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+import { APP_KEY, APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness, expectConverged as expectAccountConverged } from '../support/sync-harness.js';
 
 /**
  * Transient faults. On files/download: 5xx (retried inside the call, and a storm that outlasts
@@ -43,18 +43,14 @@ afterAll(async () => { await h.close(); });
 
 const at = new Date('2024-06-01T08:00:00Z');
 
-interface StatusBody { state: string; dirty: boolean; pending: number; lastError: { kind: string; message: string } | null }
 
-async function status(accountId: string): Promise<StatusBody> {
-  return (await (await h.api(`/accounts/${accountId}`)).json()) as StatusBody;
-}
 
+/** Converged, and every entry shows its post's newest title. */
 async function expectConverged(accountId: string): Promise<void> {
-  expect(await readMirror(h.dataDir, accountId)).toEqual(expectedMirror(h.emulator, accountId));
+  await expectAccountConverged(h, accountId);
   const posts = h.emulator.model.listTree(accountId).filter((i) => i.kind === 'file' && i.pathLower.endsWith('.md'));
   const entries = await h.engine.entries.list(accountId);
   expect(entries.map((e) => [e.path, e.title]).sort()).toEqual(posts.map((p) => [p.pathDisplay, titleOf(p.content!)]).sort());
-  expect(await status(accountId)).toMatchObject({ state: 'idle', dirty: false, pending: 0, lastError: null });
 }
 
 function titleOf(content: Uint8Array): string {
@@ -117,8 +113,8 @@ describe('5xx on files/download', () => {
     h.emulator.faults.inject({ route: 'files/download', accountId: account, status: 503, times: Infinity });
     await linkWith(account, files);
 
-    await waitUntil(async () => (await status(account)).state === 'backoff', 10_000, 'the backoff');
-    const parked = await status(account);
+    await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the backoff');
+    const parked = await h.status(account);
     expect(parked.lastError?.kind).toBe('dropbox_unavailable');
     expect(parked.lastError?.message).toContain('503');
     expect(parked.pending).toBe(6); // nothing dequeued: every file is still owed
@@ -174,8 +170,8 @@ describe('bad bytes', () => {
     h.emulator.faults.inject({ route: 'files/download', accountId: account, path: '/posts/e.md', corrupt: true, times: Infinity });
     h.emulator.faults.inject({ route: 'files/download', accountId: account, path: '/posts/brand-new.md', corrupt: true, times: Infinity });
     await h.engine.notify([account]);
-    await waitUntil(async () => (await status(account)).state === 'backoff', 10_000, 'the backoff');
-    const parked = await status(account);
+    await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the backoff');
+    const parked = await h.status(account);
     expect(parked.lastError?.kind).toBe('content_mismatch');
 
     // While the bytes are bad: the old version is intact, the new file absent, no temp file left behind.
@@ -221,8 +217,8 @@ describe('faults between the pages of a listing', () => {
     // Exactly maxAttemptsPerCall (4) failures: the in-call retries are exhausted once, then it works.
     h.emulator.faults.inject({ route: 'files/list_folder/continue', accountId: account, status: 503, times: 4 });
     await linkWith(account, files);
-    await waitUntil(async () => (await status(account)).state === 'backoff', 10_000, 'the backoff');
-    expect((await status(account)).lastError?.kind).toBe('dropbox_unavailable');
+    await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the backoff');
+    expect((await h.status(account)).lastError?.kind).toBe('dropbox_unavailable');
     expect(listings(account)).toEqual([1, 4]);
 
     await waitUntil(() => h.emulator.stats.calls(account, 'files/list_folder/continue') > 4, 10_000, 'the listing to resume');

@@ -7,6 +7,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
+import { expect } from 'vitest';
+import { isPostPath } from '../../src/entries/build-entry.js';
 import { startEmulator, type EmulatorOptions, type RunningEmulator } from '../../src/dropbox-emulator/server.js';
 import { Engine, type EngineOptions } from '../../src/engine/engine.js';
 import { createApp } from '../../src/http/app.js';
@@ -31,7 +33,16 @@ export interface Harness {
   linkAccount(accountId: string, body?: Record<string, unknown>): Promise<Response>;
   api(path: string, init?: RequestInit): Promise<Response>;
   waitForIdle(accountId: string, timeoutMs?: number): Promise<void>;
+  /** GET /accounts/:id through the HTTP API. */
+  status(accountId: string): Promise<StatusBody>;
   close(): Promise<void>;
+}
+
+export interface StatusBody {
+  state: string;
+  dirty: boolean;
+  pending: number;
+  lastError: { kind: string; message: string } | null;
 }
 
 export interface HarnessOptions {
@@ -85,6 +96,9 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       const accessToken = `token-${accountId}`;
       if (!emulator.model.hasAccount(accountId)) emulator.model.addAccount(accountId, { accessToken });
       return api(`/accounts/${accountId}`, { method: 'PUT', body: JSON.stringify(body ?? { accessToken }) });
+    },
+    async status(accountId) {
+      return (await (await api(`/accounts/${accountId}`)).json()) as StatusBody;
     },
     async waitForIdle(accountId, timeoutMs = 20_000) {
       await waitUntil(async () => {
@@ -151,4 +165,19 @@ export function expectedMirror(emulator: RunningEmulator, accountId: string): Ma
     expected.set(item.pathDisplay, { content: Buffer.from(item.content ?? new Uint8Array()).toString('utf8'), mtimeMs: Date.parse(item.clientModified!) });
   }
   return expected;
+}
+
+/**
+ * What "the account converged" means to a user: the mirror equals the Dropbox tree, every post has
+ * exactly one entry, and the account is idle with nothing pending and no error.
+ */
+export async function expectConverged(h: Harness, accountId: string): Promise<void> {
+  expect(await readMirror(h.dataDir, accountId)).toEqual(expectedMirror(h.emulator, accountId));
+  const posts = h.emulator.model
+    .listTree(accountId)
+    .filter((i) => i.kind === 'file' && isPostPath(i.pathLower) && !i.pathLower.split('/').some((s) => s.startsWith('.')));
+  const entries = await h.engine.entries.list(accountId);
+  expect(entries.map((e) => e.path).sort()).toEqual(posts.map((p) => p.pathDisplay).sort());
+  expect(new Set(entries.map((e) => e.id)).size).toBe(entries.length);
+  expect(await h.status(accountId)).toMatchObject({ state: 'idle', dirty: false, pending: 0, lastError: null });
 }
