@@ -1,18 +1,30 @@
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type ClusterNode } from 'ioredis';
 import { defineScripts } from './scripts.js';
+
+export interface RedisConnectOptions {
+  /** Deadline of every command (it also bounds the time a command waits for a reconnect). */
+  commandTimeoutMs?: number;
+}
+
+/** The fail-fast settings of every node connection (single node, or each node of a cluster). */
+function failFast(options: RedisConnectOptions) {
+  return {
+    maxRetriesPerRequest: 1,
+    commandTimeout: options.commandTimeoutMs ?? 5_000,
+    connectTimeout: 5_000,
+  };
+}
 
 /**
  * The engine's Redis connection: fail fast instead of hanging. With the offline queue off a command
  * issued while Redis is down rejects at once (the caller backs off or answers 503), every command has
  * a deadline, and ioredis keeps reconnecting with backoff in the background.
  */
-export function connectRedis(url: string, options: { commandTimeoutMs?: number } = {}): Redis {
+export function connectRedis(url: string, options: RedisConnectOptions = {}): Redis {
   const redis = new Redis(url, {
     lazyConnect: true,
     enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: options.commandTimeoutMs ?? 5_000,
-    connectTimeout: 5_000,
+    ...failFast(options),
     retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
   });
   defineScripts(redis);
@@ -20,10 +32,63 @@ export function connectRedis(url: string, options: { commandTimeoutMs?: number }
 }
 
 /** Connects and waits until the client is ready (the offline queue is off, so this must come first). */
-export async function openRedis(url: string, options: { commandTimeoutMs?: number } = {}): Promise<Redis> {
+export async function openRedis(url: string, options: RedisConnectOptions = {}): Promise<Redis> {
   const redis = connectRedis(url, options);
   // Without a listener ioredis prints every reconnect error; the owner logs them instead.
   redis.on('error', () => {});
   await redis.connect();
   return redis;
+}
+
+/**
+ * Parses `REDIS_CLUSTER_NODES`: comma-separated `host:port` seed nodes (any subset of the cluster;
+ * the client discovers the rest with CLUSTER SLOTS). `[::1]:7000` for IPv6.
+ */
+export function parseClusterNodes(value: string): { host: string; port: number }[] {
+  const nodes = value.split(',').map((s) => s.trim()).filter(Boolean).map((item) => {
+    const match = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(item);
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port < 1 || port > 65535) throw new Error(`"${item}" is not host:port`);
+    return { host: (match[1] ?? match[2])!, port };
+  });
+  if (nodes.length === 0) throw new Error('no nodes given');
+  return nodes;
+}
+
+/**
+ * A Redis Cluster client with the same fail-fast behaviour as `connectRedis`: the cluster-level
+ * offline queue is off (a command for a slot whose node is unreachable rejects at once), every node
+ * connection has the same command deadline, and the client keeps rediscovering the cluster in the
+ * background. The scripts route by their first key; every key a script touches carries the
+ * account's hash tag `{<accountId>}`, so each script lands on the one node owning that slot.
+ * Pub/sub (the wake channel) goes through one node; Redis Cluster broadcasts PUBLISH to all nodes.
+ *
+ * Note: ioredis always enables the per-node offline queue inside a cluster (it needs it during
+ * slot discovery), so the per-node `commandTimeout` is what bounds a command to a node that is
+ * connecting; the replay hazard of a timed-out queued command applies as on a single node.
+ */
+export function connectRedisCluster(nodes: ClusterNode[], options: RedisConnectOptions = {}): Cluster {
+  const cluster = new Cluster(nodes, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    enableReadyCheck: true,
+    clusterRetryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
+    slotsRefreshTimeout: 2_000,
+    redisOptions: failFast(options),
+  });
+  defineScripts(cluster);
+  return cluster;
+}
+
+/** Connects to the cluster and waits until it is ready (slots known, cluster_state ok). */
+export async function openRedisCluster(nodes: ClusterNode[], options: RedisConnectOptions = {}): Promise<Cluster> {
+  const cluster = connectRedisCluster(nodes, options);
+  cluster.on('error', () => {});
+  try {
+    await cluster.connect();
+  } catch (error) {
+    cluster.disconnect();
+    throw error;
+  }
+  return cluster;
 }
