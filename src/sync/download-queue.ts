@@ -3,6 +3,8 @@ import { callDropbox, DropboxEndpointError } from '../dropbox/call-dropbox.js';
 import { contentHash, hashFile } from '../dropbox/content-hash.js';
 import { buildEntry, isPostPath } from '../entries/build-entry.js';
 import { forEachBounded } from '../engine/semaphore.js';
+import { isRedisUnavailable } from '../redis/redis-errors.js';
+import { isFencedError } from '../redis/scripts.js';
 import { localPathFor, UnsafePathError } from './paths.js';
 import type { DownloadItem } from './records.js';
 import { mirrorFolder, type SyncDeps } from './sync-deps.js';
@@ -35,12 +37,21 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
   const session = await deps.session(accountId);
   const root = mirrorFolder(deps.dataDir, accountId);
 
+  // Once Redis is unreachable (or the lease is lost) nothing more can be recorded: start no new
+  // downloads, or every queued file would be fetched and thrown away before the step fails.
+  let halted: unknown;
   const results = await forEachBounded(items, deps.downloadsPerAccount, (item) =>
     deps.downloadSlots.run(async () => {
+      if (halted) throw halted;
       if (signal.aborted) throw new SyncError({ kind: 'internal', message: 'stopped', at: deps.clock.now(), jitter: deps.random() });
-      const outcome = await downloadOne(item);
-      output[outcome]++;
-      if (outcome === 'downloaded') output.bytes += item.size;
+      try {
+        const outcome = await downloadOne(item);
+        output[outcome]++;
+        if (outcome === 'downloaded') output.bytes += item.size;
+      } catch (error) {
+        if (isRedisUnavailable(error) || isFencedError(error)) halted ??= error;
+        throw error;
+      }
     }),
   );
   const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');

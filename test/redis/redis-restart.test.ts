@@ -206,14 +206,16 @@ describe('(c) Redis frozen (SIGSTOP) for longer than the command timeout', () =>
     expect(await e.link(account)).toBe(200);
     await waitUntil(async () => liveState(e.engine, account)?.state === 'downloading' && (await readMirror(e.dataDir, account)).size >= 5, 10_000, 'the download phase with some files on disk');
 
+    const servedAtFreeze = e.emulator.stats.downloads(account);
     process.kill(pid, 'SIGSTOP');
     frozenPid = pid;
-    // Slow on purpose, and bounded: the download step works through the rest of its queue before it
-    // fails (each item downloads, then waits out one command timeout), ~50 / 4 x 340 ms here.
+    // The first item that cannot record its file halts the step: only downloads already in flight
+    // finish, instead of the whole queue being fetched and thrown away.
     await waitUntil(() => {
       const live = liveState(e.engine, account);
       return live?.state === 'backoff' && live.lastError?.kind === 'redis';
-    }, 20_000, 'the actor to time out into backoff with a redis error');
+    }, 5_000, 'the actor to time out into backoff with a redis error');
+    expect(e.emulator.stats.downloads(account) - servedAtFreeze).toBeLessThanOrEqual(8);
     expect(liveState(e.engine, account)?.lastError?.message).toMatch(/timed out/i);
     const started = Date.now();
     expect((await fetch(`${e.url}/readyz`)).status).toBe(503); // ping times out after 300 ms
