@@ -57,6 +57,7 @@ export class AccountHost {
   private readonly starting = new Map<string, Promise<AccountActor | null>>();
   private readonly writers = new Map<string, SnapshotWriter>();
   private readonly leases = new Map<string, Lease>();
+  private readonly stopping = new Map<string, Promise<void>>();
   private readonly idleTimers = new Map<string, NodeJS.Timeout>();
   /** When each actor in memory entered its current state (real time: the watchdog's clock). */
   private readonly enteredAt = new Map<string, { state: string; at: number }>();
@@ -122,8 +123,19 @@ export class AccountHost {
     return resumed;
   }
 
-  /** Stops the account's actor (unlink, shutdown): its last snapshot is flushed, its lease released. */
-  async stop(accountId: string): Promise<void> {
+  /**
+   * Stops the account's actor (unlink, shutdown, passivation): its last snapshot is flushed, its
+   * lease released. Until that is done no new actor of the account starts here (see ensure).
+   */
+  stop(accountId: string): Promise<void> {
+    const running = this.stopping.get(accountId);
+    if (running) return running;
+    const done = this.stopNow(accountId).finally(() => this.stopping.delete(accountId));
+    this.stopping.set(accountId, done);
+    return done;
+  }
+
+  private async stopNow(accountId: string): Promise<void> {
     const actor = this.actors.get(accountId);
     this.forget(accountId);
     actor?.stop();
@@ -152,9 +164,11 @@ export class AccountHost {
    * This process no longer owns the account (lease lost, a write refused): stop the actor without
    * writing anything more. The new owner continues from what is in Redis.
    */
-  lostOwnership(accountId: string, reason: string): void {
+  lostOwnership(accountId: string, reason: string, token: string): void {
+    // Only the lease the failure was about: a newer lease of the same account (passivated, then
+    // taken again) must not be revoked by a late answer about the old one.
+    if (this.fenceToken(accountId) !== token) return;
     const actor = this.actors.get(accountId);
-    if (!actor && !this.leases.has(accountId)) return;
     this.options.log.warn({ accountId, reason }, 'lost ownership of the account: actor stopped');
     this.forget(accountId);
     this.leases.delete(accountId);
@@ -170,9 +184,13 @@ export class AccountHost {
     this.idleTimers.delete(accountId);
   }
 
-  private ensure(accountId: string): Promise<AccountActor | null> {
+  private async ensure(accountId: string): Promise<AccountActor | null> {
+    // A wake during a stop waits for it: starting now would re-acquire the lease the stop is about
+    // to release, leaving the new actor running without one.
+    const stopping = this.stopping.get(accountId);
+    if (stopping) await stopping;
     const existing = this.actors.get(accountId);
-    if (existing) return Promise.resolve(existing);
+    if (existing) return existing;
     let pending = this.starting.get(accountId);
     if (!pending) {
       pending = this.start(accountId).finally(() => this.starting.delete(accountId));
@@ -200,7 +218,7 @@ export class AccountHost {
       }
     }
     const actor = createActor(machine, snapshot ? { snapshot: snapshot as never, input: { accountId } } : { input: { accountId } });
-    const writer = new SnapshotWriter(accountId, stored?.version ?? 0, this.options, (reason) => this.lostOwnership(accountId, reason));
+    const writer = new SnapshotWriter(accountId, stored?.version ?? 0, this.options, (reason) => this.lostOwnership(accountId, reason, String(lease.token)));
     this.writers.set(accountId, writer);
     let lastState = '';
     actor.subscribe({
@@ -271,14 +289,17 @@ export class AccountHost {
     }
   }
 
+  /** All at once: renewing one lease after another could let the last ones expire on a busy process. */
   private async renewLeases(): Promise<void> {
-    for (const [accountId, lease] of [...this.leases]) {
-      try {
-        if (!(await this.options.leases.renew(lease))) this.lostOwnership(accountId, 'lease expired or taken over');
-      } catch {
-        // Redis unreachable: keep going; if it stays down past the TTL, the fence protects the data.
-      }
-    }
+    await Promise.all(
+      [...this.leases].map(async ([accountId, lease]) => {
+        try {
+          if (!(await this.options.leases.renew(lease))) this.lostOwnership(accountId, 'lease expired or taken over', String(lease.token));
+        } catch {
+          // Redis unreachable: keep going; if it stays down past the TTL, the fence protects the data.
+        }
+      }),
+    );
   }
 
   /** An actor that errored is rebuilt from its last persisted snapshot. */

@@ -100,7 +100,17 @@ export class Engine {
       random: options.random ?? Math.random,
       maxAttemptsPerCall: options.maxAttemptsPerCall ?? 4,
       retryBaseDelayMs: options.retryBaseDelayMs ?? 250,
-      lostOwnership: (accountId, reason) => this.host.lostOwnership(accountId, reason),
+      lostOwnership: (accountId, reason, token) => this.host.lostOwnership(accountId, reason, token),
+      own: (accountId) => {
+        const token = this.host.fenceToken(accountId);
+        const tokenOf = () => token;
+        return {
+          token,
+          store: new SyncStore(redis, tokenOf),
+          entries: new EntryStore(redis, { newId: randomUUID, clock: () => this.clock.now(), fenceOf: tokenOf }),
+          mailbox: new Mailbox(redis, tokenOf),
+        };
+      },
     };
     this.host = new AccountHost({
       machine: accountMachine.provide({ actors: createStepActors(deps) }),

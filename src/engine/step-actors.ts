@@ -15,12 +15,13 @@ import { sleep } from './clock.js';
  * backoff deadline.
  */
 export function createStepActors(deps: SyncDeps) {
-  const step = <T>(name: string, run: (input: StepInput, signal: AbortSignal) => Promise<T>) =>
+  const step = <T>(name: string, run: (input: StepInput, signal: AbortSignal, deps: SyncDeps) => Promise<T>) =>
     fromPromise<T, StepInput>(async ({ input, signal }) => {
+      const owned = deps.own(input.accountId);
       try {
-        return await run(input, signal);
+        return await run(input, signal, { ...deps, store: owned.store, entries: owned.entries, mailbox: owned.mailbox });
       } catch (error) {
-        if (isFencedError(error)) deps.lostOwnership(input.accountId, `${name}: a write was refused (FENCED)`);
+        if (isFencedError(error)) deps.lostOwnership(input.accountId, `${name}: a write was refused (FENCED)`, owned.token);
         const failure = classify(error, deps);
         if (failure.failure.kind === 'internal' && !signal.aborted) {
           deps.log.error({ accountId: input.accountId, step: name, err: error }, 'step failed unexpectedly');
@@ -32,10 +33,10 @@ export function createStepActors(deps: SyncDeps) {
     });
 
   return {
-    listChanges: step<unknown>('listChanges', (input, signal) => listChanges(input.accountId, signal, deps)),
-    applyChanges: step<unknown>('applyChanges', (input) => applyChanges(input.accountId, deps)),
-    downloadQueue: step<unknown>('downloadQueue', (input, signal) => downloadQueue(input.accountId, signal, deps)),
-    finishRun: step<FinishOutput>('finishRun', async (input): Promise<FinishOutput> => ({ next: await deps.mailbox.finishRun(input.accountId), at: deps.clock.now() })),
+    listChanges: step<unknown>('listChanges', (input, signal, owned) => listChanges(input.accountId, signal, owned)),
+    applyChanges: step<unknown>('applyChanges', (input, signal, owned) => applyChanges(input.accountId, signal, owned)),
+    downloadQueue: step<unknown>('downloadQueue', (input, signal, owned) => downloadQueue(input.accountId, signal, owned)),
+    finishRun: step<FinishOutput>('finishRun', async (input, _signal, owned): Promise<FinishOutput> => ({ next: await owned.mailbox.finishRun(input.accountId), at: deps.clock.now() })),
     waitUntil: fromPromise<void, { until: number }>(({ input, signal }) => sleep(deps.clock, input.until - deps.clock.now(), signal)),
   };
 }

@@ -5,6 +5,7 @@ import { createIgnoreRule, localPathFor, UnsafePathError } from './paths.js';
 import { withLocalCasing } from './local-casing.js';
 import { planChanges, type Plan, type PlannedMove } from './plan-changes.js';
 import { mirrorFolder, stagingFolder, type SyncDeps } from './sync-deps.js';
+import { SyncError } from './sync-failure.js';
 import { mtimeFor } from './write-file.js';
 
 export interface ApplyOutput {
@@ -21,7 +22,11 @@ export interface ApplyOutput {
  * cursor. Every local effect is idempotent, so a restart before the commit simply applies the same
  * batch again.
  */
-export async function applyChanges(accountId: string, deps: SyncDeps): Promise<ApplyOutput> {
+export async function applyChanges(accountId: string, signal: AbortSignal, deps: SyncDeps): Promise<ApplyOutput> {
+  // A stopped actor (lost lease, watchdog) must stop touching the disk; its writes to Redis are fenced.
+  const checkpoint = () => {
+    if (signal.aborted) throw new SyncError({ kind: 'internal', message: 'applying stopped', at: deps.clock.now(), jitter: deps.random() });
+  };
   const log = deps.log.child({ accountId, step: 'applying' });
   const [batch, index, account] = await Promise.all([
     deps.store.loadBatch(accountId),
@@ -52,11 +57,14 @@ export async function applyChanges(accountId: string, deps: SyncDeps): Promise<A
   });
   for (const refused of plan.refused) log.warn(refused, 'refused a Dropbox path');
 
+  checkpoint();
   await mkdir(root, { recursive: true });
   const staging = stagingFolder(deps.dataDir, accountId);
   const staged = await stageMoves(plan.moves, root, staging);
+  checkpoint();
   // Entries move before the removals run: removing a moved file's old path must not drop its entry.
   for (const move of plan.moves) await moveEntry(move, deps, accountId);
+  checkpoint();
   for (const path of plan.removals) {
     const record = index.files.get(path);
     const display = record?.pathDisplay ?? entries.find((e) => e.pathLower === path)?.pathDisplay;
@@ -65,11 +73,13 @@ export async function applyChanges(accountId: string, deps: SyncDeps): Promise<A
     await deps.entries.drop(accountId, path);
     await deps.entries.dropUnder(accountId, path);
   }
+  checkpoint();
   for (const folder of plan.folders) await mkdir(localPathFor(root, folder.pathDisplay), { recursive: true });
   for (const move of staged) await finishMove(move, root, staging, deps, accountId);
   const lost = plan.moves.filter((move) => !staged.includes(move));
   if (lost.length) patchLostMoves(plan, lost);
 
+  checkpoint();
   await deps.store.commitPlan(accountId, batch.pageCursor, batch.entries.length, plan.index, rules);
   const output = { removed: plan.removals.length, moved: staged.length, folders: plan.folders.length, queued: plan.index.queue.set.length, refused: plan.refused.length };
   log.info(output, 'applied');
@@ -109,9 +119,13 @@ async function finishMove(move: PlannedMove, root: string, staging: string, deps
     const mtime = mtimeFor(move.to.clientModified, deps.clock.now());
     await utimes(target, mtime, mtime);
   }
-  if (isPostPath(move.to.pathLower) && !isPostPath(move.from.pathLower) && !move.download) {
+  // The entry kept its id; its title and html are rebuilt from the new name (a .txt post's title is
+  // its file name, a .md renamed .txt is rendered as text). Changed content comes with the download.
+  if (isPostPath(move.to.pathLower) && !move.download) {
+    const kept = await deps.entries.get(accountId, move.to.pathLower);
     const { title, html } = buildEntry({ path: move.to.pathDisplay, content: await readFile(target, 'utf8') });
-    await deps.entries.set(accountId, { pathLower: move.to.pathLower, path: move.to.pathDisplay, title, html, updated: Date.parse(move.to.serverModified) }, { now: deps.clock.now() });
+    const updated = kept?.updated ?? Date.parse(move.to.serverModified);
+    await deps.entries.set(accountId, { pathLower: move.to.pathLower, path: move.to.pathDisplay, title, html, updated }, { now: deps.clock.now() });
   }
 }
 

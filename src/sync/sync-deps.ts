@@ -8,6 +8,13 @@ import type { Logger } from '../logger.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
 import type { SyncStore } from './sync-store.js';
 
+export interface OwnedStores {
+  token: string;
+  store: SyncStore;
+  entries: EntryStore;
+  mailbox: Mailbox;
+}
+
 /** Everything the sync steps need; the engine builds one, tests build their own. */
 export interface SyncDeps {
   store: SyncStore;
@@ -26,7 +33,13 @@ export interface SyncDeps {
   pageLimit: number;
   random: () => number;
   /** A write was refused as FENCED: another process owns the account now; stop its actor here. */
-  lostOwnership: (accountId: string, reason: string) => void;
+  lostOwnership: (accountId: string, reason: string, token: string) => void;
+  /**
+   * The stores bound to the fencing token the account has in this process now. A step takes them
+   * when it starts, so if its actor is stopped and the account taken again (even by this process),
+   * the old step's late writes carry the old token and are refused.
+   */
+  own: (accountId: string) => OwnedStores;
   /** In-call retries before a step fails into the actor's persisted backoff. */
   maxAttemptsPerCall: number;
   retryBaseDelayMs: number;
