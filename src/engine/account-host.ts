@@ -136,13 +136,15 @@ export class AccountHost {
   }
 
   private async stopNow(accountId: string): Promise<void> {
+    // Everything this stop owns is taken before the first await, so it can only ever remove its own.
     const actor = this.actors.get(accountId);
+    const writer = this.writers.get(accountId);
+    const lease = this.leases.get(accountId);
     this.forget(accountId);
     actor?.stop();
-    await this.writers.get(accountId)?.flush();
-    this.writers.delete(accountId);
-    const lease = this.leases.get(accountId);
-    this.leases.delete(accountId);
+    await writer?.flush();
+    if (this.writers.get(accountId) === writer) this.writers.delete(accountId);
+    if (lease && this.leases.get(accountId) === lease) this.leases.delete(accountId);
     if (lease) await this.options.leases.release(lease).catch(() => false);
   }
 
@@ -333,8 +335,19 @@ class SnapshotWriter {
   push(snapshot: unknown, state: string): void {
     if (this.abandoned) return;
     this.latest = { version: ++this.version, snapshot, state };
-    this.running ??= this.drain().finally(() => {
+    this.kick();
+  }
+
+  /**
+   * Starts a drain unless one runs. A snapshot pushed after a drain's last check but before it
+   * settled would otherwise wait for the next push, which never comes for an actor gone idle: so
+   * a settling drain looks again.
+   */
+  private kick(): void {
+    if (this.running) return;
+    this.running = this.drain().finally(() => {
       this.running = undefined;
+      if (this.latest && !this.abandoned) this.kick();
     });
   }
 

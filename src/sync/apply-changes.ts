@@ -23,9 +23,11 @@ export interface ApplyOutput {
  * batch again.
  */
 export async function applyChanges(accountId: string, signal: AbortSignal, deps: SyncDeps): Promise<ApplyOutput> {
-  // A stopped actor (lost lease, watchdog) must stop touching the disk; its writes to Redis are fenced.
-  const checkpoint = () => {
+  // A stopped actor (lost lease, watchdog) must stop touching the disk, and a process that lost the
+  // account while paused must not touch it at all: each phase of disk changes starts with a fenced check.
+  const checkpoint = async () => {
     if (signal.aborted) throw new SyncError({ kind: 'internal', message: 'applying stopped', at: deps.clock.now(), jitter: deps.random() });
+    await deps.store.assertOwner(accountId);
   };
   const log = deps.log.child({ accountId, step: 'applying' });
   const [batch, index, account] = await Promise.all([
@@ -57,14 +59,14 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   });
   for (const refused of plan.refused) log.warn(refused, 'refused a Dropbox path');
 
-  checkpoint();
+  await checkpoint();
   await mkdir(root, { recursive: true });
   const staging = stagingFolder(deps.dataDir, accountId);
   const staged = await stageMoves(plan.moves, root, staging);
-  checkpoint();
+  await checkpoint();
   // Entries move before the removals run: removing a moved file's old path must not drop its entry.
   for (const move of plan.moves) await moveEntry(move, deps, accountId);
-  checkpoint();
+  await checkpoint();
   for (const path of plan.removals) {
     const record = index.files.get(path);
     const display = record?.pathDisplay ?? entries.find((e) => e.pathLower === path)?.pathDisplay;
@@ -73,13 +75,13 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
     await deps.entries.drop(accountId, path);
     await deps.entries.dropUnder(accountId, path);
   }
-  checkpoint();
+  await checkpoint();
   for (const folder of plan.folders) await mkdir(localPathFor(root, folder.pathDisplay), { recursive: true });
   for (const move of staged) await finishMove(move, root, staging, deps, accountId);
   const lost = plan.moves.filter((move) => !staged.includes(move));
   if (lost.length) patchLostMoves(plan, lost);
 
-  checkpoint();
+  await checkpoint();
   await deps.store.commitPlan(accountId, batch.pageCursor, batch.entries.length, plan.index, rules);
   const output = { removed: plan.removals.length, moved: staged.length, folders: plan.folders.length, queued: plan.index.queue.set.length, refused: plan.refused.length };
   log.info(output, 'applied');

@@ -59,6 +59,10 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
   if (failures.length) throw failures[0]!.reason;
   return output;
 
+  function stopIfAborted(): void {
+    if (signal.aborted) throw new SyncError({ kind: 'internal', message: 'downloading stopped', at: deps.clock.now(), jitter: deps.random() });
+  }
+
   async function downloadOne(item: DownloadItem): Promise<Outcome> {
     let target: string;
     try {
@@ -70,6 +74,8 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       return 'dropped';
     }
     if (await sameBytesOnDisk(target, item)) {
+      stopIfAborted();
+      await deps.store.assertOwner(accountId);
       const mtime = mtimeFor(item.clientModified, deps.clock.now());
       await utimes(target, mtime, mtime);
       await setEntry(item, await readFile(target));
@@ -99,9 +105,11 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
         if (attempt < HASH_ATTEMPTS) continue;
         throw new SyncError({ kind: 'content_mismatch', message: `download of ${item.pathDisplay} did not match its content_hash ${HASH_ATTEMPTS} times`, at: deps.clock.now(), jitter: deps.random() });
       }
-      const current = await deps.store.queuedItem(accountId, item.pathLower);
-      if (current && current.rev !== item.rev) return 'dropped'; // superseded: never overwrite the newer file
-      await writeFileAtomically(target, bytes, mtimeFor(item.clientModified, deps.clock.now()));
+      stopIfAborted();
+      // Fenced and as late as possible: a former owner (paused past its lease) is refused here, and
+      // a rev a newer listing superseded never overwrites the newer file.
+      const written = await writeFileAtomically(target, bytes, mtimeFor(item.clientModified, deps.clock.now()), () => deps.store.isCurrentDownload(accountId, item));
+      if (!written) return 'dropped';
       await setEntry(item, bytes);
       await deps.store.completeDownload(accountId, item);
       return 'downloaded';

@@ -117,6 +117,17 @@ export class SyncStore {
     return [...parseValues<DownloadItem>(await this.redis.hgetall(k.queue)).values()];
   }
 
+  /** Throws FENCED unless this process still owns the account: asked before touching the disk. */
+  async assertOwner(accountId: string): Promise<void> {
+    await runFencedScript(this.redis, 'ownerCheck', this.fence(accountId), []);
+  }
+
+  /** Fenced: false when a newer listing queued another rev of this file (do not write it). */
+  async isCurrentDownload(accountId: string, item: DownloadItem): Promise<boolean> {
+    const k = accountKeys(accountId);
+    return (await runFencedScript<number>(this.redis, 'downloadCheck', this.fence(accountId), [k.queue], [item.pathLower, item.rev])) === 1;
+  }
+
   async queuedItem(accountId: string, pathLower: string): Promise<DownloadItem | null> {
     const raw = await this.redis.hget(accountKeys(accountId).queue, pathLower);
     return raw ? (JSON.parse(raw) as DownloadItem) : null;
