@@ -13,6 +13,8 @@ export interface CallOptions {
   baseDelayMs?: number;
   random?: () => number;
   onRetry?: (info: { attempt: number; waitMs: number; reason: string }) => void;
+  /** Every attempt, with how long it took and how it ended (metrics). */
+  onCall?: (info: { route: string; durationMs: number; status: number | 'network' | 'timeout' }) => void;
 }
 
 /** A Dropbox endpoint error (HTTP 409) the caller handles itself: reset, not_found, … */
@@ -61,11 +63,16 @@ export async function callDropbox<T>(label: string, call: (client: Dropbox) => P
   for (let attempt = 1; ; attempt++) {
     if (options.signal.aborted) throw new AbortedError();
     let failure: { kind: FailureKind; message: string; waitMs: number; retryAfterMs?: number; retry: boolean };
+    const started = performance.now();
     try {
-      return await call(await options.session.client(options.signal));
+      const result = await call(await options.session.client(options.signal));
+      options.onCall?.({ route: label, durationMs: performance.now() - started, status: 200 });
+      return result;
     } catch (error) {
       if (options.signal.aborted) throw new AbortedError();
       const response = responseError(error);
+      const timedOut = (error as { name?: string } | null)?.name === 'TimeoutError';
+      options.onCall?.({ route: label, durationMs: performance.now() - started, status: response?.status ?? (timedOut ? 'timeout' : 'network') });
       if (response?.status === 409) throw new DropboxEndpointError(errorTag(response.error), summary(response.error), response.error);
       if (response?.status === 401) {
         if (errorTag(response.error) !== 'expired_access_token' || !options.session.canRefresh || refreshed) {

@@ -7,6 +7,7 @@ import type { Mailbox } from '../mailbox/mailbox.js';
 import type { Lease, Leases } from '../ownership/leases.js';
 import { isFencedError } from '../redis/scripts.js';
 import type { SyncStore } from '../sync/sync-store.js';
+import type { EngineEvents } from './engine-events.js';
 import { type ActorPersistence, validateSnapshot } from './actor-persistence.js';
 import { type Clock, sleep, systemClock } from './clock.js';
 
@@ -22,6 +23,7 @@ export interface AccountHostOptions {
   leases: Leases;
   clock: Clock;
   log: Logger;
+  events: EngineEvents;
   /** An idle actor is stopped and dropped from memory (its lease released) after this long. */
   idleTimeoutMs: number;
   /** Longest a state may last before the watchdog restarts the actor from its last snapshot. */
@@ -229,7 +231,11 @@ export class AccountHost {
         const state = String(snap.value);
         if (state !== lastState) {
           alog.info({ state, from: lastState || undefined, attempt: snap.context.attempt || undefined }, 'state');
-          this.enteredAt.set(accountId, { state, at: Date.now() });
+          const previous = this.enteredAt.get(accountId);
+          const now = Date.now();
+          if (lastState) this.options.events.report('state', { accountId, from: lastState, to: state, durationMs: previous ? now - previous.at : 0 });
+          if (lastState === 'idle' && state === 'fetching') this.options.events.report('syncStarted', { accountId });
+          this.enteredAt.set(accountId, { state, at: now });
           this.scheduleIdle(accountId, actor, state);
         }
         lastState = state;

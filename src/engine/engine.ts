@@ -16,6 +16,7 @@ import { AccountHost, DEFAULT_STATE_DEADLINES_MS, type AccountHostOptions } from
 import { ActorPersistence } from './actor-persistence.js';
 import { type Clock, systemClock } from './clock.js';
 import { Semaphore } from './semaphore.js';
+import { EngineEvents } from './engine-events.js';
 import { createStepActors } from './step-actors.js';
 
 export interface EngineOptions {
@@ -72,6 +73,8 @@ export class Engine {
   readonly host: AccountHost;
   readonly clock: Clock;
   readonly leases: Leases;
+  /** Everything the engine reports as it works (metrics, status page, library users). */
+  readonly events = new EngineEvents();
   private readonly sessions = new Map<string, DropboxSession>();
   private subscriber: Redis | Cluster | undefined;
 
@@ -93,6 +96,7 @@ export class Engine {
       session: (accountId) => this.session(accountId),
       clock: this.clock,
       log,
+      events: this.events,
       dataDir: options.dataDir,
       downloadSlots: new Semaphore(options.downloadConcurrency ?? 16),
       downloadsPerAccount: options.downloadsPerAccount ?? 4,
@@ -121,6 +125,7 @@ export class Engine {
       leases: this.leases,
       clock: this.clock,
       log,
+      events: this.events,
       idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
       stateDeadlinesMs: { ...DEFAULT_STATE_DEADLINES_MS, ...options.stateDeadlinesMs },
       watchdogIntervalMs: options.watchdogIntervalMs ?? 5_000,

@@ -28,6 +28,7 @@ export function createStepActors(deps: SyncDeps) {
         } else if (!signal.aborted) {
           deps.log.warn({ accountId: input.accountId, step: name, kind: failure.failure.kind, message: failure.message }, 'step failed');
         }
+        if (!signal.aborted) deps.events.report('stepFailed', { accountId: input.accountId, step: name, kind: failure.failure.kind, message: failure.message });
         throw failure;
       }
     });

@@ -18,6 +18,7 @@ export interface WebhookRouteOptions {
 export function webhookRoutes(options: WebhookRouteOptions): Hono {
   const routes = new Hono();
   const { engine, appSecret, log } = options;
+  const refused = (reason: 'signature' | 'malformed' | 'too_large' | 'unavailable') => engine.events.report('webhook', { outcome: 'refused', reason, accounts: 0 });
 
   routes.get('/', (c) => {
     const challenge = c.req.query('challenge');
@@ -30,32 +31,45 @@ export function webhookRoutes(options: WebhookRouteOptions): Hono {
     '/',
     // `Connection: close`: the unread rest of the body is still on the wire, so the connection
     // cannot carry another request (a client reusing it would see it reset mid-request).
-    bodyLimit({ maxSize: MAX_WEBHOOK_BYTES, onError: (c) => c.text('payload too large', 413, { Connection: 'close' }) }),
+    bodyLimit({
+      maxSize: MAX_WEBHOOK_BYTES,
+      onError: (c) => {
+        refused('too_large');
+        return c.text('payload too large', 413, { Connection: 'close' });
+      },
+    }),
     async (c) => {
       if (options.draining?.()) return c.text('shutting down', 503);
       const body = new Uint8Array(await c.req.arrayBuffer());
       if (!isValidWebhookSignature(body, c.req.header('X-Dropbox-Signature'), appSecret)) {
         log.warn({ bytes: body.length }, 'webhook refused: bad signature');
+        refused('signature');
         return c.text('invalid signature', 403);
       }
       let parsed: unknown;
       try {
         parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
       } catch {
+        refused('malformed');
         return c.text('body is not JSON', 400);
       }
       const accounts = webhookAccounts(parsed);
-      if (accounts === null) return c.text('list_folder.accounts must be an array of strings', 400);
+      if (accounts === null) {
+        refused('malformed');
+        return c.text('list_folder.accounts must be an array of strings', 400);
+      }
       let outcomes;
       try {
         outcomes = await engine.notify(accounts);
       } catch (error) {
         log.error({ err: (error as Error).message, accounts: accounts.length }, 'webhook not recorded: Redis unavailable');
+        refused('unavailable');
         return c.text('temporarily unavailable', 503);
       }
       for (const [accountId, outcome] of Object.entries(outcomes)) {
         if (outcome === 'unknown' || outcome === 'invalid') log.info({ accountId, outcome }, 'webhook for an account that is not linked');
       }
+      engine.events.report('webhook', { outcome: 'accepted', accounts: accounts.length });
       return c.text('', 200);
     },
   );

@@ -72,8 +72,9 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
     const display = record?.pathDisplay ?? entries.find((e) => e.pathLower === path)?.pathDisplay;
     const local = display ? safeLocalPath(root, display) : null;
     if (local) await rm(local, { recursive: true, force: true });
-    await deps.entries.drop(accountId, path);
-    await deps.entries.dropUnder(accountId, path);
+    const dropped = (await deps.entries.drop(accountId, path)) + (await deps.entries.dropUnder(accountId, path));
+    if (display) deps.events.report('fileRemoved', { accountId, path: display });
+    if (dropped) deps.events.report('entryDropped', { accountId, path: display ?? path });
   }
   await checkpoint();
   for (const folder of plan.folders) await mkdir(localPathFor(root, folder.pathDisplay), { recursive: true });
@@ -85,6 +86,7 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   await deps.store.commitPlan(accountId, batch.pageCursor, batch.entries.length, plan.index, rules);
   const output = { removed: plan.removals.length, moved: staged.length, folders: plan.folders.length, queued: plan.index.queue.set.length, refused: plan.refused.length };
   log.info(output, 'applied');
+  deps.events.report('queued', { accountId, total: output.queued });
   return output;
 }
 
@@ -127,7 +129,8 @@ async function finishMove(move: PlannedMove, root: string, staging: string, deps
     const kept = await deps.entries.get(accountId, move.to.pathLower);
     const { title, html } = buildEntry({ path: move.to.pathDisplay, content: await readFile(target, 'utf8') });
     const updated = kept?.updated ?? Date.parse(move.to.serverModified);
-    await deps.entries.set(accountId, { pathLower: move.to.pathLower, path: move.to.pathDisplay, title, html, updated }, { now: deps.clock.now() });
+    const result = await deps.entries.set(accountId, { pathLower: move.to.pathLower, path: move.to.pathDisplay, title, html, updated }, { now: deps.clock.now() });
+    if (result.applied) deps.events.report('entrySet', { accountId, entry: result.entry });
   }
 }
 
@@ -136,8 +139,8 @@ async function moveEntry(move: PlannedMove, deps: SyncDeps, accountId: string): 
   const wasPost = isPostPath(move.from.pathLower);
   if (wasPost && isPostPath(move.to.pathLower)) {
     await deps.entries.rename(accountId, move.from.pathLower, { pathLower: move.to.pathLower, path: move.to.pathDisplay });
-  } else if (wasPost) {
-    await deps.entries.drop(accountId, move.from.pathLower);
+  } else if (wasPost && (await deps.entries.drop(accountId, move.from.pathLower))) {
+    deps.events.report('entryDropped', { accountId, path: move.from.pathDisplay });
   }
 }
 

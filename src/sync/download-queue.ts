@@ -48,7 +48,9 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
         const outcome = await downloadOne(item);
         output[outcome]++;
         if (outcome === 'downloaded') output.bytes += item.size;
+        if (outcome !== 'dropped') deps.events.report('fileSynced', { accountId, path: item.pathDisplay, bytes: item.size, downloaded: outcome === 'downloaded' });
       } catch (error) {
+        deps.events.report('downloadFailed', { accountId, path: item.pathDisplay, kind: error instanceof SyncError ? error.failure.kind : isRedisUnavailable(error) ? 'redis' : 'internal' });
         if (isRedisUnavailable(error) || isFencedError(error)) halted ??= error;
         throw error;
       }
@@ -88,7 +90,7 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
         const response = await callDropbox(
           'files/download',
           (client) => client.filesDownload({ path: `rev:${item.rev}` }),
-          { session, clock: deps.clock, signal, random: deps.random, maxAttempts: deps.maxAttemptsPerCall, baseDelayMs: deps.retryBaseDelayMs },
+          { session, clock: deps.clock, signal, random: deps.random, maxAttempts: deps.maxAttemptsPerCall, baseDelayMs: deps.retryBaseDelayMs, onCall: (info) => deps.events.report('dropboxCall', info) },
         );
         bytes = (response.result as unknown as { fileBinary: Buffer }).fileBinary;
       } catch (error) {
@@ -119,7 +121,8 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
   async function setEntry(item: DownloadItem, bytes: Buffer): Promise<void> {
     if (!isPostPath(item.pathLower)) return;
     const { title, html } = buildEntry({ path: item.pathDisplay, content: bytes.toString('utf8') });
-    await deps.entries.set(accountId, { pathLower: item.pathLower, path: item.pathDisplay, title, html, updated: Date.parse(item.serverModified) }, { now: deps.clock.now() });
+    const result = await deps.entries.set(accountId, { pathLower: item.pathLower, path: item.pathDisplay, title, html, updated: Date.parse(item.serverModified) }, { now: deps.clock.now() });
+    if (result.applied) deps.events.report('entrySet', { accountId, entry: result.entry });
   }
 }
 

@@ -18,7 +18,8 @@ export async function listChanges(accountId: string, signal: AbortSignal, deps: 
   const log = deps.log.child({ accountId, step: 'fetching' });
   const session = await deps.session(accountId);
   const call = { session, clock: deps.clock, signal, random: deps.random, maxAttempts: deps.maxAttemptsPerCall, baseDelayMs: deps.retryBaseDelayMs,
-    onRetry: (info: { attempt: number; waitMs: number; reason: string }) => log.warn(info, 'dropbox call retried') };
+    onRetry: (info: { attempt: number; waitMs: number; reason: string }) => log.warn(info, 'dropbox call retried'),
+    onCall: (info: { route: string; durationMs: number; status: number | 'network' | 'timeout' }) => deps.events.report('dropboxCall', info) };
   let { mode, from } = await deps.store.beginListing(accountId, deps.clock.now());
   let pages = 0;
   let total = 0;
@@ -57,6 +58,7 @@ export async function listChanges(accountId: string, signal: AbortSignal, deps: 
     from = page.cursor;
     if (!page.has_more) {
       log.info({ mode, pages, entries: total }, 'listed');
+      deps.events.report('listed', { accountId, mode, pages, entries: total });
       return { mode, pages, entries: total };
     }
   }

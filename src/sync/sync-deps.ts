@@ -3,6 +3,7 @@ import type { AccountStore } from '../accounts/account-store.js';
 import type { DropboxSession } from '../dropbox/dropbox-session.js';
 import type { EntryStore } from '../entries/entry-store.js';
 import type { Clock } from '../engine/clock.js';
+import type { EngineEvents } from '../engine/engine-events.js';
 import type { Semaphore } from '../engine/semaphore.js';
 import type { Logger } from '../logger.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
@@ -24,6 +25,7 @@ export interface SyncDeps {
   session: (accountId: string) => Promise<DropboxSession>;
   clock: Clock;
   log: Logger;
+  events: EngineEvents;
   /** Mirrors live in `<dataDir>/mirrors/<accountId>`. */
   dataDir: string;
   /** Shared by every account of the process. */
