@@ -20,6 +20,12 @@ export function accountRoutes(engine: Engine): Hono {
     await next();
   });
 
+  routes.get('/', async (c) => {
+    const ids = await engine.accounts.linkedIds();
+    const statuses = await Promise.all(ids.map((id) => engine.status(id)));
+    return c.json({ accounts: statuses.filter((s) => s !== null) });
+  });
+
   routes.put('/:accountId', async (c) => {
     let body: unknown;
     try {

@@ -157,6 +157,13 @@ describe('link, status, entries, unlink', () => {
     expect((entries.entries as { path: string; title: string }[]).map((e) => [e.path, e.title])).toEqual([['/posts/hello.md', 'Hello']]);
   });
 
+  it('lists every linked account with its status, behind the token', async () => {
+    expect((await fetch(`${h.url}/accounts`)).status).toBe(401);
+    const listed = (await json(await h.api('/accounts'))) as { accounts: { accountId: string; state: string }[] };
+    expect(listed.accounts.map((a) => a.accountId)).toContain(id);
+    expect(listed.accounts.find((a) => a.accountId === id)?.state).toBe('idle');
+  });
+
   it('links with a refresh token', async () => {
     const refreshed = 'dbid:refresh-only';
     h.emulator.model.addAccount(refreshed, { accessToken: 'short-lived', refreshToken: 'refresh-secret' });
