@@ -1,0 +1,220 @@
+import { serve } from '@hono/node-server';
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { startEmulator, type EmulatorOptions, type RunningEmulator } from '../src/dropbox-emulator/server.js';
+import { legacyUserId, webhookBody, webhookSignature } from '../src/dropbox-emulator/webhook-sender.js';
+import { Engine, type EngineOptions } from '../src/engine/engine.js';
+import { createApp } from '../src/http/app.js';
+import { isValidWebhookSignature, webhookAccounts } from '../src/http/webhook-signature.js';
+import { silentLogger } from '../src/logger.js';
+import { openRedis } from '../src/redis/connection.js';
+import { EmbeddedRedis } from '../src/redis/embedded-redis.js';
+
+export const APP_KEY = 'bench-app-key';
+export const APP_SECRET = 'bench-app-secret';
+export const ADMIN_TOKEN = 'bench-admin-token-0123456789';
+
+/** One row of the table: a figure measured side by side with its baseline in the same run. */
+export interface FigureResult {
+  id: string;
+  name: string;
+  measured: number | null;
+  unit: string;
+  baseline: number | null;
+  baselineLabel: string;
+  /** measured ÷ baseline (or as stated in `ratioLabel`). */
+  ratio: number | null;
+  ratioLabel?: string;
+  target: string;
+  met: boolean | null;
+  /** How the figure was scaled down from the issue's size, if it was. */
+  scale?: string;
+  /** Secondary numbers (per-round values, other ratios, breakdowns). */
+  details: Record<string, unknown>;
+}
+
+export interface BenchOptions {
+  quick: boolean;
+  log: (line: string) => void;
+}
+
+export const median = (xs: readonly number[]): number => {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+export const percentile = (xs: readonly number[], p: number): number => {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+};
+
+export const round = (x: number | null | undefined, digits = 2): number | null =>
+  x === null || x === undefined || !Number.isFinite(x) ? null : Math.round(x * 10 ** digits) / 10 ** digits;
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs: number, what: string, pollMs = 10): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(pollMs);
+  }
+}
+
+/** A redis-server of the benchmark's own (appendfsync everysec: what `npm start` runs). */
+export interface BenchRedis {
+  server: EmbeddedRedis;
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function startRedis(): Promise<BenchRedis> {
+  const dir = mkdtempSync(join(tmpdir(), 'mailroom-bench-redis-'));
+  const server = await EmbeddedRedis.start({ dir, appendfsync: 'everysec' });
+  return {
+    server,
+    url: server.url,
+    async stop() {
+      await server.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Engine + emulator + Redis + the engine's HTTP app (with a bare baseline route on the same server). */
+export interface Stack {
+  redisServer: BenchRedis;
+  redis: Redis;
+  emulator: RunningEmulator;
+  engine: Engine;
+  url: string;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+export async function startStack(options: { engine?: Partial<EngineOptions>; emulator?: EmulatorOptions } = {}): Promise<Stack> {
+  const redisServer = await startRedis();
+  const emulator = await startEmulator({ appKey: APP_KEY, appSecret: APP_SECRET, pageLimit: 500, ...options.emulator });
+  const redis = await openRedis(redisServer.url);
+  const dataDir = mkdtempSync(join(tmpdir(), 'mailroom-bench-data-'));
+  const engine = new Engine({
+    redis,
+    dataDir,
+    log: silentLogger,
+    dropbox: { appKey: APP_KEY, appSecret: APP_SECRET, hosts: { api: emulator.url, content: emulator.url }, callTimeoutMs: 30_000 },
+    downloadConcurrency: 8,
+    downloadsPerAccount: 8,
+    pageLimit: 500,
+    retryBaseDelayMs: 10,
+    ...options.engine,
+  });
+  await engine.boot();
+  const app = createApp({ engine, redis, appSecret: APP_SECRET, adminToken: ADMIN_TOKEN, log: silentLogger });
+  // The baseline of figure 1 lives on the same server: a bare Hono route that answers 200.
+  const outer = new Hono();
+  outer.post('/bare', (c) => c.text('', 200));
+  // Ablations of figure 1 (same server): the body read, then the signature check and parse as well.
+  outer.post('/bare-body', async (c) => {
+    await c.req.arrayBuffer();
+    return c.text('', 200);
+  });
+  const verified = async (c: Context) => {
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    if (!isValidWebhookSignature(body, c.req.header('X-Dropbox-Signature'), APP_SECRET)) return null;
+    return webhookAccounts(JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body)));
+  };
+  outer.post('/bare-hmac', async (c) => c.text('', (await verified(c)) ? 200 : 400));
+  outer.post('/bare-limit-hmac', bodyLimit({ maxSize: 1024 * 1024 }), async (c) => c.text('', (await verified(c)) ? 200 : 400));
+  // The floor of any route that awaits one Redis round trip.
+  outer.post('/bare-ping', async (c) => {
+    await redis.ping();
+    return c.text('', 200);
+  });
+  // The webhook route without hono's bodyLimit middleware (everything else the same).
+  outer.post('/hmac-notify', async (c) => {
+    const accounts = await verified(c);
+    if (!accounts) return c.text('', 400);
+    await engine.notify(accounts);
+    return c.text('', 200);
+  });
+  outer.route('/', app);
+  const server = await new Promise<Server>((resolve) => {
+    const created = serve({ fetch: outer.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(created as Server));
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    redisServer,
+    redis,
+    emulator,
+    engine,
+    url,
+    dataDir,
+    async close() {
+      await engine.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections?.();
+      });
+      redis.disconnect();
+      await emulator.close();
+      await redisServer.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A notification exactly as Dropbox sends it: body and X-Dropbox-Signature. */
+export function signedWebhook(accounts: readonly string[]): { body: string; headers: Record<string, string> } {
+  const body = webhookBody(accounts, accounts.map(legacyUserId));
+  return { body, headers: { 'Content-Type': 'application/json', 'X-Dropbox-Signature': webhookSignature(APP_SECRET, body) } };
+}
+
+export async function postWebhook(url: string, accounts: readonly string[]): Promise<number> {
+  const { body, headers } = signedWebhook(accounts);
+  const response = await fetch(`${url}/webhooks/dropbox`, { method: 'POST', headers, body });
+  await response.arrayBuffer();
+  return response.status;
+}
+
+/** Links in Redis and wakes the actor, as PUT /accounts/:id does (minus HTTP). */
+export async function linkAccount(stack: Stack, accountId: string): Promise<void> {
+  const accessToken = `token-${accountId}`;
+  if (!stack.emulator.model.hasAccount(accountId)) stack.emulator.model.addAccount(accountId, { accessToken });
+  await stack.engine.link(accountId, { accessToken });
+}
+
+export async function isIdle(stack: Stack, accountId: string): Promise<boolean> {
+  const box = await stack.engine.mailbox.read(accountId);
+  if (box.status !== 'idle' || box.dirty) return false;
+  const actor = stack.engine.host.actor(accountId);
+  return !actor || actor.getSnapshot().value === 'idle';
+}
+
+/** Runs `fn` over `items` with at most `limit` at once. */
+export async function pool<T>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        await fn(items[i]!, i);
+      }
+    }),
+  );
+}
+
+export function fmt(x: number | null | undefined, digits = 2): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return '–';
+  if (Math.abs(x) >= 1000) return Math.round(x).toLocaleString('en-US');
+  return String(Math.round(x * 10 ** digits) / 10 ** digits);
+}
