@@ -42,3 +42,31 @@ describe('restoring each reachable state against the emulator', () => {
     await waitUntil(async () => (await h.engine.status(accounts[0]!))?.lastError === null, 5_000, 'no error left');
   });
 });
+
+describe('a snapshot that cannot be restored', () => {
+  it('leads to a fresh actor and a full resync of that account, never a crash', async () => {
+    const cases: Record<string, string> = {
+      'dbid:bad-state': JSON.stringify({ status: 'active', value: 'uploading', context: {}, children: {} }),
+      'dbid:bad-json': '{not json',
+    };
+    for (const [accountId, snapshot] of Object.entries(cases)) {
+      h.emulator.model.addAccount(accountId, { accessToken: `tok-${accountId}` });
+      h.emulator.model.writeFile(accountId, '/kept.md', '# Kept');
+      await h.linkAccount(accountId, { accessToken: `tok-${accountId}` });
+      await h.waitForIdle(accountId);
+      await h.engine.host.stop(accountId); // as if the process had died
+      h.emulator.model.writeFile(accountId, '/later.md', '# Later');
+      // A snapshot from some other version of the engine, and the mailbox saying work is waiting.
+      await h.redis.hset(`mr:{${accountId}}:actor`, 'state', 'uploading', 'snapshot', snapshot);
+      await h.redis.hset(`mr:{${accountId}}:mailbox`, 'status', 'running', 'dirty', '1');
+    }
+    const fullListings = Object.fromEntries(Object.keys(cases).map((id) => [id, h.emulator.stats.calls(id, 'files/list_folder')]));
+    await h.engine.boot();
+    for (const accountId of Object.keys(cases)) {
+      await h.waitForIdle(accountId, 20_000);
+      expect(await readMirror(h.dataDir, accountId)).toEqual(expectedMirror(h.emulator, accountId));
+      // Not a continue from the saved cursor: a full re-list, reconciled against the mirror.
+      expect(h.emulator.stats.calls(accountId, 'files/list_folder')).toBe(fullListings[accountId]! + 1);
+    }
+  });
+});
