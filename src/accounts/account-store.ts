@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { accountKeys, LINKED_ACCOUNTS_KEY } from '../redis/keys.js';
 import { runScript, type RedisClient } from '../redis/scripts.js';
 import type { DropboxCredentials } from '../dropbox/dropbox-session.js';
+import type { Logger } from '../logger.js';
+import { TOKEN_KEY_VARIABLE, TokenCipher, TokenDecryptError } from './token-cipher.js';
 
 export const credentialsSchema = z
   .object({
@@ -12,19 +14,33 @@ export const credentialsSchema = z
 
 export interface LinkedAccount {
   accountId: string;
-  credentials: DropboxCredentials;
+  /** Decrypted on first read: throws TokenDecryptError when TOKEN_ENCRYPTION_KEY cannot open them. */
+  readonly credentials: DropboxCredentials;
   ignore: string[];
   linkedAt: number;
 }
 
-/** Linked accounts: credentials and settings, plus the global set of linked ids. */
+export interface AccountStoreOptions {
+  /** Encrypts credentials at rest; without it they are stored as plaintext JSON (dev/demo only). */
+  cipher?: TokenCipher;
+  /** Receives the one-time plaintext warning. */
+  log?: Logger;
+}
+
+/**
+ * Linked accounts: credentials and settings, plus the global set of linked ids. Credentials are
+ * written encrypted when a cipher is given (bound to the account id); plaintext values written
+ * before a key was set stay readable and are encrypted on the next link.
+ */
 export class AccountStore {
-  constructor(private readonly redis: RedisClient) {}
+  private warnedPlaintext = false;
+
+  constructor(private readonly redis: RedisClient, private readonly options: AccountStoreOptions = {}) {}
 
   /** Links (or re-links) and asks for a sync; true when the actor must be woken. */
   async link(accountId: string, credentials: DropboxCredentials, ignore: string[], now: number): Promise<boolean> {
     const k = accountKeys(accountId);
-    const wake = await runScript<number>(this.redis, 'accountLink', [k.account, k.mailbox, k.listing], [JSON.stringify(credentials), now, JSON.stringify(ignore)]);
+    const wake = await runScript<number>(this.redis, 'accountLink', [k.account, k.mailbox, k.listing], [this.seal(accountId, credentials), now, JSON.stringify(ignore)]);
     await this.redis.sadd(LINKED_ACCOUNTS_KEY, accountId);
     return wake === 1;
   }
@@ -40,12 +56,34 @@ export class AccountStore {
   async get(accountId: string): Promise<LinkedAccount | null> {
     const raw = await this.redis.hgetall(accountKeys(accountId).account);
     if (!raw.credentials) return null;
+    const stored = raw.credentials;
+    let credentials: DropboxCredentials | undefined;
+    const open = () => (credentials ??= this.open(accountId, stored));
     return {
       accountId,
-      credentials: JSON.parse(raw.credentials) as DropboxCredentials,
+      get credentials() {
+        return open();
+      },
       ignore: raw.ignore ? (JSON.parse(raw.ignore) as string[]) : [],
       linkedAt: Number(raw.linkedAt ?? 0),
     };
+  }
+
+  private seal(accountId: string, credentials: DropboxCredentials): string {
+    const json = JSON.stringify(credentials);
+    if (this.options.cipher) return this.options.cipher.encrypt(json, accountId);
+    if (!this.warnedPlaintext) {
+      this.warnedPlaintext = true;
+      this.options.log?.warn(`${TOKEN_KEY_VARIABLE} is not set: Dropbox tokens are stored in Redis as plaintext (set it in production)`);
+    }
+    return json;
+  }
+
+  private open(accountId: string, stored: string): DropboxCredentials {
+    if (!TokenCipher.isEnvelope(stored)) return JSON.parse(stored) as DropboxCredentials;
+    const what = `the credentials of account ${accountId}`;
+    if (!this.options.cipher) throw new TokenDecryptError(`${what} are encrypted but ${TOKEN_KEY_VARIABLE} is not set`);
+    return JSON.parse(this.options.cipher.decrypt(stored, accountId, what)) as DropboxCredentials;
   }
 
   async linkedIds(): Promise<string[]> {

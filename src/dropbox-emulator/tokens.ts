@@ -1,15 +1,109 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export type TokenCheck = { ok: true; accountId: string } | { ok: false; reason: 'invalid_access_token' | 'expired_access_token' };
 
 type AccessToken = { accountId: string; expiresAt: number; expired: boolean };
 
+/** What the (auto-approving) authorize page does with the next request. */
+export type AuthorizationDecision = { approve: string } | { deny: true };
+
+type AuthorizationCode = {
+  accountId: string;
+  clientId: string;
+  redirectUri: string | undefined;
+  codeChallenge: string | undefined;
+  offline: boolean;
+  expiresAt: number;
+};
+
+export type CodeGrant = {
+  accountId: string;
+  accessToken: string;
+  expiresIn: number;
+  refreshToken: string | undefined;
+};
+
+export type CodeRefusal = { error: 'invalid_grant' | 'invalid_request'; description: string };
+
+export type CodeRedemption = {
+  code: string;
+  clientId: string;
+  redirectUri: string | undefined;
+  codeVerifier: string | undefined;
+  /** A correct client_secret came with the request (the non-PKCE way to prove who is asking). */
+  clientAuthenticated: boolean;
+};
+
+/** The PKCE S256 challenge of a verifier: base64url(sha256(verifier)), unpadded. */
+export function pkceChallenge(verifier: string): string {
+  return createHash('sha256').update(verifier, 'ascii').digest('base64url');
+}
+
+function sameString(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
 /** Short-lived access tokens and non-rotating refresh tokens, as Dropbox issues them. */
 export class TokenRegistry {
   private readonly accessTokens = new Map<string, AccessToken>();
   private readonly refreshTokens = new Map<string, string>();
+  private readonly codes = new Map<string, AuthorizationCode>();
+  private readonly decisions: AuthorizationDecision[] = [];
+  /** Authorization codes are single-use and expire after this long (Dropbox: minutes). */
+  codeLifetimeMs = 10 * 60_000;
 
   constructor(private readonly accessTokenLifetimeSeconds: number) {}
+
+  /** The next /oauth2/authorize request is approved as if `accountId`'s user had clicked "Allow". */
+  approveNextAuthorization(accountId: string): void {
+    this.decisions.push({ approve: accountId });
+  }
+
+  /** The next /oauth2/authorize request is denied as if the user had clicked "Cancel". */
+  denyNextAuthorization(): void {
+    this.decisions.push({ deny: true });
+  }
+
+  /** The queued decision for an authorize request, if a test queued one. */
+  takeAuthorizationDecision(): AuthorizationDecision | undefined {
+    return this.decisions.shift();
+  }
+
+  /** A single-use authorization code for an approved authorize request. */
+  issueCode(grant: Omit<AuthorizationCode, 'expiresAt'>): string {
+    const code = randomBytes(24).toString('base64url');
+    this.codes.set(code, { ...grant, expiresAt: Date.now() + this.codeLifetimeMs });
+    return code;
+  }
+
+  /**
+   * Exchanges a code once: the client, the redirect URI of the authorize request, and the PKCE
+   * verifier (or, without a challenge, an authenticated client) must all match. A failed attempt
+   * burns the code too, as a stolen code must not be retried.
+   */
+  redeemCode(request: CodeRedemption): CodeGrant | CodeRefusal {
+    const entry = this.codes.get(request.code);
+    this.codes.delete(request.code);
+    if (!entry || Date.now() >= entry.expiresAt) return { error: 'invalid_grant', description: 'code doesn\'t exist or has expired' };
+    if (entry.clientId !== request.clientId) return { error: 'invalid_grant', description: 'code was issued to another client' };
+    if (entry.redirectUri !== undefined && entry.redirectUri !== request.redirectUri) return { error: 'invalid_grant', description: 'redirect_uri mismatch' };
+    if (entry.codeChallenge !== undefined) {
+      if (!request.codeVerifier) return { error: 'invalid_request', description: 'code_verifier is required for a PKCE code' };
+      if (!sameString(pkceChallenge(request.codeVerifier), entry.codeChallenge)) return { error: 'invalid_grant', description: 'invalid code verifier' };
+    } else if (!request.clientAuthenticated) {
+      return { error: 'invalid_request', description: 'client_secret is required (no code_challenge was sent to /oauth2/authorize)' };
+    }
+    const accessToken = 'sl.' + randomBytes(24).toString('base64url');
+    this.registerAccessToken(entry.accountId, accessToken);
+    let refreshToken: string | undefined;
+    if (entry.offline) {
+      refreshToken = randomBytes(32).toString('base64url');
+      this.registerRefreshToken(entry.accountId, refreshToken);
+    }
+    return { accountId: entry.accountId, accessToken, expiresIn: this.accessTokenLifetimeSeconds, refreshToken };
+  }
 
   registerAccessToken(accountId: string, token: string): void {
     this.accessTokens.set(token, { accountId, expiresAt: Date.now() + this.accessTokenLifetimeSeconds * 1000, expired: false });

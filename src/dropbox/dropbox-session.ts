@@ -4,6 +4,8 @@ import { createDropboxFetch, type DropboxHosts } from './origin-rewrite.js';
 export interface DropboxCredentials {
   accessToken?: string;
   refreshToken?: string;
+  /** Epoch ms when `accessToken` expires (known when it came from the OAuth code exchange). */
+  accessTokenExpiresAt?: number;
 }
 
 export interface DropboxAppSettings {
@@ -12,6 +14,10 @@ export interface DropboxAppSettings {
   hosts: DropboxHosts;
   /** Deadline of one HTTP call, body included. */
   callTimeoutMs: number;
+  /** Dropbox's authorize page (default: the emulator's when `hosts.api` is set, else www.dropbox.com). */
+  authorizeUrl?: string;
+  /** The OAuth redirect URI registered with the app (default: this server's /oauth/callback as requested). */
+  redirectUrl?: string;
 }
 
 /**
@@ -26,6 +32,7 @@ export class DropboxSession {
   constructor(readonly credentials: DropboxCredentials, private readonly app: DropboxAppSettings) {
     this.auth = new DropboxAuth({
       accessToken: credentials.accessToken,
+      accessTokenExpiresAt: credentials.accessTokenExpiresAt ? new Date(credentials.accessTokenExpiresAt) : undefined,
       refreshToken: credentials.refreshToken,
       clientId: app.appKey,
       clientSecret: app.appSecret,

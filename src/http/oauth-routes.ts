@@ -1,0 +1,125 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Hono, type Context } from 'hono';
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import type { Engine } from '../engine/engine.js';
+import type { Logger } from '../logger.js';
+import { authorizeEndpoint, buildAuthorizeUrl } from '../oauth/authorize-url.js';
+import { exchangeCode, OAuthExchangeError } from '../oauth/code-exchange.js';
+import { codeChallengeOf, createCodeVerifier, randomToken } from '../oauth/pkce.js';
+import { OAuthStateStore, STATE_TTL_SECONDS } from '../oauth/state-store.js';
+import type { RedisClient } from '../redis/scripts.js';
+
+export interface OAuthRouteOptions {
+  engine: Engine;
+  redis: RedisClient;
+  adminToken: string;
+  log: Logger;
+}
+
+/** The browser nonce that binds `state` to the browser that started the flow. */
+export const OAUTH_COOKIE = 'mailroom_oauth';
+
+const digest = (value: string) => createHash('sha256').update(value).digest();
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+}
+
+function page(c: Context, status: 200 | 400 | 401 | 502 | 503, title: string, message: string): Response {
+  c.header('Cache-Control', 'no-store');
+  c.header('Referrer-Policy', 'no-referrer');
+  c.header('Content-Security-Policy', "default-src 'none'");
+  return c.html(
+    `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p></body></html>`,
+    status,
+  );
+}
+
+/**
+ * Linking an account the way Dropbox apps do: the OAuth 2 code flow with offline access and PKCE.
+ *
+ * - `GET /oauth/start` needs the admin token (`Authorization: Bearer`, or `?token=` since a browser
+ *   cannot send the header when the link is opened). It stores `state` -> PKCE verifier in Redis
+ *   for ten minutes, sets an HttpOnly, SameSite=Lax cookie with a random nonce bound to that state,
+ *   and redirects to Dropbox's authorize page.
+ * - `GET /oauth/callback` (no admin token: reached by Dropbox's redirect) takes the state once,
+ *   checks the cookie, exchanges the code with the verifier, links the account under the id Dropbox
+ *   returns (its ignore patterns kept on a re-link) and starts its first sync.
+ *
+ * Open the start URL on the same host as the redirect URI, or the cookie will not come back.
+ */
+export function oauthRoutes(options: OAuthRouteOptions): Hono {
+  const { engine, log } = options;
+  const settings = engine.options.dropbox;
+  const states = new OAuthStateStore(options.redis, engine.options.tokenCipher);
+  const expectedAdmin = digest(options.adminToken);
+  const routes = new Hono();
+
+  routes.get('/start', async (c) => {
+    const bearer = /^Bearer +(.+)$/i.exec(c.req.header('Authorization') ?? '')?.[1];
+    const given = bearer ?? c.req.query('token');
+    if (!given || !timingSafeEqual(digest(given), expectedAdmin)) {
+      c.header('WWW-Authenticate', 'Bearer');
+      return page(c, 401, 'Not allowed', 'Starting a Dropbox link needs the admin token: open /oauth/start?token=<ADMIN_TOKEN> or send Authorization: Bearer <ADMIN_TOKEN>.');
+    }
+    if (!settings.appKey) return page(c, 503, 'OAuth is not configured', 'Set DROPBOX_APP_KEY (the app key of your Dropbox app) to link accounts through Dropbox.');
+    const redirectUri = settings.redirectUrl ?? new URL(c.req.path.replace(/\/start$/, '/callback'), c.req.url).href;
+    const state = randomToken();
+    const browserNonce = randomToken();
+    const codeVerifier = createCodeVerifier();
+    await states.put(state, { browserNonce, codeVerifier, redirectUri, createdAt: engine.clock.now() });
+    const callback = new URL(redirectUri);
+    setCookie(c, OAUTH_COOKIE, browserNonce, {
+      path: callback.pathname,
+      httpOnly: true,
+      sameSite: 'Lax',
+      secure: callback.protocol === 'https:',
+      maxAge: STATE_TTL_SECONDS,
+    });
+    c.header('Cache-Control', 'no-store');
+    c.header('Referrer-Policy', 'no-referrer');
+    const location = buildAuthorizeUrl({ endpoint: authorizeEndpoint(settings), clientId: settings.appKey, redirectUri, state, codeChallenge: codeChallengeOf(codeVerifier) });
+    return c.redirect(location, 302);
+  });
+
+  routes.get('/callback', async (c) => {
+    const q = c.req.query();
+    const cookie = getCookie(c, OAUTH_COOKIE);
+    const refuse = (reason: string, title: string, message: string, status: 400 | 502 | 503 = 400) => {
+      log.warn({ reason }, 'OAuth callback refused');
+      return page(c, status, title, message);
+    };
+    if (!q.state) return refuse('missing_state', 'Link failed', 'The callback has no state parameter. Start again from /oauth/start.');
+    const pending = await states.take(q.state);
+    if (!pending) return refuse('unknown_state', 'Link failed', 'This authorization is unknown, already used or expired (10 minutes). Start again from /oauth/start.');
+    if (!OAuthStateStore.sameBrowser(pending, cookie)) {
+      return refuse('browser_mismatch', 'Link failed', 'This browser did not start this authorization (its state cookie is missing or different). Start again from /oauth/start in this browser.');
+    }
+    deleteCookie(c, OAUTH_COOKIE, { path: new URL(pending.redirectUri).pathname });
+    if (q.error) {
+      const detail = q.error_description ? `${q.error}: ${q.error_description}` : q.error;
+      return refuse('denied', 'Link cancelled', `Dropbox did not authorize the app (${detail}).`);
+    }
+    if (!q.code) return refuse('missing_code', 'Link failed', 'The callback has no code parameter. Start again from /oauth/start.');
+
+    let grant;
+    try {
+      grant = await exchangeCode(settings, { code: q.code, redirectUri: pending.redirectUri, codeVerifier: pending.codeVerifier }, engine.clock.now());
+    } catch (error) {
+      if (!(error instanceof OAuthExchangeError)) throw error;
+      if (error.kind === 'refused') return refuse('code_refused', 'Link failed', `Dropbox refused the authorization code (${error.message}): it expired or was already used. Start again from /oauth/start.`);
+      if (error.kind === 'unavailable') return refuse('dropbox_unavailable', 'Link failed', `${error.message}. Start again from /oauth/start in a moment.`, 502);
+      return refuse('invalid_answer', 'Link failed', error.message, 502);
+    }
+    const existing = await engine.accounts.get(grant.accountId);
+    await engine.link(
+      grant.accountId,
+      { accessToken: grant.accessToken, refreshToken: grant.refreshToken, ...(grant.accessTokenExpiresAt ? { accessTokenExpiresAt: grant.accessTokenExpiresAt } : {}) },
+      existing?.ignore ?? [],
+    );
+    log.info({ accountId: grant.accountId, relinked: Boolean(existing) }, 'account linked through OAuth; first sync started');
+    return page(c, 200, 'Dropbox linked', `Account ${grant.accountId} is linked and its first sync has started. Its status: /accounts/${grant.accountId}`);
+  });
+
+  return routes;
+}

@@ -1,0 +1,269 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AccountStore } from '../../src/accounts/account-store.js';
+import { TokenCipher, TokenDecryptError } from '../../src/accounts/token-cipher.js';
+import { codeChallengeOf } from '../../src/oauth/pkce.js';
+import { accountKeys } from '../../src/redis/keys.js';
+import { ADMIN_TOKEN, APP_KEY, expectConverged, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+import { callback, startTrip } from './oauth-client.js';
+
+/**
+ * The OAuth code flow end to end over real HTTP: the engine's /oauth/start, the emulator's
+ * authorize page (auto-approving the account the test chose), the engine's /oauth/callback carrying
+ * the browser's cookie, then the account's first sync. Tokens are encrypted in Redis and appear in
+ * no log line, status, event or actor snapshot.
+ */
+let h: Harness;
+const cipher = new TokenCipher(randomBytes(32));
+const logLines: string[] = [];
+const events: string[] = [];
+const at = new Date('2024-07-07T07:07:07Z');
+/** Every secret the flow handled, to look for afterwards. */
+const secrets = new Set<string>();
+
+beforeAll(async () => {
+  h = await startHarness({ engine: { tokenCipher: cipher }, logLines });
+  const emit = h.engine.events.emit.bind(h.engine.events);
+  h.engine.events.emit = ((name: string, ...args: unknown[]) => {
+    events.push(JSON.stringify([name, args]));
+    return (emit as (n: string, ...a: unknown[]) => boolean)(name, ...args);
+  }) as typeof h.engine.events.emit;
+});
+afterAll(async () => h.close());
+
+function addAccount(accountId: string, files: Record<string, string> = {}): void {
+  h.emulator.model.addAccount(accountId, { accessToken: `unused-${randomBytes(8).toString('hex')}` });
+  for (const [path, content] of Object.entries(files)) h.emulator.model.writeFile(accountId, path, content, { clientModified: at });
+}
+
+async function linked(accountId: string): Promise<boolean> {
+  return (await h.engine.accounts.get(accountId)) !== null;
+}
+
+describe('linking through the OAuth code flow', () => {
+  it('start -> authorize -> callback links the account, stores its tokens encrypted and mirrors its files', async () => {
+    const account = 'dbid:oauth-alice';
+    addAccount(account, { '/posts/hello.md': '# Hello', '/notes/todo.txt': 'milk' });
+    h.emulator.model.tokens.approveNextAuthorization(account);
+    const tokenRequests = h.emulator.stats.tokenRequests;
+
+    const trip = await startTrip(h);
+    // The documented authorize URL: code flow, offline access, PKCE S256, state, our callback.
+    expect(trip.authorizeUrl.origin + trip.authorizeUrl.pathname).toBe(`${h.emulator.url}/oauth2/authorize`);
+    const q = trip.authorizeUrl.searchParams;
+    expect(Object.fromEntries(q)).toMatchObject({
+      client_id: APP_KEY,
+      response_type: 'code',
+      redirect_uri: `${h.url}/oauth/callback`,
+      code_challenge_method: 'S256',
+      token_access_type: 'offline',
+    });
+    expect(q.get('state')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(q.get('code_challenge')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    // The state is bound to this browser by an HttpOnly, SameSite=Lax cookie scoped to the callback.
+    expect(trip.setCookie).toMatch(/HttpOnly/i);
+    expect(trip.setCookie).toMatch(/SameSite=Lax/i);
+    expect(trip.setCookie).toMatch(/Path=\/oauth\/callback/);
+    expect(trip.callbackUrl.searchParams.get('state')).toBe(q.get('state'));
+    secrets.add(trip.callbackUrl.searchParams.get('code')!).add(trip.cookie.split('=')[1]!);
+
+    const done = await callback(trip.callbackUrl, trip.cookie);
+    expect(done.status, done.text).toBe(200);
+    expect(done.text).toContain(account);
+    expect(done.text).not.toContain(trip.callbackUrl.searchParams.get('code')!);
+
+    await waitUntil(() => h.emulator.stats.calls(account, 'files/list_folder') > 0, 10_000, 'the first listing');
+    await h.waitForIdle(account);
+    await expectConverged(h, account);
+    // One /oauth2/token call (the exchange): the exchanged access token came with its expiry, so no refresh.
+    expect(h.emulator.stats.tokenRequests).toBe(tokenRequests + 1);
+
+    // At rest: an AES-GCM envelope, nothing readable.
+    const raw = await h.redis.hgetall(accountKeys(account).account);
+    const credentials = (await h.engine.accounts.get(account))!.credentials;
+    expect(credentials.refreshToken).toBeTruthy();
+    expect(credentials.accessToken).toMatch(/^sl\./);
+    secrets.add(credentials.refreshToken!).add(credentials.accessToken!);
+    expect(raw.credentials).toMatch(/^v1:[A-Za-z0-9_-]{8}:/);
+    for (const value of Object.values(raw)) {
+      expect(value).not.toContain('refreshToken');
+      expect(value).not.toContain('accessToken');
+      expect(value).not.toContain(credentials.refreshToken!);
+      expect(value).not.toContain(credentials.accessToken!);
+    }
+  });
+
+  it('a re-link through OAuth keeps the account\'s ignore patterns', async () => {
+    const account = 'dbid:oauth-relink';
+    addAccount(account, { '/posts/a.md': '# A', '/drafts/b.md': '# B' });
+    h.emulator.model.tokens.registerAccessToken(account, 'relink-first-token');
+    expect((await h.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: 'relink-first-token', ignore: ['/drafts/**'] }) })).status).toBe(200);
+    await h.waitForIdle(account);
+
+    h.emulator.model.tokens.approveNextAuthorization(account);
+    const trip = await startTrip(h);
+    expect((await callback(trip.callbackUrl, trip.cookie)).status).toBe(200);
+    await h.waitForIdle(account);
+    const stored = (await h.engine.accounts.get(account))!;
+    expect(stored.ignore).toEqual(['/drafts/**']);
+    expect(stored.credentials.refreshToken).toBeTruthy();
+    secrets.add(stored.credentials.refreshToken!).add(stored.credentials.accessToken!);
+  });
+
+  it('start needs the admin token (header or ?token=)', async () => {
+    expect((await fetch(`${h.url}/oauth/start`, { redirect: 'manual' })).status).toBe(401);
+    expect((await fetch(`${h.url}/oauth/start?token=wrong-token-0123456789`, { redirect: 'manual' })).status).toBe(401);
+    expect(await h.redis.keys('mr:oauth:state:*')).toHaveLength(0);
+    const withHeader = await fetch(`${h.url}/oauth/start`, { redirect: 'manual', headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(withHeader.status).toBe(302);
+    // The pending state lives in Redis with a short TTL.
+    const [key] = await h.redis.keys('mr:oauth:state:*');
+    expect(await h.redis.ttl(key!)).toBeGreaterThan(500);
+    expect(await h.redis.ttl(key!)).toBeLessThanOrEqual(600);
+    await h.redis.del(key!);
+  });
+});
+
+describe('callbacks the engine refuses', () => {
+  it('without the cookie, or with another browser\'s cookie: 400, nothing linked, and the state is spent', async () => {
+    const account = 'dbid:oauth-csrf';
+    addAccount(account);
+    h.emulator.model.tokens.approveNextAuthorization(account);
+    const trip = await startTrip(h);
+    const noCookie = await callback(trip.callbackUrl, undefined);
+    expect(noCookie.status).toBe(400);
+    expect(noCookie.text).toMatch(/did not start this authorization/);
+    // The legitimate browser cannot use it any more either: start again.
+    const later = await callback(trip.callbackUrl, trip.cookie);
+    expect(later.status).toBe(400);
+    expect(later.text).toMatch(/unknown, already used or expired/);
+
+    h.emulator.model.tokens.approveNextAuthorization(account);
+    const other = await startTrip(h);
+    const wrongCookie = await callback(other.callbackUrl, 'mailroom_oauth=' + randomBytes(32).toString('base64url'));
+    expect(wrongCookie.status).toBe(400);
+    expect(wrongCookie.text).toMatch(/did not start this authorization/);
+    expect(await linked(account)).toBe(false);
+  });
+
+  it('an unknown or missing state: 400', async () => {
+    const account = 'dbid:oauth-state';
+    addAccount(account);
+    h.emulator.model.tokens.approveNextAuthorization(account);
+    const trip = await startTrip(h);
+    const forged = new URL(trip.callbackUrl);
+    forged.searchParams.set('state', randomBytes(32).toString('base64url'));
+    expect((await callback(forged, trip.cookie)).status).toBe(400);
+    forged.searchParams.delete('state');
+    const missing = await callback(forged, trip.cookie);
+    expect(missing.status).toBe(400);
+    expect(missing.text).toMatch(/no state/);
+    expect(await linked(account)).toBe(false);
+  });
+
+  it('a code used twice: the second exchange is refused by Dropbox and reported as 400', async () => {
+    const account = 'dbid:oauth-reuse';
+    addAccount(account);
+    h.emulator.model.tokens.approveNextAuthorization(account);
+    const first = await startTrip(h);
+    expect((await callback(first.callbackUrl, first.cookie)).status).toBe(200);
+    await h.waitForIdle(account);
+    const credentialsBefore = (await h.engine.accounts.get(account))!.credentials;
+    secrets.add(credentialsBefore.refreshToken!).add(credentialsBefore.accessToken!);
+
+    // Replaying the same callback: its state is spent.
+    expect((await callback(first.callbackUrl, first.cookie)).status).toBe(400);
+    // A fresh flow whose callback carries the old code: state and cookie are fine, the code is not.
+    h.emulator.model.tokens.approveNextAuthorization(account);
+    const second = await startTrip(h);
+    const replay = new URL(second.callbackUrl);
+    replay.searchParams.set('code', first.callbackUrl.searchParams.get('code')!);
+    const refused = await callback(replay, second.cookie);
+    expect(refused.status).toBe(400);
+    expect(refused.text).toMatch(/refused the authorization code/);
+    expect((await h.engine.accounts.get(account))!.credentials).toEqual(credentialsBefore);
+  });
+
+  it('a wrong PKCE verifier: the exchange is refused, 400', async () => {
+    const account = 'dbid:oauth-verifier';
+    addAccount(account);
+    h.emulator.model.tokens.approveNextAuthorization(account);
+    const trip = await startTrip(h);
+    // Swap the verifier stored for this state (encrypted like the engine does) for another one.
+    const state = trip.callbackUrl.searchParams.get('state')!;
+    const key = `mr:oauth:state:${state}`;
+    const pending = JSON.parse((await h.redis.get(key))!) as { codeVerifier: string };
+    const realVerifier = cipher.decrypt(pending.codeVerifier, `oauth-state:${state}`);
+    expect(codeChallengeOf(realVerifier)).toBe(trip.authorizeUrl.searchParams.get('code_challenge')); // and never stored in plaintext
+    expect(pending.codeVerifier).not.toContain(realVerifier);
+    pending.codeVerifier = cipher.encrypt(randomBytes(64).toString('base64url'), `oauth-state:${state}`);
+    await h.redis.set(key, JSON.stringify(pending), 'EX', 600);
+
+    const refused = await callback(trip.callbackUrl, trip.cookie);
+    expect(refused.status).toBe(400);
+    expect(refused.text).toMatch(/invalid code verifier/);
+    expect(await linked(account)).toBe(false);
+  });
+
+  it('the user denies access on Dropbox: 400 saying so', async () => {
+    const account = 'dbid:oauth-denied';
+    addAccount(account);
+    h.emulator.model.tokens.denyNextAuthorization();
+    const trip = await startTrip(h);
+    expect(trip.callbackUrl.searchParams.get('error')).toBe('access_denied');
+    const denied = await callback(trip.callbackUrl, trip.cookie);
+    expect(denied.status).toBe(400);
+    expect(denied.text).toMatch(/did not authorize the app \(access_denied/);
+    expect(await linked(account)).toBe(false);
+  });
+
+  it('an expired code: 400', async () => {
+    const account = 'dbid:oauth-expired';
+    addAccount(account);
+    h.emulator.model.tokens.approveNextAuthorization(account);
+    h.emulator.model.tokens.codeLifetimeMs = 0;
+    try {
+      const trip = await startTrip(h);
+      const expired = await callback(trip.callbackUrl, trip.cookie);
+      expect(expired.status).toBe(400);
+      expect(expired.text).toMatch(/expired/);
+    } finally {
+      h.emulator.model.tokens.codeLifetimeMs = 10 * 60_000;
+    }
+    expect(await linked(account)).toBe(false);
+  });
+});
+
+describe('tokens at rest and in the open', () => {
+  it('another key cannot read them and says why; no key at all says so too; status still answers', async () => {
+    const account = 'dbid:oauth-alice';
+    const wrongKey = new AccountStore(h.redis, { cipher: new TokenCipher(randomBytes(32)) });
+    const account1 = (await wrongKey.get(account))!;
+    expect(account1.ignore).toEqual([]); // the rest of the record reads fine
+    expect(() => account1.credentials).toThrow(TokenDecryptError);
+    expect(() => account1.credentials).toThrow(/another key .*TOKEN_ENCRYPTION_KEY/);
+    const noKey = (await new AccountStore(h.redis).get(account))!;
+    expect(() => noKey.credentials).toThrow(/encrypted but TOKEN_ENCRYPTION_KEY is not set/);
+    // A value copied onto another account's record fails its authentication (bound to the account id).
+    const raw = await h.redis.hget(accountKeys(account).account, 'credentials');
+    expect(() => cipher.decrypt(raw!, 'dbid:someone-else')).toThrow(/could not be decrypted/);
+    expect((await h.api(`/accounts/${account}`)).status).toBe(200);
+  });
+
+  it('no token appears in the logs, the status API, the engine\'s events or the persisted actor snapshots', async () => {
+    expect(secrets.size).toBeGreaterThanOrEqual(6);
+    expect(logLines.length).toBeGreaterThan(0);
+    expect(logLines.some((l) => l.includes('account linked through OAuth'))).toBe(true);
+    expect(events.length).toBeGreaterThan(0);
+    const statuses = await (await h.api('/accounts')).text();
+    const metrics = await h.api('/metrics');
+    const metricsText = metrics.status === 200 ? await metrics.text() : '';
+    const snapshots: string[] = [];
+    for (const id of await h.engine.accounts.linkedIds()) snapshots.push(JSON.stringify(await h.redis.hgetall(accountKeys(id).actor)));
+    const haystacks = { logs: logLines.join('\n'), statuses, metrics: metricsText, events: events.join('\n'), snapshots: snapshots.join('\n') };
+    for (const secret of secrets) {
+      for (const [where, text] of Object.entries(haystacks)) expect(text.includes(secret), `a secret in ${where}`).toBe(false);
+    }
+    expect(haystacks.logs).not.toContain(ADMIN_TOKEN);
+  });
+});

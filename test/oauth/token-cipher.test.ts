@@ -1,0 +1,122 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AccountStore } from '../../src/accounts/account-store.js';
+import { InvalidTokenKeyError, parseTokenKey, TokenCipher, TokenDecryptError } from '../../src/accounts/token-cipher.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
+import { openRedis } from '../../src/redis/connection.js';
+import { accountKeys } from '../../src/redis/keys.js';
+import { TestRedis } from '../support/redis-server.js';
+
+describe('TokenCipher', () => {
+  const key = randomBytes(32);
+  const cipher = new TokenCipher(key);
+
+  it('round-trips through a versioned AES-GCM envelope with a fresh IV each time', () => {
+    const a = cipher.encrypt('{"refreshToken":"secret"}', 'dbid:a');
+    const b = cipher.encrypt('{"refreshToken":"secret"}', 'dbid:a');
+    expect(a).not.toBe(b);
+    expect(a).toMatch(/^v1:[A-Za-z0-9_-]{8}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]{22}:[A-Za-z0-9_-]+$/);
+    expect(a).not.toContain('secret');
+    expect(cipher.decrypt(a, 'dbid:a')).toBe('{"refreshToken":"secret"}');
+    expect(TokenCipher.isEnvelope(a)).toBe(true);
+    expect(TokenCipher.isEnvelope('{"accessToken":"x"}')).toBe(false);
+  });
+
+  it('refuses a tampered value, another account\'s value, and another key, each with a clear message', () => {
+    const sealed = cipher.encrypt('hello', 'dbid:a');
+    const parts = sealed.split(':');
+    const ct = Buffer.from(parts[4]!, 'base64url');
+    ct[0] = ct[0]! ^ 1;
+    parts[4] = ct.toString('base64url');
+    expect(() => cipher.decrypt(parts.join(':'), 'dbid:a')).toThrow(TokenDecryptError);
+    expect(() => cipher.decrypt(sealed, 'dbid:b')).toThrow(/could not be decrypted with TOKEN_ENCRYPTION_KEY/);
+    const other = new TokenCipher(randomBytes(32));
+    expect(() => other.decrypt(sealed, 'dbid:a', 'the credentials of account dbid:a')).toThrow(
+      new RegExp(`the credentials of account dbid:a was encrypted with another key \\(key id ${cipher.keyId}; TOKEN_ENCRYPTION_KEY has key id ${other.keyId}\\)`),
+    );
+    expect(() => cipher.decrypt('v2:whatever', 'dbid:a')).toThrow(/not a v1 token envelope/);
+  });
+
+  it('reads a key as hex, base64 or base64url, and refuses anything else without echoing it', () => {
+    expect(parseTokenKey(key.toString('hex')).equals(key)).toBe(true);
+    expect(parseTokenKey(key.toString('base64')).equals(key)).toBe(true);
+    expect(parseTokenKey(key.toString('base64url')).equals(key)).toBe(true);
+    for (const bad of ['short', randomBytes(16).toString('base64'), randomBytes(31).toString('hex'), 'x'.repeat(44)]) {
+      let error: unknown;
+      try {
+        parseTokenKey(bad);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(InvalidTokenKeyError);
+      expect((error as Error).message).toMatch(/^TOKEN_ENCRYPTION_KEY must be 32 random bytes/);
+      expect((error as Error).message).not.toContain(bad);
+    }
+  });
+});
+
+describe('configuration', () => {
+  const base = { DROPBOX_APP_SECRET: 's' };
+
+  it('production mode without a key is a start-up error naming the variable', () => {
+    for (const env of [{ MAILROOM_ENV: 'production' }, { NODE_ENV: 'production' }]) {
+      expect(() => loadConfig({ ...base, ...env })).toThrow(ConfigError);
+      expect(() => loadConfig({ ...base, ...env })).toThrow(/^invalid configuration: TOKEN_ENCRYPTION_KEY is required in production mode/);
+    }
+    expect(loadConfig({ ...base, NODE_ENV: 'production', MAILROOM_ENV: 'development' }).production).toBe(false);
+    expect(loadConfig({ ...base }).tokenEncryptionKey).toBeUndefined();
+  });
+
+  it('a bad key is a start-up error that does not print the key; a good one is read', () => {
+    const bad = 'not-a-key-but-a-secret-anyway';
+    let error: unknown;
+    try {
+      loadConfig({ ...base, TOKEN_ENCRYPTION_KEY: bad });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).variable).toBe('TOKEN_ENCRYPTION_KEY');
+    expect((error as Error).message).not.toContain(bad);
+    const key = randomBytes(32);
+    const config = loadConfig({ ...base, MAILROOM_ENV: 'production', TOKEN_ENCRYPTION_KEY: key.toString('base64'), DROPBOX_AUTHORIZE_URL: 'https://example.test/oauth2/authorize', OAUTH_REDIRECT_URL: 'https://mailroom.example/oauth/callback' });
+    expect(config.production).toBe(true);
+    expect(config.tokenEncryptionKey?.equals(key)).toBe(true);
+    expect(config.dropboxAuthorizeUrl).toBe('https://example.test/oauth2/authorize');
+    expect(config.oauthRedirectUrl).toBe('https://mailroom.example/oauth/callback');
+  });
+});
+
+describe('AccountStore with and without a key', () => {
+  let server: TestRedis;
+  let redis: Redis;
+  beforeAll(async () => {
+    server = await TestRedis.start();
+    redis = await openRedis(server.url);
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    await server.stop();
+  });
+
+  it('plaintext credentials written before a key was set stay readable and are encrypted on the next link', async () => {
+    const account = 'dbid:migrate';
+    const warnings: string[] = [];
+    const log = { warn: (msg: string) => warnings.push(msg) } as unknown as import('../../src/logger.js').Logger;
+    const plain = new AccountStore(redis, { log });
+    await plain.link(account, { refreshToken: 'refresh-plain' }, [], Date.now());
+    await plain.link('dbid:migrate-2', { refreshToken: 'refresh-plain-2' }, [], Date.now());
+    expect(warnings).toHaveLength(1); // once
+    expect(warnings[0]).toMatch(/TOKEN_ENCRYPTION_KEY is not set/);
+    expect(await redis.hget(accountKeys(account).account, 'credentials')).toBe('{"refreshToken":"refresh-plain"}');
+
+    const encrypted = new AccountStore(redis, { cipher: new TokenCipher(randomBytes(32)) });
+    expect((await encrypted.get(account))!.credentials).toEqual({ refreshToken: 'refresh-plain' });
+    await encrypted.link(account, { refreshToken: 'refresh-plain' }, [], Date.now());
+    const raw = await redis.hget(accountKeys(account).account, 'credentials');
+    expect(raw).toMatch(/^v1:/);
+    expect(raw).not.toContain('refresh-plain');
+    expect((await encrypted.get(account))!.credentials).toEqual({ refreshToken: 'refresh-plain' });
+  });
+});
