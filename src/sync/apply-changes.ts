@@ -1,10 +1,9 @@
 import { mkdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { buildEntry, isPostPath } from '../entries/build-entry.js';
 import { createIgnoreRule, localPathFor, UnsafePathError } from './paths.js';
 import { withLocalCasing } from './local-casing.js';
 import { planChanges, type Plan, type PlannedMove } from './plan-changes.js';
-import { mirrorFolder, stagingFolder, type SyncDeps } from './sync-deps.js';
+import { markdownEntryBuilder, mirrorFolder, stagingFolder, type SyncDeps } from './sync-deps.js';
 import { SyncError } from './sync-failure.js';
 import { mtimeFor } from './write-file.js';
 
@@ -125,9 +124,10 @@ async function finishMove(move: PlannedMove, root: string, staging: string, deps
   }
   // The entry kept its id; its title and html are rebuilt from the new name (a .txt post's title is
   // its file name, a .md renamed .txt is rendered as text). Changed content comes with the download.
-  if (isPostPath(move.to.pathLower) && !move.download) {
+  const builder = deps.entryBuilder ?? markdownEntryBuilder;
+  if (builder.isPost(move.to.pathLower) && !move.download) {
     const kept = await deps.entries.get(accountId, move.to.pathLower);
-    const { title, html } = buildEntry({ path: move.to.pathDisplay, content: await readFile(target, 'utf8') });
+    const { title, html } = builder.build({ path: move.to.pathDisplay, content: await readFile(target) });
     const updated = kept?.updated ?? Date.parse(move.to.serverModified);
     const result = await deps.entries.set(accountId, { pathLower: move.to.pathLower, path: move.to.pathDisplay, title, html, updated }, { now: deps.clock.now() });
     if (result.applied) deps.events.report('entrySet', { accountId, entry: result.entry });
@@ -136,8 +136,9 @@ async function finishMove(move: PlannedMove, root: string, staging: string, deps
 
 /** A moved post keeps its entry id; a post renamed to a non-post name stops being an entry. */
 async function moveEntry(move: PlannedMove, deps: SyncDeps, accountId: string): Promise<void> {
-  const wasPost = isPostPath(move.from.pathLower);
-  if (wasPost && isPostPath(move.to.pathLower)) {
+  const builder = deps.entryBuilder ?? markdownEntryBuilder;
+  const wasPost = builder.isPost(move.from.pathLower);
+  if (wasPost && builder.isPost(move.to.pathLower)) {
     await deps.entries.rename(accountId, move.from.pathLower, { pathLower: move.to.pathLower, path: move.to.pathDisplay });
   } else if (wasPost && (await deps.entries.drop(accountId, move.from.pathLower))) {
     deps.events.report('entryDropped', { accountId, path: move.from.pathDisplay });

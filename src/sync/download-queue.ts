@@ -1,13 +1,12 @@
 import { readFile, stat, utimes } from 'node:fs/promises';
 import { callDropbox, DropboxEndpointError } from '../dropbox/call-dropbox.js';
 import { contentHash, hashFile } from '../dropbox/content-hash.js';
-import { buildEntry, isPostPath } from '../entries/build-entry.js';
 import { forEachBounded } from '../engine/semaphore.js';
 import { isRedisUnavailable } from '../redis/redis-errors.js';
 import { isFencedError } from '../redis/scripts.js';
 import { localPathFor, UnsafePathError } from './paths.js';
 import type { DownloadItem } from './records.js';
-import { mirrorFolder, type SyncDeps } from './sync-deps.js';
+import { markdownEntryBuilder, mirrorFolder, type SyncDeps } from './sync-deps.js';
 import { SyncError } from './sync-failure.js';
 import { mtimeFor, writeFileAtomically } from './write-file.js';
 
@@ -119,8 +118,9 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
   }
 
   async function setEntry(item: DownloadItem, bytes: Buffer): Promise<void> {
-    if (!isPostPath(item.pathLower)) return;
-    const { title, html } = buildEntry({ path: item.pathDisplay, content: bytes.toString('utf8') });
+    const builder = deps.entryBuilder ?? markdownEntryBuilder;
+    if (!builder.isPost(item.pathLower)) return;
+    const { title, html } = builder.build({ path: item.pathDisplay, content: bytes });
     const result = await deps.entries.set(accountId, { pathLower: item.pathLower, path: item.pathDisplay, title, html, updated: Date.parse(item.serverModified) }, { now: deps.clock.now() });
     if (result.applied) deps.events.report('entrySet', { accountId, entry: result.entry });
   }

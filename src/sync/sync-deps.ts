@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { AccountStore } from '../accounts/account-store.js';
 import type { DropboxSession } from '../dropbox/dropbox-session.js';
+import { buildEntry, isPostPath } from '../entries/build-entry.js';
 import type { EntryStore } from '../entries/entry-store.js';
 import type { Clock } from '../engine/clock.js';
 import type { EngineEvents } from '../engine/engine-events.js';
@@ -8,6 +9,20 @@ import type { Semaphore } from '../engine/semaphore.js';
 import type { Logger } from '../logger.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
 import type { SyncStore } from './sync-store.js';
+
+/** Turns files into entries: which files are posts, and a post's title and HTML. */
+export interface EntryBuilder {
+  /** Whether the file at this Dropbox `path_lower` becomes an entry. */
+  isPost(pathLower: string): boolean;
+  /** The entry of a post (`path` is the display path). Pure; a throw fails that file's sync (retried with backoff). */
+  build(file: { path: string; content: Buffer }): { title: string; html: string };
+}
+
+/** The default builder: `.md`/`.markdown` posts rendered as Markdown, `.txt` as escaped paragraphs. */
+export const markdownEntryBuilder: EntryBuilder = {
+  isPost: isPostPath,
+  build: ({ path, content }) => buildEntry({ path, content: content.toString('utf8') }),
+};
 
 export interface OwnedStores {
   token: string;
@@ -45,6 +60,8 @@ export interface SyncDeps {
   /** In-call retries before a step fails into the actor's persisted backoff. */
   maxAttemptsPerCall: number;
   retryBaseDelayMs: number;
+  /** Which files become entries and how (default: `markdownEntryBuilder`). */
+  entryBuilder?: EntryBuilder;
 }
 
 export function mirrorFolder(dataDir: string, accountId: string): string {

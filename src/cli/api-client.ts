@@ -1,0 +1,110 @@
+import { ApiError, UnreachableError } from './errors.js';
+
+/** What `GET /accounts/:id` answers (docs/contract.md). */
+export interface AccountStatus {
+  accountId: string;
+  state: string;
+  dirty: boolean;
+  pending: number;
+  folder: string;
+  lastSyncedAt: string | null;
+  lastError: { kind: string; message: string; at: string } | null;
+}
+
+export interface Entry {
+  id: string;
+  path: string;
+  title: string;
+  html: string;
+  created: number;
+  updated: number;
+}
+
+export interface LinkBody {
+  accessToken?: string;
+  refreshToken?: string;
+  ignore?: string[];
+}
+
+/** The account API of a running server, with errors mapped to the CLI's exit codes. */
+export class ApiClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly token: string,
+    private readonly options: { timeoutMs?: number; fetch?: typeof fetch } = {},
+  ) {}
+
+  listAccounts(): Promise<{ accounts: AccountStatus[] }> {
+    return this.request('GET', '/accounts');
+  }
+
+  /** The account's status, or null when it is not linked (404). */
+  async status(accountId: string): Promise<AccountStatus | null> {
+    try {
+      return await this.request<AccountStatus>('GET', this.accountPath(accountId));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) return null;
+      throw error;
+    }
+  }
+
+  link(accountId: string, body: LinkBody): Promise<AccountStatus> {
+    return this.request('PUT', this.accountPath(accountId), body);
+  }
+
+  async unlink(accountId: string): Promise<void> {
+    await this.request('DELETE', this.accountPath(accountId));
+  }
+
+  resync(accountId: string): Promise<{ accountId: string; resync: string }> {
+    return this.request('POST', `${this.accountPath(accountId)}/resync`);
+  }
+
+  entries(accountId: string): Promise<{ entries: Entry[] }> {
+    return this.request('GET', `${this.accountPath(accountId)}/entries`);
+  }
+
+  private accountPath(accountId: string): string {
+    return `/accounts/${encodeURIComponent(accountId)}`;
+  }
+
+  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const doFetch = this.options.fetch ?? fetch;
+    let response: Response;
+    try {
+      response = await doFetch(this.baseUrl + path, {
+        method,
+        headers: { Authorization: `Bearer ${this.token}`, Accept: 'application/json', ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.options.timeoutMs ?? 15_000),
+      });
+    } catch (error) {
+      throw new UnreachableError(`cannot reach the Mailroom server at ${this.baseUrl} (${describeNetworkError(error)}). Is it running? Point --url or MAILROOM_URL at it.`);
+    }
+    const text = await response.text().catch(() => '');
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    if (response.ok) {
+      if (response.status !== 204 && json === undefined) {
+        throw new ApiError(response.status, 'not_json', `${method} ${path}: ${this.baseUrl} answered ${response.status} without JSON; is it a Mailroom server?`);
+      }
+      return json as T;
+    }
+    const problem = (json && typeof json === 'object' ? json : {}) as { error?: unknown; message?: unknown };
+    const code = typeof problem.error === 'string' ? problem.error : `http_${response.status}`;
+    let message = typeof problem.message === 'string' ? problem.message : `${method} ${path} answered ${response.status} ${response.statusText}`.trim();
+    if (response.status === 401) message = `the server refused the admin token (401 unauthorized): pass --token or set ADMIN_TOKEN to the server's ADMIN_TOKEN`;
+    throw new ApiError(response.status, code, message);
+  }
+}
+
+function describeNetworkError(error: unknown): string {
+  if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) return 'no answer in time';
+  const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
+  if (cause?.code) return cause.code;
+  return cause?.message ?? (error as Error)?.message ?? String(error);
+}

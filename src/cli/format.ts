@@ -1,0 +1,65 @@
+import type { AccountStatus, Entry } from './api-client.js';
+import { formatDuration } from './progress.js';
+
+/** `2024-05-01T10:00:00.000Z (3m05s ago)`, or `never`. */
+export function formatTime(iso: string | null, now: number): string {
+  if (!iso) return 'never';
+  const at = Date.parse(iso);
+  if (Number.isNaN(at)) return iso;
+  return `${iso} (${formatDuration(Math.max(0, now - at))} ago)`;
+}
+
+export function formatError(error: AccountStatus['lastError']): string {
+  return error ? `${error.kind}: ${error.message}` : '-';
+}
+
+/** One account, one field per line. */
+export function formatStatus(status: AccountStatus, now: number): string {
+  const rows: [string, string][] = [
+    ['state', status.state],
+    ['pending', `${status.pending} download${status.pending === 1 ? '' : 's'}`],
+    ['dirty', status.dirty ? 'yes (a change is waiting to be listed)' : 'no'],
+    ['last synced', formatTime(status.lastSyncedAt, now)],
+    ['last error', status.lastError ? `${formatError(status.lastError)} (${formatTime(status.lastError.at, now)})` : '-'],
+    ['folder', status.folder],
+  ];
+  const hint = status.lastError?.kind === 'auth' ? '\nDropbox refused the credentials: re-link the account (mailroom link <account> --refresh-token …).' : '';
+  return `${status.accountId}\n${rows.map(([k, v]) => `  ${k.padEnd(13)}${v}`).join('\n')}${hint}`;
+}
+
+/** Every account, one row each. */
+export function formatAccounts(accounts: AccountStatus[], now: number): string {
+  if (accounts.length === 0) return 'no accounts linked (mailroom link <account> --access-token … links one)';
+  const header = ['ACCOUNT', 'STATE', 'PENDING', 'LAST SYNCED', 'LAST ERROR'];
+  const rows = accounts.map((a) => [
+    a.accountId,
+    a.state + (a.dirty ? '*' : ''),
+    String(a.pending),
+    a.lastSyncedAt ? `${formatDuration(Math.max(0, now - Date.parse(a.lastSyncedAt)))} ago` : 'never',
+    a.lastError ? a.lastError.kind : '-',
+  ]);
+  return table([header, ...rows]) + (accounts.some((a) => a.dirty) ? '\n* a change is waiting to be listed' : '');
+}
+
+export function formatEntries(entries: Entry[]): string {
+  if (entries.length === 0) return 'no entries';
+  return table([['PATH', 'TITLE', 'UPDATED'], ...entries.map((e) => [e.path, e.title, new Date(e.updated).toISOString()])]);
+}
+
+/** What `tail` compares between polls: a line is printed when any of it changes. */
+export function tailKey(status: AccountStatus): string {
+  return JSON.stringify([status.state, status.pending, status.lastError?.at ?? null, status.lastError?.message ?? null, status.lastSyncedAt]);
+}
+
+/** `2024-05-01T10:00:00.000Z  dbid:x  downloading  pending=12  error=-` (+ `synced` when a run just ended). */
+export function formatTailLine(status: AccountStatus, previous: AccountStatus | undefined, now: number): string {
+  const parts = [new Date(now).toISOString(), status.accountId, status.state.padEnd(11), `pending=${status.pending}`];
+  parts.push(`error=${status.lastError ? formatError(status.lastError) : '-'}`);
+  if (previous && status.lastSyncedAt && status.lastSyncedAt !== previous.lastSyncedAt) parts.push(`synced ${status.lastSyncedAt}`);
+  return parts.join('  ');
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
+}

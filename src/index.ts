@@ -1,0 +1,239 @@
+/**
+ * Mailroom as a library: the sync engine without the HTTP server, for a host application.
+ *
+ *   import { createEngine } from 'mailroom';
+ *   const mailroom = await createEngine({ redisUrl: 'redis://127.0.0.1:6379', dataDir: './data', dropbox: { appKey, appSecret } });
+ *   mailroom.on('entrySet', ({ accountId, entry }) => publish(accountId, entry));
+ *   await mailroom.link('dbid:AAH…', { refreshToken });
+ *
+ * See docs/library.md.
+ */
+import { mkdir } from 'node:fs/promises';
+import { credentialsSchema } from './accounts/account-store.js';
+import type { DropboxCredentials } from './dropbox/dropbox-session.js';
+import { Engine, type AccountStatus, type EngineOptions } from './engine/engine.js';
+import type { EngineEventMap } from './engine/engine-events.js';
+import type { Entry } from './entries/entry-store.js';
+import { silentLogger, type Logger } from './logger.js';
+import type { WebhookOutcome } from './mailbox/mailbox.js';
+import { openRedis } from './redis/connection.js';
+import { isValidAccountId } from './redis/keys.js';
+import { defineScripts, type RedisClient } from './redis/scripts.js';
+import { createIgnoreRule } from './sync/paths.js';
+import { markdownEntryBuilder, mirrorFolder, type EntryBuilder } from './sync/sync-deps.js';
+
+export type { AccountStatus, DropboxCredentials, EngineEventMap, Entry, EntryBuilder, Logger, RedisClient, WebhookOutcome };
+export { markdownEntryBuilder };
+export { isValidWebhookSignature, webhookAccounts } from './http/webhook-signature.js';
+export { buildEntry, isPostPath } from './entries/build-entry.js';
+export { createLogger } from './logger.js';
+
+/** The names of the engine's events (`fileSynced`, `entrySet`, `entryDropped`, `state`, …). */
+export type EngineEventName = keyof EngineEventMap;
+/** The payload of one event, e.g. `EngineEvent<'entrySet'>` is `{ accountId, entry }`. */
+export type EngineEvent<K extends EngineEventName> = EngineEventMap[K][0];
+
+export interface DropboxOptions {
+  /** The app key: needed to refresh tokens (accounts linked with a refresh token). */
+  appKey?: string;
+  /** The app secret: needed to refresh tokens. */
+  appSecret?: string;
+  /** Base URL of the API host (default Dropbox's, `https://api.dropboxapi.com`), e.g. an emulator. */
+  apiUrl?: string;
+  /** Base URL of the content (download) host (default Dropbox's; defaults to `apiUrl` when that is set). */
+  contentUrl?: string;
+  /** Deadline of one Dropbox call, body included (default 30 s). */
+  callTimeoutMs?: number;
+}
+
+export interface CreateEngineOptions {
+  /**
+   * An ioredis client (`Redis` or `Cluster`) the host owns: the engine defines its scripts on it and
+   * opens one duplicate for pub/sub; `close()` leaves the client open. Give this or `redisUrl`.
+   */
+  redis?: RedisClient;
+  /** `redis://…` or `rediss://…`: the engine opens (and on `close()` quits) its own connection. */
+  redisUrl?: string;
+  /** Mirrors live in `<dataDir>/mirrors/<accountId>/` (created if missing). */
+  dataDir: string;
+  dropbox?: DropboxOptions;
+  /** Which files become entries and how (default: `markdownEntryBuilder`, Markdown and text posts). */
+  entryBuilder?: EntryBuilder;
+  /** A pino logger (default: silent). `createLogger()` gives the server's JSON logs. */
+  logger?: Logger;
+  /** Downloads at once in the process, all accounts together (default 16). */
+  downloadConcurrency?: number;
+  /** Downloads at once for one account (default 4). */
+  downloadsPerAccount?: number;
+  /** `limit` sent to list_folder (default 2000). */
+  pageLimit?: number;
+  /** How often the reaper and the polling safety net run (default 10 s; 0 turns the sweep off). */
+  sweepIntervalMs?: number;
+  /** An idle account not listed for this long is listed again (default 15 min; 0: only webhooks and `notify`). */
+  pollIntervalMs?: number;
+  /** Lease of an account's actor (default 15 s); see docs/architecture.md. */
+  leaseTtlMs?: number;
+  /** An idle actor leaves memory after this long (default 60 s). */
+  idleTimeoutMs?: number;
+  /** Base delay of in-call retries of Dropbox calls (default 250 ms). */
+  retryBaseDelayMs?: number;
+}
+
+/** What `link` refuses before touching Redis: a bad account id, no token, an invalid ignore glob. */
+export class InvalidInputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidInputError';
+  }
+}
+
+export interface LinkOptions {
+  /** Globs (picomatch, case-insensitive) of paths never synced, e.g. `["drafts/**"]`. */
+  ignore?: string[];
+}
+
+export interface MailroomEngine {
+  /** Links (or re-links) an account and starts its sync. Resolves once recorded, not when synced. */
+  link(accountId: string, credentials: DropboxCredentials, options?: LinkOptions): Promise<void>;
+  /** Stops the account's sync and forgets its credentials; the mirror and entries stay. False if it was not linked. */
+  unlink(accountId: string): Promise<boolean>;
+  /** The next listing is a full one, reconciled against the mirror. False if not linked. */
+  resync(accountId: string): Promise<boolean>;
+  /** A verified Dropbox webhook's accounts (see `isValidWebhookSignature`, `webhookAccounts`). */
+  notify(accountIds: readonly string[]): Promise<Record<string, WebhookOutcome | 'invalid'>>;
+  /** One account's status, or null when it is not linked. */
+  status(accountId: string): Promise<AccountStatus | null>;
+  /** The status of every linked account. */
+  accounts(): Promise<AccountStatus[]>;
+  /** The account's entries, sorted by path. */
+  entries(accountId: string): Promise<Entry[]>;
+  /** The absolute path of the account's mirror folder. */
+  folder(accountId: string): string;
+  /**
+   * Listens to an event; returns a function that stops listening. Listeners run synchronously in
+   * the sync's flow: keep them quick. A throw (or a rejected promise) is logged, never breaks a sync.
+   */
+  on<K extends EngineEventName>(event: K, listener: (payload: EngineEvent<K>) => unknown): () => void;
+  /** Stops the actors (their state is saved) and the sweep; quits Redis if the engine opened it. */
+  close(): Promise<void>;
+}
+
+/**
+ * Creates the engine, connects to Redis, and boots it: accounts with unfinished work (a sync the
+ * last process did not finish) resume at once.
+ */
+export async function createEngine(options: CreateEngineOptions): Promise<MailroomEngine> {
+  if (!options.redis === !options.redisUrl) throw new InvalidInputError('give exactly one of redis (an ioredis client) or redisUrl');
+  if (!options.dataDir) throw new InvalidInputError('dataDir is required');
+  const log = options.logger ?? silentLogger;
+  await mkdir(options.dataDir, { recursive: true });
+
+  const ownsRedis = !options.redis;
+  const redis: RedisClient = options.redis ?? (await openRedis(options.redisUrl!));
+  if (options.redis) defineScripts(options.redis);
+
+  const dropbox = options.dropbox ?? {};
+  const engineOptions: EngineOptions = {
+    redis,
+    dataDir: options.dataDir,
+    log,
+    dropbox: {
+      appKey: dropbox.appKey,
+      appSecret: dropbox.appSecret,
+      hosts: { api: dropbox.apiUrl, content: dropbox.contentUrl ?? dropbox.apiUrl },
+      callTimeoutMs: dropbox.callTimeoutMs ?? 30_000,
+    },
+    entryBuilder: options.entryBuilder ?? markdownEntryBuilder,
+    downloadConcurrency: options.downloadConcurrency,
+    downloadsPerAccount: options.downloadsPerAccount,
+    pageLimit: options.pageLimit,
+    pollIntervalMs: options.pollIntervalMs ?? 900_000,
+    leaseTtlMs: options.leaseTtlMs,
+    idleTimeoutMs: options.idleTimeoutMs,
+    retryBaseDelayMs: options.retryBaseDelayMs,
+  };
+  const engine = new Engine(engineOptions);
+  try {
+    await engine.boot();
+  } catch (error) {
+    await engine.close().catch(() => undefined);
+    if (ownsRedis) redis.disconnect();
+    throw error;
+  }
+
+  const sweepIntervalMs = options.sweepIntervalMs ?? 10_000;
+  const sweeper = sweepIntervalMs > 0
+    ? setInterval(() => {
+        engine.sweep().catch((error: unknown) => log.warn({ err: (error as Error).message }, 'sweep failed'));
+      }, sweepIntervalMs)
+    : undefined;
+  sweeper?.unref();
+
+  let closed: Promise<void> | undefined;
+  const checkId = (accountId: string) => {
+    if (!isValidAccountId(accountId)) throw new InvalidInputError(`invalid account id ${JSON.stringify(accountId)}: 1-128 characters of A-Z a-z 0-9 : _ . -`);
+  };
+
+  return {
+    async link(accountId, credentials, linkOptions = {}) {
+      checkId(accountId);
+      const parsed = credentialsSchema.safeParse(credentials);
+      if (!parsed.success) throw new InvalidInputError(`invalid credentials: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+      const ignore = linkOptions.ignore ?? [];
+      try {
+        createIgnoreRule(ignore);
+      } catch (error) {
+        throw new InvalidInputError((error as Error).message);
+      }
+      const { accessToken, refreshToken } = parsed.data;
+      await engine.link(accountId, { ...(accessToken ? { accessToken } : {}), ...(refreshToken ? { refreshToken } : {}) }, ignore);
+    },
+    async unlink(accountId) {
+      checkId(accountId);
+      return engine.unlink(accountId);
+    },
+    async resync(accountId) {
+      checkId(accountId);
+      return engine.resync(accountId);
+    },
+    notify: (accountIds) => engine.notify(accountIds),
+    async status(accountId) {
+      checkId(accountId);
+      return engine.status(accountId);
+    },
+    async accounts() {
+      const ids = await engine.accounts.linkedIds();
+      const statuses = await Promise.all(ids.map((id) => engine.status(id)));
+      return statuses.filter((s): s is AccountStatus => s !== null).sort((a, b) => a.accountId.localeCompare(b.accountId));
+    },
+    async entries(accountId) {
+      checkId(accountId);
+      return engine.entries.list(accountId);
+    },
+    folder(accountId) {
+      checkId(accountId);
+      return mirrorFolder(options.dataDir, accountId);
+    },
+    on(event, listener) {
+      const wrapped = (payload: never) => {
+        try {
+          const result = listener(payload);
+          if (result instanceof Promise) result.catch((error: unknown) => log.warn({ event, err: (error as Error)?.message }, 'event listener failed'));
+        } catch (error) {
+          log.warn({ event, err: (error as Error)?.message }, 'event listener failed');
+        }
+      };
+      const events = engine.events as unknown as { on(e: string, l: (p: never) => void): void; off(e: string, l: (p: never) => void): void };
+      events.on(event, wrapped);
+      return () => events.off(event, wrapped);
+    },
+    close() {
+      closed ??= (async () => {
+        if (sweeper) clearInterval(sweeper);
+        await engine.close();
+        if (ownsRedis) await redis.quit().catch(() => redis.disconnect());
+      })();
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,137 @@
+import { describe, expect, it } from 'vitest';
+import { ApiClient, type AccountStatus } from '../../src/cli/api-client.js';
+import { parseInvocation } from '../../src/cli/args.js';
+import { runCommand, type CliIO } from '../../src/cli/commands.js';
+import { formatAccounts, formatStatus, formatTailLine } from '../../src/cli/format.js';
+
+const NOW = Date.parse('2024-05-01T10:00:00.000Z');
+const status = (over: Partial<AccountStatus> = {}): AccountStatus => ({
+  accountId: 'dbid:a',
+  state: 'idle',
+  dirty: false,
+  pending: 0,
+  folder: '/data/mirrors/dbid:a',
+  lastSyncedAt: '2024-05-01T09:59:55.000Z',
+  lastError: null,
+  ...over,
+});
+
+/** A fake terminal and a scripted server: the statuses `GET /accounts/:id` answers in turn. */
+function fakeWorld(statuses: AccountStatus[], options: { tty?: boolean } = {}) {
+  let out = '';
+  let err = '';
+  let clock = NOW;
+  let polls = 0;
+  const io: CliIO = {
+    stdout: { write: (t: string) => { out += t; }, isTTY: options.tty },
+    stderr: { write: (t: string) => { err += t; } },
+    readStdin: async () => '',
+    now: () => clock,
+    sleep: async (ms) => { clock += ms; },
+    catchInterrupt: () => ({ signal: new AbortController().signal, dispose: () => {} }),
+  };
+  const fakeFetch = (async (url: string | URL | Request, init?: RequestInit) => {
+    const path = new URL(String(url)).pathname;
+    if (init?.method === 'PUT') return Response.json(status({ state: 'fetching', lastSyncedAt: null }));
+    if (path === '/accounts/dbid%3Aa' || path === '/accounts/dbid:a') {
+      const next = statuses[Math.min(polls, statuses.length - 1)]!;
+      polls++;
+      return Response.json(next);
+    }
+    return Response.json({ error: 'not_found', message: 'no' }, { status: 404 });
+  }) as typeof fetch;
+  const client = new ApiClient('http://server', 'token', { fetch: fakeFetch });
+  return { io, client, output: () => out, errors: () => err };
+}
+
+describe('link --wait (in process, scripted server)', () => {
+  it('redraws one line on a terminal and ends it when the sync is idle', async () => {
+    const world = fakeWorld([
+      status({ lastSyncedAt: null }), // before the link: never synced
+      status({ state: 'fetching', lastSyncedAt: null }),
+      status({ state: 'downloading', pending: 4, lastSyncedAt: null }),
+      status({ state: 'downloading', pending: 2, lastSyncedAt: null }),
+      status({ state: 'idle', pending: 0, lastSyncedAt: '2024-05-01T10:00:01.000Z' }),
+    ], { tty: true });
+    const code = await runCommand({ name: 'link', account: 'dbid:a', accessToken: 't', ignore: [], wait: true }, { client: world.client, io: world.io, json: false });
+    expect(code).toBe(0);
+    const frames = world.output().split('\r').slice(1).map((f) => f.replace(/\x1b\[K/g, ''));
+    expect(frames.map((f) => f.split('\n')[0])).toEqual([
+      'dbid:a  fetching  listing…  0ms',
+      'dbid:a  downloading  [------------------------]  0/4 files  0%  250ms',
+      'dbid:a  downloading  [############------------]  2/4 files  50%  500ms',
+      'dbid:a  idle  [########################]  4/4 files  100%  750ms',
+    ]);
+    expect(world.output().endsWith('\ndbid:a is in sync (2024-05-01T10:00:01.000Z); mirror: /data/mirrors/dbid:a\n')).toBe(true);
+  });
+
+  it('a re-link waits for a run that ends after the link, not the previous one', async () => {
+    const old = '2024-05-01T09:00:00.000Z';
+    const world = fakeWorld([
+      status({ lastSyncedAt: old }),
+      status({ state: 'idle', lastSyncedAt: old }),
+      status({ state: 'idle', lastSyncedAt: old }),
+      status({ state: 'idle', lastSyncedAt: '2024-05-01T10:00:00.500Z' }),
+    ]);
+    expect(await runCommand({ name: 'link', account: 'dbid:a', accessToken: 't', ignore: [], wait: true }, { client: world.client, io: world.io, json: false })).toBe(0);
+    expect(world.output()).toContain('is in sync (2024-05-01T10:00:00.500Z)');
+  });
+
+  it('reports retries on stderr and gives up after --timeout with exit 4', async () => {
+    const failing = status({ state: 'backoff', lastSyncedAt: null, lastError: { kind: 'dropbox_unavailable', message: 'HTTP 503', at: '2024-05-01T10:00:00.000Z' } });
+    const world = fakeWorld([status({ lastSyncedAt: null }), failing]);
+    await expect(runCommand({ name: 'link', account: 'dbid:a', accessToken: 't', ignore: [], wait: true, timeoutMs: 1_000 }, { client: world.client, io: world.io, json: false }))
+      .rejects.toMatchObject({ exitCode: 4, message: 'gave up waiting after 1s; the sync goes on in the server (state: backoff, pending: 0, last error: dropbox_unavailable: HTTP 503)' });
+    expect(world.errors()).toBe('retrying after dropbox_unavailable: HTTP 503\n');
+  });
+});
+
+describe('formatting', () => {
+  it('one account', () => {
+    expect(formatStatus(status({ lastError: { kind: 'auth', message: 'invalid_access_token', at: '2024-05-01T09:00:00.000Z' }, state: 'backoff' }), NOW)).toBe(
+      [
+        'dbid:a',
+        '  state        backoff',
+        '  pending      0 downloads',
+        '  dirty        no',
+        '  last synced  2024-05-01T09:59:55.000Z (5s ago)',
+        '  last error   auth: invalid_access_token (2024-05-01T09:00:00.000Z (1h00m ago))',
+        '  folder       /data/mirrors/dbid:a',
+        'Dropbox refused the credentials: re-link the account (mailroom link <account> --refresh-token …).',
+      ].join('\n'),
+    );
+  });
+
+  it('all accounts, and none', () => {
+    expect(formatAccounts([status(), status({ accountId: 'dbid:bb', state: 'downloading', dirty: true, pending: 12, lastSyncedAt: null })], NOW)).toBe(
+      [
+        'ACCOUNT  STATE         PENDING  LAST SYNCED  LAST ERROR',
+        'dbid:a   idle          0        5s ago       -',
+        'dbid:bb  downloading*  12       never        -',
+        '* a change is waiting to be listed',
+      ].join('\n'),
+    );
+    expect(formatAccounts([], NOW)).toMatch(/^no accounts linked/);
+  });
+
+  it('a tail line notes a finished run', () => {
+    expect(formatTailLine(status({ lastSyncedAt: '2024-05-01T10:00:00.000Z' }), status(), NOW)).toBe(
+      '2024-05-01T10:00:00.000Z  dbid:a  idle         pending=0  error=-  synced 2024-05-01T10:00:00.000Z',
+    );
+  });
+});
+
+describe('parseInvocation', () => {
+  it('takes the URL and token from options before the environment', () => {
+    const env = { MAILROOM_URL: 'http://env:1/', ADMIN_TOKEN: 'env-token' };
+    expect(parseInvocation(['status'], env)).toMatchObject({ url: 'http://env:1', token: 'env-token', command: { name: 'status' } });
+    expect(parseInvocation(['status', '--url', 'https://cli:2', '--token', 'cli-token'], env)).toMatchObject({ url: 'https://cli:2', token: 'cli-token' });
+    expect(parseInvocation(['status'], { ADMIN_TOKEN: 't' }).url).toBe('http://127.0.0.1:8080');
+  });
+
+  it('collects repeated --ignore and converts --timeout to ms', () => {
+    expect(parseInvocation(['link', 'dbid:a', '--refresh-token', 'r', '--ignore', 'a/**', '--ignore', 'b/**', '--wait', '--timeout', '1.5'], { ADMIN_TOKEN: 't' }).command).toEqual({
+      name: 'link', account: 'dbid:a', accessToken: undefined, refreshToken: 'r', ignore: ['a/**', 'b/**'], wait: true, timeoutMs: 1500,
+    });
+  });
+});

@@ -1,0 +1,143 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startEmulator, type RunningEmulator } from '../../src/dropbox-emulator/server.js';
+import { createEngine, InvalidInputError, type EngineEvent, type EntryBuilder, type MailroomEngine } from '../../src/index.js';
+import { openRedis } from '../../src/redis/connection.js';
+import { TestRedis } from '../support/redis-server.js';
+import { waitUntil } from '../support/sync-harness.js';
+
+/** The library as a host application uses it: no HTTP server, its own entry builder, events. */
+let redisServer: TestRedis;
+let emulator: RunningEmulator;
+let dataDir: string;
+let mailroom: MailroomEngine;
+
+/** Only .txt files are posts; the title is the first line, upper-cased; the html one <pre>. */
+const textBuilder: EntryBuilder = {
+  isPost: (pathLower) => pathLower.endsWith('.txt'),
+  build: ({ content }) => {
+    const text = content.toString('utf8');
+    return { title: text.split('\n')[0]!.toUpperCase(), html: `<pre>${text.length} bytes</pre>` };
+  },
+};
+
+async function idle(accountId: string): Promise<void> {
+  await waitUntil(async () => {
+    const status = await mailroom.status(accountId);
+    return status?.state === 'idle' && !status.dirty && status.pending === 0;
+  }, 20_000, `${accountId} to be idle`);
+}
+
+beforeAll(async () => {
+  redisServer = await TestRedis.start();
+  emulator = await startEmulator({ pageLimit: 100 });
+  dataDir = mkdtempSync(join(tmpdir(), 'mailroom-lib-'));
+  mailroom = await createEngine({
+    redisUrl: redisServer.url,
+    dataDir,
+    dropbox: { apiUrl: emulator.url, callTimeoutMs: 2_000 },
+    entryBuilder: textBuilder,
+    retryBaseDelayMs: 10,
+  });
+});
+
+afterAll(async () => {
+  await mailroom?.close();
+  await emulator?.close();
+  await redisServer?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('createEngine', () => {
+  it('syncs an account with a custom entry builder and reports fileSynced, entrySet, entryDropped', async () => {
+    const account = 'dbid:library';
+    emulator.model.addAccount(account, { accessToken: 'tok-lib' });
+    emulator.model.writeFile(account, '/notes/hello.txt', 'hello there\nsecond line');
+    emulator.model.writeFile(account, '/post.md', '# Markdown is not a post here');
+
+    const synced: EngineEvent<'fileSynced'>[] = [];
+    const set: EngineEvent<'entrySet'>[] = [];
+    const dropped: EngineEvent<'entryDropped'>[] = [];
+    mailroom.on('fileSynced', (e) => { synced.push(e); });
+    mailroom.on('entrySet', (e) => { set.push(e); });
+    mailroom.on('entryDropped', (e) => { dropped.push(e); });
+    // A broken listener (sync throw or async rejection) never breaks the sync.
+    const stopBroken = mailroom.on('fileSynced', () => { throw new Error('listener bug'); });
+    mailroom.on('entrySet', async () => { throw new Error('async listener bug'); });
+
+    await mailroom.link(account, { accessToken: 'tok-lib' });
+    await idle(account);
+
+    expect(synced.map((e) => e.path).sort()).toEqual(['/notes/hello.txt', '/post.md']);
+    expect(set).toHaveLength(1);
+    expect(set[0]).toMatchObject({ accountId: account, entry: { path: '/notes/hello.txt', title: 'HELLO THERE', html: '<pre>23 bytes</pre>' } });
+    const entries = await mailroom.entries(account);
+    expect(entries.map((e) => [e.path, e.title])).toEqual([['/notes/hello.txt', 'HELLO THERE']]);
+    expect(readFileSync(join(mailroom.folder(account), 'post.md'), 'utf8')).toBe('# Markdown is not a post here');
+    stopBroken();
+
+    // A rename keeps the entry (and rebuilds it through the builder); a rename to a non-post drops it.
+    emulator.model.move(account, '/notes/hello.txt', '/notes/renamed.txt');
+    await mailroom.notify([account]);
+    await idle(account);
+    const renamed = await mailroom.entries(account);
+    expect(renamed.map((e) => [e.path, e.title, e.id])).toEqual([['/notes/renamed.txt', 'HELLO THERE', entries[0]!.id]]);
+
+    emulator.model.remove(account, '/notes/renamed.txt');
+    await mailroom.notify([account]);
+    await idle(account);
+    expect(dropped).toEqual([{ accountId: account, path: '/notes/renamed.txt' }]);
+    expect(await mailroom.entries(account)).toEqual([]);
+
+    const status = await mailroom.status(account);
+    expect(status).toMatchObject({ accountId: account, state: 'idle', pending: 0, lastError: null, folder: mailroom.folder(account) });
+    expect((await mailroom.accounts()).map((a) => a.accountId)).toContain(account);
+  });
+
+  it('resyncs and unlinks; unknown accounts answer false / null', async () => {
+    const account = 'dbid:library-2';
+    emulator.model.addAccount(account, { accessToken: 'tok-lib-2' });
+    emulator.model.writeFile(account, '/a.txt', 'a');
+    await mailroom.link(account, { accessToken: 'tok-lib-2' }, { ignore: ['drafts/**'] });
+    await idle(account);
+    expect(await mailroom.resync(account)).toBe(true);
+    await idle(account);
+    expect((await mailroom.entries(account)).map((e) => e.title)).toEqual(['A']);
+    expect(await mailroom.unlink(account)).toBe(true);
+    expect(await mailroom.status(account)).toBeNull();
+    expect(await mailroom.unlink(account)).toBe(false);
+    expect(await mailroom.resync('dbid:never-linked')).toBe(false);
+  });
+
+  it('refuses bad input before touching Redis', async () => {
+    await expect(mailroom.link('bad id!', { accessToken: 'x' })).rejects.toBeInstanceOf(InvalidInputError);
+    await expect(mailroom.link('dbid:x', {})).rejects.toThrow(/accessToken or refreshToken/);
+    await expect(mailroom.link('dbid:x', { accessToken: 'x' }, { ignore: [''] })).rejects.toBeInstanceOf(InvalidInputError);
+    await expect(createEngine({ dataDir })).rejects.toThrow(/redis/);
+  });
+
+  it('accepts a host-owned ioredis client and leaves it open on close', async () => {
+    // Its own redis-server: two engines on one Redis would share (and compete for) the accounts.
+    const ownServer = await TestRedis.start();
+    const redis = await openRedis(ownServer.url);
+    const dir = mkdtempSync(join(tmpdir(), 'mailroom-lib-own-'));
+    try {
+      const second = await createEngine({ redis, dataDir: dir, dropbox: { apiUrl: emulator.url }, sweepIntervalMs: 0 });
+      const account = 'dbid:library-3';
+      emulator.model.addAccount(account, { accessToken: 'tok-lib-3' });
+      emulator.model.writeFile(account, '/Hello.md', '# Default builder');
+      await second.link(account, { accessToken: 'tok-lib-3' });
+      await waitUntil(async () => (await second.entries(account)).length === 1, 20_000, 'the default builder entry');
+      expect((await second.entries(account))[0]).toMatchObject({ path: '/Hello.md', title: 'Default builder', html: '<h1>Default builder</h1>\n' });
+      await second.unlink(account);
+      await second.close();
+      expect(await redis.ping()).toBe('PONG');
+    } finally {
+      redis.disconnect();
+      await ownServer.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
