@@ -1,0 +1,108 @@
+import { Hono } from 'hono';
+import { accountMachine } from '../../machines/account.machine.js';
+import type { Engine } from '../engine/engine.js';
+import type { Logger } from '../logger.js';
+import { requireAdmin } from '../http/admin-auth.js';
+import { sseRetry } from './messages.js';
+import { renderStatusPage, type StatusPage } from './page.js';
+import { engineSource, StatusHub, type StatusHubOptions } from './status-hub.js';
+import { TicketBook } from './tickets.js';
+
+export interface StatusPageOptions {
+  engine: Engine;
+  adminToken: string;
+  log?: Logger;
+  hub?: StatusHubOptions;
+  /** How long a ticket from `POST /events/ticket` may wait before opening its stream. */
+  ticketTtlMs?: number;
+  /** Open streams at most (each costs a little memory and a share of every broadcast). */
+  maxStreams?: number;
+}
+
+/** What `statusPageRoutes` exposes besides the routes, for tests. */
+export interface StatusPageRoutes extends Hono {
+  statusHub?: StatusHub;
+  tickets?: TicketBook;
+}
+
+let page: StatusPage | undefined;
+
+/**
+ * `GET /`: the status page (public: it carries no data and no secret).
+ * `POST /events/ticket` (admin token): a one-time ticket for one stream, valid `ticketTtlMs`.
+ * `GET /events?ticket=...`: Server-Sent Events, a snapshot of every account then live updates.
+ */
+export function statusPageRoutes(options: StatusPageOptions): StatusPageRoutes {
+  const routes: StatusPageRoutes = new Hono();
+  const tickets = new TicketBook({ ttlMs: options.ticketTtlMs ?? 30_000 });
+  const hub = new StatusHub(engineSource(options.engine), {
+    onError: (error) => options.log?.warn({ err: (error as Error).message }, 'status page: could not read account statuses'),
+    ...options.hub,
+  }).start();
+  routes.statusHub = hub;
+  routes.tickets = tickets;
+  const maxStreams = options.maxStreams ?? 100;
+
+  routes.get('/', (c) => {
+    page ??= renderStatusPage(accountMachine);
+    c.header('Content-Security-Policy', page.contentSecurityPolicy);
+    c.header('Cache-Control', 'no-store');
+    c.header('Referrer-Policy', 'no-referrer');
+    c.header('X-Content-Type-Options', 'nosniff');
+    return c.html(page.html);
+  });
+
+  routes.post('/events/ticket', requireAdmin(options.adminToken), (c) => {
+    const { ticket, expiresAt } = tickets.issue();
+    c.header('Cache-Control', 'no-store');
+    return c.json({ ticket, expiresInMs: expiresAt - Date.now() });
+  });
+
+  routes.get('/events', async (c) => {
+    if (!tickets.redeem(c.req.query('ticket'))) {
+      return c.json({ error: 'unauthorized', message: 'open the stream with a fresh ticket from POST /events/ticket' }, 401);
+    }
+    if (hub.clientCount >= maxStreams) return c.json({ error: 'busy', message: 'too many open status streams' }, 503);
+
+    const encoder = new TextEncoder();
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    let disconnect: (() => void) | undefined;
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      disconnect?.();
+    };
+    const body = new ReadableStream<Uint8Array>({
+      start: (ctl) => {
+        controller = ctl;
+      },
+      cancel: close,
+    });
+    c.req.raw.signal.addEventListener('abort', close, { once: true });
+    const client = {
+      send: (chunk: string) => {
+        if (closed) throw new Error('stream closed');
+        controller.enqueue(encoder.encode(chunk));
+      },
+    };
+    client.send(sseRetry(2_000));
+    try {
+      disconnect = await hub.connect(client);
+    } catch (error) {
+      closed = true;
+      options.log?.warn({ err: (error as Error).message }, 'status page: could not read the snapshot');
+      return c.json({ error: 'unavailable', message: 'could not read the account statuses; retry shortly' }, 503);
+    }
+    if (closed) disconnect();
+    return new Response(body, {
+      headers: {
+        'Content-Type': 'text/event-stream; charset=utf-8',
+        'Cache-Control': 'no-store',
+        'X-Accel-Buffering': 'no',
+      },
+    });
+  });
+
+  return routes;
+}

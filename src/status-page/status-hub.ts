@@ -1,0 +1,274 @@
+import type { Engine, AccountStatus } from '../engine/engine.js';
+import type { EngineEventMap, EngineEvents } from '../engine/engine-events.js';
+import { accountView, formatSse, sseComment, type StatusMessage } from './messages.js';
+import { ProgressTracker } from './progress-tracker.js';
+
+/** Where the hub reads statuses and hears events: the engine, or a fake in tests. */
+export interface StatusSource {
+  events: EngineEvents;
+  linkedIds(): Promise<string[]>;
+  status(accountId: string): Promise<AccountStatus | null>;
+  /** The state of the actor if this process runs it right now (fresher than any read of Redis). */
+  liveState(accountId: string): string | undefined;
+}
+
+export function engineSource(engine: Engine): StatusSource {
+  return {
+    events: engine.events,
+    linkedIds: () => engine.accounts.linkedIds(),
+    status: (accountId) => engine.status(accountId),
+    liveState: (accountId) => {
+      const actor = engine.host.actor(accountId);
+      return actor ? String(actor.getSnapshot().value) : undefined;
+    },
+  };
+}
+
+/** One open stream. `send` throws once the stream is gone; the hub then drops the client. */
+export interface StatusClient {
+  send(chunk: string): void;
+}
+
+export interface StatusHubOptions {
+  /** Every account is re-read this often while a page is open (catches links, unlinks, dirty marks). */
+  refreshIntervalMs?: number;
+  /** `fileSynced` bursts are coalesced into at most one update per account this often. */
+  progressIntervalMs?: number;
+  /** While files sync, an account's status (its queue length) is re-read at most this often. */
+  statusReadIntervalMs?: number;
+  /** A comment on every stream this often, so proxies and idle timeouts keep it open. */
+  heartbeatMs?: number;
+  /** An account named by an event is re-read after this delay (several events, one read). */
+  settleMs?: number;
+  now?: () => number;
+  onError?: (error: unknown) => void;
+}
+
+const ALL = '*';
+
+/**
+ * Fans the engine's events out to the open status pages: a snapshot when a page connects, then
+ * one message per change. Progress comes from the in-memory `ProgressTracker` (always fed, so a
+ * page opened mid-run sees that run); state from the live actor; dirty flag, queue, last sync and
+ * last error from `engine.status`, re-read when an event names the account and every
+ * `refreshIntervalMs` while at least one page is open. No timers run while no page is open.
+ */
+export class StatusHub {
+  readonly progress: ProgressTracker;
+  private readonly clients = new Set<StatusClient>();
+  private readonly known = new Map<string, AccountStatus>();
+  private readonly toRefresh = new Set<string>();
+  private readonly progressDue = new Set<string>();
+  private readonly readAt = new Map<string, number>();
+  private settleTimer: NodeJS.Timeout | undefined;
+  private progressTimer: NodeJS.Timeout | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private refreshing: Promise<void> | undefined;
+  private detach: (() => void) | undefined;
+
+  constructor(
+    private readonly source: StatusSource,
+    private readonly options: StatusHubOptions = {},
+  ) {
+    this.progress = new ProgressTracker(options.now);
+  }
+
+  get clientCount(): number {
+    return this.clients.size;
+  }
+
+  /** Starts listening to the engine (progress is tracked from here on, page open or not). */
+  start(): this {
+    if (this.detach) return this;
+    const events = this.source.events;
+    const listeners: { [K in keyof EngineEventMap]?: (...args: EngineEventMap[K]) => void } = {
+      syncStarted: (e) => {
+        this.progress.syncStarted(e);
+        this.pushAccount(e.accountId);
+      },
+      state: (e) => {
+        this.progress.state(e);
+        const known = this.known.get(e.accountId);
+        if (known) known.state = e.to;
+        this.broadcast({ type: 'transition', at: this.at(), ...e });
+        this.pushAccount(e.accountId);
+        this.refreshSoon(e.accountId);
+      },
+      queued: (e) => {
+        this.progress.queued(e);
+        this.pushAccount(e.accountId);
+      },
+      fileSynced: (e) => {
+        this.progress.fileSynced(e);
+        this.pushProgressSoon(e.accountId);
+      },
+      downloadFailed: (e) => {
+        this.progress.downloadFailed(e);
+        this.pushProgressSoon(e.accountId);
+      },
+      stepFailed: (e) => this.refreshSoon(e.accountId),
+      // A webhook marks accounts dirty (and may wake idle ones): re-read them all.
+      webhook: (e) => {
+        if (e.outcome === 'accepted') this.refreshSoon(ALL);
+      },
+    };
+    for (const [name, listener] of Object.entries(listeners)) events.on(name as keyof EngineEventMap, listener as never);
+    this.detach = () => {
+      for (const [name, listener] of Object.entries(listeners)) events.off(name as keyof EngineEventMap, listener as never);
+    };
+    return this;
+  }
+
+  stop(): void {
+    this.detach?.();
+    this.detach = undefined;
+    this.clients.clear();
+    this.stopTimers();
+  }
+
+  /**
+   * Reads every account, then (in one synchronous step, so no event falls between) sends the
+   * snapshot and adds the client. Returns the disconnect function. Rejects if the read fails.
+   */
+  async connect(client: StatusClient): Promise<() => void> {
+    const statuses = await this.readAll();
+    for (const status of statuses) this.known.set(status.accountId, status);
+    const message: StatusMessage = { type: 'snapshot', at: this.at(), accounts: statuses.map((s) => this.view(s)) };
+    client.send(formatSse(message));
+    this.clients.add(client);
+    this.startTimers();
+    let connected = true;
+    return () => {
+      if (!connected) return;
+      connected = false;
+      this.drop(client);
+    };
+  }
+
+  private drop(client: StatusClient): void {
+    this.clients.delete(client);
+    if (this.clients.size === 0) this.stopTimers();
+  }
+
+  private view(status: AccountStatus) {
+    return accountView(status, this.progress.get(status.accountId), this.source.liveState(status.accountId));
+  }
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
+  private at(): string {
+    return new Date(this.now()).toISOString();
+  }
+
+  private send(chunk: string): void {
+    for (const client of [...this.clients]) {
+      try {
+        client.send(chunk);
+      } catch {
+        this.drop(client);
+      }
+    }
+  }
+
+  private broadcast(message: StatusMessage): void {
+    if (this.clients.size > 0) this.send(formatSse(message));
+  }
+
+  /** The account's view now, or a read of it first if no page has seen it yet. */
+  private pushAccount(accountId: string): void {
+    if (this.clients.size === 0) return;
+    this.progressDue.delete(accountId);
+    const status = this.known.get(accountId);
+    if (!status) return this.refreshSoon(accountId);
+    this.broadcast({ type: 'account', at: this.at(), account: this.view(status) });
+  }
+
+  private pushProgressSoon(accountId: string): void {
+    if (this.clients.size === 0) return;
+    this.progressDue.add(accountId);
+    this.progressTimer ??= setTimeout(() => {
+      this.progressTimer = undefined;
+      const due = [...this.progressDue];
+      this.progressDue.clear();
+      const now = this.now();
+      for (const id of due) {
+        this.pushAccount(id);
+        // The queue shrinks as files land: re-read it now and then, not on every file.
+        if (now - (this.readAt.get(id) ?? 0) >= (this.options.statusReadIntervalMs ?? 1_000)) this.refreshSoon(id);
+      }
+    }, this.options.progressIntervalMs ?? 100).unref();
+  }
+
+  private refreshSoon(accountId: string): void {
+    if (this.clients.size === 0) return;
+    this.toRefresh.add(accountId);
+    if (accountId !== ALL) this.readAt.set(accountId, this.now());
+    this.settleTimer ??= setTimeout(() => {
+      this.settleTimer = undefined;
+      const ids = [...this.toRefresh];
+      this.toRefresh.clear();
+      this.guard(ids.includes(ALL) ? this.refreshAll() : Promise.all(ids.map((id) => this.refreshOne(id))).then(() => undefined));
+    }, this.options.settleMs ?? 50).unref();
+  }
+
+  private async refreshOne(accountId: string): Promise<void> {
+    const status = await this.source.status(accountId);
+    this.apply(accountId, status);
+  }
+
+  /** Re-reads every linked account; sends what changed since the last read, and the removals. */
+  private refreshAll(): Promise<void> {
+    this.refreshing ??= (async () => {
+      try {
+        const statuses = await this.readAll();
+        const linked = new Set(statuses.map((s) => s.accountId));
+        for (const status of statuses) this.apply(status.accountId, status);
+        for (const accountId of [...this.known.keys()]) if (!linked.has(accountId)) this.apply(accountId, null);
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  private apply(accountId: string, status: AccountStatus | null): void {
+    const before = this.known.get(accountId);
+    this.readAt.set(accountId, this.now());
+    if (!status) {
+      this.readAt.delete(accountId);
+      if (!before) return;
+      this.known.delete(accountId);
+      this.progress.forget(accountId);
+      this.broadcast({ type: 'removed', at: this.at(), accountId });
+      return;
+    }
+    this.known.set(accountId, status);
+    if (!before || JSON.stringify(before) !== JSON.stringify(status)) this.pushAccount(accountId);
+  }
+
+  private async readAll(): Promise<AccountStatus[]> {
+    const ids = await this.source.linkedIds();
+    const statuses = await Promise.all(ids.map((id) => this.source.status(id)));
+    return statuses.filter((s): s is AccountStatus => s !== null).sort((a, b) => a.accountId.localeCompare(b.accountId));
+  }
+
+  private guard(work: Promise<unknown>): void {
+    work.catch((error: unknown) => this.options.onError?.(error));
+  }
+
+  private startTimers(): void {
+    this.refreshTimer ??= setInterval(() => this.guard(this.refreshAll()), this.options.refreshIntervalMs ?? 5_000).unref();
+    this.heartbeatTimer ??= setInterval(() => this.send(sseComment(`heartbeat ${this.at()}`)), this.options.heartbeatMs ?? 15_000).unref();
+  }
+
+  private stopTimers(): void {
+    for (const timer of [this.refreshTimer, this.heartbeatTimer]) if (timer) clearInterval(timer);
+    for (const timer of [this.settleTimer, this.progressTimer]) if (timer) clearTimeout(timer);
+    this.refreshTimer = this.heartbeatTimer = this.settleTimer = this.progressTimer = undefined;
+    this.toRefresh.clear();
+    this.progressDue.clear();
+  }
+}

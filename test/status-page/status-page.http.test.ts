@@ -1,0 +1,139 @@
+import { serve } from '@hono/node-server';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { statusPageRoutes, type StatusPageRoutes } from '../../src/status-page/routes.js';
+import { ADMIN_TOKEN, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+
+/** The status page's HTTP surface through the real app: who may open what, and what a stream carries. */
+let h: Harness;
+const logLines: string[] = [];
+
+beforeAll(async () => {
+  h = await startHarness({ logLines });
+});
+afterAll(async () => {
+  await h.close();
+});
+
+const ticket = async (token = ADMIN_TOKEN) => fetch(`${h.url}/events/ticket`, { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
+
+/** Reads SSE text from a response until `until` holds for what arrived, then stops reading. */
+async function readStream(response: Response, until: (text: string) => boolean, timeoutMs = 5_000): Promise<string> {
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (!until(text)) {
+      if (Date.now() > deadline) throw new Error(`stream did not deliver in time; got: ${text}`);
+      const { value, done } = await Promise.race([reader.read(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`stream stalled; got: ${text}`)), timeoutMs))]);
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  return text;
+}
+
+describe('GET /', () => {
+  it('serves the page to anyone, with no token or account data in it, under a strict CSP', async () => {
+    const response = await fetch(`${h.url}/`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/text\/html/);
+    expect(response.headers.get('content-security-policy')).toMatch(/default-src 'none'/);
+    expect(response.headers.get('cache-control')).toBe('no-store');
+    const html = await response.text();
+    expect(html).toContain('id="login-form"');
+    expect(html).not.toContain(ADMIN_TOKEN);
+  });
+});
+
+describe('POST /events/ticket', () => {
+  it('needs the admin token and returns a ticket that is not the token', async () => {
+    expect((await fetch(`${h.url}/events/ticket`, { method: 'POST' })).status).toBe(401);
+    expect((await ticket('wrong-token')).status).toBe(401);
+    const response = await ticket();
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { ticket: string; expiresInMs: number };
+    expect(body.ticket).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect(body.ticket).not.toContain(ADMIN_TOKEN);
+    expect(body.expiresInMs).toBeGreaterThan(25_000);
+    expect(body.expiresInMs).toBeLessThanOrEqual(30_000);
+  });
+});
+
+describe('GET /events', () => {
+  it('is refused (401) without a ticket, with a made-up one, and with the admin token in its place', async () => {
+    for (const query of ['', '?ticket=', '?ticket=made-up', `?ticket=${ADMIN_TOKEN}`]) {
+      const response = await fetch(`${h.url}/events${query}`);
+      expect(response.status, query).toBe(401);
+      expect(response.headers.get('content-type')).toMatch(/json/);
+    }
+    // A bearer header does not open it either: only a ticket does.
+    expect((await fetch(`${h.url}/events`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).status).toBe(401);
+  });
+
+  it('streams a snapshot of every linked account, and a used ticket cannot open a second stream', async () => {
+    h.emulator.model.addAccount('dbid:http-1', { accessToken: 'token-dbid:http-1' });
+    h.emulator.model.writeFile('dbid:http-1', '/a.md', '# a');
+    expect((await h.linkAccount('dbid:http-1')).status).toBe(200);
+    await h.waitForIdle('dbid:http-1');
+
+    const { ticket: t } = (await (await ticket()).json()) as { ticket: string };
+    const response = await fetch(`${h.url}/events?ticket=${t}`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const text = await readStream(response, (s) => s.includes('event: snapshot') && s.includes('\n\n', s.indexOf('event: snapshot')));
+    expect(text.startsWith('retry: ')).toBe(true);
+    const data = text.split('\n').find((l) => l.startsWith('data: '))!;
+    const snapshot = JSON.parse(data.slice(6)) as { type: string; accounts: { accountId: string; state: string; lastSyncedAt: string | null }[] };
+    expect(snapshot.type).toBe('snapshot');
+    expect(snapshot.accounts).toContainEqual(expect.objectContaining({ accountId: 'dbid:http-1', state: 'idle', dirty: false, pending: 0, lastError: null }));
+    expect(snapshot.accounts.find((a) => a.accountId === 'dbid:http-1')!.lastSyncedAt).not.toBeNull();
+
+    const again = await fetch(`${h.url}/events?ticket=${t}`);
+    expect(again.status).toBe(401);
+    await again.body?.cancel();
+  });
+
+  it('never writes the admin token or a ticket to the log', () => {
+    expect(logLines.length).toBeGreaterThan(0);
+    expect(logLines.join('\n')).not.toContain(ADMIN_TOKEN);
+  });
+});
+
+describe('a stream', () => {
+  let server: Server;
+  let url: string;
+  let routes: StatusPageRoutes;
+
+  beforeAll(async () => {
+    // The same routes on a server of their own, with a fast heartbeat and the hub in reach.
+    routes = statusPageRoutes({ engine: h.engine, adminToken: ADMIN_TOKEN, hub: { heartbeatMs: 30 } });
+    server = await new Promise<Server>((resolve) => {
+      const created = serve({ fetch: routes.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(created as Server));
+    });
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    routes.statusHub!.stop();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  it('carries heartbeats and live updates, and is cleaned up when the client goes away', async () => {
+    const { ticket: t } = (await (await fetch(`${url}/events/ticket`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { ticket: string };
+    const controller = new AbortController();
+    const response = await fetch(`${url}/events?ticket=${t}`, { signal: controller.signal });
+    expect(routes.statusHub!.clientCount).toBe(1);
+    h.emulator.model.addAccount('dbid:http-2', { accessToken: 'token-dbid:http-2' });
+    h.emulator.model.writeFile('dbid:http-2', '/b.md', '# b');
+    expect((await h.linkAccount('dbid:http-2')).status).toBe(200);
+    const text = await readStream(response, (s) => /: heartbeat/.test(s) && /"to":"idle"/.test(s) && /"accountId":"dbid:http-2"[^\n]*"progressText":"1 \/ 1 files/.test(s));
+    expect(text).toMatch(/event: transition\ndata: \{"type":"transition"[^\n]*"accountId":"dbid:http-2","from":"idle","to":"fetching"/);
+    controller.abort();
+    await waitUntil(() => routes.statusHub!.clientCount === 0, 5_000, 'the hub to drop the closed stream');
+  });
+});

@@ -1,0 +1,333 @@
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import { accountMachine } from '../../machines/account.machine.js';
+import type { AccountStatus } from '../../src/engine/engine.js';
+import { EngineEvents } from '../../src/engine/engine-events.js';
+import { layoutDiagram, renderDiagramSvg, stateGraph } from '../../src/status-page/diagram.js';
+import { accountView, formatBytes, formatSse, progressText, sseComment, type StatusMessage } from '../../src/status-page/messages.js';
+import { renderStatusPage } from '../../src/status-page/page.js';
+import { ProgressTracker } from '../../src/status-page/progress-tracker.js';
+import { StatusHub, type StatusSource } from '../../src/status-page/status-hub.js';
+import { TicketBook } from '../../src/status-page/tickets.js';
+
+describe('ProgressTracker', () => {
+  it('resets at syncStarted, takes the total from queued, counts files and downloaded bytes', () => {
+    let now = 1_000;
+    const t = new ProgressTracker(() => now);
+    expect(t.get('a')).toBeNull();
+    t.syncStarted({ accountId: 'a' });
+    expect(t.get('a')).toEqual({ startedAt: 1_000, finishedAt: null, total: null, done: 0, downloaded: 0, bytes: 0, failed: 0 });
+    t.queued({ accountId: 'a', total: 3 });
+    t.fileSynced({ accountId: 'a', path: '/x', bytes: 100, downloaded: true });
+    t.fileSynced({ accountId: 'a', path: '/y', bytes: 50, downloaded: false });
+    t.downloadFailed({ accountId: 'a', path: '/z', kind: 'dropbox_unavailable' });
+    expect(t.get('a')).toMatchObject({ total: 3, done: 2, downloaded: 1, bytes: 100, failed: 1, finishedAt: null });
+    now = 2_000;
+    t.state({ accountId: 'a', from: 'finishing', to: 'idle', durationMs: 5 });
+    expect(t.get('a')).toMatchObject({ done: 2, finishedAt: 2_000 });
+    // The next run starts from zero.
+    t.syncStarted({ accountId: 'a' });
+    expect(t.get('a')).toMatchObject({ startedAt: 2_000, finishedAt: null, total: null, done: 0, bytes: 0 });
+  });
+
+  it('starts a new run on a dirty loop (finishing -> fetching) but not on a retry from backoff', () => {
+    const t = new ProgressTracker(() => 0);
+    t.syncStarted({ accountId: 'a' });
+    t.queued({ accountId: 'a', total: 2 });
+    t.fileSynced({ accountId: 'a', path: '/x', bytes: 1, downloaded: true });
+    t.state({ accountId: 'a', from: 'downloading', to: 'backoff', durationMs: 1 });
+    t.state({ accountId: 'a', from: 'backoff', to: 'downloading', durationMs: 1 });
+    t.fileSynced({ accountId: 'a', path: '/y', bytes: 1, downloaded: true });
+    expect(t.get('a')).toMatchObject({ total: 2, done: 2 });
+    t.state({ accountId: 'a', from: 'finishing', to: 'fetching', durationMs: 1 });
+    expect(t.get('a')).toMatchObject({ total: null, done: 0 });
+  });
+
+  it('follows a run it did not see start, keeps accounts apart, and never reports done > total', () => {
+    const t = new ProgressTracker(() => 0);
+    t.fileSynced({ accountId: 'b', path: '/x', bytes: 10, downloaded: true });
+    t.queued({ accountId: 'c', total: 1 });
+    t.fileSynced({ accountId: 'c', path: '/x', bytes: 1, downloaded: true });
+    t.fileSynced({ accountId: 'c', path: '/y', bytes: 1, downloaded: true });
+    expect(t.get('b')).toMatchObject({ total: null, done: 1, bytes: 10 });
+    expect(t.get('c')).toMatchObject({ total: 2, done: 2 });
+    t.forget('b');
+    expect(t.get('b')).toBeNull();
+    // get() hands out copies.
+    t.get('c')!.done = 99;
+    expect(t.get('c')!.done).toBe(2);
+  });
+});
+
+describe('messages', () => {
+  it('frames one SSE event per message: event name, one data line of JSON, blank line', () => {
+    const message: StatusMessage = { type: 'removed', at: '2026-01-01T00:00:00.000Z', accountId: 'line\nbreak' };
+    const text = formatSse(message, 7);
+    expect(text).toBe(`event: removed\nid: 7\ndata: ${JSON.stringify(message)}\n\n`);
+    expect(text.split('\n').filter((l) => l.startsWith('data: '))).toHaveLength(1);
+    expect(JSON.parse(text.split('\n')[2]!.slice(6))).toEqual(message);
+  });
+
+  it('writes comments EventSource ignores, on one line', () => {
+    expect(sseComment('heartbeat')).toBe(': heartbeat\n\n');
+    expect(sseComment('a\r\nb')).toBe(': a b\n\n');
+  });
+
+  it('prints progress as files done / total and bytes', () => {
+    const base = { startedAt: 0, finishedAt: null, downloaded: 12, failed: 0 };
+    expect(progressText(null)).toBe('no run seen yet');
+    expect(progressText({ ...base, total: 80, done: 12, bytes: 12 * 1024 })).toBe('12 / 80 files · 12 KB');
+    expect(progressText({ ...base, total: null, done: 3, bytes: 10 })).toBe('3 files · 10 B');
+    expect(progressText({ ...base, total: 5, done: 1, bytes: 0, failed: 2 })).toBe('1 / 5 files · 0 B · 2 failed');
+    expect([formatBytes(0), formatBytes(1023), formatBytes(1536), formatBytes(5 * 1024 ** 2), formatBytes(3 * 1024 ** 5)]).toEqual(['0 B', '1023 B', '1.5 KB', '5.0 MB', '3072 TB']);
+  });
+
+  it('prefers the live actor state over the stored one in a view', () => {
+    const status = statusOf('a', 'idle');
+    expect(accountView(status, null, 'downloading')).toMatchObject({ accountId: 'a', state: 'downloading', progress: null, progressText: 'no run seen yet' });
+    expect(accountView(status, null).state).toBe('idle');
+  });
+});
+
+describe('diagram', () => {
+  const graph = stateGraph(accountMachine);
+
+  it('takes the states and transitions from the machine definition', () => {
+    expect(graph.initial).toBe('idle');
+    expect(graph.states).toEqual(['idle', 'fetching', 'applying', 'downloading', 'finishing', 'backoff']);
+    const pairs = graph.edges.map((e) => `${e.source}>${e.target}`);
+    for (const pair of ['idle>fetching', 'fetching>applying', 'applying>downloading', 'downloading>finishing', 'finishing>idle', 'finishing>fetching', 'downloading>backoff', 'backoff>downloading']) {
+      expect(pairs).toContain(pair);
+    }
+    expect(pairs).not.toContain('finishing>finishing'); // self-loops are not drawn
+    expect(new Set(pairs).size).toBe(pairs.length);
+    expect(graph.edges.find((e) => e.source === 'finishing' && e.target === 'fetching')!.labels).toEqual(['done finishRun [isDirty]']);
+  });
+
+  it('lays the happy path out on one row and backoff below it, boxes never overlapping', () => {
+    const layout = layoutDiagram(graph);
+    const at = Object.fromEntries(layout.nodes.map((n) => [n.id, n]));
+    expect(['idle', 'fetching', 'applying', 'downloading', 'finishing'].map((s) => [at[s]!.column, at[s]!.row])).toEqual([[0, 0], [1, 0], [2, 0], [3, 0], [4, 0]]);
+    expect([at.backoff!.column, at.backoff!.row]).toEqual([2.5, 1]);
+    for (const a of layout.nodes) {
+      expect(a.x).toBeGreaterThanOrEqual(0);
+      expect(a.y).toBeGreaterThanOrEqual(0);
+      expect(a.x + a.width).toBeLessThanOrEqual(layout.width);
+      expect(a.y + a.height).toBeLessThanOrEqual(layout.height);
+      for (const b of layout.nodes) {
+        if (a === b) continue;
+        const apart = a.x + a.width <= b.x || b.x + b.width <= a.x || a.y + a.height <= b.y || b.y + b.height <= a.y;
+        expect(apart, `${a.id} and ${b.id} overlap`).toBe(true);
+      }
+    }
+    // Each pair of states is drawn once; a transition both ways gets two arrowheads.
+    const backAndForth = layout.edges.find((e) => [e.source, e.target].sort().join() === 'applying,backoff')!;
+    expect(backAndForth.both).toBe(true);
+    expect(layout.edges.find((e) => e.source === 'idle' && e.target === 'fetching')!.both).toBe(false);
+    expect(layoutDiagram(graph)).toEqual(layout);
+  });
+
+  it('renders an SVG with one group per state and no inline style (CSP)', () => {
+    const svg = renderDiagramSvg(layoutDiagram(graph));
+    for (const state of graph.states) expect(svg).toContain(`<g class="state" data-state="${state}">`);
+    expect(svg).not.toMatch(/style=/);
+    expect(svg.match(/<path class="edge"/g)).toHaveLength(layoutDiagram(graph).edges.length);
+  });
+
+  it('escapes state names', () => {
+    const svg = renderDiagramSvg(layoutDiagram({ initial: 'a<b', states: ['a<b', 'c'], edges: [{ source: 'a<b', target: 'c', labels: ['x'] }] }));
+    expect(svg).toContain('a&lt;b');
+    expect(svg).not.toContain('a<b');
+  });
+});
+
+describe('the page', () => {
+  it('is self-contained, carries no secret, and allows only its own inline script and style', () => {
+    const { html, contentSecurityPolicy } = renderStatusPage(accountMachine);
+    expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href=|https?:\/\//);
+    expect(html).toContain('data-state="downloading"');
+    expect(html).toContain('id="login-form"');
+    expect(html).not.toMatch(/<input[^>]*\bname=/); // a stray form submission sends nothing
+    expect(contentSecurityPolicy).toMatch(/default-src 'none'/);
+    expect(contentSecurityPolicy).toMatch(/script-src 'sha256-[A-Za-z0-9+/=]+'/);
+    expect(contentSecurityPolicy).not.toMatch(/unsafe/);
+  });
+});
+
+describe('TicketBook', () => {
+  it('redeems a ticket once, before it expires, and never an unknown one', () => {
+    let now = 0;
+    const book = new TicketBook({ ttlMs: 30_000, now: () => now });
+    const a = book.issue();
+    const b = book.issue();
+    expect(a.ticket).not.toBe(b.ticket);
+    expect(a.ticket).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect(a.expiresAt).toBe(30_000);
+    expect(book.redeem(a.ticket)).toBe(true);
+    expect(book.redeem(a.ticket)).toBe(false);
+    expect(book.redeem('nope')).toBe(false);
+    expect(book.redeem(undefined)).toBe(false);
+    expect(book.redeem('')).toBe(false);
+    now = 30_000;
+    expect(book.redeem(b.ticket)).toBe(false);
+  });
+
+  it('forgets expired tickets and holds at most `max`', () => {
+    let now = 0;
+    const book = new TicketBook({ ttlMs: 10, max: 3, now: () => now });
+    const first = book.issue();
+    book.issue();
+    book.issue();
+    book.issue();
+    expect(book.outstanding).toBe(3);
+    expect(book.redeem(first.ticket)).toBe(false); // pushed out
+    now = 10;
+    expect(book.outstanding).toBe(0);
+  });
+});
+
+function statusOf(accountId: string, state: string, extra: Partial<AccountStatus> = {}): AccountStatus {
+  return { accountId, state, dirty: false, pending: 0, folder: `/data/${accountId}`, lastSyncedAt: null, lastError: null, ...extra };
+}
+
+function fakeSource(statuses: Map<string, AccountStatus>, live: Map<string, string> = new Map()): StatusSource {
+  return {
+    events: new EngineEvents(),
+    linkedIds: async () => [...statuses.keys()],
+    status: async (id) => statuses.get(id) ?? null,
+    liveState: (id) => live.get(id),
+  };
+}
+
+/** Parses what a client received into messages (comments as `{ comment }`). */
+function parse(chunks: string[]): (StatusMessage | { comment: string })[] {
+  return chunks
+    .join('')
+    .split('\n\n')
+    .filter(Boolean)
+    .map((block) => {
+      if (block.startsWith(': ')) return { comment: block.slice(2) };
+      const data = block.split('\n').find((l) => l.startsWith('data: '))!;
+      return JSON.parse(data.slice(6)) as StatusMessage;
+    });
+}
+
+const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+
+describe('StatusHub', () => {
+  it('sends a snapshot first, then state, progress and status changes as they happen', async () => {
+    const statuses = new Map([['b', statusOf('b', 'idle')], ['a', statusOf('a', 'idle')]]);
+    const live = new Map<string, string>();
+    const source = fakeSource(statuses, live);
+    const hub = new StatusHub(source, { settleMs: 5, progressIntervalMs: 5, refreshIntervalMs: 60_000 }).start();
+    const received: string[] = [];
+    const disconnect = await hub.connect({ send: (c) => received.push(c) });
+    expect(hub.clientCount).toBe(1);
+    const [snapshot] = parse(received) as [Extract<StatusMessage, { type: 'snapshot' }>];
+    expect(snapshot.type).toBe('snapshot');
+    expect(snapshot.accounts.map((a) => a.accountId)).toEqual(['a', 'b']);
+
+    received.length = 0;
+    const events = source.events;
+    live.set('a', 'fetching');
+    events.report('state', { accountId: 'a', from: 'idle', to: 'fetching', durationMs: 3 });
+    events.report('syncStarted', { accountId: 'a' });
+    live.set('a', 'downloading');
+    events.report('queued', { accountId: 'a', total: 80 });
+    for (let i = 0; i < 12; i++) events.report('fileSynced', { accountId: 'a', path: `/f${i}`, bytes: 1024, downloaded: true });
+    await tick(20);
+    const messages = parse(received);
+    expect(messages[0]).toMatchObject({ type: 'transition', accountId: 'a', from: 'idle', to: 'fetching', durationMs: 3 });
+    expect(messages[1]).toMatchObject({ type: 'account', account: { accountId: 'a', state: 'fetching' } });
+    const accounts = messages.filter((m): m is Extract<StatusMessage, { type: 'account' }> => 'type' in m && m.type === 'account');
+    // Twelve fileSynced events coalesce into one update.
+    expect(accounts.filter((m) => m.account.progress?.done === 12)).toHaveLength(1);
+    expect(accounts.at(-1)!.account).toMatchObject({ state: 'downloading', progress: { total: 80, done: 12, bytes: 12 * 1024 }, progressText: '12 / 80 files · 12 KB' });
+
+    // An unlinked account is reported removed by the next refresh an event triggers.
+    received.length = 0;
+    statuses.delete('b');
+    statuses.set('a', statusOf('a', 'idle', { dirty: true }));
+    events.report('webhook', { outcome: 'accepted', accounts: 1 });
+    await tick(20);
+    const after = parse(received);
+    expect(after).toContainEqual(expect.objectContaining({ type: 'removed', accountId: 'b' }));
+    expect(after).toContainEqual(expect.objectContaining({ type: 'account', account: expect.objectContaining({ accountId: 'a', dirty: true }) }));
+
+    disconnect();
+    disconnect();
+    expect(hub.clientCount).toBe(0);
+    received.length = 0;
+    events.report('state', { accountId: 'a', from: 'downloading', to: 'finishing', durationMs: 1 });
+    await tick(20);
+    expect(received).toEqual([]);
+    hub.stop();
+  });
+
+  it('re-reads the queue length while files sync, at most once per statusReadIntervalMs', async () => {
+    const statuses = new Map([['a', statusOf('a', 'downloading', { pending: 80 })]]);
+    const source = fakeSource(statuses);
+    let reads = 0;
+    const read = source.status;
+    source.status = async (id) => (reads++, read(id));
+    const hub = new StatusHub(source, { settleMs: 1, progressIntervalMs: 1, statusReadIntervalMs: 40 }).start();
+    const received: string[] = [];
+    const disconnect = await hub.connect({ send: (c) => received.push(c) });
+    reads = 0;
+    for (let i = 0; i < 5; i++) {
+      statuses.set('a', statusOf('a', 'downloading', { pending: 79 - i }));
+      source.events.report('fileSynced', { accountId: 'a', path: `/f${i}`, bytes: 1, downloaded: true });
+      await tick(5);
+    }
+    await tick(60);
+    expect(reads).toBeGreaterThanOrEqual(1);
+    expect(reads).toBeLessThanOrEqual(2);
+    const last = parse(received).filter((m): m is Extract<StatusMessage, { type: 'account' }> => 'type' in m && m.type === 'account').at(-1)!;
+    expect(last.account).toMatchObject({ pending: expect.any(Number), progress: { done: 5 } });
+    disconnect();
+    hub.stop();
+  });
+
+  it('tracks progress while no page is open, so a page opened mid-run sees it', async () => {
+    const source = fakeSource(new Map([['a', statusOf('a', 'downloading')]]));
+    const hub = new StatusHub(source).start();
+    source.events.report('syncStarted', { accountId: 'a' });
+    source.events.report('queued', { accountId: 'a', total: 4 });
+    source.events.report('fileSynced', { accountId: 'a', path: '/x', bytes: 7, downloaded: true });
+    const received: string[] = [];
+    const disconnect = await hub.connect({ send: (c) => received.push(c) });
+    expect(parse(received)[0]).toMatchObject({ type: 'snapshot', accounts: [{ accountId: 'a', progress: { total: 4, done: 1, bytes: 7 }, progressText: '1 / 4 files · 7 B' }] });
+    disconnect();
+    hub.stop();
+  });
+
+  it('sends heartbeats, and drops a client whose stream is gone', async () => {
+    const source = fakeSource(new Map([['a', statusOf('a', 'idle')]]));
+    const hub = new StatusHub(source, { heartbeatMs: 5 }).start();
+    const good: string[] = [];
+    let broken = false;
+    await hub.connect({ send: (c) => good.push(c) });
+    await hub.connect({
+      send: () => {
+        if (broken) throw new Error('gone');
+      },
+    });
+    expect(hub.clientCount).toBe(2);
+    broken = true;
+    await tick(30);
+    expect(hub.clientCount).toBe(1);
+    expect(parse(good).some((m) => 'comment' in m && m.comment.startsWith('heartbeat'))).toBe(true);
+    hub.stop();
+    expect(hub.clientCount).toBe(0);
+  });
+
+  it('listens to the engine events only between start and stop', () => {
+    const source = fakeSource(new Map());
+    const emitter = source.events as EventEmitter;
+    const before = emitter.listenerCount('fileSynced');
+    const hub = new StatusHub(source).start().start();
+    expect(emitter.listenerCount('fileSynced')).toBe(before + 1);
+    hub.stop();
+    expect(emitter.listenerCount('fileSynced')).toBe(before);
+  });
+});
