@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { InvalidTokenKeyError, parseTokenKey } from './accounts/token-cipher.js';
 import { parseClusterNodes } from './redis/connection.js';
 
 /** Invalid configuration: one line that names the variable and says what is expected. */
@@ -25,6 +26,15 @@ const schema = z.object({
   DROPBOX_APP_SECRET: z.string().min(1).optional(),
   DROPBOX_API_URL: url.optional(),
   DROPBOX_CONTENT_URL: url.optional(),
+  /** Dropbox's authorize page (default https://www.dropbox.com/oauth2/authorize, or the emulator's). */
+  DROPBOX_AUTHORIZE_URL: url.optional(),
+  /** The redirect URI registered with the Dropbox app, e.g. https://mailroom.example.com/oauth/callback. */
+  OAUTH_REDIRECT_URL: url.optional(),
+  /** 32 bytes (base64 or hex) encrypting Dropbox tokens at rest; required in production mode. */
+  TOKEN_ENCRYPTION_KEY: z.string().optional(),
+  /** `production` makes a missing TOKEN_ENCRYPTION_KEY a start-up error (NODE_ENV=production does too). */
+  MAILROOM_ENV: z.enum(['production', 'development', 'test']).optional(),
+  NODE_ENV: z.string().optional(),
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DOWNLOAD_CONCURRENCY: positiveInt.max(256).default(16),
@@ -37,6 +47,10 @@ const schema = z.object({
   IDLE_TIMEOUT_MS: positiveInt.default(60_000),
   POLL_INTERVAL_MS: z.coerce.number().int().min(0).default(15 * 60_000),
   MAX_POLLS_PER_SWEEP: positiveInt.default(100),
+  /** `1` inspects every account actor through the Stately WebSocket inspector (off by default). */
+  INSPECT: z.enum(['0', '1', 'true', 'false']).default('0'),
+  /** Port of the inspector's relay (HTTP page + WebSocket), on loopback. */
+  INSPECT_PORT: port.default(5678),
 });
 
 export interface Config {
@@ -49,6 +63,11 @@ export interface Config {
   dropboxAppSecret: string | undefined;
   dropboxApiUrl: string | undefined;
   dropboxContentUrl: string | undefined;
+  dropboxAuthorizeUrl: string | undefined;
+  oauthRedirectUrl: string | undefined;
+  /** MAILROOM_ENV=production, or NODE_ENV=production when MAILROOM_ENV is unset. */
+  production: boolean;
+  tokenEncryptionKey: Buffer | undefined;
   adminToken: string | undefined;
   logLevel: string;
   downloadConcurrency: number;
@@ -61,6 +80,8 @@ export interface Config {
   idleTimeoutMs: number;
   pollIntervalMs: number;
   maxPollsPerSweep: number;
+  inspect: boolean;
+  inspectPort: number;
 }
 
 /** Reads the environment; empty strings count as unset. Throws ConfigError on the first bad variable. */
@@ -82,6 +103,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       throw new ConfigError('REDIS_CLUSTER_NODES', `= ${JSON.stringify(c.REDIS_CLUSTER_NODES)}: ${(error as Error).message} (expected host:port,host:port)`);
     }
   }
+  const production = (c.MAILROOM_ENV ?? c.NODE_ENV) === 'production';
+  let tokenEncryptionKey: Buffer | undefined;
+  if (c.TOKEN_ENCRYPTION_KEY !== undefined) {
+    try {
+      tokenEncryptionKey = parseTokenKey(c.TOKEN_ENCRYPTION_KEY);
+    } catch (error) {
+      if (error instanceof InvalidTokenKeyError) throw new ConfigError('TOKEN_ENCRYPTION_KEY', error.detail);
+      throw error;
+    }
+  } else if (production) {
+    throw new ConfigError('TOKEN_ENCRYPTION_KEY', 'is required in production mode (MAILROOM_ENV or NODE_ENV is production): Dropbox tokens are encrypted at rest with it; generate one with: openssl rand -base64 32');
+  }
   return {
     port: c.PORT,
     host: c.HOST,
@@ -92,6 +125,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dropboxAppSecret: c.DROPBOX_APP_SECRET,
     dropboxApiUrl: c.DROPBOX_API_URL,
     dropboxContentUrl: c.DROPBOX_CONTENT_URL,
+    dropboxAuthorizeUrl: c.DROPBOX_AUTHORIZE_URL,
+    oauthRedirectUrl: c.OAUTH_REDIRECT_URL,
+    production,
+    tokenEncryptionKey,
     adminToken: c.ADMIN_TOKEN,
     logLevel: c.LOG_LEVEL,
     downloadConcurrency: c.DOWNLOAD_CONCURRENCY,
@@ -104,5 +141,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     idleTimeoutMs: c.IDLE_TIMEOUT_MS,
     pollIntervalMs: c.POLL_INTERVAL_MS,
     maxPollsPerSweep: c.MAX_POLLS_PER_SWEEP,
+    inspect: c.INSPECT === '1' || c.INSPECT === 'true',
+    inspectPort: c.INSPECT_PORT,
   };
 }

@@ -3,11 +3,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
+import { TokenCipher } from './accounts/token-cipher.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { DEMO_ACCOUNT, startDemo, type Demo } from './demo.js';
 import { Engine } from './engine/engine.js';
 import { createApp } from './http/app.js';
 import { createLogger } from './logger.js';
+import { startInspection } from './observability/inspector.js';
 import { openRedis, openRedisCluster } from './redis/connection.js';
 import { EmbeddedRedis } from './redis/embedded-redis.js';
 import { mirrorFolder } from './sync/sync-deps.js';
@@ -30,11 +32,21 @@ async function main(config: Config): Promise<void> {
   const adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
   if (!config.adminToken) process.stdout.write(`ADMIN_TOKEN (generated for this run; set ADMIN_TOKEN to choose one): ${adminToken}\n`);
 
+  // INSPECT=1: the Stately inspector's relay on 127.0.0.1:INSPECT_PORT, every account actor reporting to it.
+  const inspection = config.inspect ? await startInspection({ port: config.inspectPort, log }) : undefined;
   const engine = new Engine({
     redis,
     dataDir: config.dataDir,
     log,
-    dropbox: { appKey: config.dropboxAppKey, appSecret, hosts, callTimeoutMs: config.dropboxTimeoutMs },
+    dropbox: {
+      appKey: config.dropboxAppKey,
+      appSecret,
+      hosts,
+      callTimeoutMs: config.dropboxTimeoutMs,
+      authorizeUrl: config.dropboxAuthorizeUrl,
+      redirectUrl: config.oauthRedirectUrl,
+    },
+    tokenCipher: config.tokenEncryptionKey ? new TokenCipher(config.tokenEncryptionKey) : undefined,
     downloadConcurrency: config.downloadConcurrency,
     downloadsPerAccount: config.accountDownloadConcurrency,
     pageLimit: config.listPageLimit,
@@ -42,6 +54,7 @@ async function main(config: Config): Promise<void> {
     idleTimeoutMs: config.idleTimeoutMs,
     pollIntervalMs: config.pollIntervalMs,
     maxPollsPerSweep: config.maxPollsPerSweep,
+    inspect: inspection?.inspect,
   });
   let draining = false;
   const app = createApp({ engine, redis, appSecret, adminToken, log, draining: () => draining });
@@ -80,6 +93,7 @@ async function main(config: Config): Promise<void> {
     await demo?.close();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     await engine.close();
+    await inspection?.close();
     await redis.quit().catch(() => redis.disconnect());
     await embedded?.stop();
     log.info('stopped');

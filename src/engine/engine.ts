@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type { Cluster, Redis } from 'ioredis';
 import { accountMachine, type AccountContext } from '../../machines/account.machine.js';
 import { AccountStore } from '../accounts/account-store.js';
+import type { TokenCipher } from '../accounts/token-cipher.js';
 import { DropboxSession, type DropboxAppSettings, type DropboxCredentials } from '../dropbox/dropbox-session.js';
 import { EntryStore } from '../entries/entry-store.js';
 import type { Logger } from '../logger.js';
@@ -10,7 +11,7 @@ import { Mailbox, type WebhookOutcome } from '../mailbox/mailbox.js';
 import { Leases } from '../ownership/leases.js';
 import { isValidAccountId } from '../redis/keys.js';
 import type { RedisClient } from '../redis/scripts.js';
-import { mirrorFolder, type SyncDeps } from '../sync/sync-deps.js';
+import { mirrorFolder, type EntryBuilder, type SyncDeps } from '../sync/sync-deps.js';
 import { SyncStore } from '../sync/sync-store.js';
 import { AccountHost, DEFAULT_STATE_DEADLINES_MS, type AccountHostOptions } from './account-host.js';
 import { ActorPersistence } from './actor-persistence.js';
@@ -43,6 +44,12 @@ export interface EngineOptions {
   pollIntervalMs?: number;
   /** At most this many safety-net listings are started per sweep (rate limit). */
   maxPollsPerSweep?: number;
+  /** Inspects every account actor (see src/observability/inspector.ts). */
+  inspect?: AccountHostOptions['inspect'];
+  /** Encrypts Dropbox tokens at rest (TOKEN_ENCRYPTION_KEY); without it they are stored as plaintext. */
+  tokenCipher?: TokenCipher;
+  /** Which files become entries and how (default: Markdown and text posts). */
+  entryBuilder?: EntryBuilder;
 }
 
 /** Pub/sub channel on which a process asks the owner of an account to deliver an event. */
@@ -82,7 +89,7 @@ export class Engine {
     const { redis, log } = options;
     this.clock = options.clock ?? systemClock;
     const fenceOf = (accountId: string) => this.host.fenceToken(accountId);
-    this.accounts = new AccountStore(redis);
+    this.accounts = new AccountStore(redis, { cipher: options.tokenCipher, log });
     this.mailbox = new Mailbox(redis, fenceOf);
     this.entries = new EntryStore(redis, { newId: randomUUID, clock: () => this.clock.now(), fenceOf });
     this.store = new SyncStore(redis, fenceOf);
@@ -104,6 +111,7 @@ export class Engine {
       random: options.random ?? Math.random,
       maxAttemptsPerCall: options.maxAttemptsPerCall ?? 4,
       retryBaseDelayMs: options.retryBaseDelayMs ?? 250,
+      entryBuilder: options.entryBuilder,
       lostOwnership: (accountId, reason, token) => this.host.lostOwnership(accountId, reason, token),
       own: (accountId) => {
         const token = this.host.fenceToken(accountId);
@@ -129,6 +137,7 @@ export class Engine {
       idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
       stateDeadlinesMs: { ...DEFAULT_STATE_DEADLINES_MS, ...options.stateDeadlinesMs },
       watchdogIntervalMs: options.watchdogIntervalMs ?? 5_000,
+      inspect: options.inspect,
     });
   }
 

@@ -1,12 +1,17 @@
 import { Hono } from 'hono';
+import type { Registry } from 'prom-client';
 import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
+import { createMetrics } from '../observability/metrics.js';
 import { isRedisUnavailable } from '../redis/redis-errors.js';
 import type { RedisClient } from '../redis/scripts.js';
 import { accountRoutes } from './account-routes.js';
 import { requireAdmin } from './admin-auth.js';
 import { healthRoutes } from './health-routes.js';
+import { oauthRoutes } from './oauth-routes.js';
+import { metricsRoutes } from './metrics-routes.js';
 import { webhookRoutes } from './webhook-routes.js';
+import { statusPageRoutes } from '../status-page/routes.js';
 
 export interface AppOptions {
   engine: Engine;
@@ -15,6 +20,8 @@ export interface AppOptions {
   adminToken: string;
   log: Logger;
   draining?: () => boolean;
+  /** The registry served at /metrics (default: a new one fed by the engine's events). */
+  metrics?: Registry;
 }
 
 /** Wires routes to handlers; nothing else lives here. */
@@ -24,6 +31,10 @@ export function createApp(options: AppOptions): Hono {
   app.route('/webhooks/dropbox', webhookRoutes(options));
   app.use('/accounts/*', requireAdmin(options.adminToken));
   app.route('/accounts', accountRoutes(options.engine));
+  app.route('/', statusPageRoutes(options));
+  app.route('/oauth', oauthRoutes(options));
+  app.use('/metrics', requireAdmin(options.adminToken));
+  app.route('/metrics', metricsRoutes(options.metrics ?? createMetrics(options.engine)));
   app.onError((error, c) => {
     if (isRedisUnavailable(error)) {
       options.log.warn({ err: error.message, path: c.req.path }, 'request failed: Redis unavailable');
