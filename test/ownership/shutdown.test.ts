@@ -1,29 +1,24 @@
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, type RunningEmulator } from '../../src/dropbox-emulator/server.js';
+import type { RunningEmulator } from '../../src/dropbox-emulator/server.js';
 import { legacyUserId, sendWebhook, webhookBody, webhookSignature } from '../../src/dropbox-emulator/webhook-sender.js';
-import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import { EngineProcess } from '../support/engine-process.js';
-import { TestRedis } from '../support/redis-server.js';
-import { APP_KEY, APP_SECRET, expectedMirror, readMirror, waitUntil } from '../support/sync-harness.js';
+import { startProcessFixture, type ProcessFixture } from '../support/process-fixture.js';
+import { APP_SECRET, expectedMirror, readMirror, waitUntil } from '../support/sync-harness.js';
 
 /**
  * Graceful shutdown (SIGTERM) in the middle of a sync: webhooks get 503 while draining, the
  * process exits 0 promptly, its lease is given back at once (the TTL here is far longer than the
  * test, so only an explicit release lets the next process in), and the next process finishes.
  */
-let redisServer: TestRedis;
+let fixture: ProcessFixture;
 let redis: Redis;
 let emulator: RunningEmulator;
 let dataDir: string;
-const engines: EngineProcess[] = [];
 const account = 'dbid:shutdown';
 const POSTS = 80;
 const LEASE_TTL_MS = 60_000;
@@ -45,18 +40,10 @@ function responseStatus(socket: Socket): Promise<number> {
 }
 
 beforeAll(async () => {
-  redisServer = await TestRedis.start();
-  redis = await openRedis(redisServer.url);
-  emulator = await startEmulator({ appKey: APP_KEY, appSecret: APP_SECRET, pageLimit: 100 });
-  dataDir = mkdtempSync(join(tmpdir(), 'mailroom-shutdown-'));
+  fixture = await startProcessFixture('shutdown');
+  ({ redis, emulator, dataDir } = fixture);
 });
-afterAll(async () => {
-  for (const engine of engines) await engine.kill();
-  redis?.disconnect();
-  await emulator?.close();
-  await redisServer?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+afterAll(async () => { await fixture?.close(); });
 
 describe('SIGTERM during a sync', () => {
   it('drains (503), exits 0 at once, releases the lease, and the next process finishes the sync', async () => {
@@ -66,8 +53,7 @@ describe('SIGTERM during a sync', () => {
     emulator.faults.setLatency(100, 'files/download');
 
     const env = { LEASE_TTL_MS: String(LEASE_TTL_MS), SWEEP_INTERVAL_MS: '200', ACCOUNT_DOWNLOAD_CONCURRENCY: '4' };
-    const first = await EngineProcess.start({ redisUrl: redisServer.url, dataDir, dropboxUrl: emulator.url, env });
-    engines.push(first);
+    const first = await fixture.startEngine(env);
     expect((await first.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: 'tok-shutdown' }) })).status).toBe(200);
     await waitUntil(() => emulator.stats.downloads(account) >= 12, 20_000, 'the first process to be downloading');
     const holder = await redis.get(k.lease);
@@ -82,7 +68,7 @@ describe('SIGTERM during a sync', () => {
     const status = responseStatus(socket);
     socket.write(`POST /webhooks/dropbox HTTP/1.1\r\nHost: 127.0.0.1:${first.port}\r\nContent-Type: application/json\r\n`);
 
-    const child = childOf(first);
+    const child = first.childProcess!;
     const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
     const termAt = Date.now();
     child.kill('SIGTERM');
@@ -108,8 +94,7 @@ describe('SIGTERM during a sync', () => {
     // refused webhook reaches it.
     emulator.faults.setLatency(0, 'files/download');
     const startAt = Date.now();
-    const second = await EngineProcess.start({ redisUrl: redisServer.url, dataDir, dropboxUrl: emulator.url, env });
-    engines.push(second);
+    const second = await fixture.startEngine(env);
     expect((await sendWebhook({ url: `${second.url}/webhooks/dropbox`, appSecret: APP_SECRET, accounts: [account], attempts: 1 })).status).toBe(200);
     await waitUntil(async () => {
       const [box, state, queued] = await Promise.all([redis.hgetall(k.mailbox), redis.hget(k.actor, 'state'), redis.hlen(k.queue)]);

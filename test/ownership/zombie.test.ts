@@ -1,16 +1,10 @@
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, type RunningEmulator } from '../../src/dropbox-emulator/server.js';
+import type { RunningEmulator } from '../../src/dropbox-emulator/server.js';
 import { sendWebhook } from '../../src/dropbox-emulator/webhook-sender.js';
-import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
-import { EngineProcess } from '../support/engine-process.js';
-import { TestRedis } from '../support/redis-server.js';
-import { APP_KEY, APP_SECRET, expectedMirror, readMirror, waitUntil } from '../support/sync-harness.js';
+import { startProcessFixture, type ProcessFixture } from '../support/process-fixture.js';
+import { APP_SECRET, expectedMirror, readMirror, waitUntil } from '../support/sync-harness.js';
 
 /**
  * The zombie owner: process A owns a busy account and is frozen (SIGSTOP) with downloads in
@@ -18,16 +12,13 @@ import { APP_KEY, APP_SECRET, expectedMirror, readMirror, waitUntil } from '../s
  * webhooks arrive at B. Then A is thawed (SIGCONT): it must notice it lost the account and nothing
  * it does afterwards may land, neither in Redis (fenced) nor in the mirror folder both share.
  */
-let redisServer: TestRedis;
+let fixture: ProcessFixture;
 let redis: Redis;
 let emulator: RunningEmulator;
 let dataDir: string;
-const engines: EngineProcess[] = [];
 const account = 'dbid:zombie-owner';
 const POSTS = 120;
 
-/** EngineProcess keeps its child private; SIGSTOP/SIGCONT need it without waiting for an exit. */
-const childOf = (engine: EngineProcess): ChildProcess => (engine as unknown as { child: ChildProcess }).child;
 
 /** Every Redis key of the account, read whole, so "nothing changed" can be checked exactly. */
 async function dumpAccount(accountId: string): Promise<Record<string, unknown>> {
@@ -45,18 +36,10 @@ async function dumpAccount(accountId: string): Promise<Record<string, unknown>> 
 const count = (text: string, needle: string) => text.split(needle).length - 1;
 
 beforeAll(async () => {
-  redisServer = await TestRedis.start();
-  redis = await openRedis(redisServer.url);
-  emulator = await startEmulator({ appKey: APP_KEY, appSecret: APP_SECRET, pageLimit: 100 });
-  dataDir = mkdtempSync(join(tmpdir(), 'mailroom-zombie-'));
+  fixture = await startProcessFixture('zombie');
+  ({ redis, emulator, dataDir } = fixture);
 });
-afterAll(async () => {
-  for (const engine of engines) await engine.kill();
-  redis?.disconnect();
-  await emulator?.close();
-  await redisServer?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+afterAll(async () => { await fixture?.close(); });
 
 describe('an owner frozen past its lease (zombie)', () => {
   it('is taken over by the reaper, and once thawed has none of its writes accepted', async () => {
@@ -67,10 +50,9 @@ describe('an owner frozen past its lease (zombie)', () => {
 
     const env = { LEASE_TTL_MS: '1000', SWEEP_INTERVAL_MS: '200', ACCOUNT_DOWNLOAD_CONCURRENCY: '4' };
     const [a, b] = await Promise.all([
-      EngineProcess.start({ redisUrl: redisServer.url, dataDir, dropboxUrl: emulator.url, env }),
-      EngineProcess.start({ redisUrl: redisServer.url, dataDir, dropboxUrl: emulator.url, env }),
+      fixture.startEngine(env),
+      fixture.startEngine(env),
     ]);
-    engines.push(a, b);
     expect((await a.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: 'tok-zombie' }) })).status).toBe(200);
     await waitUntil(() => emulator.stats.downloads(account) >= 20, 20_000, 'A to be downloading');
     const holderA = await redis.get(k.lease);
@@ -81,7 +63,7 @@ describe('an owner frozen past its lease (zombie)', () => {
     // served): their answers, the old bytes, reach A's socket buffers while it is frozen.
     await waitUntil(() => {
       if (emulator.stats.calls(account, 'files/download') - emulator.stats.downloads(account) < 3) return false;
-      childOf(a).kill('SIGSTOP');
+      a.childProcess!.kill('SIGSTOP');
       return true;
     }, 10_000, 'A to have downloads in flight');
     await waitUntil(() => emulator.stats.calls(account, 'files/download') === emulator.stats.downloads(account), 5_000, "A's requests to be answered");
@@ -127,7 +109,7 @@ describe('an owner frozen past its lease (zombie)', () => {
 
     // Thaw A. It must find out it lost the account, and its in-flight download step must settle
     // ("downloads done" is logged once every item it held has finished, written or refused).
-    childOf(a).kill('SIGCONT');
+    a.childProcess!.kill('SIGCONT');
     await waitUntil(() => count(a.output, 'lost ownership') > lostBefore, 10_000, 'A to log that it lost ownership');
     await waitUntil(() => count(a.output, '"msg":"downloads done"') > downloadsDoneBefore, 10_000, "A's in-flight download step to settle");
     expect((await a.api('/healthz')).ok).toBe(true); // the zombie did not crash: it stepped aside

@@ -35,6 +35,11 @@ export class EngineProcess {
     return engine;
   }
 
+  /** The running child (for signals a test sends itself: SIGSTOP, SIGCONT, SIGTERM). */
+  get childProcess(): ChildProcess | undefined {
+    return this.child;
+  }
+
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
   }

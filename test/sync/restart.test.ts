@@ -1,41 +1,27 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, type RunningEmulator } from '../../src/dropbox-emulator/server.js';
+import type { RunningEmulator } from '../../src/dropbox-emulator/server.js';
 import { accountKeys } from '../../src/redis/keys.js';
-import { openRedis } from '../../src/redis/connection.js';
-import { EngineProcess } from '../support/engine-process.js';
-import { TestRedis } from '../support/redis-server.js';
-import { APP_KEY, APP_SECRET, expectedMirror, readMirror, waitUntil } from '../support/sync-harness.js';
+import { startProcessFixture, type ProcessFixture } from '../support/process-fixture.js';
+import { expectedMirror, readMirror, waitUntil } from '../support/sync-harness.js';
 
 /**
  * The engine process is killed (SIGKILL, no chance to clean up) in the middle of downloading; a new
  * process started on the same Redis and folder finishes the sync with no webhook, creates no
  * duplicate entry and does not download again what was already on disk.
  */
-let redisServer: TestRedis;
+let fixture: ProcessFixture;
 let redis: Redis;
 let emulator: RunningEmulator;
 let dataDir: string;
-const engines: EngineProcess[] = [];
 const account = 'dbid:restart';
 const CONCURRENCY = 4;
 
 beforeAll(async () => {
-  redisServer = await TestRedis.start();
-  redis = await openRedis(redisServer.url);
-  emulator = await startEmulator({ appKey: APP_KEY, appSecret: APP_SECRET, pageLimit: 100 });
-  dataDir = mkdtempSync(join(tmpdir(), 'mailroom-restart-'));
+  fixture = await startProcessFixture('restart');
+  ({ redis, emulator, dataDir } = fixture);
 });
-afterAll(async () => {
-  for (const engine of engines) await engine.kill();
-  redis.disconnect();
-  await emulator.close();
-  await redisServer.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+afterAll(async () => { await fixture?.close(); });
 
 describe('killing the engine mid-download', () => {
   it('resumes on boot without a webhook, with no duplicate entry and no repeated download', async () => {
@@ -45,8 +31,7 @@ describe('killing the engine mid-download', () => {
 
     // The killed process's lease must expire before another may take the account over.
     const env = { ACCOUNT_DOWNLOAD_CONCURRENCY: String(CONCURRENCY), LEASE_TTL_MS: '1000', SWEEP_INTERVAL_MS: '200' };
-    const first = await EngineProcess.start({ redisUrl: redisServer.url, dataDir, dropboxUrl: emulator.url, env });
-    engines.push(first);
+    const first = await fixture.startEngine(env);
     expect((await first.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: 'tok-restart' }) })).status).toBe(200);
     await waitUntil(() => emulator.stats.downloads(account) >= 60, 20_000, '60 downloads');
     await first.kill('SIGKILL');
@@ -60,8 +45,7 @@ describe('killing the engine mid-download', () => {
     const downloadsBefore = emulator.stats.downloadsByPath(account);
 
     emulator.faults.setLatency(0, 'files/download');
-    const second = await EngineProcess.start({ redisUrl: redisServer.url, dataDir, dropboxUrl: emulator.url, env });
-    engines.push(second);
+    const second = await fixture.startEngine(env);
     await waitUntil(async () => {
       const [status, pending] = await Promise.all([redis.hget(k.mailbox, 'status'), redis.hlen(k.queue)]);
       return status === 'idle' && pending === 0;
