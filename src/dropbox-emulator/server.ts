@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { serve } from '@hono/node-server';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -40,6 +41,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   const faults = new FaultInjector({ latencyMs: options.latencyMs });
   const stats = new EmulatorStats();
   const closing = new AbortController();
+  // Every delayed or hanging request listens on it, often more than ten at once: not a leak.
+  setMaxListeners(0, closing.signal);
   const app = createEmulatorApp({
     model,
     listings: new ListingService(model),

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { fromPromise } from 'xstate';
 import type { FinishOutput, StepInput } from '../../machines/account.machine.js';
 import { applyChanges } from '../sync/apply-changes.js';
@@ -17,6 +18,8 @@ import { sleep } from './clock.js';
 export function createStepActors(deps: SyncDeps) {
   const step = <T>(name: string, run: (input: StepInput, signal: AbortSignal, deps: SyncDeps) => Promise<T>) =>
     fromPromise<T, StepInput>(async ({ input, signal }) => {
+      // Each concurrent download lane waits on this signal in its retries: more than ten is normal.
+      setMaxListeners(0, signal);
       const owned = deps.own(input.accountId);
       try {
         return await run(input, signal, { ...deps, store: owned.store, entries: owned.entries, mailbox: owned.mailbox });
