@@ -45,6 +45,7 @@ const schema = z.object({
   SWEEP_INTERVAL_MS: positiveInt.default(10_000),
   LEASE_TTL_MS: positiveInt.min(300).default(15_000),
   IDLE_TIMEOUT_MS: positiveInt.default(60_000),
+  MAX_ACTIVE_RUNS: positiveInt.default(64),
   POLL_INTERVAL_MS: z.coerce.number().int().min(0).default(15 * 60_000),
   MAX_POLLS_PER_SWEEP: positiveInt.default(100),
   /** `1` inspects every account actor through the Stately WebSocket inspector (off by default). */
@@ -78,6 +79,7 @@ export interface Config {
   sweepIntervalMs: number;
   leaseTtlMs: number;
   idleTimeoutMs: number;
+  maxActiveRuns: number;
   pollIntervalMs: number;
   maxPollsPerSweep: number;
   inspect: boolean;
@@ -139,6 +141,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     sweepIntervalMs: c.SWEEP_INTERVAL_MS,
     leaseTtlMs: c.LEASE_TTL_MS,
     idleTimeoutMs: c.IDLE_TIMEOUT_MS,
+    maxActiveRuns: c.MAX_ACTIVE_RUNS,
     pollIntervalMs: c.POLL_INTERVAL_MS,
     maxPollsPerSweep: c.MAX_POLLS_PER_SWEEP,
     inspect: c.INSPECT === '1' || c.INSPECT === 'true',

@@ -52,6 +52,7 @@ async function main(config: Config): Promise<void> {
     pageLimit: config.listPageLimit,
     leaseTtlMs: config.leaseTtlMs,
     idleTimeoutMs: config.idleTimeoutMs,
+    maxActiveRuns: config.maxActiveRuns,
     pollIntervalMs: config.pollIntervalMs,
     maxPollsPerSweep: config.maxPollsPerSweep,
     inspect: inspection?.inspect,

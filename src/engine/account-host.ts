@@ -27,6 +27,10 @@ export interface AccountHostOptions {
   events: EngineEvents;
   /** An idle actor is stopped and dropped from memory (its lease released) after this long. */
   idleTimeoutMs: number;
+  /** At most this many accounts run (are not idle) at once in this process; the rest wait their turn. */
+  maxActiveRuns: number;
+  /** Called once an actor left memory (passivation, loss, stop): drop what is cached for it. */
+  onReleased?: (accountId: string) => void;
   /** Longest a state may last before the watchdog restarts the actor from its last snapshot. */
   stateDeadlinesMs: Record<Exclude<AccountStateName, 'idle'>, number>;
   watchdogIntervalMs: number;
@@ -65,6 +69,9 @@ export class AccountHost {
   private readonly writers = new Map<string, SnapshotWriter>();
   private readonly leases = new Map<string, Lease>();
   private readonly stopping = new Map<string, Promise<void>>();
+  /** Accounts with a run going here (actor not idle), and those waiting for a free run slot. */
+  private readonly active = new Set<string>();
+  private readonly waiting = new Map<string, AccountEvent>();
   private readonly idleTimers = new Map<string, NodeJS.Timeout>();
   /** When each actor in memory entered its current state (real time: the watchdog's clock). */
   private readonly enteredAt = new Map<string, { state: string; at: number }>();
@@ -91,10 +98,37 @@ export class AccountHost {
    * process owns the account (it gets the wake through the engine's wake channel).
    */
   async send(accountId: string, event: AccountEvent): Promise<boolean> {
+    // A storm of wakes would start every run at once and slow them all down: past the limit, an
+    // idle account waits its turn here (its mailbox already says running, so nothing is lost, and
+    // the reaper would find it if this process died).
+    const current = this.actors.get(accountId);
+    const startsRun = (!current || current.getSnapshot().value === 'idle') && !this.active.has(accountId);
+    if (startsRun) {
+      if (this.active.size >= this.options.maxActiveRuns) {
+        const waiting = this.waiting.get(accountId);
+        this.waiting.set(accountId, waiting?.type === 'RESYNC' ? waiting : event);
+        return true;
+      }
+      this.active.add(accountId); // the slot is taken now, not when the actor gets there
+    }
     const actor = await this.ensure(accountId);
-    if (!actor) return false;
+    if (!actor) {
+      if (startsRun) this.runEnded(accountId);
+      return false;
+    }
     actor.send(event);
+    if (startsRun && actor.getSnapshot().value === 'idle') this.runEnded(accountId);
     return true;
+  }
+
+  /** A run ended (or its actor left): let the next waiting account start. */
+  private runEnded(accountId: string): void {
+    if (!this.active.delete(accountId)) return;
+    const next = this.waiting.entries().next();
+    if (next.done || this.closed) return;
+    const [nextId, event] = next.value;
+    this.waiting.delete(nextId);
+    this.send(nextId, event).catch((error: unknown) => this.options.log.error({ accountId: nextId, err: (error as Error).message }, 'could not start a waiting run; the reaper will retry'));
   }
 
   /** Delivers to an actor already in memory only (a wake published by another process). */
@@ -195,6 +229,8 @@ export class AccountHost {
 
   private forget(accountId: string): void {
     this.actors.delete(accountId);
+    this.runEnded(accountId);
+    this.options.onReleased?.(accountId);
     this.enteredAt.delete(accountId);
     clearTimeout(this.idleTimers.get(accountId));
     this.idleTimers.delete(accountId);
@@ -250,6 +286,9 @@ export class AccountHost {
           if (lastState === 'idle' && state === 'fetching') this.options.events.report('syncStarted', { accountId });
           this.enteredAt.set(accountId, { state, at: now });
           this.scheduleIdle(accountId, actor, state);
+          // (A new or restored actor's first snapshot is not the end of a run: its slot may be reserved.)
+          if (state === 'idle' && lastState) this.runEnded(accountId);
+          else if (state !== 'idle') this.active.add(accountId);
         }
         lastState = state;
         writer.push(actor.getPersistedSnapshot(), state);

@@ -36,6 +36,8 @@ export interface EngineOptions {
   leaseTtlMs?: number;
   /** An idle actor leaves memory (and gives its lease back) after this long. */
   idleTimeoutMs?: number;
+  /** At most this many accounts sync at once in this process (default 64); the rest wait their turn. */
+  maxActiveRuns?: number;
   /** This process's name in leases (default: host-pid-random). */
   ownerId?: string;
   stateDeadlinesMs?: Partial<AccountHostOptions['stateDeadlinesMs']>;
@@ -135,6 +137,9 @@ export class Engine {
       log,
       events: this.events,
       idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
+      maxActiveRuns: options.maxActiveRuns ?? 64,
+      // A passivated account's session (and the token it holds) is rebuilt from Redis when needed.
+      onReleased: (accountId) => this.sessions.delete(accountId),
       stateDeadlinesMs: { ...DEFAULT_STATE_DEADLINES_MS, ...options.stateDeadlinesMs },
       watchdogIntervalMs: options.watchdogIntervalMs ?? 5_000,
       inspect: options.inspect,
