@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { setup } from 'xstate';
 import { accountMachine } from '../../machines/account.machine.js';
-import { MACHINE_DOC_PATH, renderMachineDoc } from '../../scripts/diagram.js';
+import { MACHINE_DOC_PATH, README_PATH, renderMachineDoc, renderReadme } from '../../scripts/diagram.js';
 import { machineToMermaid } from '../../src/diagram/mermaid.js';
 
 describe('docs/machine.md', () => {
@@ -14,6 +14,11 @@ describe('docs/machine.md', () => {
       // reported by the assertion below
     }
     expect(committed, 'docs/machine.md is out of date with machines/account.machine.ts: run `npm run diagram` and commit the result').toBe(renderMachineDoc());
+  });
+
+  it('is also what the README shows', () => {
+    const readme = readFileSync(README_PATH, 'utf8');
+    expect(readme, 'the diagram in README.md is out of date: run `npm run diagram` and commit the result').toBe(renderReadme(readme));
   });
 
   it('shows every state, the initial state, and every transition of the machine', () => {
