@@ -344,7 +344,7 @@ export class AccountHost {
       this.options.log.error({ accountId, state: entered.state, overstayedMs: now - entered.at - deadline }, 'state overstayed its deadline: restarting the actor from its last snapshot');
       this.enteredAt.delete(accountId);
       void this.stop(accountId)
-        .then(() => (this.closed ? false : this.send(accountId, { type: 'WEBHOOK' })))
+        .then(() => this.resume(accountId))
         .catch((error: unknown) => this.options.log.error({ accountId, err: error }, 'watchdog restart failed; the reaper will retry'));
     }
   }
@@ -362,13 +362,25 @@ export class AccountHost {
     );
   }
 
+  /**
+   * Restores the actor from its last persisted snapshot (it carries on where it was); an idle one is
+   * woken only if its mailbox has work. No event is sent to a restored run: it needs none.
+   */
+  private async resume(accountId: string): Promise<void> {
+    if (this.closed) return;
+    const actor = await this.ensure(accountId);
+    if (!actor || actor.getSnapshot().value !== 'idle') return;
+    const box = await this.options.mailbox.read(accountId);
+    if (box.status === 'running' || box.dirty) await this.send(accountId, { type: 'WEBHOOK' });
+  }
+
   /** An actor that errored is rebuilt from its last persisted snapshot. */
   private recover(accountId: string, actor: AccountActor, error: unknown): void {
     if (this.actors.get(accountId) !== actor) return;
     this.options.log.error({ accountId, err: error }, 'actor failed; restoring it from its last snapshot');
     void this.stop(accountId)
       .then(() => sleep(systemClock, 1_000))
-      .then(() => (this.closed ? undefined : this.send(accountId, { type: 'WEBHOOK' })))
+      .then(() => this.resume(accountId))
       .catch((e: unknown) => this.options.log.error({ accountId, err: e }, 'could not restore the actor'));
   }
 }
