@@ -4,6 +4,7 @@ import { createIgnoreRule, localPathFor, UnsafePathError } from './paths.js';
 import { withLocalCasing } from './local-casing.js';
 import { planChanges, type Plan, type PlannedMove } from './plan-changes.js';
 import { markdownEntryBuilder, mirrorFolder, stagingFolder, type SyncDeps } from './sync-deps.js';
+import { isFencedError } from '../redis/scripts.js';
 import { SyncError } from './sync-failure.js';
 import { mtimeFor } from './write-file.js';
 
@@ -24,9 +25,17 @@ export interface ApplyOutput {
 export async function applyChanges(accountId: string, signal: AbortSignal, deps: SyncDeps): Promise<ApplyOutput> {
   // A stopped actor (lost lease, watchdog) must stop touching the disk, and a process that lost the
   // account while paused must not touch it at all: each phase of disk changes starts with a fenced check.
+  let touchedDisk = false;
   const checkpoint = async () => {
     if (signal.aborted) throw new SyncError({ kind: 'internal', message: 'applying stopped', at: deps.clock.now(), jitter: deps.random() });
-    await deps.store.assertOwner(accountId);
+    try {
+      await deps.store.assertOwner(accountId);
+    } catch (error) {
+      // Changed the mirror, then lost the account: the new owner must look at the disk again.
+      if (touchedDisk && isFencedError(error)) deps.requestReconcile(accountId, 'changed the mirror while applying, then found the account taken over');
+      throw error;
+    }
+    touchedDisk = true;
   };
   const log = deps.log.child({ accountId, step: 'applying' });
   const [batch, index, account] = await Promise.all([
@@ -82,7 +91,12 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   if (lost.length) patchLostMoves(plan, lost);
 
   await checkpoint();
-  await deps.store.commitPlan(accountId, batch.pageCursor, batch.entries.length, plan.index, rules);
+  try {
+    await deps.store.commitPlan(accountId, batch.pageCursor, batch.entries.length, plan.index, rules);
+  } catch (error) {
+    if (isFencedError(error)) deps.requestReconcile(accountId, 'changed the mirror while applying, then found the account taken over');
+    throw error;
+  }
   const output = { removed: plan.removals.length, moved: staged.length, folders: plan.folders.length, queued: plan.index.queue.set.length, refused: plan.refused.length };
   log.info(output, 'applied');
   deps.events.report('queued', { accountId, total: output.queued });

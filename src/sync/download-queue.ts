@@ -111,8 +111,13 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       // a rev a newer listing superseded never overwrites the newer file.
       const written = await writeFileAtomically(target, bytes, mtimeFor(item.clientModified, deps.clock.now()), () => deps.store.isCurrentDownload(accountId, item));
       if (!written) return 'dropped';
-      await setEntry(item, bytes);
-      await deps.store.completeDownload(accountId, item);
+      try {
+        await setEntry(item, bytes);
+        await deps.store.completeDownload(accountId, item);
+      } catch (error) {
+        if (isFencedError(error)) deps.requestReconcile(accountId, `renamed ${item.pathDisplay} into place, then found the account taken over`);
+        throw error;
+      }
       return 'downloaded';
     }
   }

@@ -50,7 +50,7 @@ export function localPathFor(root: string, dropboxPath: string): string {
     if (segment === '.' || segment === '..') throw new UnsafePathError(dropboxPath, `has a "${segment}" segment`);
     // "..." or ".. " are names on Linux and macOS, but tools that trim trailing dots and spaces
     // (Windows, some sync clients, shells) read them as "." or "..": refuse them all.
-    if (/^[.\s]+$/.test(segment)) throw new UnsafePathError(dropboxPath, `has a segment made only of dots and spaces (${JSON.stringify(segment)})`);
+    if (/^[.\s]+$/.test(segment) && segment.includes('.')) throw new UnsafePathError(dropboxPath, `has a segment made only of dots and spaces (${JSON.stringify(segment)})`);
     if (DRIVE_LETTER.test(segment)) throw new UnsafePathError(dropboxPath, `segment ${JSON.stringify(segment)} looks like a Windows drive letter`);
     if (Buffer.byteLength(segment, 'utf8') > MAX_SEGMENT_BYTES) {
       throw new UnsafePathError(dropboxPath, `a segment is longer than ${MAX_SEGMENT_BYTES} bytes in UTF-8`);

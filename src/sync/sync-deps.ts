@@ -52,6 +52,12 @@ export interface SyncDeps {
   /** A write was refused as FENCED: another process owns the account now; stop its actor here. */
   lostOwnership: (accountId: string, reason: string, token: string) => void;
   /**
+   * A step wrote to the mirror and only then found it had lost the account (paused between its
+   * fenced check and the write): the mirror may now hold a stale file the new owner will never look
+   * at again. Asks the owner (whoever it is) for a full re-list, which re-hashes what is on disk.
+   */
+  requestReconcile: (accountId: string, reason: string) => void;
+  /**
    * The stores bound to the fencing token the account has in this process now. A step takes them
    * when it starts, so if its actor is stopped and the account taken again (even by this process),
    * the old step's late writes carry the old token and are refused.

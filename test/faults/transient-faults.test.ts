@@ -2,7 +2,7 @@ import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { mirrorFolder, stagingFolder } from '../../src/sync/sync-deps.js';
 import { APP_KEY, APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness, expectConverged as expectAccountConverged } from '../support/sync-harness.js';
 
@@ -40,6 +40,8 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => { await h.close(); });
+// A test that fails half-way must not leave its faults armed for the next one.
+afterEach(() => { h.emulator.faults.clear(); });
 
 const at = new Date('2024-06-01T08:00:00Z');
 
@@ -111,15 +113,24 @@ describe('5xx on files/download', () => {
     const files: Record<string, string> = {};
     for (let n = 0; n < 6; n++) files[`/posts/p${n}.md`] = `# Post ${n}`;
     h.emulator.faults.inject({ route: 'files/download', accountId: account, status: 503, times: Infinity });
-    await linkWith(account, files);
 
-    await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the backoff');
-    const parked = await h.status(account);
-    expect(parked.lastError?.kind).toBe('dropbox_unavailable');
-    expect(parked.lastError?.message).toContain('503');
-    expect(parked.pending).toBe(6); // nothing dequeued: every file is still owed
+    // Observed at the moment the step fails (an event), not by polling: the backoff is only
+    // 500 ms long and a loaded machine could poll right past it.
+    const failed = new Promise<{ kind: string; message: string; downloads: number[] }>((resolve) => {
+      const off = (p: { accountId: string; kind: string; message: string }) => {
+        if (p.accountId !== account) return;
+        h.engine.events.off('stepFailed', off);
+        resolve({ kind: p.kind, message: p.message, downloads: Array.from({ length: 6 }, (_, n) => h.emulator.stats.downloads(account, `/posts/p${n}.md`)) });
+      };
+      h.engine.events.on('stepFailed', off);
+    });
+    await linkWith(account, files);
+    const parked = await failed;
+    expect(parked.kind).toBe('dropbox_unavailable');
+    expect(parked.message).toContain('503');
+    expect(await h.engine.store.pendingCount(account)).toBe(6); // nothing dequeued: every file is still owed
     // Each file was tried exactly maxAttemptsPerCall (4) times before the step gave up.
-    for (let n = 0; n < 6; n++) expect(h.emulator.stats.downloads(account, `/posts/p${n}.md`)).toBe(4);
+    expect(parked.downloads).toEqual([4, 4, 4, 4, 4, 4]);
     expect(await readMirror(h.dataDir, account)).toEqual(new Map());
     const listings = h.emulator.stats.calls(account, 'files/list_folder') + h.emulator.stats.calls(account, 'files/list_folder/continue');
 
@@ -140,7 +151,9 @@ describe('a hanging download', () => {
     const started = Date.now();
     await linkWith(account, { '/slow/stuck.md': '# Stuck\n\nonce', '/quick.md': '# Quick' });
     // Generous: under a full parallel suite on 2 cores the event loop can lag by seconds.
-    await waitUntil(() => h.emulator.stats.downloads(account, '/slow/stuck.md') >= 2, 30_000, 'the retry after the deadline');
+    await waitUntil(() => h.emulator.stats.downloads(account, '/slow/stuck.md') >= 2, 30_000, 'the retry after the deadline').catch(async (error: Error) => {
+      throw new Error(`${error.message}; status ${JSON.stringify(await h.status(account))}, downloads ${JSON.stringify(h.emulator.stats.downloadsByPath(account))}, faults left ${h.emulator.faults.pending()}`);
+    });
     // The retry came only after the deadline of the hung call.
     expect(Date.now() - started).toBeGreaterThanOrEqual(CALL_TIMEOUT_MS - 50);
     await h.waitForIdle(account);

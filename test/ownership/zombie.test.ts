@@ -117,10 +117,17 @@ describe('an owner frozen past its lease (zombie)', () => {
     expect(count(a.output, 'lost ownership')).toBe(lostBefore + 1);
     expect(b.output).not.toContain('lost ownership');
 
-    // Nothing in Redis moved: same fence, same holder (B), same snapshot version, same index.
-    expect(await dumpAccount(account)).toEqual(settled);
-    expect(await redis.get(k.lease)).toBe(holderB);
-    expect(Number(await redis.hget(k.actor, 'version'))).toBe(versionAfterB);
+    if (a.output.includes('asking its owner for a full reconcile')) {
+      // Rare: A was frozen between its fenced check and a rename, so it renamed a stale file into
+      // the shared mirror after thawing. It cannot undo that, so it asked B for a full reconcile
+      // (a mailbox request, not an actor write); B re-hashes the disk and repairs the file.
+      await waitUntil(async () => (await redis.hget(k.listing, 'resync')) === null && (await idle()), 20_000, "the reconcile");
+    } else {
+      // Nothing in Redis moved: same fence, same holder (B), same snapshot version, same index.
+      expect(await dumpAccount(account)).toEqual(settled);
+      expect(await redis.get(k.lease)).toBe(holderB);
+      expect(Number(await redis.hget(k.actor, 'version'))).toBe(versionAfterB);
+    }
 
     // ...and nothing on disk: the mirror both processes share is still exactly Dropbox.
     expect(await readMirror(dataDir, account)).toEqual(expectedMirror(emulator, account));
