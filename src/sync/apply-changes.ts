@@ -67,14 +67,15 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   });
   for (const refused of plan.refused) log.warn(refused, 'refused a Dropbox path');
 
-  await checkpoint();
+  // A fenced check before each phase that changes the disk (and only those: each costs a round trip).
+  const diskWork = plan.moves.length + plan.removals.length + plan.folders.length > 0;
+  if (diskWork) await checkpoint();
   await mkdir(root, { recursive: true });
   const staging = stagingFolder(deps.dataDir, accountId);
   const staged = await stageMoves(plan.moves, root, staging);
-  await checkpoint();
   // Entries move before the removals run: removing a moved file's old path must not drop its entry.
   for (const move of plan.moves) await moveEntry(move, deps, accountId);
-  await checkpoint();
+  if (plan.removals.length) await checkpoint();
   for (const path of plan.removals) {
     const record = index.files.get(path);
     const display = record?.pathDisplay ?? entries.find((e) => e.pathLower === path)?.pathDisplay;
@@ -84,17 +85,18 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
     if (display) deps.events.report('fileRemoved', { accountId, path: display });
     if (dropped) deps.events.report('entryDropped', { accountId, path: display ?? path });
   }
-  await checkpoint();
+  if (plan.folders.length || staged.length) await checkpoint();
   for (const folder of plan.folders) await mkdir(localPathFor(root, folder.pathDisplay), { recursive: true });
   for (const move of staged) await finishMove(move, root, staging, deps, accountId);
   const lost = plan.moves.filter((move) => !staged.includes(move));
   if (lost.length) patchLostMoves(plan, lost);
 
-  await checkpoint();
+  // The commit itself is fenced: no separate check before it.
+  if (signal.aborted) await checkpoint();
   try {
     await deps.store.commitPlan(accountId, batch.pageCursor, batch.entries.length, plan.index, rules);
   } catch (error) {
-    if (isFencedError(error)) deps.requestReconcile(accountId, 'changed the mirror while applying, then found the account taken over');
+    if (touchedDisk && isFencedError(error)) deps.requestReconcile(accountId, 'changed the mirror while applying, then found the account taken over');
     throw error;
   }
   const output = { removed: plan.removals.length, moved: staged.length, folders: plan.folders.length, queued: plan.index.queue.set.length, refused: plan.refused.length };
