@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mirrorFolder } from '../src/sync/sync-deps.js';
 import { BareSync } from './bare-sync.js';
-import { isIdle, linkAccount, median, percentile, postWebhook, round, startStack, waitUntil, type BenchOptions, type FigureResult } from './lib.js';
+import { isIdle, linkAccount, median, nowUs, percentile, recordPhase, postWebhook, round, startStack, waitUntil, type BenchOptions, type FigureResult } from './lib.js';
 
 /**
  * Figure 5: a one-file change, from the webhook's POST to the file on disk (emulator without
@@ -47,6 +47,7 @@ export async function changeLatency(options: BenchOptions): Promise<FigureResult
     for (let r = 0; r < rounds; r++) {
       const name = `/change-${r}.txt`;
       stack.emulator.model.writeFile(account, name, `change ${r}`);
+      let phase = nowUs();
       let started = performance.now();
       roundStart = started;
       seen = new Set();
@@ -58,12 +59,15 @@ export async function changeLatency(options: BenchOptions): Promise<FigureResult
       (phases['file on disk'] ??= []).push(performance.now() - started);
       await waitUntil(() => isIdle(stack, account), 10_000, 'the run to end', 2);
       roundStart = 0;
+      recordPhase('engine', phase);
 
       stack.emulator.model.writeFile(bareAccount, name, `change ${r}`);
+      phase = nowUs();
       started = performance.now();
       const changed = await bare.list();
       await bare.download(changed, 8);
       bareMs.push(performance.now() - started);
+      recordPhase('bare', phase);
       if (!existsSync(join(bareDir, name))) throw new Error('the bare script missed the change');
 
       stack.emulator.model.writeFile(atomicAccount, name, `change ${r}`);

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BareSync } from './bare-sync.js';
-import { isIdle, linkAccount, median, round, startStack, waitUntil, type BenchOptions, type FigureResult } from './lib.js';
+import { isIdle, linkAccount, median, nowUs, recordPhase, round, startStack, waitUntil, type BenchOptions, type FigureResult } from './lib.js';
 
 /**
  * Figure 4: initial sync of N files, 20 ms emulator latency per download, concurrency 8, in files/s;
@@ -29,18 +29,22 @@ export async function initialSync(options: BenchOptions): Promise<FigureResult> 
     for (let r = 0; r < rounds; r++) {
       const account = `dbid:sync-${r}`;
       seed(account);
+      let phase = nowUs();
       let started = performance.now();
       await linkAccount(stack, account);
       await waitUntil(() => isIdle(stack, account), 600_000, 'the initial sync', 20);
       engineRates.push(files / ((performance.now() - started) / 1000));
+      recordPhase('engine', phase);
 
       const bareAccount = `dbid:bare-${r}`;
       seed(bareAccount);
       const bare = new BareSync(stack.emulator.url, `token-${bareAccount}`, join(bareDir, String(r)), pageLimit);
+      phase = nowUs();
       started = performance.now();
       const fetched = await bare.sync(concurrency);
       if (fetched !== files) throw new Error(`bare script fetched ${fetched} of ${files}`);
       bareRates.push(files / ((performance.now() - started) / 1000));
+      recordPhase('bare', phase);
       options.log(`  round ${r + 1}: engine ${engineRates[r]!.toFixed(0)} files/s, bare script ${bareRates[r]!.toFixed(0)} files/s (ideal ${ideal})`);
     }
     const rate = median(engineRates);

@@ -3,7 +3,7 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -69,6 +69,18 @@ export async function waitUntil(condition: () => Promise<boolean> | boolean, tim
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(pollMs);
   }
+}
+
+/** Microseconds on the monotonic clock: the clock of `node --cpu-prof` sample times. */
+export const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
+/**
+ * With `BENCH_PHASES=<file>`, appends `{ side, start, end }` (µs, `nowUs`) for one side's timed
+ * window, so `bench/profile-summary.ts` can split a `--cpu-prof` profile into engine and baseline.
+ */
+export function recordPhase(side: string, startUs: number): void {
+  const file = process.env.BENCH_PHASES;
+  if (file) appendFileSync(file, JSON.stringify({ side, start: startUs, end: nowUs() }) + '\n');
 }
 
 /** A redis-server of the benchmark's own (appendfsync everysec: what `npm start` runs). */
