@@ -1,3 +1,4 @@
+import './threadpool.js';
 import { serve } from '@hono/node-server';
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';

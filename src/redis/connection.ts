@@ -24,6 +24,9 @@ export function connectRedis(url: string, options: RedisConnectOptions = {}): Re
   const redis = new Redis(url, {
     lazyConnect: true,
     enableOfflineQueue: false,
+    // Commands issued in the same tick (many accounts' steps at once) go out in one write: the
+    // storm benchmark spent 17.5% of its CPU on per-command socket writes.
+    enableAutoPipelining: true,
     ...failFast(options),
     retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
   });
