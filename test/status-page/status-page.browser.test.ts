@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -15,6 +15,13 @@ import { ADMIN_TOKEN, APP_SECRET, startHarness, type Harness } from '../support/
 const OUTPUT_DIR = process.env.STATUS_PAGE_OUTPUT_DIR ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '.test-tmp', 'status-page');
 export const SCREENSHOT = join(OUTPUT_DIR, 'status-page.png');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/**
+ * Debian's chromium is not on a fresh machine of this kind (redis-server is). `.ci/run` installs it
+ * and sets REQUIRE_CHROMIUM=1, so CI always runs this file; elsewhere it is skipped with this reason.
+ */
+const HAS_CHROMIUM = existsSync(CHROMIUM);
+if (!HAS_CHROMIUM && process.env.REQUIRE_CHROMIUM === '1') throw new Error(`REQUIRE_CHROMIUM=1 but ${CHROMIUM} does not exist: install Debian's chromium (apt-get install chromium)`);
+if (!HAS_CHROMIUM) console.warn(`status page browser test skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
 const ACCOUNT = 'dbid:browser-1';
 const FILES = 80;
 const card = `article.account[data-account="${ACCOUNT}"]`;
@@ -25,6 +32,7 @@ let browser: Browser;
 const requested: string[] = [];
 
 beforeAll(async () => {
+  if (!HAS_CHROMIUM) return;
   mkdirSync(OUTPUT_DIR, { recursive: true });
   // launch() starts Chromium with a new, empty profile of its own (a temp user-data-dir it removes on close).
   [h, browser] = await Promise.all([
@@ -64,7 +72,7 @@ async function postWebhook(accounts: string[]): Promise<void> {
   expect(response.status).toBe(200);
 }
 
-describe('the status page in Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('the status page in Chromium', () => {
   it('without a token shows the login form, and refuses a wrong token', async () => {
     const page = await openPage('/');
     await page.locator('#login-form').waitFor({ state: 'visible', timeout: 5_000 });
