@@ -1,15 +1,9 @@
 import { ApiError, UnreachableError } from './errors.js';
 
-/** What `GET /accounts/:id` answers (docs/contract.md). */
-export interface AccountStatus {
-  accountId: string;
-  state: string;
-  dirty: boolean;
-  pending: number;
-  folder: string;
-  lastSyncedAt: string | null;
-  lastError: { kind: string; message: string; at: string } | null;
-}
+import type { AccountStatus } from '../engine/engine.js';
+
+/** What `GET /accounts/:id` answers (docs/contract.md): the engine's own status shape. */
+export type { AccountStatus };
 
 export interface Entry {
   id: string;

@@ -1,17 +1,12 @@
-import { serve } from '@hono/node-server';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendWebhook } from '../../src/dropbox-emulator/webhook-sender.js';
 import { Engine, WAKE_CHANNEL } from '../../src/engine/engine.js';
-import { createApp } from '../../src/http/app.js';
-import { createLogger, silentLogger } from '../../src/logger.js';
 import type { Lease } from '../../src/ownership/leases.js';
 import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import { TestRedis } from '../support/redis-server.js';
-import { ADMIN_TOKEN, APP_KEY, APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+import { APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness, type EngineServer } from '../support/sync-harness.js';
 
 /**
  * Passivation: an idle actor leaves memory and gives its lease back; the next webhook restores it
@@ -24,45 +19,20 @@ const LEASE_MS = 2_000;
 
 let redisServer: TestRedis;
 let h: Harness;
-let x: { engine: Engine; redis: Redis; server: Server; url: string };
+let x: EngineServer;
 let watcher: Redis;
 const wakes: string[] = [];
 
 beforeAll(async () => {
   redisServer = await TestRedis.start();
   h = await startHarness({ redisServer, engine: { idleTimeoutMs: IDLE_MS, leaseTtlMs: LEASE_MS, ownerId: 'proc-o' } });
-  const redis = await openRedis(redisServer.url);
-  const engine = new Engine({
-    redis,
-    dataDir: h.dataDir,
-    log: process.env.TEST_LOG ? createLogger({ level: process.env.TEST_LOG }).child({ engine: 'X' }) : silentLogger,
-    dropbox: { appKey: APP_KEY, appSecret: APP_SECRET, hosts: { api: h.emulator.url, content: h.emulator.url }, callTimeoutMs: 2_000 },
-    downloadConcurrency: 8,
-    downloadsPerAccount: 4,
-    pageLimit: 100,
-    retryBaseDelayMs: 10,
-    idleTimeoutMs: IDLE_MS,
-    leaseTtlMs: LEASE_MS,
-    ownerId: 'proc-x',
-  });
-  await engine.boot();
-  const app = createApp({ engine, redis, appSecret: APP_SECRET, adminToken: ADMIN_TOKEN, log: silentLogger });
-  const server = await new Promise<Server>((resolve) => {
-    const created = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(created as Server));
-  });
-  x = { engine, redis, server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+  x = await h.startPeer({ idleTimeoutMs: IDLE_MS, leaseTtlMs: LEASE_MS, ownerId: 'proc-x' });
   watcher = await openRedis(redisServer.url);
   watcher.on('message', (_channel: string, raw: string) => wakes.push(raw));
   await watcher.subscribe(WAKE_CHANNEL);
 });
 afterAll(async () => {
   watcher?.disconnect();
-  if (x) {
-    await x.engine.close();
-    await new Promise<void>((resolve) => x.server.close(() => resolve()));
-    x.server.closeAllConnections?.();
-    x.redis.disconnect();
-  }
   await h?.close();
   await redisServer?.stop();
 });

@@ -12,7 +12,7 @@ import { isPostPath } from '../../src/entries/build-entry.js';
 import { startEmulator, type EmulatorOptions, type RunningEmulator } from '../../src/dropbox-emulator/server.js';
 import { Engine, type EngineOptions } from '../../src/engine/engine.js';
 import { createApp } from '../../src/http/app.js';
-import { createLogger, silentLogger } from '../../src/logger.js';
+import { createLogger, silentLogger, type Logger } from '../../src/logger.js';
 import { openRedis } from '../../src/redis/connection.js';
 import { mirrorFolder } from '../../src/sync/sync-deps.js';
 import { TestRedis } from './redis-server.js';
@@ -35,6 +35,8 @@ export interface Harness {
   waitForIdle(accountId: string, timeoutMs?: number): Promise<void>;
   /** GET /accounts/:id through the HTTP API. */
   status(accountId: string): Promise<StatusBody>;
+  /** Another engine (as another process would be) on the same Redis, emulator and mirror folder. */
+  startPeer(engine: Partial<EngineOptions>, beforeBoot?: (engine: Engine) => void): Promise<EngineServer>;
   close(): Promise<void>;
 }
 
@@ -55,31 +57,70 @@ export interface HarnessOptions {
   logLines?: string[];
 }
 
-export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
-  const redisServer = options.redisServer ?? (await TestRedis.start());
-  const emulator = await startEmulator({ appKey: APP_KEY, appSecret: APP_SECRET, pageLimit: 100, ...options.emulator });
-  const redis = await openRedis(redisServer.url);
-  const dataDir = mkdtempSync(join(tmpdir(), 'mailroom-data-'));
-  const log = options.logLines
-    ? createLogger({ level: 'debug', destination: new Writable({ write(chunk, _enc, done) { options.logLines!.push(...String(chunk).split('\n').filter(Boolean)); done(); } }) })
-    : process.env.TEST_LOG ? createLogger({ level: process.env.TEST_LOG }) : silentLogger;
+/** An engine with its HTTP server, on a given Redis, emulator and data folder. */
+export interface EngineServer {
+  engine: Engine;
+  redis: Redis;
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts an engine and its app on a free port. A harness starts one; a test of several processes'
+ * worth of engines on one machine (shared Redis, emulator and mirror folder) starts more with
+ * `h.startPeer`.
+ */
+export async function startEngineServer(options: {
+  redisUrl: string;
+  dataDir: string;
+  emulatorUrl: string;
+  log: Logger;
+  engine?: Partial<EngineOptions>;
+  dropboxCallTimeoutMs?: number;
+  /** Runs before boot, e.g. to wrap a method of the engine for a test. */
+  beforeBoot?: (engine: Engine) => void;
+}): Promise<EngineServer> {
+  const redis = await openRedis(options.redisUrl);
   const engine = new Engine({
     redis,
-    dataDir,
-    log,
-    dropbox: { appKey: APP_KEY, appSecret: APP_SECRET, hosts: { api: emulator.url, content: emulator.url }, callTimeoutMs: options.dropboxCallTimeoutMs ?? 2_000 },
+    dataDir: options.dataDir,
+    log: options.log,
+    dropbox: { appKey: APP_KEY, appSecret: APP_SECRET, hosts: { api: options.emulatorUrl, content: options.emulatorUrl }, callTimeoutMs: options.dropboxCallTimeoutMs ?? 2_000 },
     downloadConcurrency: 8,
     downloadsPerAccount: 4,
     pageLimit: 100,
     retryBaseDelayMs: 10,
     ...options.engine,
   });
+  options.beforeBoot?.(engine);
   await engine.boot();
-  const app = createApp({ engine, redis, appSecret: APP_SECRET, adminToken: ADMIN_TOKEN, log });
+  const app = createApp({ engine, redis, appSecret: APP_SECRET, adminToken: ADMIN_TOKEN, log: options.log });
   const server = await new Promise<Server>((resolve) => {
     const created = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(created as Server));
   });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    engine,
+    redis,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      await engine.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections?.();
+      redis.disconnect();
+    },
+  };
+}
+
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const redisServer = options.redisServer ?? (await TestRedis.start());
+  const emulator = await startEmulator({ appKey: APP_KEY, appSecret: APP_SECRET, pageLimit: 100, ...options.emulator });
+  const dataDir = mkdtempSync(join(tmpdir(), 'mailroom-data-'));
+  const log = options.logLines
+    ? createLogger({ level: 'debug', destination: new Writable({ write(chunk, _enc, done) { options.logLines!.push(...String(chunk).split('\n').filter(Boolean)); done(); } }) })
+    : process.env.TEST_LOG ? createLogger({ level: process.env.TEST_LOG }) : silentLogger;
+  const main = await startEngineServer({ redisUrl: redisServer.url, dataDir, emulatorUrl: emulator.url, log, engine: options.engine, dropboxCallTimeoutMs: options.dropboxCallTimeoutMs });
+  const { engine, redis, url } = main;
+  const peers: EngineServer[] = [];
 
   const api = (path: string, init: RequestInit = {}) =>
     fetch(url + path, { ...init, headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json', ...init.headers } });
@@ -107,11 +148,15 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
         return status?.state === 'idle' && box.status === 'idle' && !box.dirty && status.pending === 0;
       }, timeoutMs, `account ${accountId} to be idle`);
     },
+    async startPeer(engineOptions, beforeBoot) {
+      const peerLog = process.env.TEST_LOG ? createLogger({ level: process.env.TEST_LOG }).child({ engine: engineOptions.ownerId ?? 'peer' }) : silentLogger;
+      const peer = await startEngineServer({ redisUrl: redisServer.url, dataDir, emulatorUrl: emulator.url, log: peerLog, engine: engineOptions, beforeBoot });
+      peers.push(peer);
+      return peer;
+    },
     async close() {
-      await engine.close();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections?.();
-      redis.disconnect();
+      for (const peer of peers) await peer.close();
+      await main.close();
       await emulator.close();
       if (!options.redisServer) await redisServer.stop();
       rmSync(dataDir, { recursive: true, force: true });
