@@ -75,7 +75,7 @@ async function main(config: Config): Promise<void> {
     await engine.link(DEMO_ACCOUNT, { accessToken: demo.accessToken });
     demo.watch(`${baseUrl}/webhooks/dropbox`);
     log.info(
-      { dropFilesInto: demo.dropboxFolder, mirror: mirrorFolder(config.dataDir, DEMO_ACCOUNT), status: `${baseUrl}/accounts/${DEMO_ACCOUNT}`, entries: `${baseUrl}/accounts/${DEMO_ACCOUNT}/entries` },
+      { dropFilesInto: demo.dropboxFolder, statusPage: `${baseUrl}/`, mirror: mirrorFolder(config.dataDir, DEMO_ACCOUNT), status: `${baseUrl}/accounts/${DEMO_ACCOUNT}`, entries: `${baseUrl}/accounts/${DEMO_ACCOUNT}/entries` },
       'demo: no DROPBOX_APP_SECRET, so the built-in Dropbox emulator serves a local folder (call the URLs with Authorization: Bearer $ADMIN_TOKEN)',
     );
   }
