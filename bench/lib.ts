@@ -16,9 +16,9 @@ import { silentLogger } from '../src/logger.js';
 import { openRedis } from '../src/redis/connection.js';
 import { EmbeddedRedis } from '../src/redis/embedded-redis.js';
 
-export const APP_KEY = 'bench-app-key';
-export const APP_SECRET = 'bench-app-secret';
-export const ADMIN_TOKEN = 'bench-admin-token-0123456789';
+// One set of app credentials and one polling helper for tests and benchmarks alike.
+import { ADMIN_TOKEN, APP_KEY, APP_SECRET } from '../test/support/fixtures.js';
+export { ADMIN_TOKEN, APP_KEY, APP_SECRET, waitUntil } from '../test/support/fixtures.js';
 
 /** One row of the table: a figure measured side by side with its baseline in the same run. */
 export interface FigureResult {
@@ -61,15 +61,6 @@ export const round = (x: number | null | undefined, digits = 2): number | null =
   x === null || x === undefined || !Number.isFinite(x) ? null : Math.round(x * 10 ** digits) / 10 ** digits;
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-export async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs: number, what: string, pollMs = 10): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(pollMs);
-  }
-}
 
 /** Microseconds on the monotonic clock: the clock of `node --cpu-prof` sample times. */
 export const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);

@@ -25,7 +25,7 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mailroom-bench-mem-'));
   const engine = await EngineProcess.start({
     redisUrl: redisServer.url, dataDir, dropboxUrl: emulator.url,
-    env: { IDLE_TIMEOUT_MS: '500', LEASE_TTL_MS: '5000', DOWNLOAD_CONCURRENCY: '16', POLL_INTERVAL_MS: '0', SWEEP_INTERVAL_MS: '60000' },
+    env: { LOG_LEVEL: 'warn', IDLE_TIMEOUT_MS: '500', LEASE_TTL_MS: '5000', DOWNLOAD_CONCURRENCY: '16', POLL_INTERVAL_MS: '0', SWEEP_INTERVAL_MS: '60000' },
   });
   try {
     await sleep(1_000);

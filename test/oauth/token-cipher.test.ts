@@ -4,9 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AccountStore } from '../../src/accounts/account-store.js';
 import { InvalidTokenKeyError, parseTokenKey, TokenCipher, TokenDecryptError } from '../../src/accounts/token-cipher.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
-import { TestRedis } from '../support/redis-server.js';
+import { startTestRedisClient } from '../support/redis-server.js';
 
 describe('TokenCipher', () => {
   const key = randomBytes(32);
@@ -89,16 +88,12 @@ describe('configuration', () => {
 });
 
 describe('AccountStore with and without a key', () => {
-  let server: TestRedis;
   let redis: Redis;
+  let stopRedis: () => Promise<void>;
   beforeAll(async () => {
-    server = await TestRedis.start();
-    redis = await openRedis(server.url);
+    ({ redis, stop: stopRedis } = await startTestRedisClient());
   });
-  afterAll(async () => {
-    redis.disconnect();
-    await server.stop();
-  });
+  afterAll(() => stopRedis());
 
   it('plaintext credentials written before a key was set stay readable and are encrypted on the next link', async () => {
     const account = 'dbid:migrate';

@@ -2,23 +2,18 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EntryStore } from '../../src/entries/entry-store.js';
 import { Leases } from '../../src/ownership/leases.js';
-import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import { isFencedError } from '../../src/redis/scripts.js';
 import { SyncStore } from '../../src/sync/sync-store.js';
-import { TestRedis } from '../support/redis-server.js';
+import { startTestRedisClient } from '../support/redis-server.js';
 import { waitUntil } from '../support/sync-harness.js';
 
-let server: TestRedis;
 let redis: Redis;
+let stopRedis: () => Promise<void>;
 beforeAll(async () => {
-  server = await TestRedis.start();
-  redis = await openRedis(server.url);
+  ({ redis, stop: stopRedis } = await startTestRedisClient());
 });
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
+afterAll(() => stopRedis());
 
 describe('leases and fencing tokens', () => {
   it('grants one owner at a time, with a new token on every grant', async () => {

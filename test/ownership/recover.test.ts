@@ -10,9 +10,8 @@ import { EngineEvents } from '../../src/engine/engine-events.js';
 import { createLogger } from '../../src/logger.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
 import { Leases } from '../../src/ownership/leases.js';
-import { openRedis } from '../../src/redis/connection.js';
 import { SyncStore } from '../../src/sync/sync-store.js';
-import { TestRedis } from '../support/redis-server.js';
+import { startTestRedisClient } from '../support/redis-server.js';
 import { waitUntil } from '../support/sync-harness.js';
 import { Writable } from 'node:stream';
 
@@ -21,16 +20,12 @@ import { Writable } from 'node:stream';
  * good) is not left dead: the host logs it and rebuilds the actor from its last persisted snapshot,
  * which carries on to idle. The process never sees an unhandled error.
  */
-let server: TestRedis;
 let redis: Redis;
+let stopRedis: () => Promise<void>;
 beforeAll(async () => {
-  server = await TestRedis.start();
-  redis = await openRedis(server.url);
+  ({ redis, stop: stopRedis } = await startTestRedisClient());
 });
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
+afterAll(() => stopRedis());
 
 describe('an actor that errors', () => {
   it('is rebuilt from its last good snapshot and reaches idle', async () => {

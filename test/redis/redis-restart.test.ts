@@ -1,19 +1,9 @@
-import { serve } from '@hono/node-server';
-import { mkdtempSync, rmSync } from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator, type RunningEmulator } from '../../src/dropbox-emulator/server.js';
+import type { RunningEmulator } from '../../src/dropbox-emulator/server.js';
 import { sendWebhook } from '../../src/dropbox-emulator/webhook-sender.js';
 import { Engine } from '../../src/engine/engine.js';
-import { createApp } from '../../src/http/app.js';
-import { silentLogger } from '../../src/logger.js';
-import { openRedis } from '../../src/redis/connection.js';
-import { APP_KEY, APP_SECRET, ADMIN_TOKEN, expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
-import { TestRedis } from '../support/redis-server.js';
+import { APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /**
  * Redis goes away in the middle of a sync. (a) SIGKILL + immediate restart (the append-only file,
@@ -77,62 +67,6 @@ describe('(a) Redis SIGKILLed and restarted mid-download', () => {
   }, 60_000);
 });
 
-/** startHarness, but with a short Redis command timeout (the harness always uses the 5 s default). */
-async function startShortTimeoutEngine(commandTimeoutMs: number) {
-  const redisServer = await TestRedis.start();
-  const emulator = await startEmulator({ appKey: APP_KEY, appSecret: APP_SECRET, pageLimit: 100 });
-  const redis = await openRedis(redisServer.url, { commandTimeoutMs });
-  const dataDir = mkdtempSync(join(tmpdir(), 'mailroom-data-'));
-  const engine = new Engine({
-    redis,
-    dataDir,
-    log: silentLogger,
-    dropbox: { appKey: APP_KEY, appSecret: APP_SECRET, hosts: { api: emulator.url, content: emulator.url }, callTimeoutMs: 2_000 },
-    downloadConcurrency: 8,
-    downloadsPerAccount: 4,
-    pageLimit: 100,
-    retryBaseDelayMs: 10,
-  });
-  await engine.boot();
-  const app = createApp({ engine, redis, appSecret: APP_SECRET, adminToken: ADMIN_TOKEN, log: silentLogger });
-  const server = await new Promise<Server>((resolve) => {
-    const created = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(created as Server));
-  });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    redisServer,
-    redis,
-    emulator,
-    engine,
-    dataDir,
-    url,
-    async link(accountId: string): Promise<number> {
-      const res = await fetch(`${url}/accounts/${accountId}`, {
-        method: 'PUT',
-        headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' },
-        body: JSON.stringify({ accessToken: `token-${accountId}` }),
-      });
-      return res.status;
-    },
-    async waitForIdle(accountId: string, timeoutMs: number): Promise<void> {
-      await waitUntil(async () => {
-        const status = await engine.status(accountId).catch(() => null);
-        return status?.state === 'idle' && !status.dirty && status.pending === 0;
-      }, timeoutMs, `account ${accountId} to be idle`);
-    },
-    async close(): Promise<void> {
-      await engine.close();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections?.();
-      redis.disconnect();
-      await emulator.close();
-      await redisServer.stop();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
-
-type ShortTimeoutEngine = Awaited<ReturnType<typeof startShortTimeoutEngine>>;
 
 const COMMAND_TIMEOUT_MS = 300;
 
@@ -142,18 +76,18 @@ function liveState(engine: Engine, accountId: string) {
 }
 
 describe('(b) Redis down for longer than the command timeout', () => {
-  let e: ShortTimeoutEngine;
+  let e: Harness;
   const account = 'dbid:redis-down';
 
   beforeAll(async () => {
-    e = await startShortTimeoutEngine(COMMAND_TIMEOUT_MS);
+    e = await startHarness({ redisCommandTimeoutMs: COMMAND_TIMEOUT_MS });
   });
   afterAll(async () => { await e.close(); });
 
   it('parks the actor in backoff with a redis error, then resumes and converges once Redis is back', async () => {
     seed(e.emulator, account);
     e.emulator.faults.setLatency(40, 'files/download');
-    expect(await e.link(account)).toBe(200);
+    expect((await e.linkAccount(account)).status).toBe(200);
     await waitUntil(async () => liveState(e.engine, account)?.state === 'downloading' && (await readMirror(e.dataDir, account)).size >= 10, 10_000, 'the download phase with some files on disk');
 
     await e.redisServer.kill();
@@ -185,12 +119,12 @@ describe('(b) Redis down for longer than the command timeout', () => {
 });
 
 describe('(c) Redis frozen (SIGSTOP) for longer than the command timeout', () => {
-  let e: ShortTimeoutEngine;
+  let e: Harness;
   let frozenPid: number | undefined;
   const account = 'dbid:redis-frozen';
 
   beforeAll(async () => {
-    e = await startShortTimeoutEngine(COMMAND_TIMEOUT_MS);
+    e = await startHarness({ redisCommandTimeoutMs: COMMAND_TIMEOUT_MS });
   });
   afterEach(() => {
     if (frozenPid) process.kill(frozenPid, 'SIGCONT');
@@ -203,7 +137,7 @@ describe('(c) Redis frozen (SIGSTOP) for longer than the command timeout', () =>
     expect(pid).toBeGreaterThan(0);
     seed(e.emulator, account, 60);
     e.emulator.faults.setLatency(40, 'files/download');
-    expect(await e.link(account)).toBe(200);
+    expect((await e.linkAccount(account)).status).toBe(200);
     await waitUntil(async () => liveState(e.engine, account)?.state === 'downloading' && (await readMirror(e.dataDir, account)).size >= 5, 10_000, 'the download phase with some files on disk');
 
     const servedAtFreeze = e.emulator.stats.downloads(account);

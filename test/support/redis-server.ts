@@ -1,6 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { openRedis } from '../../src/redis/connection.js';
 import { EmbeddedRedis } from '../../src/redis/embedded-redis.js';
 
 export { freePort } from '../../src/redis/embedded-redis.js';
@@ -37,4 +39,18 @@ export class TestRedis {
     await this.server.kill();
     rmSync(this.server.dir, { recursive: true, force: true });
   }
+}
+
+/** A test file's redis-server with a client configured as the engine's (scripts loaded, fail-fast). */
+export async function startTestRedisClient(): Promise<{ server: TestRedis; redis: Redis; stop(): Promise<void> }> {
+  const server = await TestRedis.start();
+  const redis = await openRedis(server.url);
+  return {
+    server,
+    redis,
+    async stop() {
+      redis.disconnect();
+      await server.stop();
+    },
+  };
 }

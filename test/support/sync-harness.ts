@@ -15,11 +15,10 @@ import { createApp } from '../../src/http/app.js';
 import { createLogger, silentLogger, type Logger } from '../../src/logger.js';
 import { openRedis } from '../../src/redis/connection.js';
 import { mirrorFolder } from '../../src/sync/sync-deps.js';
+import { ADMIN_TOKEN, APP_KEY, APP_SECRET, waitUntil } from './fixtures.js';
 import { TestRedis } from './redis-server.js';
 
-export const APP_SECRET = 'test-app-secret';
-export const APP_KEY = 'test-app-key';
-export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+export { ADMIN_TOKEN, APP_KEY, APP_SECRET, waitUntil } from './fixtures.js';
 
 export interface Harness {
   redisServer: TestRedis;
@@ -53,6 +52,8 @@ export interface HarnessOptions {
   redisServer?: TestRedis;
   /** Deadline of one Dropbox call (default 2 s). */
   dropboxCallTimeoutMs?: number;
+  /** Deadline of one Redis command (default 5 s, as in production). */
+  redisCommandTimeoutMs?: number;
   /** Receives the engine's JSON log lines (default: silent unless TEST_LOG is set). */
   logLines?: string[];
 }
@@ -77,10 +78,11 @@ export async function startEngineServer(options: {
   log: Logger;
   engine?: Partial<EngineOptions>;
   dropboxCallTimeoutMs?: number;
+  redisCommandTimeoutMs?: number;
   /** Runs before boot, e.g. to wrap a method of the engine for a test. */
   beforeBoot?: (engine: Engine) => void;
 }): Promise<EngineServer> {
-  const redis = await openRedis(options.redisUrl);
+  const redis = await openRedis(options.redisUrl, { commandTimeoutMs: options.redisCommandTimeoutMs });
   const engine = new Engine({
     redis,
     dataDir: options.dataDir,
@@ -118,7 +120,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const log = options.logLines
     ? createLogger({ level: 'debug', destination: new Writable({ write(chunk, _enc, done) { options.logLines!.push(...String(chunk).split('\n').filter(Boolean)); done(); } }) })
     : process.env.TEST_LOG ? createLogger({ level: process.env.TEST_LOG }) : silentLogger;
-  const main = await startEngineServer({ redisUrl: redisServer.url, dataDir, emulatorUrl: emulator.url, log, engine: options.engine, dropboxCallTimeoutMs: options.dropboxCallTimeoutMs });
+  const main = await startEngineServer({ redisUrl: redisServer.url, dataDir, emulatorUrl: emulator.url, log, engine: options.engine, dropboxCallTimeoutMs: options.dropboxCallTimeoutMs, redisCommandTimeoutMs: options.redisCommandTimeoutMs });
   const { engine, redis, url } = main;
   const peers: EngineServer[] = [];
 
@@ -143,9 +145,13 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     },
     async waitForIdle(accountId, timeoutMs = 20_000) {
       await waitUntil(async () => {
-        const status = await engine.status(accountId);
-        const box = await engine.mailbox.read(accountId);
-        return status?.state === 'idle' && box.status === 'idle' && !box.dirty && status.pending === 0;
+        try {
+          const status = await engine.status(accountId);
+          const box = await engine.mailbox.read(accountId);
+          return status?.state === 'idle' && box.status === 'idle' && !box.dirty && status.pending === 0;
+        } catch {
+          return false; // Redis unreachable for a moment (fault tests): keep waiting
+        }
       }, timeoutMs, `account ${accountId} to be idle`);
     },
     async startPeer(engineOptions, beforeBoot) {
@@ -162,16 +168,6 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
-}
-
-/** Polls a condition until it holds (no fixed sleeps standing in for synchronisation). */
-export async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 15));
-  }
 }
 
 export interface MirrorFile {

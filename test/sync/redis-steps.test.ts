@@ -2,14 +2,14 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AccountStore } from '../../src/accounts/account-store.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
-import { openRedis } from '../../src/redis/connection.js';
 import type { DownloadItem, ListedEntry } from '../../src/sync/records.js';
 import { SyncStore } from '../../src/sync/sync-store.js';
-import { TestRedis } from '../support/redis-server.js';
+import { startTestRedisClient, type TestRedis } from '../support/redis-server.js';
 
 /** The atomic Redis steps the actor relies on, each against a real redis-server. */
 let server: TestRedis;
 let redis: Redis;
+let stopRedis: () => Promise<void>;
 let mailbox: Mailbox;
 let store: SyncStore;
 let accounts: AccountStore;
@@ -17,16 +17,12 @@ let account: string;
 let counter = 0;
 
 beforeAll(async () => {
-  server = await TestRedis.start();
-  redis = await openRedis(server.url);
+  ({ server, redis, stop: stopRedis } = await startTestRedisClient());
   mailbox = new Mailbox(redis);
   store = new SyncStore(redis);
   accounts = new AccountStore(redis);
 });
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
+afterAll(() => stopRedis());
 beforeEach(() => {
   account = `dbid:steps-${++counter}`;
 });
