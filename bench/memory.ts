@@ -8,7 +8,8 @@ import { EngineProcess } from './engine-process.js';
 import { APP_KEY, APP_SECRET, pool, postWebhook, round, sleep, startRedis, waitUntil, type BenchOptions, type FigureResult } from './lib.js';
 import { allIdle } from './storm.js';
 
-const CONTROL_KEYS = ['account', 'mailbox', 'lease', 'fence', 'actor', 'listing', 'changes', 'queue'] as const;
+// The fence is a field of the mailbox, not a key of its own (keys.fence names the mailbox).
+const CONTROL_KEYS = ['account', 'mailbox', 'lease', 'actor', 'listing', 'changes', 'queue'] as const;
 const INDEX_KEYS = ['files', 'ignored', 'fileIds', 'entryIds', 'entries'] as const;
 
 /**

@@ -48,7 +48,7 @@ export class AccountStore {
   /** Unlinks; false when it was not linked. Files, index and entries stay. */
   async unlink(accountId: string): Promise<boolean> {
     const k = accountKeys(accountId);
-    const existed = await runScript<number>(this.redis, 'accountUnlink', [k.account, k.mailbox, k.actor, k.fence, k.lease]);
+    const existed = await runScript<number>(this.redis, 'accountUnlink', [k.account, k.mailbox, k.actor, k.lease]);
     await this.redis.srem(LINKED_ACCOUNTS_KEY, accountId);
     return existed === 1;
   }

@@ -1,5 +1,5 @@
 import { createActor, type Snapshot } from 'xstate';
-import { ACCOUNT_STATES, type AccountMachine } from '../../machines/account.machine.js';
+import { ACCOUNT_STATES, accountMachine, type AccountMachine } from '../../machines/account.machine.js';
 import { accountKeys } from '../redis/keys.js';
 import { runFencedScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 
@@ -14,7 +14,17 @@ export interface StoredActor {
   snapshot: unknown;
 }
 
-/** Persisted actor snapshots, written with a version compare-and-set so an older one never wins. */
+/** What an idle actor adds to the machine's defaults: all an idle account keeps in Redis. */
+export interface IdleRecord {
+  runs: number;
+  lastSyncedAt: number | null;
+}
+
+/**
+ * Persisted actor snapshots, written with a version compare-and-set so an older one never wins. An
+ * idle actor is stored as an IdleRecord in the mailbox (about 60 bytes instead of a 640-byte hash)
+ * and expanded back into XState's persisted snapshot when loaded, so callers see one format.
+ */
 export class ActorPersistence {
   constructor(private readonly redis: RedisClient, private readonly fenceOf: FenceTokenOf = UNFENCED) {}
 
@@ -24,24 +34,56 @@ export class ActorPersistence {
   }
 
   async save(accountId: string, version: number, snapshot: unknown, state: string, now: number): Promise<boolean> {
-    const saved = await runFencedScript<number>(
-      this.redis,
-      'actorSave',
-      this.fence(accountId), [accountKeys(accountId).actor], [version, JSON.stringify(snapshot), SNAPSHOT_SCHEMA, now, state]);
+    const k = accountKeys(accountId);
+    const idle = idleRecordOf(snapshot);
+    const rest = idle ? [idle.runs, idle.lastSyncedAt ?? ''] : [JSON.stringify(snapshot), SNAPSHOT_SCHEMA];
+    const saved = await runFencedScript<number>(this.redis, 'actorSave', this.fence(accountId), [k.mailbox, k.actor], [version, now, idle ? 'idle' : state, ...rest]);
     return saved === 1;
   }
 
   async load(accountId: string): Promise<StoredActor | null> {
-    const raw = await this.redis.hgetall(accountKeys(accountId).actor);
-    if (!raw.snapshot) return null;
-    let snapshot: unknown;
-    try {
-      snapshot = JSON.parse(raw.snapshot);
-    } catch {
-      snapshot = undefined; // reported by validateSnapshot
+    const k = accountKeys(accountId);
+    // One transaction: a save between two separate reads could pair a new version with an old state.
+    const replies = await this.redis.multi().hgetall(k.actor).hmget(k.mailbox, 'actorVersion', 'actorUpdatedAt', 'runs', 'lastSyncedAt').exec();
+    if (!replies) throw new Error('actor load: transaction aborted');
+    for (const [error] of replies) if (error) throw error;
+    const raw = replies[0]![1] as Record<string, string>;
+    const [version, updatedAt, runs, lastSyncedAt] = replies[1]![1] as (string | null)[];
+    if (raw.snapshot) {
+      let snapshot: unknown;
+      try {
+        snapshot = JSON.parse(raw.snapshot);
+      } catch {
+        snapshot = undefined; // reported by validateSnapshot
+      }
+      return { version: Number(version ?? 0), schema: Number(raw.schema ?? 0), state: raw.state ?? '', updatedAt: Number(updatedAt ?? 0), snapshot };
     }
-    return { version: Number(raw.version ?? 0), schema: Number(raw.schema ?? 0), state: raw.state ?? '', updatedAt: Number(raw.updatedAt ?? 0), snapshot };
+    if (version === null || runs === null) return null;
+    const idle: IdleRecord = { runs: Number(runs), lastSyncedAt: lastSyncedAt === null ? null : Number(lastSyncedAt) };
+    return { version: Number(version), schema: SNAPSHOT_SCHEMA, state: 'idle', updatedAt: Number(updatedAt ?? 0), snapshot: idleSnapshot(accountId, idle) };
   }
+}
+
+/**
+ * The IdleRecord of a persisted snapshot, or null when the snapshot says more than one: not idle,
+ * a child, history, a pending retry or error, or a context field this function does not know (a
+ * newer machine): those are stored whole, so the compact form can never lose anything.
+ */
+export function idleRecordOf(snapshot: unknown): IdleRecord | null {
+  const s = snapshot as { status?: unknown; value?: unknown; children?: object; historyValue?: object; context?: Record<string, unknown> } | null;
+  if (!s || s.status !== 'active' || s.value !== 'idle') return null;
+  if (Object.keys(s.children ?? {}).length || Object.keys(s.historyValue ?? {}).length) return null;
+  const { accountId, attempt, retryAt, retryState, lastError, lastSyncedAt, runs, ...unknown } = s.context ?? {};
+  if (Object.keys(unknown).length || typeof accountId !== 'string') return null;
+  if (attempt !== 0 || retryAt !== null || retryState !== null || lastError !== null) return null;
+  if (typeof runs !== 'number' || !(lastSyncedAt === null || typeof lastSyncedAt === 'number')) return null;
+  return { runs, lastSyncedAt };
+}
+
+/** XState's persisted snapshot of an idle actor with this record (what idleRecordOf was given). */
+export function idleSnapshot(accountId: string, idle: IdleRecord): Snapshot<unknown> {
+  const resolved = accountMachine.resolveState({ value: 'idle', context: { accountId, attempt: 0, retryAt: null, retryState: null, lastError: null, ...idle } });
+  return JSON.parse(JSON.stringify(accountMachine.getPersistedSnapshot(resolved))) as Snapshot<unknown>;
 }
 
 /** The invoked child each state must have after a restore, or it would wait forever. */

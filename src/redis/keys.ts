@@ -24,13 +24,25 @@ export function accountKeys(accountId: string) {
   return {
     /** HASH: link data (tokens, linkedAt). Exists iff the account is linked. */
     account: `${tag}:account`,
-    /** HASH: the mailbox: `dirty` (0/1), `status` (idle/running), `webhooks` (count). */
+    /**
+     * HASH: the mailbox: `dirty` (0/1), `status` (idle/running), `webhooks` (count), `listedAt`;
+     * also the fencing token (`fence`) and an idle actor's compact state (`actorVersion`,
+     * `actorUpdatedAt`, `runs`, `lastSyncedAt`): an idle account's control state must fit in 1 KiB
+     * and every key costs ~60 bytes of Redis overhead on its own.
+     */
     mailbox: `${tag}:mailbox`,
     /** STRING "<owner>|<token>" with a TTL: which process runs this account's actor. */
     lease: `${tag}:lease`,
-    /** STRING counter: the fencing token, incremented on every lease grant. */
-    fence: `${tag}:fence`,
-    /** HASH: the persisted actor snapshot: `snapshot`, `schema`, `version`, `updatedAt`. */
+    /**
+     * The hash whose `fence` field is the fencing token (incremented on every lease grant): the
+     * mailbox, so the token needs no key of its own.
+     */
+    fence: `${tag}:mailbox`,
+    /**
+     * HASH: the persisted snapshot of an actor that is not idle: `snapshot`, `schema`, `state` (its
+     * version and time are the mailbox's `actorVersion` and `actorUpdatedAt`). Absent while the actor is idle:
+     * then the mailbox's compact fields are all there is to restore.
+     */
     actor: `${tag}:actor`,
     /** HASH: listing progress: `cursor` (committed), `pageCursor` (listed, not applied), `mode` (continue/full), `resync`, `ignoreRules`. */
     listing: `${tag}:listing`,

@@ -18,7 +18,7 @@ const LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
 const FENCE_PRELUDE = `
 local fenceKey = table.remove(KEYS, 1)
 local fenceToken = table.remove(ARGV, 1)
-if fenceToken ~= '' and redis.call('GET', fenceKey) ~= fenceToken then
+if fenceToken ~= '' and redis.call('HGET', fenceKey, 'fence') ~= fenceToken then
   return redis.error_reply('FENCED the account is owned by a newer lease (token ' .. tostring(fenceToken) .. ')')
 end
 `;
@@ -30,6 +30,7 @@ export function isFencedError(error: unknown): boolean {
 
 /** The fence of one account as the owner of its lease sees it. */
 export interface Fence {
+  /** The hash whose `fence` field holds the account's current token (`accountKeys().fence`). */
   key: string;
   /** The current fencing token as the caller knows it; '' writes unfenced. */
   token: number | string;

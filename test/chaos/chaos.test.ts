@@ -13,6 +13,7 @@ import { EngineProcess } from '../support/engine-process.js';
 import { TestRedis } from '../support/redis-server.js';
 import { APP_KEY, APP_SECRET, expectedMirror, readMirror } from '../support/sync-harness.js';
 import { LogTap } from './log-tap.js';
+import { storedActorState } from '../support/stored-actor.js';
 
 /**
  * Chaos: several engine processes share one Redis and one data folder. While a driver edits,
@@ -251,7 +252,7 @@ async function idleState(accountId: string): Promise<Idle> {
     redis.hmget(k.mailbox, 'status', 'dirty'),
     redis.hlen(k.queue),
     redis.llen(k.changes),
-    redis.hget(k.actor, 'state'),
+    storedActorState(redis, accountId),
   ]);
   return { status: status ?? null, dirty: dirty ?? null, queued, unapplied, actor: actor ?? null };
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type AnyMachineSnapshot, createActor, fromPromise, SimulatedClock, type Snapshot } from 'xstate';
 import { ACCOUNT_STATES, type AccountEvent, accountMachine, type FinishOutput, type StepInput } from '../../machines/account.machine.js';
-import { SNAPSHOT_SCHEMA, type StoredActor, validateSnapshot } from '../../src/engine/actor-persistence.js';
+import { idleRecordOf, idleSnapshot, SNAPSHOT_SCHEMA, type StoredActor, validateSnapshot } from '../../src/engine/actor-persistence.js';
 import { sleep } from '../../src/engine/clock.js';
 import { SyncError } from '../../src/sync/sync-failure.js';
 import { walkReachableStates } from '../support/machine-walk.js';
@@ -127,6 +127,46 @@ describe('persisted snapshot format', () => {
     }
     expect(Object.keys(byState)).toEqual(Object.keys(accountMachine.root.states));
     expect(byState).toMatchSnapshot();
+  });
+});
+
+describe('the compact form of an idle actor', () => {
+  it('is taken for an idle snapshot only, and expands back to exactly that snapshot', () => {
+    let idles = 0;
+    for (const state of reachableStates()) {
+      const record = idleRecordOf(state.snapshot);
+      if (state.value !== 'idle') {
+        expect(record, state.name).toBeNull();
+        continue;
+      }
+      idles++;
+      expect(record, state.name).not.toBeNull();
+      expect(JSON.parse(JSON.stringify(idleSnapshot(ACCOUNT, record!)))).toEqual(state.snapshot);
+    }
+    expect(idles).toBeGreaterThan(0);
+  });
+
+  it('is refused for an idle snapshot that says more than runs and the last sync', () => {
+    const idle = idleSnapshot(ACCOUNT, { runs: 2, lastSyncedAt: T0 }) as unknown as Record<string, any>;
+    expect(idleRecordOf(idle)).toEqual({ runs: 2, lastSyncedAt: T0 });
+    const variants = [
+      { ...idle, context: { ...idle.context, lastError: { kind: 'auth', message: 'x', at: T0 } } },
+      { ...idle, context: { ...idle.context, attempt: 1 } },
+      { ...idle, context: { ...idle.context, addedByANewerMachine: true } },
+      { ...idle, children: { listChanges: { src: 'listChanges' } } },
+      { ...idle, status: 'error' },
+    ];
+    for (const variant of variants) expect(idleRecordOf(variant)).toBeNull();
+  });
+
+  it('restores into a live idle actor with the same context', () => {
+    const snapshot = idleSnapshot(ACCOUNT, { runs: 7, lastSyncedAt: T0 });
+    const check = validateSnapshot(accountMachine, stored(snapshot), ACCOUNT);
+    expect(check.ok).toBe(true);
+    const { actor, errors } = start(machineWith(clockAt(0)), snapshot);
+    expect(actor.getSnapshot().value).toBe('idle');
+    expect(actor.getSnapshot().context).toEqual({ accountId: ACCOUNT, attempt: 0, retryAt: null, retryState: null, lastError: null, lastSyncedAt: T0, runs: 7 });
+    expect(errors).toEqual([]);
   });
 });
 

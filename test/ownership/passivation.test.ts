@@ -7,6 +7,7 @@ import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import { TestRedis } from '../support/redis-server.js';
 import { APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness, type EngineServer } from '../support/sync-harness.js';
+import { storedActorState } from '../support/stored-actor.js';
 
 /**
  * Passivation: an idle actor leaves memory and gives its lease back; the next webhook restores it
@@ -43,7 +44,7 @@ const webhook = (url: string, accountId: string) => sendWebhook({ url: `${url}/w
 /** Idle everywhere: machine, mailbox, queue; and, when `file` is given, that file is mirrored. */
 async function settled(accountId: string, file?: string): Promise<boolean> {
   const k = accountKeys(accountId);
-  const [box, state, queued, changes] = await Promise.all([h.redis.hgetall(k.mailbox), h.redis.hget(k.actor, 'state'), h.redis.hlen(k.queue), h.redis.llen(k.changes)]);
+  const [box, state, queued, changes] = await Promise.all([h.redis.hgetall(k.mailbox), storedActorState(h.redis, accountId), h.redis.hlen(k.queue), h.redis.llen(k.changes)]);
   if (box.status !== 'idle' || box.dirty === '1' || state !== 'idle' || queued !== 0 || changes !== 0) return false;
   return file === undefined || (await readMirror(h.dataDir, accountId)).has(file);
 }
@@ -56,7 +57,7 @@ async function waitSettled(accountId: string, file: string | undefined, what: st
     const k = accountKeys(accountId);
     const state = {
       mailbox: await h.redis.hgetall(k.mailbox),
-      actor: await h.redis.hget(k.actor, 'state'),
+      actor: await storedActorState(h.redis, accountId),
       lease: await h.redis.get(k.lease),
       inMemory: { O: O().host.actor(accountId)?.getSnapshot().value, X: x.engine.host.actor(accountId)?.getSnapshot().value },
     };
@@ -131,7 +132,7 @@ describe('passivation', () => {
       for (let attempt = 0; ; attempt++) {
         await waitSettled(acc, undefined, `round ${round}: the previous run to end`, 5_000);
         [owner] = owners(acc);
-        due = Number(await h.redis.hget(k.actor, 'updatedAt')) + IDLE_MS; // the idle snapshot's time + the idle timeout
+        due = Number(await h.redis.hget(k.mailbox, 'actorUpdatedAt')) + IDLE_MS; // the idle snapshot's time + the idle timeout
         if (owner && Date.now() < due + offset - 2) break;
         if (attempt === 5) throw new Error(`round ${round}: never caught an idle owner before its passivation`);
         const prime = `/posts/prime-${round}-${attempt}.md`;
@@ -142,12 +143,12 @@ describe('passivation', () => {
       const other = owner === O() ? x : { url: h.url };
       const file = `/posts/round-${round}.md`;
       h.emulator.model.writeFile(acc, file, `# Round ${round}\n\noffset ${offset}`);
-      const fence = await h.redis.get(k.fence);
+      const fence = await h.redis.hget(k.fence, 'fence');
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, due + offset - Date.now())));
       expect((await webhook(other.url, acc)).status).toBe(200);
       // No reaper runs in this harness: a lost wake leaves status=running and no owner for good.
       await waitSettled(acc, file, `round ${round} (offset ${offset} ms): the webhook's file to be synced and the account idle`, 5_000);
-      if ((await h.redis.get(k.fence)) === fence) handled.byOwner++;
+      if ((await h.redis.hget(k.fence, 'fence')) === fence) handled.byOwner++;
       else handled.byOther++;
     }
     await expectExactMirror(acc);

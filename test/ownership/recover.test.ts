@@ -14,6 +14,7 @@ import { SyncStore } from '../../src/sync/sync-store.js';
 import { startTestRedisClient } from '../support/redis-server.js';
 import { waitUntil } from '../support/sync-harness.js';
 import { Writable } from 'node:stream';
+import { storedActorState } from '../support/stored-actor.js';
 
 /**
  * An actor that errors (here: an action throws, which puts an XState actor in status 'error' for
@@ -72,7 +73,7 @@ describe('an actor that errors', () => {
     await waitUntil(() => host.actor(account) !== undefined && host.actor(account) !== first && host.actor(account)?.getSnapshot().value === 'idle', 10_000, 'a rebuilt actor to reach idle');
     expect(finishes).toBe(2); // the failed step's end ran again in the rebuilt actor, from the last snapshot
     await host.flush();
-    expect(await redis.hget('mr:{dbid:recover}:actor', 'state')).toBe('idle');
+    expect(await storedActorState(redis, account)).toBe('idle');
     await host.close();
   });
 });

@@ -9,6 +9,7 @@ import { accountKeys } from '../../src/redis/keys.js';
 import { EngineProcess } from '../support/engine-process.js';
 import { startProcessFixture, type ProcessFixture } from '../support/process-fixture.js';
 import { APP_SECRET, expectedMirror, readMirror, waitUntil } from '../support/sync-harness.js';
+import { storedActorState } from '../support/stored-actor.js';
 
 /**
  * Graceful shutdown (SIGTERM) in the middle of a sync: webhooks get 503 while draining, the
@@ -58,7 +59,7 @@ describe('SIGTERM during a sync', () => {
     await waitUntil(() => emulator.stats.downloads(account) >= 12, 20_000, 'the first process to be downloading');
     const holder = await redis.get(k.lease);
     expect(holder).not.toBeNull();
-    const fence = Number(await redis.get(k.fence));
+    const fence = Number(await redis.hget(k.fence, 'fence'));
 
     // A webhook whose request is already on the wire when SIGTERM arrives (headers not finished,
     // so the server cannot count the connection idle and must let it complete).
@@ -86,7 +87,7 @@ describe('SIGTERM during a sync', () => {
 
     // The lease is gone right away (not left to expire in a minute); the work is still there.
     expect(await redis.get(k.lease)).toBeNull();
-    expect(await redis.hget(k.actor, 'state')).toBe('downloading');
+    expect(await storedActorState(redis, account)).toBe('downloading');
     expect(await redis.hget(k.mailbox, 'status')).toBe('running');
     expect(await redis.hlen(k.queue)).toBeGreaterThan(0);
 
@@ -97,12 +98,12 @@ describe('SIGTERM during a sync', () => {
     const second = await fixture.startEngine(env);
     expect((await sendWebhook({ url: `${second.url}/webhooks/dropbox`, appSecret: APP_SECRET, accounts: [account], attempts: 1 })).status).toBe(200);
     await waitUntil(async () => {
-      const [box, state, queued] = await Promise.all([redis.hgetall(k.mailbox), redis.hget(k.actor, 'state'), redis.hlen(k.queue)]);
+      const [box, state, queued] = await Promise.all([redis.hgetall(k.mailbox), storedActorState(redis, account), redis.hlen(k.queue)]);
       return box.status === 'idle' && box.dirty !== '1' && state === 'idle' && queued === 0 && (await readMirror(dataDir, account)).has('/posts/while-draining.md');
     }, 15_000, 'the second process to finish the sync');
     expect(Date.now() - startAt).toBeLessThan(LEASE_TTL_MS / 2);
     expect(second.output).toContain('"msg":"restored"');
-    expect(Number(await redis.get(k.fence))).toBe(fence + 1); // exactly one new grant
+    expect(Number(await redis.hget(k.fence, 'fence'))).toBe(fence + 1); // exactly one new grant
     expect(await redis.get(k.lease)).toMatch(new RegExp(`\\|${fence + 1}$`));
 
     expect(await readMirror(dataDir, account)).toEqual(expectedMirror(emulator, account));

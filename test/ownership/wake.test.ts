@@ -7,6 +7,7 @@ import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import { TestRedis } from '../support/redis-server.js';
 import { APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness, type EngineServer } from '../support/sync-harness.js';
+import { storedActorState } from '../support/stored-actor.js';
 
 /**
  * Cross-process wake: the owner O holds the account's actor, idle, in memory (no passivation
@@ -45,7 +46,7 @@ const webhook = (url: string, accountId: string) => sendWebhook({ url: `${url}/w
 
 async function settled(accountId: string, file: string): Promise<boolean> {
   const k = accountKeys(accountId);
-  const [box, state, queued] = await Promise.all([h.redis.hgetall(k.mailbox), h.redis.hget(k.actor, 'state'), h.redis.hlen(k.queue)]);
+  const [box, state, queued] = await Promise.all([h.redis.hgetall(k.mailbox), storedActorState(h.redis, accountId), h.redis.hlen(k.queue)]);
   return box.status === 'idle' && box.dirty !== '1' && state === 'idle' && queued === 0 && (await readMirror(h.dataDir, accountId)).has(file);
 }
 
@@ -61,7 +62,7 @@ describe('a webhook at a process that does not own the account', () => {
     expect(actor?.getSnapshot().value).toBe('idle');
     const holder = await h.redis.get(k.lease);
     expect(holder).toMatch(/^proc-o\|\d+$/);
-    const fence = await h.redis.get(k.fence);
+    const fence = await h.redis.hget(k.fence, 'fence');
     const runs = actor!.getSnapshot().context.runs;
     h.emulator.stats.resetStats();
 
@@ -77,7 +78,7 @@ describe('a webhook at a process that does not own the account', () => {
       expect(actor!.getSnapshot().context.runs).toBe(runs + round);
       expect(x.engine.host.actor(acc)).toBeUndefined();
       expect(await h.redis.get(k.lease)).toBe(holder);
-      expect(await h.redis.get(k.fence)).toBe(fence);
+      expect(await h.redis.hget(k.fence, 'fence')).toBe(fence);
     }
     expect(acquiredByX.filter((lease) => lease?.accountId === acc)).toEqual([]);
     expect(acquiredByX.length).toBeGreaterThanOrEqual(3); // X tried, and was refused each time

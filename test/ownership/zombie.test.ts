@@ -5,6 +5,7 @@ import { sendWebhook } from '../../src/dropbox-emulator/webhook-sender.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import { startProcessFixture, type ProcessFixture } from '../support/process-fixture.js';
 import { APP_SECRET, expectedMirror, readMirror, waitUntil } from '../support/sync-harness.js';
+import { storedActorState } from '../support/stored-actor.js';
 
 /**
  * The zombie owner: process A owns a busy account and is frozen (SIGSTOP) with downloads in
@@ -70,7 +71,7 @@ describe('an owner frozen past its lease (zombie)', () => {
     const onDisk = new Set(await redis.hkeys(k.files));
     const inFlight = Object.keys(emulator.stats.downloadsByPath(account)).filter((path) => !onDisk.has(path));
     expect(inFlight.length).toBeGreaterThan(0); // A froze holding bytes it has not recorded yet
-    expect(await redis.hget(k.actor, 'state')).toBe('downloading');
+    expect(await storedActorState(redis, account)).toBe('downloading');
 
     // Dropbox moves on while A is frozen: exactly the files A holds stale bytes of change, one
     // not yet downloaded is deleted, a new post appears; the webhook goes to B.
@@ -87,10 +88,10 @@ describe('an owner frozen past its lease (zombie)', () => {
     }, 10_000, 'B to take the account over');
     const holderB = (await redis.get(k.lease))!;
     expect(Number(holderB.split('|')[1])).toBeGreaterThan(Number(holderA!.split('|')[1]));
-    expect(await redis.get(k.fence)).toBe(holderB.split('|')[1]);
+    expect(await redis.hget(k.fence, 'fence')).toBe(holderB.split('|')[1]);
 
     const idle = async () => {
-      const [box, state, queued, changes] = await Promise.all([redis.hgetall(k.mailbox), redis.hget(k.actor, 'state'), redis.hlen(k.queue), redis.llen(k.changes)]);
+      const [box, state, queued, changes] = await Promise.all([redis.hgetall(k.mailbox), storedActorState(redis, account), redis.hlen(k.queue), redis.llen(k.changes)]);
       return box.status === 'idle' && box.dirty !== '1' && state === 'idle' && queued === 0 && changes === 0;
     };
     await waitUntil(idle, 20_000, 'B to finish the sync');
@@ -103,7 +104,8 @@ describe('an owner frozen past its lease (zombie)', () => {
 
     expect(await readMirror(dataDir, account)).toEqual(expectedMirror(emulator, account));
     const settled = await dumpAccount(account);
-    const versionAfterB = Number(await redis.hget(k.actor, 'version'));
+    const versionAfterB = Number(await redis.hget(k.mailbox, 'actorVersion'));
+    expect(versionAfterB).toBeGreaterThan(0);
     const lostBefore = count(a.output, 'lost ownership');
     const downloadsDoneBefore = count(a.output, '"msg":"downloads done"');
 
@@ -126,7 +128,7 @@ describe('an owner frozen past its lease (zombie)', () => {
       // Nothing in Redis moved: same fence, same holder (B), same snapshot version, same index.
       expect(await dumpAccount(account)).toEqual(settled);
       expect(await redis.get(k.lease)).toBe(holderB);
-      expect(Number(await redis.hget(k.actor, 'version'))).toBe(versionAfterB);
+      expect(Number(await redis.hget(k.mailbox, 'actorVersion'))).toBe(versionAfterB);
     }
 
     // ...and nothing on disk: the mirror both processes share is still exactly Dropbox.

@@ -4,6 +4,7 @@ import type { RunningEmulator } from '../../src/dropbox-emulator/server.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import { startProcessFixture, type ProcessFixture } from '../support/process-fixture.js';
 import { expectedMirror, readMirror, waitUntil } from '../support/sync-harness.js';
+import { storedActorState } from '../support/stored-actor.js';
 
 /**
  * The engine process is killed (SIGKILL, no chance to clean up) in the middle of downloading; a new
@@ -37,7 +38,7 @@ describe('killing the engine mid-download', () => {
     await first.kill('SIGKILL');
 
     const k = accountKeys(account);
-    expect(await redis.hget(k.actor, 'state')).toBe('downloading');
+    expect(await storedActorState(redis, account)).toBe('downloading');
     const doneBeforeKill = await redis.hkeys(k.files);
     const queuedAtKill = await redis.hlen(k.queue);
     expect(doneBeforeKill.length).toBeGreaterThan(50);

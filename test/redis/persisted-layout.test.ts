@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ActorPersistence } from '../../src/engine/actor-persistence.js';
+import { accountKeys } from '../../src/redis/keys.js';
+import { waitUntil } from '../support/fixtures.js';
+import { startHarness, type Harness } from '../support/sync-harness.js';
+
+/**
+ * What an account leaves in Redis, key by key and field by field, pinned with a snapshot: this is
+ * the persisted format a newer engine must read. Values that change from run to run (times,
+ * cursors, ids, JSON records) are shown by kind, not value.
+ */
+let h: Harness;
+beforeAll(async () => { h = await startHarness({ engine: { idleTimeoutMs: 200 } }); });
+afterAll(async () => { await h.close(); });
+
+async function layout(accountId: string): Promise<Record<string, unknown>> {
+  const tag = `mr:{${accountId}}:`;
+  const keys = (await h.redis.keys(`mr:{${accountId}}:*`)).sort();
+  const out: Record<string, unknown> = {};
+  for (const key of keys) {
+    const name = key.slice(tag.length);
+    const type = await h.redis.type(key);
+    if (type !== 'hash') {
+      out[name] = type;
+      continue;
+    }
+    const hash = await h.redis.hgetall(key);
+    // Random ids as field names: their number is what is stable.
+    if (name === 'entries' || name === 'file-ids') {
+      out[name] = `${Object.keys(hash).length} × <id> -> ${kindOf(name, '', Object.values(hash)[0]!)}`;
+      continue;
+    }
+    out[name] = Object.fromEntries(Object.keys(hash).sort().map((field) => [field, kindOf(name, field, hash[field]!)]));
+  }
+  return out;
+}
+
+/** Stable values stay (flags, states, counters a run fixes); the rest is named by its kind. */
+function kindOf(key: string, field: string, value: string): string {
+  if (/^\d{13}$/.test(value)) return '<epoch ms>';
+  if (key === 'mailbox' && field !== 'actorVersion') return value;
+  if (key === 'listing' && field !== 'cursor') return value;
+  if (key === 'actor' && field === 'state') return value;
+  if (value.startsWith('{') || value.startsWith('[')) return `<json ${JSON.parse(value) instanceof Array ? 'array' : 'object'}>`;
+  return `<${/^\d+$/.test(value) ? 'number' : 'string'}>`;
+}
+
+describe('the persisted Redis layout of an account', () => {
+  it('keeps an idle, passivated account to its link, mailbox and listing: no actor hash, no fence key', async () => {
+    const account = 'dbid:layout';
+    h.emulator.model.addAccount(account, { accessToken: 'tok-layout' });
+    h.emulator.model.writeFile(account, '/posts/hello.md', '# Hello');
+    h.emulator.model.writeFile(account, '/photo.jpg', 'bytes');
+    expect((await h.linkAccount(account, { accessToken: 'tok-layout' })).status).toBe(200);
+    await h.waitForIdle(account);
+    await waitUntil(async () => (await h.redis.exists(accountKeys(account).lease)) === 0, 5_000, 'the idle actor to be passivated');
+    expect(await layout(account)).toMatchSnapshot();
+
+    // ...and it restores as the idle actor it was: one completed run, a last sync time.
+    const stored = await new ActorPersistence(h.redis).load(account);
+    expect(stored).toMatchObject({ state: 'idle', snapshot: { value: 'idle', children: {}, context: { accountId: account, runs: 1, attempt: 0, lastError: null } } });
+    expect((stored!.snapshot as { context: { lastSyncedAt: number } }).context.lastSyncedAt).toBeGreaterThan(0);
+  });
+
+  it('keeps the whole snapshot while a run is going, and drops it again when the run ends', async () => {
+    const account = 'dbid:layout-running';
+    h.emulator.model.addAccount(account, { accessToken: 'tok-running' });
+    h.emulator.model.writeFile(account, '/posts/a.md', '# A');
+    // Slow downloads hold the run in `downloading` long enough to look at it.
+    h.emulator.faults.setLatency(400, 'files/download');
+    try {
+      expect((await h.linkAccount(account, { accessToken: 'tok-running' })).status).toBe(200);
+      await waitUntil(async () => (await h.redis.hget(accountKeys(account).actor, 'state')) === 'downloading', 5_000, 'the download step to be persisted');
+      expect(await layout(account)).toMatchSnapshot();
+    } finally {
+      h.emulator.faults.setLatency(0, 'files/download');
+    }
+    await h.waitForIdle(account);
+    await waitUntil(async () => (await h.redis.exists(accountKeys(account).actor)) === 0, 5_000, 'the idle snapshot to replace the hash');
+    expect(await h.redis.hget(accountKeys(account).mailbox, 'runs')).toBe('1');
+  });
+});
