@@ -8,7 +8,7 @@ import type { Lease, Leases } from '../ownership/leases.js';
 import { isFencedError } from '../redis/scripts.js';
 import type { SyncStore } from '../sync/sync-store.js';
 import type { EngineEvents } from './engine-events.js';
-import { type ActorPersistence, validateSnapshot } from './actor-persistence.js';
+import { type ActorPersistence, parseStoredActor, validateSnapshot } from './actor-persistence.js';
 import { type Clock, sleep, systemClock } from './clock.js';
 import { forEachBounded } from './semaphore.js';
 
@@ -253,12 +253,12 @@ export class AccountHost {
 
   private async start(accountId: string): Promise<AccountActor | null> {
     if (this.closed) return null;
-    const { machine, persistence, log, mailbox } = this.options;
+    const { machine, log, mailbox } = this.options;
     const alog = log.child({ accountId });
     const lease = await this.options.leases.acquire(accountId);
     if (!lease) return null;
     this.leases.set(accountId, lease);
-    const stored = await persistence.load(accountId);
+    const stored = parseStoredActor(accountId, lease.stored);
     let snapshot: unknown;
     let fallBackToResync = false;
     if (stored) {
@@ -274,6 +274,8 @@ export class AccountHost {
     const writer = new SnapshotWriter(accountId, stored?.version ?? 0, this.options, (reason) => this.lostOwnership(accountId, reason, String(lease.token)));
     this.writers.set(accountId, writer);
     let lastState = '';
+    // The first snapshot of a restored actor is the one just read: writing it again is a wasted command.
+    let unchangedSinceRestore = snapshot !== undefined;
     actor.subscribe({
       next: (snap) => {
         if (snap.status !== 'active' || this.actors.get(accountId) !== actor) return;
@@ -291,7 +293,8 @@ export class AccountHost {
           else if (state !== 'idle') this.active.add(accountId);
         }
         lastState = state;
-        writer.push(actor.getPersistedSnapshot(), state);
+        if (unchangedSinceRestore) unchangedSinceRestore = false;
+        else writer.push(actor.getPersistedSnapshot(), state);
       },
       // Without an error observer XState rethrows asynchronously and takes the process down.
       error: (error) => this.recover(accountId, actor, error),

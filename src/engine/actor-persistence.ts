@@ -12,6 +12,8 @@ export interface StoredActor {
   state: string;
   updatedAt: number;
   snapshot: unknown;
+  /** Expanded from a compact idle record: built from this machine's own resolveState, so valid. */
+  compact?: boolean;
 }
 
 /** What an idle actor adds to the machine's defaults: all an idle account keeps in Redis. */
@@ -44,24 +46,38 @@ export class ActorPersistence {
   async load(accountId: string): Promise<StoredActor | null> {
     const k = accountKeys(accountId);
     // One transaction: a save between two separate reads could pair a new version with an old state.
-    const replies = await this.redis.multi().hgetall(k.actor).hmget(k.mailbox, 'actorVersion', 'actorUpdatedAt', 'runs', 'lastSyncedAt').exec();
+    const replies = await this.redis.multi().hgetall(k.actor).hmget(k.mailbox, ...ACTOR_MAILBOX_FIELDS).exec();
     if (!replies) throw new Error('actor load: transaction aborted');
     for (const [error] of replies) if (error) throw error;
-    const raw = replies[0]![1] as Record<string, string>;
-    const [version, updatedAt, runs, lastSyncedAt] = replies[1]![1] as (string | null)[];
-    if (raw.snapshot) {
-      let snapshot: unknown;
-      try {
-        snapshot = JSON.parse(raw.snapshot);
-      } catch {
-        snapshot = undefined; // reported by validateSnapshot
-      }
-      return { version: Number(version ?? 0), schema: Number(raw.schema ?? 0), state: raw.state ?? '', updatedAt: Number(updatedAt ?? 0), snapshot };
-    }
-    if (version === null || runs === null) return null;
-    const idle: IdleRecord = { runs: Number(runs), lastSyncedAt: lastSyncedAt === null ? null : Number(lastSyncedAt) };
-    return { version: Number(version), schema: SNAPSHOT_SCHEMA, state: 'idle', updatedAt: Number(updatedAt ?? 0), snapshot: idleSnapshot(accountId, idle) };
+    return parseStoredActor(accountId, { actor: replies[0]![1] as Record<string, string>, mailbox: replies[1]![1] as (string | null)[] });
   }
+}
+
+/** The mailbox fields that belong to the actor, in the order `StoredActorFields.mailbox` lists them. */
+export const ACTOR_MAILBOX_FIELDS = ['actorVersion', 'actorUpdatedAt', 'runs', 'lastSyncedAt'] as const;
+
+/** What Redis holds about an actor: its snapshot hash, and the mailbox's ACTOR_MAILBOX_FIELDS. */
+export interface StoredActorFields {
+  actor: Record<string, string>;
+  mailbox: (string | null)[];
+}
+
+/** The stored actor these fields describe (a compact idle record expanded), or null if none. */
+export function parseStoredActor(accountId: string, fields: StoredActorFields): StoredActor | null {
+  const [version, updatedAt, runs, lastSyncedAt] = fields.mailbox;
+  const raw = fields.actor;
+  if (raw.snapshot) {
+    let snapshot: unknown;
+    try {
+      snapshot = JSON.parse(raw.snapshot);
+    } catch {
+      snapshot = undefined; // reported by validateSnapshot
+    }
+    return { version: Number(version ?? 0), schema: Number(raw.schema ?? 0), state: raw.state ?? '', updatedAt: Number(updatedAt ?? 0), snapshot };
+  }
+  if (version == null || runs == null) return null;
+  const idle: IdleRecord = { runs: Number(runs), lastSyncedAt: lastSyncedAt == null ? null : Number(lastSyncedAt) };
+  return { version: Number(version), schema: SNAPSHOT_SCHEMA, state: 'idle', updatedAt: Number(updatedAt ?? 0), snapshot: idleSnapshot(accountId, idle), compact: true };
 }
 
 /**
@@ -104,6 +120,8 @@ export type SnapshotCheck = { ok: true; snapshot: Snapshot<unknown> } | { ok: fa
  * schema from another version of the machine, an errored snapshot.
  */
 export function validateSnapshot(machine: AccountMachine, stored: StoredActor, accountId: string): SnapshotCheck {
+  // Probing costs a second actor per restore; an expanded idle record is valid by construction.
+  if (stored.compact && (stored.snapshot as { context?: { accountId?: unknown } }).context?.accountId === accountId) return { ok: true, snapshot: stored.snapshot as Snapshot<unknown> };
   if (stored.schema !== SNAPSHOT_SCHEMA) return { ok: false, reason: `snapshot schema ${stored.schema}, this engine reads ${SNAPSHOT_SCHEMA}` };
   const snapshot = stored.snapshot as { status?: unknown; value?: unknown; context?: { accountId?: unknown }; children?: Record<string, { src?: unknown }> } | undefined;
   if (!snapshot || typeof snapshot !== 'object') return { ok: false, reason: 'snapshot is not JSON' };

@@ -1,11 +1,14 @@
+import { ACTOR_MAILBOX_FIELDS, type StoredActorFields } from '../engine/actor-persistence.js';
 import { accountKeys } from '../redis/keys.js';
-import { runScript, type Fence, type RedisClient } from '../redis/scripts.js';
+import { hashReplyEntries, runScript, type Fence, type RedisClient } from '../redis/scripts.js';
 
 /** A lease this process holds on one account: its fencing token goes with every write. */
 export interface Lease extends Fence {
   accountId: string;
   /** "<owner>|<token>", the lease key's value while we hold it. */
   value: string;
+  /** The actor's stored state, read in the same step as the grant (see parseStoredActor). */
+  stored: StoredActorFields;
 }
 
 /**
@@ -18,12 +21,12 @@ export class Leases {
     if (ownerId.includes('|')) throw new Error('owner id must not contain "|"');
   }
 
-  /** The lease, or null when another process holds it. */
+  /** The lease (with the actor's stored state), or null when another process holds it. */
   async acquire(accountId: string): Promise<Lease | null> {
     const k = accountKeys(accountId);
-    const token = await runScript<number>(this.redis, 'leaseAcquire', [k.lease, k.fence], [this.ownerId, this.ttlMs]);
+    const [token, actor, mailbox] = await runScript<[number, string[]?, (string | null)[]?]>(this.redis, 'leaseAcquire', [k.lease, k.fence, k.actor], [this.ownerId, this.ttlMs, ...ACTOR_MAILBOX_FIELDS]);
     if (!token) return null;
-    return { accountId, key: k.fence, token, value: `${this.ownerId}|${token}` };
+    return { accountId, key: k.fence, token, value: `${this.ownerId}|${token}`, stored: { actor: Object.fromEntries(hashReplyEntries(actor ?? [])), mailbox: mailbox ?? [] } };
   }
 
   /** False when the lease expired or was taken: the actor must stop. */

@@ -81,3 +81,10 @@ export function runScript<T>(
   if (typeof command !== 'function') throw new Error(`Redis script ${name} is not defined (defineScripts not called?)`);
   return (command as (...a: unknown[]) => Promise<T>).call(redis, ...keys, ...args);
 }
+
+/** HGETALL's reply as a script returns it ([field, value, ...]: ioredis converts only the command's own) as pairs. */
+export function hashReplyEntries(flat: readonly string[]): [string, string][] {
+  const out: [string, string][] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
+  return out;
+}

@@ -38,14 +38,9 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
     touchedDisk = true;
   };
   const log = deps.log.child({ accountId, step: 'applying' });
-  const [batch, index, account] = await Promise.all([
-    deps.store.loadBatch(accountId),
-    deps.store.loadIndex(accountId),
-    deps.accounts.get(accountId),
-  ]);
+  const { batch, index, ignore: patterns } = await deps.store.loadApplyInput(accountId);
   const empty = { removed: 0, moved: 0, folders: 0, queued: 0, refused: 0 };
   if (!batch.pageCursor) return empty; // already committed (a replay after a restart)
-  const patterns = account?.ignore ?? [];
   const rules = JSON.stringify(patterns);
   const root = mirrorFolder(deps.dataDir, accountId);
   const entries = withLocalCasing(batch.entries, index.files);

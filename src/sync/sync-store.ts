@@ -1,5 +1,5 @@
 import { accountKeys } from '../redis/keys.js';
-import { runFencedScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
+import { hashReplyEntries, runFencedScript, runScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 import type { FieldOps, Plan } from './plan-changes.js';
 import type { DownloadItem, ListedEntry, LocalRecord } from './records.js';
 
@@ -17,6 +17,15 @@ export interface PendingBatch {
   mode: ListingMode;
   ignoreRules: string | null;
 }
+
+export interface ApplyInput {
+  batch: PendingBatch;
+  index: LocalIndex;
+  /** The account's ignore patterns now (none when it was unlinked meanwhile: the commit is then fenced). */
+  ignore: string[];
+}
+
+type ApplyLoadReply = [string[], string | null, string | null, string | null, string[], string[], string[], string[], string | null];
 
 export interface LocalIndex {
   files: Map<string, LocalRecord>;
@@ -77,19 +86,23 @@ export class SyncStore {
     };
   }
 
-  async loadIndex(accountId: string): Promise<LocalIndex> {
+  /** What the apply step works from, read in one consistent step: the batch, the local index, the ignore patterns. */
+  async loadApplyInput(accountId: string): Promise<ApplyInput> {
     const k = accountKeys(accountId);
-    const [files, fileIds, ignored, queue] = await Promise.all([
-      this.redis.hgetall(k.files),
-      this.redis.hgetall(k.fileIds),
-      this.redis.hgetall(k.ignored),
-      this.redis.hgetall(k.queue),
-    ]);
+    const [changes, pageCursor, mode, ignoreRules, files, fileIds, ignored, queue, ignore] = await runScript<ApplyLoadReply>(
+      this.redis,
+      'applyLoad',
+      [k.changes, k.listing, k.files, k.fileIds, k.ignored, k.queue, k.account],
+    );
     return {
-      files: parseValues<LocalRecord>(files),
-      fileIds: new Map(Object.entries(fileIds)),
-      ignored: parseValues<DownloadItem>(ignored),
-      queue: parseValues<DownloadItem>(queue),
+      batch: { entries: changes.map((line) => JSON.parse(line) as ListedEntry), pageCursor, mode: mode === 'full' ? 'full' : 'continue', ignoreRules },
+      index: {
+        files: parseFlatValues<LocalRecord>(files),
+        fileIds: new Map(hashReplyEntries(fileIds)),
+        ignored: parseFlatValues<DownloadItem>(ignored),
+        queue: parseFlatValues<DownloadItem>(queue),
+      },
+      ignore: ignore ? (JSON.parse(ignore) as string[]) : [],
     };
   }
 
@@ -159,6 +172,10 @@ export class SyncStore {
       'queueDrop',
       this.fence(accountId), [accountKeys(accountId).queue], [item.pathLower, item.rev]);
   }
+}
+
+function parseFlatValues<T>(flat: string[]): Map<string, T> {
+  return new Map(hashReplyEntries(flat).map(([field, json]) => [field, JSON.parse(json) as T]));
 }
 
 function parseValues<T>(hash: Record<string, string>): Map<string, T> {
