@@ -68,7 +68,7 @@ export class AccountHost {
   private readonly starting = new Map<string, Promise<AccountActor | null>>();
   private readonly writers = new Map<string, SnapshotWriter>();
   private readonly leases = new Map<string, Lease>();
-  private readonly stopping = new Map<string, Promise<void>>();
+  private readonly stopping = new Map<string, Promise<StopOutcome>>();
   /** Accounts with a run going here (actor not idle), and those waiting for a free run slot. */
   private readonly active = new Set<string>();
   private readonly waiting = new Map<string, AccountEvent>();
@@ -175,7 +175,7 @@ export class AccountHost {
    * Stops the account's actor (unlink, shutdown, passivation): its last snapshot is flushed, its
    * lease released. Until that is done no new actor of the account starts here (see ensure).
    */
-  stop(accountId: string): Promise<void> {
+  stop(accountId: string): Promise<StopOutcome> {
     const running = this.stopping.get(accountId);
     if (running) return running;
     const done = this.stopNow(accountId).finally(() => this.stopping.delete(accountId));
@@ -183,7 +183,7 @@ export class AccountHost {
     return done;
   }
 
-  private async stopNow(accountId: string): Promise<void> {
+  private async stopNow(accountId: string): Promise<StopOutcome> {
     // Everything this stop owns is taken before the first await, so it can only ever remove its own.
     const actor = this.actors.get(accountId);
     const writer = this.writers.get(accountId);
@@ -193,7 +193,9 @@ export class AccountHost {
     await writer?.flush();
     if (this.writers.get(accountId) === writer) this.writers.delete(accountId);
     if (lease && this.leases.get(accountId) === lease) this.leases.delete(accountId);
-    if (lease) await this.options.leases.release(lease).catch(() => false);
+    if (!lease) return { workWaiting: null };
+    const released = await this.options.leases.release(lease).catch(() => null);
+    return { workWaiting: released?.workWaiting ?? null };
   }
 
   /** Graceful shutdown: every actor stopped, every snapshot flushed, every lease released. */
@@ -326,10 +328,11 @@ export class AccountHost {
    */
   private async passivate(accountId: string, actor: AccountActor): Promise<void> {
     if (this.actors.get(accountId) !== actor || actor.getSnapshot().value !== 'idle') return;
-    await this.stop(accountId);
+    const { workWaiting } = await this.stop(accountId);
     this.options.log.debug({ accountId }, 'passivated');
-    const box = await this.options.mailbox.read(accountId).catch(() => null);
-    if (box && (box.status === 'running' || box.dirty) && !this.closed) {
+    // Read by the release itself when there was a lease to release (one round trip instead of two).
+    const work = workWaiting ?? (await this.options.mailbox.read(accountId).then((box) => box.status === 'running' || box.dirty, () => false));
+    if (work && !this.closed) {
       await this.send(accountId, { type: 'WEBHOOK' }).catch(() => false);
     }
   }
@@ -386,6 +389,11 @@ export class AccountHost {
       .then(() => this.resume(accountId))
       .catch((e: unknown) => this.options.log.error({ accountId, err: e }, 'could not restore the actor'));
   }
+}
+
+/** How a stop ended: whether the mailbox had work right after the lease was released (null: unknown). */
+interface StopOutcome {
+  workWaiting: boolean | null;
 }
 
 /**

@@ -34,8 +34,11 @@ export class Leases {
     return (await runScript<number>(this.redis, 'leaseRenew', [accountKeys(lease.accountId).lease], [lease.value, this.ttlMs])) === 1;
   }
 
-  async release(lease: Lease): Promise<boolean> {
-    return (await runScript<number>(this.redis, 'leaseRelease', [accountKeys(lease.accountId).lease], [lease.value])) === 1;
+  /** Gives the lease back; `workWaiting` says whether the mailbox (read after the release) has work. */
+  async release(lease: Lease): Promise<{ released: boolean; workWaiting: boolean }> {
+    const k = accountKeys(lease.accountId);
+    const [released, work] = await runScript<[number, number]>(this.redis, 'leaseRelease', [k.lease, k.mailbox], [lease.value]);
+    return { released: released === 1, workWaiting: work === 1 };
   }
 
   /** Who holds the account's lease now ("<owner>|<token>"), or null. */

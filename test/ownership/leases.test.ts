@@ -23,9 +23,23 @@ describe('leases and fencing tokens', () => {
     expect(leaseA?.token).toBe(1);
     expect(await b.acquire('dbid:one')).toBeNull();
     expect((await a.acquire('dbid:one'))?.token).toBe(1); // re-acquiring our own lease keeps the token
-    expect(await a.release(leaseA!)).toBe(true);
+    expect((await a.release(leaseA!)).released).toBe(true);
     expect((await b.acquire('dbid:one'))?.token).toBe(2);
     expect(await a.renew(leaseA!)).toBe(false); // A lost it: its actor must stop
+  });
+
+  it('hands over, with the grant, the stored actor; and says on release whether the mailbox has work', async () => {
+    const a = new Leases(redis, 'proc-a', 10_000);
+    const k = accountKeys('dbid:handover');
+    await redis.hset(k.mailbox, 'status', 'idle', 'dirty', '0', 'actorVersion', '7', 'actorUpdatedAt', '1700000000000', 'runs', '3', 'lastSyncedAt', '1700000000000');
+    const lease = (await a.acquire('dbid:handover'))!;
+    expect(lease.stored).toEqual({ actor: {}, mailbox: ['7', '1700000000000', '3', '1700000000000'] });
+    expect(await a.release(lease)).toEqual({ released: true, workWaiting: false });
+
+    const again = (await a.acquire('dbid:handover'))!;
+    await redis.hset(k.mailbox, 'dirty', '1'); // a webhook while the owner lets go
+    expect(await a.release(again)).toEqual({ released: true, workWaiting: true });
+    expect(await a.release(again)).toEqual({ released: false, workWaiting: true });
   });
 
   it('hands the account to another process once the lease expires', async () => {
