@@ -1,4 +1,4 @@
-import { open, rename, rm, utimes, mkdir } from 'node:fs/promises';
+import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 
@@ -13,10 +13,15 @@ export function mtimeFor(clientModified: string, now: number): Date {
 
 /**
  * Writes `bytes` at `target` so a reader sees either the old file or the whole new one: a temp file
- * in the same folder (same file system, so the rename is atomic), fsync, rename, then mtime and
- * atime. `fs.utimes` sets both on Linux exactly as on macOS; the temp name starts with a dot, so the
- * engine's ignore rules never pick up a leftover. `beforeRename` is where the caller checks, as late
- * as possible, that it may still write (fenced ownership, the rev still wanted).
+ * in the same folder (same file system, so the rename is atomic) with its mtime and atime already
+ * set, fsync, rename. `fs.utimes` sets both times on Linux exactly as on macOS; the temp name starts
+ * with a dot, so the engine's ignore rules never pick up a leftover. `beforeRename` is where the
+ * caller checks, as late as possible, that it may still write (fenced ownership, the rev still
+ * wanted).
+ *
+ * Every file-system call here waits its turn in libuv's thread pool (4 threads by default, shared by
+ * every download lane), so each call saved per file counts: the folder is created only when the
+ * open says it is missing, and the times are set on the open handle.
  */
 export async function writeFileAtomically(
   target: string,
@@ -26,20 +31,23 @@ export async function writeFileAtomically(
   beforeRename: () => Promise<boolean> = async () => true,
 ): Promise<boolean> {
   const folder = dirname(target);
-  await mkdir(folder, { recursive: true });
   const temp = join(folder, `.${basename(target).slice(0, 180)}.${randomBytes(6).toString('hex')}.mailroom-tmp`);
-  const handle = await open(temp, 'wx', 0o644);
+  const handle = await openCreatingFolder(temp, folder);
   try {
     await handle.writeFile(bytes);
+    // Before the fsync: the times are then as durable as the bytes, and the file never appears at
+    // `target` with the time of its download instead of client_modified.
+    await handle.utimes(mtime, mtime);
     await handle.sync();
   } catch (error) {
     await handle.close();
     await rm(temp, { force: true });
     throw error;
   }
-  await handle.close();
   try {
-    if (!(await beforeRename())) {
+    // The bytes are durable already; closing while the caller checks takes the close off the path.
+    const [, allowed] = await Promise.all([handle.close(), beforeRename()]);
+    if (!allowed) {
       await rm(temp, { force: true });
       return false;
     }
@@ -48,6 +56,15 @@ export async function writeFileAtomically(
     await rm(temp, { force: true });
     throw error;
   }
-  await utimes(target, mtime, mtime);
   return true;
+}
+
+async function openCreatingFolder(temp: string, folder: string): Promise<FileHandle> {
+  try {
+    return await open(temp, 'wx', 0o644);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  await mkdir(folder, { recursive: true });
+  return open(temp, 'wx', 0o644);
 }

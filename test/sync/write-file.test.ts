@@ -1,0 +1,59 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { writeFileAtomically } from '../../src/sync/write-file.js';
+
+/** The atomic write every downloaded file goes through, on a real file system. */
+const dir = mkdtempSync(join(tmpdir(), 'mailroom-write-file-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const mtime = new Date('2024-03-01T10:00:00Z');
+
+describe('writeFileAtomically', () => {
+  it('creates missing folders, and writes into existing ones', async () => {
+    const first = join(dir, 'a', 'b', 'one.txt');
+    expect(await writeFileAtomically(first, Buffer.from('one'), mtime)).toBe(true);
+    expect(await writeFileAtomically(join(dir, 'a', 'b', 'two.txt'), Buffer.from('two'), mtime)).toBe(true);
+    expect(await readFile(first, 'utf8')).toBe('one');
+    expect(await readdir(join(dir, 'a', 'b'))).toEqual(['one.txt', 'two.txt']);
+  });
+
+  it('has the mtime set before the check and the rename: the file never lands with another', async () => {
+    const folder = join(dir, 'mtime');
+    const target = join(folder, 'post.md');
+    let tempTimes: number[] = [];
+    await writeFileAtomically(target, Buffer.from('# Post'), mtime, async () => {
+      const temps = (await readdir(folder)).filter((name) => name.endsWith('.mailroom-tmp'));
+      tempTimes = await Promise.all(temps.map(async (name) => (await stat(join(folder, name))).mtimeMs));
+      return true;
+    });
+    expect(tempTimes).toEqual([mtime.getTime()]);
+    expect((await stat(target)).mtimeMs).toBe(mtime.getTime());
+    expect((await stat(target)).atimeMs).toBe(mtime.getTime());
+  });
+
+  it('leaves the target untouched and no temp file when the check refuses', async () => {
+    const folder = join(dir, 'refused');
+    await mkdir(folder);
+    const target = join(folder, 'post.md');
+    await writeFile(target, 'newer');
+    expect(await writeFileAtomically(target, Buffer.from('older'), mtime, async () => false)).toBe(false);
+    expect(await readFile(target, 'utf8')).toBe('newer');
+    expect(await readdir(folder)).toEqual(['post.md']);
+  });
+
+  it('removes its temp file when the check fails', async () => {
+    const folder = join(dir, 'failed');
+    await expect(writeFileAtomically(join(folder, 'post.md'), Buffer.from('x'), mtime, async () => {
+      throw new Error('FENCED the account is owned by a newer lease (token 2)');
+    })).rejects.toThrow('FENCED');
+    expect(await readdir(folder)).toEqual([]);
+  });
+
+  it('fails, without creating anything, when a file stands where the folder should be', async () => {
+    await writeFile(join(dir, 'plain'), 'a file');
+    await expect(writeFileAtomically(join(dir, 'plain', 'post.md'), Buffer.from('x'), mtime)).rejects.toThrow(/ENOTDIR|EEXIST/);
+    expect(await readFile(join(dir, 'plain'), 'utf8')).toBe('a file');
+  });
+});
