@@ -37,6 +37,14 @@ export interface SetResult {
   created: boolean;
 }
 
+/** One `set`, ready to be carried by a script (entry-set.lua's keys and arguments, in order). */
+export interface EntrySetCall {
+  keys: [entryIds: string, entries: string];
+  args: [pathLower: string, path: string, title: string, html: string, updated: number, freshId: string, now: number];
+  /** Reads the script's `{ entry JSON, applied, created }`. */
+  result(reply: [string, number, number]): SetResult;
+}
+
 export interface EntryStoreOptions {
   /** Source of ids for new entries. */
   newId?: () => string;
@@ -93,19 +101,27 @@ export class EntryStore {
    * `now` becomes `created` if the entry is new.
    */
   async set(accountId: string, write: EntryWrite, options: { now?: number } = {}): Promise<SetResult> {
+    const call = this.setCall(accountId, write, options);
+    const reply = await runFencedScript<[string, number, number]>(this.redis, 'entrySet', this.fence(accountId), call.keys, call.args);
+    return call.result(reply);
+  }
+
+  /**
+   * `set` as keys and arguments for a script that sets the entry together with its own writes
+   * (`download-complete-entry.lua`: one round trip per downloaded post). The checks, the fresh id
+   * and `created` are this store's, so the rules stay the same whichever script carries them.
+   */
+  setCall(accountId: string, write: EntryWrite, options: { now?: number } = {}): EntrySetCall {
     const keys = accountKeys(accountId);
     requirePathLower('pathLower', write.pathLower);
     requireTimestamp('updated', write.updated);
     const now = options.now ?? this.clock();
     requireTimestamp('now', now);
-
-    const [json, applied, created] = await runFencedScript<[string, number, number]>(
-      this.redis,
-      'entrySet',
-      this.fence(accountId), [keys.entryIds, keys.entries],
-      [write.pathLower, write.path, write.title, write.html, write.updated, this.newId(), now],
-    );
-    return { entry: parseEntry(accountId, json), applied: applied === 1, created: created === 1 };
+    return {
+      keys: [keys.entryIds, keys.entries],
+      args: [write.pathLower, write.path, write.title, write.html, write.updated, this.newId(), now],
+      result: ([json, applied, created]) => ({ entry: parseEntry(accountId, json), applied: applied === 1, created: created === 1 }),
+    };
   }
 
   /**

@@ -1,4 +1,5 @@
-import { readFile, stat, utimes } from 'node:fs/promises';
+import { readdir, readFile, stat, utimes } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import { callDropbox, DropboxEndpointError } from '../dropbox/call-dropbox.js';
 import { contentHash, hashFile } from '../dropbox/content-hash.js';
 import { forEachBounded } from '../engine/semaphore.js';
@@ -35,6 +36,8 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
   if (!items.length) return output;
   const session = await deps.session(accountId);
   const root = mirrorFolder(deps.dataDir, accountId);
+  const targets = new Map(items.map((item) => [item, targetOf(item)]));
+  const onDisk = new MirrorFiles([...targets.values()].filter((t): t is string => typeof t === 'string'));
 
   // Once Redis is unreachable (or the lease is lost) nothing more can be recorded: start no new
   // downloads, or every queued file would be fetched and thrown away before the step fails.
@@ -64,23 +67,28 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
     if (signal.aborted) throw new SyncError({ kind: 'internal', message: 'downloading stopped', at: deps.clock.now(), jitter: deps.random() });
   }
 
-  async function downloadOne(item: DownloadItem): Promise<Outcome> {
-    let target: string;
+  function targetOf(item: DownloadItem): string | UnsafePathError {
     try {
-      target = localPathFor(root, item.pathDisplay);
+      return localPathFor(root, item.pathDisplay);
     } catch (error) {
-      if (!(error instanceof UnsafePathError)) throw error;
-      log.warn({ path: item.pathDisplay, reason: error.reason }, 'refused a Dropbox path');
+      if (error instanceof UnsafePathError) return error;
+      throw error;
+    }
+  }
+
+  async function downloadOne(item: DownloadItem): Promise<Outcome> {
+    const target = targets.get(item)!;
+    if (target instanceof UnsafePathError) {
+      log.warn({ path: item.pathDisplay, reason: target.reason }, 'refused a Dropbox path');
       await deps.store.dropQueued(accountId, item);
       return 'dropped';
     }
-    if (await sameBytesOnDisk(target, item)) {
+    if (await onDisk.sameBytes(target, item)) {
       stopIfAborted();
       await deps.store.assertOwner(accountId);
       const mtime = mtimeFor(item.clientModified, deps.clock.now());
       await utimes(target, mtime, mtime);
-      await setEntry(item, await readFile(target));
-      await deps.store.completeDownload(accountId, item);
+      await complete(item, () => readFile(target));
       return 'unchanged';
     }
     for (let attempt = 1; ; attempt++) {
@@ -112,8 +120,7 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       const written = await writeFileAtomically(target, bytes, mtimeFor(item.clientModified, deps.clock.now()), () => deps.store.isCurrentDownload(accountId, item));
       if (!written) return 'dropped';
       try {
-        await setEntry(item, bytes);
-        await deps.store.completeDownload(accountId, item);
+        await complete(item, async () => bytes);
       } catch (error) {
         if (isFencedError(error)) deps.requestReconcile(accountId, `renamed ${item.pathDisplay} into place, then found the account taken over`);
         throw error;
@@ -122,22 +129,75 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
     }
   }
 
-  async function setEntry(item: DownloadItem, bytes: Buffer): Promise<void> {
+  /** The file is on disk: set its entry (a post) and take it off the queue, in one script. */
+  async function complete(item: DownloadItem, content: () => Promise<Buffer>): Promise<void> {
     const builder = deps.entryBuilder ?? markdownEntryBuilder;
-    if (!builder.isPost(item.pathLower)) return;
-    const { title, html } = builder.build({ path: item.pathDisplay, content: bytes });
-    const result = await deps.entries.set(accountId, { pathLower: item.pathLower, path: item.pathDisplay, title, html, updated: Date.parse(item.serverModified) }, { now: deps.clock.now() });
-    if (result.applied) deps.events.report('entrySet', { accountId, entry: result.entry });
+    if (!builder.isPost(item.pathLower)) {
+      await deps.store.completeDownload(accountId, item);
+      return;
+    }
+    const { title, html } = builder.build({ path: item.pathDisplay, content: await content() });
+    const entry = deps.entries.setCall(accountId, { pathLower: item.pathLower, path: item.pathDisplay, title, html, updated: Date.parse(item.serverModified) }, { now: deps.clock.now() });
+    const result = await deps.store.completeDownload(accountId, item, entry);
+    if (result.entry?.applied) deps.events.report('entrySet', { accountId, entry: result.entry.entry });
   }
 }
 
-/** The file on disk already has the listed content (a reset, a replay): no download needed. */
-async function sameBytesOnDisk(target: string, item: DownloadItem): Promise<boolean> {
-  try {
-    const info = await stat(target);
-    if (!info.isFile() || info.size !== item.size) return false;
-  } catch {
-    return false;
+/**
+ * Whether the file on disk already has the listed content (a reset, a replay): then no download is
+ * needed. A stat per file (and a hash when the size matches) is a thread-pool call on the path of
+ * every download, and on a first sync the answer is always no; so a folder with many queued files
+ * is listed once per step instead, and only a name the listing holds is stat'ed and hashed. Nothing
+ * else writes into the mirror during the step (one item per path, and the step is the account's
+ * only writer), so a listing taken at the folder's first item stays true for the others; a replay
+ * is a new step with new listings. A wrong "no" would only cost a download (the write is atomic
+ * and fenced either way), never a wrong file.
+ */
+export class MirrorFiles {
+  /**
+   * Below this many queued files in one folder, one stat each: listing a big folder for a few
+   * changed files (the usual incremental run) would cost more than it saves.
+   */
+  static readonly LIST_FROM = 8;
+  private readonly listed = new Map<string, Promise<Set<string> | 'unknown'> | null>();
+
+  constructor(targets: readonly string[]) {
+    const counts = new Map<string, number>();
+    for (const target of targets) counts.set(dirname(target), (counts.get(dirname(target)) ?? 0) + 1);
+    for (const [folder, count] of counts) if (count >= MirrorFiles.LIST_FROM) this.listed.set(folder, null);
   }
-  return (await hashFile(target)) === item.contentHash;
+
+  async sameBytes(target: string, item: DownloadItem): Promise<boolean> {
+    const names = await this.namesIn(dirname(target));
+    if (names !== 'unknown' && !names.has(foldName(basename(target)))) return false;
+    try {
+      const info = await stat(target);
+      if (!info.isFile() || info.size !== item.size) return false;
+    } catch {
+      return false;
+    }
+    return (await hashFile(target)) === item.contentHash;
+  }
+
+  private namesIn(folder: string): Promise<Set<string> | 'unknown'> {
+    if (!this.listed.has(folder)) return Promise.resolve('unknown');
+    let names = this.listed.get(folder);
+    if (!names) {
+      names = readdir(folder).then(
+        (entries) => new Set(entries.map(foldName)),
+        // No folder (or a file in its place): nothing can be at any path in it.
+        (error: NodeJS.ErrnoException) => (error.code === 'ENOENT' || error.code === 'ENOTDIR' ? new Set<string>() : 'unknown' as const),
+      );
+      this.listed.set(folder, names);
+    }
+    return names;
+  }
+}
+
+/**
+ * Names compared loosely (case and Unicode normalisation folded), so that on a case- or
+ * normalisation-insensitive file system (macOS) a name the stat would find is never missed.
+ */
+function foldName(name: string): string {
+  return name.normalize('NFC').toLowerCase();
 }

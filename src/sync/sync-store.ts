@@ -1,3 +1,4 @@
+import type { EntrySetCall, SetResult } from '../entries/entry-store.js';
 import { accountKeys } from '../redis/keys.js';
 import { hashReplyEntries, runFencedScript, runScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 import type { FieldOps, Plan } from './plan-changes.js';
@@ -155,15 +156,28 @@ export class SyncStore {
     return raw ? (JSON.parse(raw) as LocalRecord) : null;
   }
 
-  /** Records a written file and dequeues it; false when a newer listing superseded this rev. */
-  async completeDownload(accountId: string, item: DownloadItem): Promise<boolean> {
+  /**
+   * Records a written file and dequeues it; `completed` is false when a newer listing superseded
+   * this rev. With `entry` (the file is a post) its entry is set by the same script, one round trip
+   * instead of two in series; `entry` in the answer is then what `EntryStore.set` would answer.
+   */
+  async completeDownload(
+    accountId: string,
+    item: DownloadItem,
+    entry?: EntrySetCall,
+  ): Promise<{ completed: boolean; entry: SetResult | null }> {
     const k = accountKeys(accountId);
     const record: LocalRecord = { kind: 'file', ...item };
-    const done = await runFencedScript<number>(
+    const completion = [item.pathLower, item.rev, JSON.stringify(record), item.id];
+    if (!entry) {
+      const done = await runFencedScript<number>(this.redis, 'downloadComplete', this.fence(accountId), [k.queue, k.files, k.fileIds], completion);
+      return { completed: done === 1, entry: null };
+    }
+    const [done, ...set] = await runFencedScript<[number, string, number, number]>(
       this.redis,
-      'downloadComplete',
-      this.fence(accountId), [k.queue, k.files, k.fileIds], [item.pathLower, item.rev, JSON.stringify(record), item.id]);
-    return done === 1;
+      'downloadCompleteEntry',
+      this.fence(accountId), [k.queue, k.files, k.fileIds, ...entry.keys], [...completion, ...entry.args]);
+    return { completed: done === 1, entry: entry.result(set) };
   }
 
   async dropQueued(accountId: string, item: DownloadItem): Promise<void> {

@@ -5,6 +5,8 @@ import type { Redis } from 'ioredis';
 import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import { EntryStore, InvalidEntryInputError, type EntryWrite, type SetResult } from '../../src/entries/entry-store.js';
+import type { DownloadItem } from '../../src/sync/records.js';
+import { SyncStore } from '../../src/sync/sync-store.js';
 import { TestRedis } from '../support/redis-server.js';
 
 let server: TestRedis;
@@ -34,11 +36,35 @@ async function storedCounts(accountId: string): Promise<{ ids: number; entries: 
   return { ids: await redis.hlen(keys.entryIds), entries: await redis.hlen(keys.entries) };
 }
 
-describe('set', () => {
+/**
+ * The two ways an entry is set: `EntryStore.set` (entry-set.lua), and together with a download's
+ * completion (download-complete-entry.lua, one script per downloaded post). Every rule of the store
+ * is checked through both, so the two scripts cannot drift apart.
+ */
+type SetThrough = (entries: EntryStore, client: Redis, account: string, write: EntryWrite, options?: { now?: number }) => Promise<SetResult>;
+const SET_PATHS: [string, SetThrough][] = [
+  ['alone (entry-set.lua)', (entries, _client, account, write, options) => entries.set(account, write, options)],
+  ['with a download completion (download-complete-entry.lua)', async (entries, client, account, write, options) => {
+    const done = await new SyncStore(client).completeDownload(account, downloadOf(write), entries.setCall(account, write, options));
+    if (!done.completed || !done.entry) throw new Error(`the download of ${write.pathLower} was not completed`);
+    return done.entry;
+  }],
+];
+
+function downloadOf(write: EntryWrite): DownloadItem {
+  return {
+    pathLower: write.pathLower, pathDisplay: write.path, id: `id:${write.pathLower}`, rev: `r${write.updated}`, contentHash: 'h'.repeat(64), size: 1,
+    clientModified: '2024-01-01T00:00:00Z', serverModified: new Date(write.updated).toISOString(),
+  };
+}
+
+describe.each(SET_PATHS)('set, %s', (_name, through) => {
+  const set = (account: string, write: EntryWrite, options?: { now?: number }) => through(store, redis, account, write, options);
+
   it('keeps one id when a newer version follows (the design note example)', async () => {
     const account = freshAccount();
-    const first = await store.set(account, post('/foo.txt', 'A', 1));
-    const second = await store.set(account, post('/foo.txt', 'B', 2));
+    const first = await set(account, post('/foo.txt', 'A', 1));
+    const second = await set(account, post('/foo.txt', 'B', 2));
     expect(first).toMatchObject({ applied: true, created: true });
     expect(second).toMatchObject({ applied: true, created: false });
     expect(second.entry.id).toBe(first.entry.id);
@@ -48,8 +74,8 @@ describe('set', () => {
 
   it('ignores an older version arriving after a newer one', async () => {
     const account = freshAccount();
-    const newer = await store.set(account, post('/foo.txt', 'B', 2));
-    const older = await store.set(account, post('/foo.txt', 'A', 1));
+    const newer = await set(account, post('/foo.txt', 'B', 2));
+    const older = await set(account, post('/foo.txt', 'A', 1));
     expect(older.applied).toBe(false);
     expect(older.created).toBe(false);
     expect(older.entry).toEqual(newer.entry);
@@ -59,16 +85,16 @@ describe('set', () => {
 
   it('applies a write with an equal updated (a re-render, not an older version)', async () => {
     const account = freshAccount();
-    await store.set(account, post('/foo.md', 'old render', 5));
-    const again = await store.set(account, post('/foo.md', 'new render', 5));
+    await set(account, post('/foo.md', 'old render', 5));
+    const again = await set(account, post('/foo.md', 'new render', 5));
     expect(again.applied).toBe(true);
     expect(again.entry.html).toBe('new render');
   });
 
   it('keeps created from the first write and takes it from the passed now', async () => {
     const account = freshAccount();
-    const first = await store.set(account, post('/foo.md', 'A', 10), { now: 1_000 });
-    const second = await store.set(account, post('/foo.md', 'B', 20, '/Foo.md'), { now: 2_000 });
+    const first = await set(account, post('/foo.md', 'A', 10), { now: 1_000 });
+    const second = await set(account, post('/foo.md', 'B', 20, '/Foo.md'), { now: 2_000 });
     expect(first.entry.created).toBe(1_000);
     expect(second.entry).toEqual({ id: first.entry.id, path: '/Foo.md', title: '/foo.md', html: 'B', created: 1_000, updated: 20 });
   });
@@ -77,8 +103,8 @@ describe('set', () => {
     const account = freshAccount();
     let ids = 0;
     const seeded = new EntryStore(redis, { newId: () => `id-${++ids}`, clock: () => 42 });
-    const first = await seeded.set(account, post('/a.md', 'A', 1));
-    const second = await seeded.set(account, post('/a.md', 'B', 2));
+    const first = await through(seeded, redis, account, post('/a.md', 'A', 1));
+    const second = await through(seeded, redis, account, post('/a.md', 'B', 2));
     expect(first.entry).toMatchObject({ id: 'id-1', created: 42 });
     // A fresh id is offered on every call; the script ignores it once the path has one.
     expect(second.entry.id).toBe('id-1');
@@ -88,18 +114,18 @@ describe('set', () => {
     const account = freshAccount();
     const html = '<p>"quotes" \\ back/slash\n\ttab </script> émoji 🎉 \u0000 nul</p>';
     const updated = 1_712_345_678_901;
-    const { entry } = await store.set(account, { pathLower: '/ünï/çødé.md', path: '/Ünï/Çødé.md', title: 'Tïtle "x"', html, updated }, { now: 99_999_999_999_999 });
+    const { entry } = await set(account, { pathLower: '/ünï/çødé.md', path: '/Ünï/Çødé.md', title: 'Tïtle "x"', html, updated }, { now: 99_999_999_999_999 });
     expect(await store.get(account, '/ünï/çødé.md')).toEqual(entry);
     expect(entry).toMatchObject({ html, updated, created: 99_999_999_999_999, title: 'Tïtle "x"', path: '/Ünï/Çødé.md' });
   });
 
   it('refuses inputs that would break the store instead of corrupting it', async () => {
     const account = freshAccount();
-    await expect(store.set(account, post('foo.md', 'A', 1))).rejects.toThrow(InvalidEntryInputError);
-    await expect(store.set(account, post('/foo.md', 'A', 1.5))).rejects.toThrow(InvalidEntryInputError);
+    await expect(set(account, post('foo.md', 'A', 1))).rejects.toThrow(InvalidEntryInputError);
+    await expect(set(account, post('/foo.md', 'A', 1.5))).rejects.toThrow(InvalidEntryInputError);
     // cjson keeps 14 significant digits; a larger integer would silently change inside Lua.
-    await expect(store.set(account, post('/foo.md', 'A', 1e14))).rejects.toThrow(InvalidEntryInputError);
-    await expect(store.set(account, post('/foo.md', 'A', 1), { now: -1 })).rejects.toThrow(InvalidEntryInputError);
+    await expect(set(account, post('/foo.md', 'A', 1e14))).rejects.toThrow(InvalidEntryInputError);
+    await expect(set(account, post('/foo.md', 'A', 1), { now: -1 })).rejects.toThrow(InvalidEntryInputError);
     expect(await store.count(account)).toBe(0);
   });
 
@@ -113,7 +139,7 @@ describe('set', () => {
           // Replays re-send versions already sent, as a retried sync would.
           const sends = [...versions, ...replays.map((i) => versions[i % versions.length]!)];
           const ids = new Set<string>();
-          for (const updated of sends) ids.add((await store.set(account, post('/p.md', `v${updated}`, updated))).entry.id);
+          for (const updated of sends) ids.add((await set(account, post('/p.md', `v${updated}`, updated))).entry.id);
           expect(ids.size).toBe(1);
           expect((await store.get(account, '/p.md'))?.html).toBe(`v${Math.max(...versions)}`);
           expect(await storedCounts(account)).toEqual({ ids: 1, entries: 1 });
@@ -121,6 +147,15 @@ describe('set', () => {
       ),
       { numRuns: 40 },
     );
+  });
+
+  it('keeps the id of an entry renamed to this path', async () => {
+    const account = freshAccount();
+    const { entry } = await set(account, post('/a.md', 'A', 1), { now: 5 });
+    await store.rename(account, '/a.md', { pathLower: '/b.md', path: '/b.md' });
+    const again = await set(account, post('/b.md', 'B', 2));
+    expect(again).toMatchObject({ applied: true, created: false, entry: { id: entry.id, created: 5, html: 'B' } });
+    expect(await storedCounts(account)).toEqual({ ids: 1, entries: 1 });
   });
 });
 
@@ -169,6 +204,11 @@ describe('set under real concurrency', () => {
 
   it('gives each path exactly one id and keeps the newest content', async () => {
     expect(await race(freshAccount(), scriptedSet, '/race')).toEqual([]);
+  });
+
+  it('does the same when the entries are set with their downloads\' completions', async () => {
+    const withDownload = SET_PATHS[1]![1];
+    expect(await race(freshAccount(), (client, account, write) => withDownload(new EntryStore(client), client, account, write), '/race-download')).toEqual([]);
   });
 
   /**

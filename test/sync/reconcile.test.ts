@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { MirrorFiles } from '../../src/sync/download-queue.js';
 import { mirrorFolder } from '../../src/sync/sync-deps.js';
 import { SyncStore } from '../../src/sync/sync-store.js';
 import { expectConverged, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
@@ -35,17 +36,31 @@ describe('a full reconcile', () => {
     expect(h.emulator.stats.downloads(account, '/posts/b.md')).toBe(1);
   });
 
+  it('recognises the files already on disk in a folder with many queued files (listed, not stat\'ed one by one)', async () => {
+    const account = 'dbid:reconcile-many';
+    h.emulator.model.addAccount(account, { accessToken: 'tok-r3' });
+    const paths = Array.from({ length: 3 * MirrorFiles.LIST_FROM }, (_, n) => `/notes/n${n}.txt`);
+    for (const path of paths) h.emulator.model.writeFile(account, path, `note ${path}`);
+    await h.linkAccount(account, { accessToken: 'tok-r3' });
+    await h.waitForIdle(account);
+    await writeFile(join(mirrorFolder(h.dataDir, account), 'notes', 'n5.txt'), 'an old version');
+    expect((await h.api(`/accounts/${account}/resync`, { method: 'POST' })).status).toBe(202);
+    await h.waitForIdle(account);
+    await expectConverged(h, account);
+    for (const path of paths) expect(h.emulator.stats.downloads(account, path)).toBe(path === '/notes/n5.txt' ? 2 : 1);
+  });
+
   it('is requested by a step that renamed a file into place and only then found the account taken over', async () => {
     const account = 'dbid:reconcile-request';
     h.emulator.model.addAccount(account, { accessToken: 'tok-r2' });
     h.emulator.model.writeFile(account, '/posts/c.md', '# C');
     let fenced = false;
-    SyncStore.prototype.completeDownload = async function (this: SyncStore, accountId, item) {
+    SyncStore.prototype.completeDownload = async function (this: SyncStore, accountId, item, entry) {
       if (accountId === account && !fenced) {
         fenced = true;
         throw Object.assign(new Error('FENCED the account is owned by a newer lease (token 1)'), { name: 'ReplyError' });
       }
-      return originalComplete.call(this, accountId, item);
+      return originalComplete.call(this, accountId, item, entry);
     };
     const fullListings = () => h.emulator.stats.calls(account, 'files/list_folder');
     await h.linkAccount(account, { accessToken: 'tok-r2' });

@@ -1,7 +1,9 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AccountStore } from '../../src/accounts/account-store.js';
+import { EntryStore } from '../../src/entries/entry-store.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
+import { accountKeys } from '../../src/redis/keys.js';
 import type { DownloadItem, ListedEntry } from '../../src/sync/records.js';
 import { SyncStore } from '../../src/sync/sync-store.js';
 import { startTestRedisClient, type TestRedis } from '../support/redis-server.js';
@@ -116,15 +118,63 @@ describe('the download queue', () => {
 
   it('a finished download leaves the queue and is recorded in the index', async () => {
     await queue([item('/a.md', 'r1')]);
-    expect(await store.completeDownload(account, item('/a.md', 'r1'))).toBe(true);
+    expect(await store.completeDownload(account, item('/a.md', 'r1'))).toEqual({ completed: true, entry: null });
     expect(await store.pendingCount(account)).toBe(0);
     expect(await store.localRecord(account, '/a.md')).toMatchObject({ kind: 'file', rev: 'r1' });
   });
 
   it('a download superseded by a newer listing is not recorded and the newer item stays queued', async () => {
     await queue([item('/a.md', 'r2')]);
-    expect(await store.completeDownload(account, item('/a.md', 'r1'))).toBe(false);
+    expect(await store.completeDownload(account, item('/a.md', 'r1'))).toEqual({ completed: false, entry: null });
     expect(await store.queuedItem(account, '/a.md')).toMatchObject({ rev: 'r2' });
     expect(await store.localRecord(account, '/a.md')).toBeNull();
+  });
+
+  describe('with the entry of a post, in the same script', () => {
+    const entries = new EntryStore(null as unknown as Redis); // only builds the script's arguments
+    const write = (updated: number) => ({ pathLower: '/a.md', path: '/a.md', title: 'A', html: `<p>${updated}</p>`, updated });
+
+    it('records the file, dequeues it and sets the entry', async () => {
+      await queue([item('/a.md', 'r1')]);
+      const done = await store.completeDownload(account, item('/a.md', 'r1'), entries.setCall(account, write(1), { now: 7 }));
+      expect(done).toMatchObject({ completed: true, entry: { applied: true, created: true, entry: { path: '/a.md', html: '<p>1</p>', created: 7, updated: 1 } } });
+      expect(await store.pendingCount(account)).toBe(0);
+      expect(await store.localRecord(account, '/a.md')).toMatchObject({ kind: 'file', rev: 'r1' });
+      expect(await new EntryStore(redis).get(account, '/a.md')).toEqual(done.entry!.entry);
+    });
+
+    it('is harmless when replayed: the same id, one entry, the file recorded once', async () => {
+      await queue([item('/a.md', 'r1')]);
+      const first = await store.completeDownload(account, item('/a.md', 'r1'), entries.setCall(account, write(1), { now: 7 }));
+      const replay = await store.completeDownload(account, item('/a.md', 'r1'), entries.setCall(account, write(1), { now: 8 }));
+      expect(replay).toMatchObject({ completed: true, entry: { created: false, entry: first.entry!.entry } });
+      expect(await redis.hlen(accountKeys(account).entries)).toBe(1);
+      expect(await redis.hgetall(accountKeys(account).fileIds)).toEqual({ 'id:/a.md': '/a.md' });
+    });
+
+    it('superseded by a newer listing: not recorded, the newer item stays queued, the entry set as before', async () => {
+      await queue([item('/a.md', 'r2')]);
+      const done = await store.completeDownload(account, item('/a.md', 'r1'), entries.setCall(account, write(1)));
+      expect(done).toMatchObject({ completed: false, entry: { applied: true } });
+      expect(await store.queuedItem(account, '/a.md')).toMatchObject({ rev: 'r2' });
+      expect(await store.localRecord(account, '/a.md')).toBeNull();
+    });
+
+    it('reports an older version than the stored entry as not applied, and still completes the download', async () => {
+      await queue([item('/a.md', 'r1')]);
+      await new EntryStore(redis).set(account, write(5));
+      const done = await store.completeDownload(account, item('/a.md', 'r1'), entries.setCall(account, write(1)));
+      expect(done).toMatchObject({ completed: true, entry: { applied: false, entry: { updated: 5 } } });
+      expect(await store.pendingCount(account)).toBe(0);
+    });
+
+    it('refused as a whole for a former owner: no entry, nothing dequeued', async () => {
+      await queue([item('/a.md', 'r1')]);
+      await redis.hset(accountKeys(account).fence, 'fence', '2');
+      const formerOwner = new SyncStore(redis, () => '1');
+      await expect(formerOwner.completeDownload(account, item('/a.md', 'r1'), entries.setCall(account, write(1)))).rejects.toThrow(/^FENCED/);
+      expect(await store.pendingCount(account)).toBe(1);
+      expect(await redis.exists(accountKeys(account).entries, accountKeys(account).entryIds)).toBe(0);
+    });
   });
 });
