@@ -23,7 +23,7 @@ const REDIS_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02
  * - `mailroom_queue_depth`: downloads waiting in the Redis queues of the accounts whose actor is in
  *   memory in this process (summed over processes it is the whole backlog: an actor only leaves
  *   memory once idle, i.e. with its queue drained). The accounts are those that reported an event
- *   here and still have an actor; one HLEN each per scrape.
+ *   here, have not gone idle since, and still have an actor; one HLEN each per scrape.
  * - `mailroom_redis_command_duration_seconds{command="ping"}`: the round trip of one PING per
  *   scrape, on the engine's connection. A sample of Redis latency as this process sees it (network,
  *   server load, client queueing), not a timing of every command: wrapping every command would cost
@@ -35,7 +35,10 @@ export function createMetrics(engine: Engine): Registry {
   const registers = [registry];
   const events = engine.events;
 
-  // Accounts whose queue the depth gauge reads: those that reported here (dropped once their actor is gone).
+  // Accounts whose queue the depth gauge reads: those that reported here, dropped when they go idle
+  // (an idle account's queue is drained) or, at scrape time, once their actor is gone. Dropped at
+  // idle and not only at scrape time, so that a process nobody scrapes does not keep an entry for
+  // every account it ever synced (docs/benchmarks.md, figure 7).
   const active = new Set<string>();
   const seen = (accountId: string) => active.add(accountId);
   for (const name of ['syncStarted', 'listed', 'queued', 'stepFailed'] as const) events.on(name, ({ accountId }: { accountId: string }) => seen(accountId));
@@ -96,8 +99,9 @@ export function createMetrics(engine: Engine): Registry {
     buckets: STATE_BUCKETS,
     registers,
   });
-  events.on('state', ({ accountId, from, durationMs }) => {
-    seen(accountId);
+  events.on('state', ({ accountId, from, to, durationMs }) => {
+    if (to === 'idle') active.delete(accountId);
+    else seen(accountId);
     stateDuration.observe({ state: from }, durationMs / 1000);
   });
 

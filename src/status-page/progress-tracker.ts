@@ -20,35 +20,57 @@ export interface RunProgress {
   failed: number;
 }
 
+/** Finished runs kept for the page by default: the most recent ones. */
+export const DEFAULT_FINISHED_RUNS = 1_000;
+
 /**
  * Per-account progress of the sync runs, fed by engine events: reset when a run starts, the total
  * from `queued`, files and bytes from `fileSynced`. Pure and in memory: it knows only the actors
- * this process runs, and forgets nothing but what `forget` is told (one small record per account).
+ * this process runs. Runs going on are all kept; of the finished ones only the last
+ * `maxFinishedRuns`, because a record per account ever synced here grows with every linked account
+ * while the actors themselves are passivated (docs/benchmarks.md, figure 7). An account whose last
+ * run was pushed out shows "no run seen yet" until its next run.
  */
 export class ProgressTracker {
-  private readonly runs = new Map<string, RunProgress>();
+  private readonly running = new Map<string, RunProgress>();
+  /** Oldest finished first (a Map iterates in insertion order), so eviction takes the first key. */
+  private readonly finished = new Map<string, RunProgress>();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly now: () => number = Date.now,
+    private readonly maxFinishedRuns = DEFAULT_FINISHED_RUNS,
+  ) {}
 
   get(accountId: string): RunProgress | null {
-    const run = this.runs.get(accountId);
+    const run = this.running.get(accountId) ?? this.finished.get(accountId);
     return run ? { ...run } : null;
   }
 
+  /** Runs held (going on, finished): what the tracker costs. */
+  get size(): { running: number; finished: number } {
+    return { running: this.running.size, finished: this.finished.size };
+  }
+
   forget(accountId: string): void {
-    this.runs.delete(accountId);
+    this.running.delete(accountId);
+    this.finished.delete(accountId);
   }
 
   syncStarted({ accountId }: Payload<'syncStarted'>): void {
-    this.runs.set(accountId, { startedAt: this.now(), finishedAt: null, total: null, done: 0, downloaded: 0, bytes: 0, failed: 0 });
+    this.finished.delete(accountId);
+    this.running.set(accountId, { startedAt: this.now(), finishedAt: null, total: null, done: 0, downloaded: 0, bytes: 0, failed: 0 });
   }
 
   state({ accountId, from, to }: Payload<'state'>): void {
     // `syncStarted` covers idle -> fetching; a webhook during a run loops finishing -> fetching: a new run.
     if (to === 'fetching' && from === 'finishing') this.syncStarted({ accountId });
-    const run = this.runs.get(accountId);
+    if (to !== 'idle') return;
+    const run = this.running.get(accountId);
     if (!run) return;
-    if (to === 'idle') run.finishedAt = this.now();
+    run.finishedAt = this.now();
+    this.running.delete(accountId);
+    this.finished.set(accountId, run);
+    while (this.finished.size > this.maxFinishedRuns) this.finished.delete(this.finished.keys().next().value!);
   }
 
   queued({ accountId, total }: Payload<'queued'>): void {
@@ -77,10 +99,11 @@ export class ProgressTracker {
 
   /** A run this process did not see start (the page opened mid-run, or the actor moved here). */
   private ensure(accountId: string): RunProgress {
-    let run = this.runs.get(accountId);
-    if (!run || run.finishedAt !== null) {
+    let run = this.running.get(accountId);
+    if (!run) {
+      this.finished.delete(accountId);
       run = { startedAt: this.now(), finishedAt: null, total: null, done: 0, downloaded: 0, bytes: 0, failed: 0 };
-      this.runs.set(accountId, run);
+      this.running.set(accountId, run);
     }
     return run;
   }

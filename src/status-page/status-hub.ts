@@ -38,6 +38,8 @@ export interface StatusHubOptions {
   statusReadIntervalMs?: number;
   /** A comment on every stream this often, so proxies and idle timeouts keep it open. */
   heartbeatMs?: number;
+  /** Finished runs whose progress is kept for the page (the most recent ones). */
+  maxFinishedRuns?: number;
   /** An account named by an event is re-read after this delay (several events, one read). */
   settleMs?: number;
   now?: () => number;
@@ -71,7 +73,7 @@ export class StatusHub {
     private readonly source: StatusSource,
     private readonly options: StatusHubOptions = {},
   ) {
-    this.progress = new ProgressTracker(options.now);
+    this.progress = new ProgressTracker(options.now, options.maxFinishedRuns);
   }
 
   get clientCount(): number {
@@ -125,6 +127,12 @@ export class StatusHub {
     this.detach = undefined;
     this.clients.clear();
     this.stopTimers();
+    this.forgetStatuses();
+  }
+
+  /** Accounts whose status the hub holds (only while a page is open). */
+  get knownCount(): number {
+    return this.known.size;
   }
 
   /**
@@ -148,7 +156,20 @@ export class StatusHub {
 
   private drop(client: StatusClient): void {
     this.clients.delete(client);
-    if (this.clients.size === 0) this.stopTimers();
+    if (this.clients.size === 0) {
+      this.stopTimers();
+      this.forgetStatuses();
+    }
+  }
+
+  /**
+   * The statuses are there to diff what a page is shown: one per linked account, so kept after the
+   * last page closed they would hold every account in memory for good. The next page reads them all
+   * again anyway (`connect`).
+   */
+  private forgetStatuses(): void {
+    this.known.clear();
+    this.readAt.clear();
   }
 
   private view(status: AccountStatus) {
@@ -235,6 +256,8 @@ export class StatusHub {
   }
 
   private apply(accountId: string, status: AccountStatus | null): void {
+    // A read that lands after the last page closed must not fill the statuses in again.
+    if (this.clients.size === 0) return;
     const before = this.known.get(accountId);
     this.readAt.set(accountId, this.now());
     if (!status) {

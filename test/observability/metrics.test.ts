@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendWebhook } from '../../src/dropbox-emulator/webhook-sender.js';
+import type { Engine } from '../../src/engine/engine.js';
+import { EngineEvents } from '../../src/engine/engine-events.js';
+import { createMetrics } from '../../src/observability/metrics.js';
 import { ADMIN_TOKEN, APP_SECRET, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /** /metrics after real syncs: counters from the engine's events, gauges read at scrape time. */
@@ -107,5 +110,40 @@ describe('/metrics', () => {
     expect(value(samples, 'mailroom_actors_in_memory')).toBe(2);
     expect(text).not.toContain('metrics-b');
     h.emulator.faults.clear();
+  });
+});
+
+describe('mailroom_queue_depth', () => {
+  it('reads only the queues of accounts with a run going: an idle account is dropped at once, not kept until its actor leaves', async () => {
+    const events = new EngineEvents();
+    const inMemory = new Set<string>();
+    const read: string[] = [];
+    const engine = {
+      events,
+      host: { size: 0, actor: (id: string) => (inMemory.has(id) ? {} : undefined) },
+      store: { pendingCount: async (id: string) => (read.push(id), 1) },
+      options: { redis: { ping: async () => 'PONG' } },
+    } as unknown as Engine;
+    const registry = createMetrics(engine);
+    const depth = async () => {
+      read.length = 0;
+      const metric = await registry.getSingleMetric('mailroom_queue_depth')!.get();
+      return metric.values[0]!.value;
+    };
+    for (const id of ['a', 'b']) {
+      inMemory.add(id);
+      events.report('state', { accountId: id, from: 'idle', to: 'fetching', durationMs: 1 });
+      events.report('queued', { accountId: id, total: 1 });
+    }
+    expect(await depth()).toBe(2);
+    // 'a' finished its run; its actor is still in memory until it is passivated.
+    events.report('state', { accountId: 'a', from: 'finishing', to: 'idle', durationMs: 1 });
+    expect(await depth()).toBe(1);
+    expect(read).toEqual(['b']);
+    // A run that stopped here without going idle (its actor left) is dropped at the next scrape.
+    inMemory.delete('b');
+    expect(await depth()).toBe(0);
+    expect(read).toEqual([]);
+    registry.clear();
   });
 });

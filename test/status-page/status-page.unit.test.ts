@@ -57,6 +57,36 @@ describe('ProgressTracker', () => {
     t.get('c')!.done = 99;
     expect(t.get('c')!.done).toBe(2);
   });
+
+  it('keeps every run going but only the most recent finished runs (passivated accounts cost nothing)', () => {
+    let now = 0;
+    const t = new ProgressTracker(() => now, 2);
+    const run = (id: string) => {
+      t.syncStarted({ accountId: id });
+      t.fileSynced({ accountId: id, path: '/x', bytes: 1, downloaded: true });
+    };
+    for (const id of ['a', 'b', 'c', 'd']) run(id);
+    expect(t.size).toEqual({ running: 4, finished: 0 });
+    for (const id of ['a', 'b', 'c']) {
+      now++;
+      t.state({ accountId: id, from: 'finishing', to: 'idle', durationMs: 1 });
+    }
+    // 'a' finished first, so it went first; 'd' is still going and stays whatever the cap.
+    expect(t.size).toEqual({ running: 1, finished: 2 });
+    expect(t.get('a')).toBeNull();
+    expect(t.get('b')).toMatchObject({ done: 1, finishedAt: 2 });
+    expect(t.get('d')).toMatchObject({ done: 1, finishedAt: null });
+    // A new run of a finished account leaves the finished ones; its end makes it the newest.
+    run('b');
+    expect(t.size).toEqual({ running: 2, finished: 1 });
+    now++;
+    t.state({ accountId: 'b', from: 'finishing', to: 'idle', durationMs: 1 });
+    now++;
+    t.state({ accountId: 'd', from: 'finishing', to: 'idle', durationMs: 1 });
+    expect(t.get('c')).toBeNull();
+    expect([t.get('b')?.finishedAt, t.get('d')?.finishedAt]).toEqual([4, 5]);
+    expect(t.size).toEqual({ running: 0, finished: 2 });
+  });
 });
 
 describe('messages', () => {
@@ -319,6 +349,26 @@ describe('StatusHub', () => {
     expect(parse(good).some((m) => 'comment' in m && m.comment.startsWith('heartbeat'))).toBe(true);
     hub.stop();
     expect(hub.clientCount).toBe(0);
+  });
+
+  it('holds the account statuses only while a page is open', async () => {
+    const statuses = new Map([['a', statusOf('a', 'idle')], ['b', statusOf('b', 'idle')]]);
+    const source = fakeSource(statuses);
+    let release!: () => void;
+    const hub = new StatusHub(source, { settleMs: 1 }).start();
+    const disconnect = await hub.connect({ send: () => {} });
+    expect(hub.knownCount).toBe(2);
+    // A read still in flight when the last page closes must not bring them back.
+    const read = source.status;
+    source.status = (id) => new Promise((resolve) => (release = () => resolve(read(id))));
+    source.events.report('stepFailed', { accountId: 'a', step: 'listChanges', kind: 'dropbox_unavailable', message: 'x' });
+    await tick(10);
+    disconnect();
+    expect(hub.knownCount).toBe(0);
+    release();
+    await tick(10);
+    expect(hub.knownCount).toBe(0);
+    hub.stop();
   });
 
   it('listens to the engine events only between start and stop', () => {
