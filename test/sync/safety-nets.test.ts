@@ -45,6 +45,16 @@ describe('the lost-webhook safety net', () => {
     expect(await readMirror(h.dataDir, account)).toEqual(expectedMirror(h.emulator, account));
   });
 
+  it('never runs two sweeps at once: a call during a sweep gets that sweep', async () => {
+    h = await startHarness({ engine: { idleTimeoutMs: 20, pollIntervalMs: 60 * 60_000 } });
+    for (let i = 0; i < 3; i++) await h.linkAccount(`dbid:sweep-${i}`);
+    for (let i = 0; i < 3; i++) await h.waitForIdle(`dbid:sweep-${i}`);
+    const first = h.engine.sweep();
+    expect(h.engine.sweep()).toBe(first);
+    await first;
+    expect(h.engine.sweep()).not.toBe(first); // and a new one starts once it ended
+  });
+
   it('leaves recently listed accounts alone', async () => {
     h = await startHarness({ engine: { idleTimeoutMs: 20, pollIntervalMs: 60 * 60_000 } });
     const account = 'dbid:fresh';
