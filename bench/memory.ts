@@ -1,6 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { WebSocket } from 'ws';
 import { startEmulator } from '../src/dropbox-emulator/server.js';
 import { openRedis } from '../src/redis/connection.js';
 import { accountKeys } from '../src/redis/keys.js';
@@ -12,53 +13,87 @@ import { allIdle } from './storm.js';
 const CONTROL_KEYS = ['account', 'mailbox', 'lease', 'actor', 'listing', 'changes', 'queue'] as const;
 const INDEX_KEYS = ['files', 'ignored', 'fileIds', 'entryIds', 'entries'] as const;
 
+/** Links in flight at once. More than the engine's run limit (64) keeps its run slots busy. */
+const LINK_CONCURRENCY = 96;
+
+const MiB = 2 ** 20;
+
 /**
  * Figure 7: memory with many linked idle accounts after a storm, in the real engine process (so
  * its RSS holds the engine alone; the emulator runs here). Idle actors are passivated (short
  * IDLE_TIMEOUT_MS), so an idle account should cost the process nothing and Redis only its state.
  * Baseline: the same process booted with no account.
+ *
+ * RSS right after the storm is mostly the high-water mark of V8's heap (it keeps the pages it grew
+ * to until a major GC shrinks it), not objects the accounts retain. So the engine runs with the
+ * inspector on loopback (`--inspect=127.0.0.1:0`, no src change) and the benchmark forces a full
+ * GC through it, then reads RSS and `process.memoryUsage()` again: the retained cost per account
+ * is heapUsed after GC, empty vs idle.
  */
 export async function memory(options: BenchOptions): Promise<FigureResult> {
   const count = options.quick ? 50 : Number(process.env.BENCH_MEMORY_ACCOUNTS ?? 20_000);
   const redisServer = await startRedis();
   const redis = await openRedis(redisServer.url);
   const emulator = await startEmulator({ appKey: APP_KEY, appSecret: APP_SECRET, pageLimit: 500 });
+  // Counted in process so that waiting for 100,000 syncs does not poll every mailbox in Redis
+  // (a pipelined read of all of them) while the engine is still busy: the engine shares the 2 cores.
+  let downloads = 0;
+  const recordDownload = emulator.stats.recordDownload.bind(emulator.stats);
+  emulator.stats.recordDownload = (accountId, pathLower) => {
+    downloads++;
+    recordDownload(accountId, pathLower);
+  };
   const dataDir = mkdtempSync(join(tmpdir(), 'mailroom-bench-mem-'));
   const engine = await EngineProcess.start({
     redisUrl: redisServer.url, dataDir, dropboxUrl: emulator.url,
-    env: { LOG_LEVEL: 'warn', IDLE_TIMEOUT_MS: '500', LEASE_TTL_MS: '5000', DOWNLOAD_CONCURRENCY: '16', POLL_INTERVAL_MS: '0', SWEEP_INTERVAL_MS: '60000' },
+    env: {
+      LOG_LEVEL: 'warn', IDLE_TIMEOUT_MS: '500', LEASE_TTL_MS: '5000', DOWNLOAD_CONCURRENCY: '16', POLL_INTERVAL_MS: '0', SWEEP_INTERVAL_MS: '60000',
+      NODE_OPTIONS: [process.env.NODE_OPTIONS, '--inspect=127.0.0.1:0'].filter(Boolean).join(' '),
+    },
   });
+  const inspector = await EngineInspector.connect(engine.output);
+  const accounts = Array.from({ length: count }, (_, i) => `dbid:mem-${i}`);
+  const phases: Record<string, number> = {};
+  let phaseStarted = performance.now();
+  const phase = (name: string) => {
+    const now = performance.now();
+    phases[name] = round((now - phaseStarted) / 1000, 1)!;
+    phaseStarted = now;
+    options.log(`  ${name}: ${phases[name]} s`);
+  };
   try {
     await sleep(1_000);
-    const rssEmpty = engine.rssBytes();
+    const empty = await inspector.measure(engine);
     const usedBefore = await usedMemory();
-    const accounts = Array.from({ length: count }, (_, i) => `dbid:mem-${i}`);
-    for (const id of accounts) {
+    phaseStarted = performance.now();
+    await forEachYielding(accounts, (id) => {
       emulator.model.addAccount(id, { accessToken: `token-${id}` });
       emulator.model.writeFile(id, '/first.txt', `first file of ${id}`);
-    }
-    const started = performance.now();
-    await pool(accounts, 32, async (id) => {
+    });
+    phase('emulator accounts created');
+    // Each account through PUT /accounts/:id (the engine's real link, its first sync included).
+    await pool(accounts, LINK_CONCURRENCY, async (id) => {
       const response = await engine.api(`/accounts/${id}`, { method: 'PUT', body: JSON.stringify({ accessToken: `token-${id}` }) });
       await response.arrayBuffer();
       if (response.status !== 200) throw new Error(`link answered ${response.status}`);
     });
-    await waitUntil(async () => (await allIdle(redis, accounts)) === 0, 60 * 60_000, 'the first syncs', 250);
-    options.log(`  linked and synced ${count} accounts in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    phase('link requests answered');
+    await waitForSyncs(count, 'the first syncs');
+    phase('first syncs done');
+
     // The storm: one changed file each, all notified at once.
-    for (const id of accounts) emulator.model.writeFile(id, '/changed.txt', `a change for ${id}`);
+    await forEachYielding(accounts, (id) => emulator.model.writeFile(id, '/changed.txt', `a change for ${id}`));
+    phaseStarted = performance.now();
     const batches: string[][] = [];
     for (let i = 0; i < accounts.length; i += 500) batches.push(accounts.slice(i, i + 500));
     await Promise.all(batches.map((batch) => postWebhook(engine.url, batch)));
-    await waitUntil(async () => (await allIdle(redis, accounts)) === 0, 60 * 60_000, 'the storm to end', 250);
+    await waitForSyncs(2 * count, 'the storm to end');
+    phase('storm');
     // Every actor passivated: no lease left.
-    await waitUntil(async () => {
-      const pipeline = redis.pipeline();
-      for (const id of accounts) pipeline.exists(accountKeys(id).lease);
-      return ((await pipeline.exec()) ?? []).every(([, n]) => n === 0);
-    }, 120_000, 'every idle actor to be passivated', 250);
+    await waitUntil(async () => (await leasesHeld(accounts)) === 0, 300_000, 'every idle actor to be passivated', 500);
+    phase('passivation');
     await sleep(2_000);
-    const rssIdle = engine.rssBytes();
+    const idle = await inspector.measure(engine);
     const usedAfter = await usedMemory();
 
     // MEMORY USAGE of one account's keys, control state apart from the file index and entries.
@@ -79,7 +114,12 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
     const listingFields = await fieldLengths(keys.listing);
     const controlBytes = Object.values(control).reduce((a, b) => a + b, 0);
     const perAccountInfo = (usedAfter - usedBefore) / count;
-    options.log(`  RSS ${(rssEmpty / 2 ** 20).toFixed(0)} MiB empty -> ${(rssIdle / 2 ** 20).toFixed(0)} MiB with ${count} idle; Redis ${controlBytes} B control state per account`);
+    const perAccount = (after: number, before: number) => round((after - before) / count, 0);
+    options.log(
+      `  RSS ${mib(empty.rss)} MiB empty -> ${mib(idle.rss)} MiB with ${count} idle (peak ${mib(idle.peakRss)}), ` +
+        `after a forced GC ${mib(empty.afterGc.rss)} -> ${mib(idle.afterGc.rss)} MiB; heap used after GC ${mib(empty.afterGc.heapUsed)} -> ${mib(idle.afterGc.heapUsed)} MiB ` +
+        `(${perAccount(idle.afterGc.heapUsed, empty.afterGc.heapUsed)} B per account); Redis ${controlBytes} B control state per account`,
+    );
     return {
       id: '7',
       name: 'memory with N linked idle accounts after the storm',
@@ -94,9 +134,19 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
       scale: count === 100_000 ? undefined : `${count.toLocaleString('en-US')} accounts, not 100,000`,
       details: {
         accounts: count,
-        rssEmptyMiB: round(rssEmpty / 2 ** 20, 1),
-        rssIdleMiB: round(rssIdle / 2 ** 20, 1),
-        rssPerIdleAccountBytes: round((rssIdle - rssEmpty) / count, 0),
+        phaseSeconds: phases,
+        rssEmptyMiB: round(empty.rss / MiB, 1),
+        rssIdleMiB: round(idle.rss / MiB, 1),
+        rssPeakMiB: round(idle.peakRss / MiB, 1),
+        rssPerIdleAccountBytes: perAccount(idle.rss, empty.rss),
+        rssAfterGcEmptyMiB: round(empty.afterGc.rss / MiB, 1),
+        rssAfterGcIdleMiB: round(idle.afterGc.rss / MiB, 1),
+        rssAfterGcPerIdleAccountBytes: perAccount(idle.afterGc.rss, empty.afterGc.rss),
+        heapTotalIdleBeforeGcMiB: round(idle.heapTotal / MiB, 1),
+        heapUsedAfterGcEmptyMiB: round(empty.afterGc.heapUsed / MiB, 1),
+        heapUsedAfterGcIdleMiB: round(idle.afterGc.heapUsed / MiB, 1),
+        heapUsedAfterGcPerIdleAccountBytes: perAccount(idle.afterGc.heapUsed, empty.afterGc.heapUsed),
+        externalAfterGcPerIdleAccountBytes: perAccount(idle.afterGc.external, empty.afterGc.external),
         redisUsedMemoryPerAccountBytes: round(perAccountInfo, 0),
         memoryUsageControlKeys: control,
         memoryUsageIndexAndEntries: index,
@@ -105,6 +155,7 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
       },
     };
   } finally {
+    inspector.close();
     await engine.kill();
     redis.disconnect();
     await emulator.close();
@@ -112,8 +163,122 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
     rmSync(dataDir, { recursive: true, force: true });
   }
 
+  /**
+   * Each account downloads one file per run, so the emulator's count says when the runs are done
+   * without touching Redis; only then is every mailbox read (a slow poll: it is 100,000 reads).
+   */
+  async function waitForSyncs(expectedDownloads: number, what: string): Promise<void> {
+    await waitUntil(() => downloads >= expectedDownloads, 60 * 60_000, what, 250);
+    await waitUntil(async () => (await allIdle(redis, accounts)) === 0, 10 * 60_000, what, 1_000);
+  }
+
+  async function leasesHeld(ids: readonly string[]): Promise<number> {
+    let held = 0;
+    for (let i = 0; i < ids.length; i += 5_000) {
+      const pipeline = redis.pipeline();
+      for (const id of ids.slice(i, i + 5_000)) pipeline.exists(accountKeys(id).lease);
+      for (const [, n] of (await pipeline.exec()) ?? []) held += n as number;
+    }
+    return held;
+  }
+
   async function usedMemory(): Promise<number> {
     const info = await redis.info('memory');
     return Number(/^used_memory:(\d+)/m.exec(info)![1]);
   }
+}
+
+const mib = (bytes: number) => (bytes / MiB).toFixed(0);
+
+/**
+ * Gives the event loop a turn every thousand items: filling the emulator for 100,000 accounts in one
+ * go blocks it for seconds, long enough for the engine's HTTP server to close an idle keep-alive
+ * connection unnoticed, and the next request on it then fails with "other side closed".
+ */
+async function forEachYielding<T>(items: readonly T[], fn: (item: T) => void): Promise<void> {
+  for (let i = 0; i < items.length; i++) {
+    fn(items[i]!);
+    if (i % 1_000 === 999) await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+interface MemorySample {
+  /** VmRSS as found (high-water of the heap included). */
+  rss: number;
+  /** VmHWM: the largest RSS the process ever had. */
+  peakRss: number;
+  heapTotal: number;
+  heapUsed: number;
+  /** After two full GCs forced through the inspector. */
+  afterGc: { rss: number; heapUsed: number; heapTotal: number; external: number };
+}
+
+/**
+ * A DevTools-protocol session on the engine process (`--inspect=127.0.0.1:0`): forces full GCs
+ * (`HeapProfiler.collectGarbage`) and reads `process.memoryUsage()` in it, with no hook in src.
+ */
+class EngineInspector {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (result: unknown) => void; reject: (error: Error) => void }>();
+
+  private constructor(private readonly socket: WebSocket) {
+    socket.on('message', (data) => {
+      const message = JSON.parse(String(data)) as { id?: number; result?: unknown; error?: { message: string } };
+      if (message.id === undefined) return;
+      const call = this.pending.get(message.id);
+      this.pending.delete(message.id);
+      if (message.error) call?.reject(new Error(message.error.message));
+      else call?.resolve(message.result);
+    });
+  }
+
+  /** Connects to the inspector whose address the process printed on stderr at start. */
+  static async connect(output: string): Promise<EngineInspector> {
+    const url = /Debugger listening on (ws:\/\/\S+)/.exec(output)?.[1];
+    if (!url) throw new Error(`the engine process printed no inspector address:\n${output.slice(-2_000)}`);
+    const socket = new WebSocket(url);
+    await new Promise((resolve, reject) => {
+      socket.once('open', resolve);
+      socket.once('error', reject);
+    });
+    return new EngineInspector(socket);
+  }
+
+  private send(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+    const id = this.nextId++;
+    this.socket.send(JSON.stringify({ id, method, params }));
+    return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
+  }
+
+  private async memoryUsage(): Promise<NodeJS.MemoryUsage> {
+    const result = (await this.send('Runtime.evaluate', { expression: 'process.memoryUsage()', returnByValue: true })) as { result: { value: NodeJS.MemoryUsage } };
+    return result.result.value;
+  }
+
+  /** RSS and heap as found, then after forced full GCs (the second one frees what the first finalized). */
+  async measure(engine: EngineProcess): Promise<MemorySample> {
+    const rss = engine.rssBytes();
+    const peakRss = peakRssBytes(engine);
+    const before = await this.memoryUsage();
+    await this.send('HeapProfiler.collectGarbage');
+    await this.send('HeapProfiler.collectGarbage');
+    await sleep(500);
+    const after = await this.memoryUsage();
+    return {
+      rss,
+      peakRss,
+      heapTotal: before.heapTotal,
+      heapUsed: before.heapUsed,
+      afterGc: { rss: engine.rssBytes(), heapUsed: after.heapUsed, heapTotal: after.heapTotal, external: after.external },
+    };
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+function peakRssBytes(engine: EngineProcess): number {
+  const status = readFileSync(`/proc/${engine.childProcess!.pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
 }
