@@ -1,4 +1,3 @@
-import './threadpool.js';
 import { serve } from '@hono/node-server';
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';

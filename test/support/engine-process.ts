@@ -39,6 +39,8 @@ export class EngineProcess {
       DROPBOX_CONTENT_URL: options.dropboxUrl,
       ADMIN_TOKEN,
       LOG_LEVEL: 'info',
+      // As `npm start` sets it: the pool is sized from the environment before any module runs.
+      UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16',
       ...options.env,
     });
     if (options.onLine) engine.onLine = options.onLine;
