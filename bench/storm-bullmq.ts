@@ -50,7 +50,7 @@ export class BullmqBaseline {
       const { accountId } = job.data;
       const state = `bare:{${accountId}}`;
       const [token, cursor] = await redis.hmget(state, 'token', 'cursor');
-      const bare = new BareSync(options.emulator.url, token!, join(dir, accountId), options.pageLimit);
+      const bare = new BareSync(options.emulator.url, token!, join(dir, accountId), options.pageLimit, true);
       bare.cursor = cursor ?? '';
       await bare.sync(options.downloadsPerAccount);
       await redis.hset(state, 'cursor', bare.cursor);
