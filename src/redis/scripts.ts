@@ -44,7 +44,8 @@ export const UNFENCED: FenceTokenOf = () => '';
 /**
  * Loads every `lua/<name>.lua` file as an ioredis command named after the file in camelCase
  * (`entry-set.lua` -> `entrySet`). The first line of each file declares its key count:
- * `-- keys: N`. ioredis sends EVALSHA and falls back to EVAL on NOSCRIPT, so a restarted Redis
+ * `-- keys: N`; a `-- uses: …` line puts shared `lua/lib/` functions before it. ioredis sends
+ * EVALSHA and falls back to EVAL on NOSCRIPT, so a restarted Redis
  * with an empty script cache needs nothing from us.
  */
 export function defineScripts(redis: RedisClient): void {
@@ -55,8 +56,27 @@ export function defineScripts(redis: RedisClient): void {
     if (!header) throw new Error(`${file}: first line must be "-- keys: N"`);
     const name = file.slice(0, -4).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
     const fenced = /^-- keys: \d+\r?\n-- fenced\b/.test(lua);
-    redis.defineCommand(name, fenced ? { numberOfKeys: Number(header[1]) + 1, lua: FENCE_PRELUDE + lua } : { numberOfKeys: Number(header[1]), lua });
+    const body = librariesUsedBy(file, lua) + lua;
+    redis.defineCommand(name, fenced ? { numberOfKeys: Number(header[1]) + 1, lua: FENCE_PRELUDE + body } : { numberOfKeys: Number(header[1]), lua: body });
   }
+}
+
+/**
+ * The `lua/lib/<name>.lua` files a script names in a `-- uses: a, b` line, to be put before it: rules
+ * two scripts share (an entry's upsert, a download's completion) live in one file. Each defines
+ * local functions and runs nothing; a script sees only what it names.
+ */
+function librariesUsedBy(file: string, lua: string): string {
+  const uses = /^-- uses: (.+)$/m.exec(lua);
+  if (!uses) return '';
+  return uses[1]!
+    .split(',')
+    .map((name) => name.trim())
+    .map((name) => {
+      if (!/^[a-z-]+$/.test(name)) throw new Error(`${file}: "-- uses:" names lua/lib files, not ${JSON.stringify(name)}`);
+      return readFileSync(join(LUA_DIR, 'lib', `${name}.lua`), 'utf8') + '\n';
+    })
+    .join('');
 }
 
 /** Runs a `-- fenced` script as the holder of `fence`. */
