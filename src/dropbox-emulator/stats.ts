@@ -2,6 +2,8 @@ type AccountStats = {
   calls: Map<string, number>;
   listingsInFlight: number;
   maxListingsInFlight: number;
+  downloadsInFlight: number;
+  maxDownloadsInFlight: number;
   downloads: Map<string, number>;
 };
 
@@ -19,15 +21,17 @@ export class EmulatorStats {
   begin(accountId: string, route: string): () => void {
     const stats = this.account(accountId);
     stats.calls.set(route, (stats.calls.get(route) ?? 0) + 1);
-    if (!LISTING_ROUTES.has(route)) return () => {};
-    stats.listingsInFlight += 1;
-    stats.maxListingsInFlight = Math.max(stats.maxListingsInFlight, stats.listingsInFlight);
-    let ended = false;
-    return () => {
-      if (ended) return;
-      ended = true;
-      stats.listingsInFlight -= 1;
-    };
+    if (LISTING_ROUTES.has(route)) {
+      stats.listingsInFlight += 1;
+      stats.maxListingsInFlight = Math.max(stats.maxListingsInFlight, stats.listingsInFlight);
+      return once(() => (stats.listingsInFlight -= 1));
+    }
+    if (route === 'files/download') {
+      stats.downloadsInFlight += 1;
+      stats.maxDownloadsInFlight = Math.max(stats.maxDownloadsInFlight, stats.downloadsInFlight);
+      return once(() => (stats.downloadsInFlight -= 1));
+    }
+    return () => {};
   }
 
   recordDownload(accountId: string, pathLower: string): void {
@@ -56,6 +60,11 @@ export class EmulatorStats {
     return this.accounts.get(accountId)?.maxListingsInFlight ?? 0;
   }
 
+  /** The most downloads of this account the emulator served at once. */
+  maxDownloadsInFlight(accountId: string): number {
+    return this.accounts.get(accountId)?.maxDownloadsInFlight ?? 0;
+  }
+
   downloads(accountId: string, pathLower?: string): number {
     const downloads = this.accounts.get(accountId)?.downloads;
     if (!downloads) return 0;
@@ -82,9 +91,19 @@ export class EmulatorStats {
   private account(accountId: string): AccountStats {
     let stats = this.accounts.get(accountId);
     if (!stats) {
-      stats = { calls: new Map(), listingsInFlight: 0, maxListingsInFlight: 0, downloads: new Map() };
+      stats = { calls: new Map(), listingsInFlight: 0, maxListingsInFlight: 0, downloadsInFlight: 0, maxDownloadsInFlight: 0, downloads: new Map() };
       this.accounts.set(accountId, stats);
     }
     return stats;
   }
+}
+
+/** A function that does its work the first time it is called only (an answer can end twice). */
+function once(end: () => void): () => void {
+  let ended = false;
+  return () => {
+    if (ended) return;
+    ended = true;
+    end();
+  };
 }

@@ -2,7 +2,7 @@ import { readdir, readFile, stat, utimes } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { callDropbox, DropboxEndpointError } from '../dropbox/call-dropbox.js';
 import { contentHash, hashFile } from '../dropbox/content-hash.js';
-import { forEachBounded } from '../engine/semaphore.js';
+import { forEachBounded, Semaphore } from '../engine/semaphore.js';
 import { isRedisUnavailable } from '../redis/redis-errors.js';
 import { isFencedError } from '../redis/scripts.js';
 import { localPathFor, UnsafePathError } from './paths.js';
@@ -42,22 +42,25 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
   // Once Redis is unreachable (or the lease is lost) nothing more can be recorded: start no new
   // downloads, or every queued file would be fetched and thrown away before the step fails.
   let halted: unknown;
-  const results = await forEachBounded(items, deps.downloadsPerAccount, (item) =>
-    deps.downloadSlots.run(async () => {
-      if (halted) throw halted;
-      if (signal.aborted) throw new SyncError({ kind: 'internal', message: 'stopped', at: deps.clock.now(), jitter: deps.random() });
-      try {
-        const outcome = await downloadOne(item);
-        output[outcome]++;
-        if (outcome === 'downloaded') output.bytes += item.size;
-        if (outcome !== 'dropped') deps.events.report('fileSynced', { accountId, path: item.pathDisplay, bytes: item.size, downloaded: outcome === 'downloaded' });
-      } catch (error) {
-        deps.events.report('downloadFailed', { accountId, path: item.pathDisplay, kind: error instanceof SyncError ? error.failure.kind : isRedisUnavailable(error) ? 'redis' : 'internal' });
-        if (isRedisUnavailable(error) || isFencedError(error)) halted ??= error;
-        throw error;
-      }
-    }),
-  );
+  // The network and the disk are separate resources: a download's slot (per account, and the
+  // process-wide ones) is held only while its bytes arrive, so `downloadsPerAccount` downloads stay
+  // in flight while the files before them are written (temp file, fsync, rename, Redis). Twice as
+  // many lanes as downloads bounds the bytes held waiting for the disk to one more file per slot.
+  const downloading = new Semaphore(deps.downloadsPerAccount);
+  const results = await forEachBounded(items, 2 * deps.downloadsPerAccount, async (item) => {
+    if (halted) throw halted;
+    if (signal.aborted) throw new SyncError({ kind: 'internal', message: 'stopped', at: deps.clock.now(), jitter: deps.random() });
+    try {
+      const outcome = await downloadOne(item);
+      output[outcome]++;
+      if (outcome === 'downloaded') output.bytes += item.size;
+      if (outcome !== 'dropped') deps.events.report('fileSynced', { accountId, path: item.pathDisplay, bytes: item.size, downloaded: outcome === 'downloaded' });
+    } catch (error) {
+      deps.events.report('downloadFailed', { accountId, path: item.pathDisplay, kind: error instanceof SyncError ? error.failure.kind : isRedisUnavailable(error) ? 'redis' : 'internal' });
+      if (isRedisUnavailable(error) || isFencedError(error)) halted ??= error;
+      throw error;
+    }
+  });
   const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
   log.info({ ...output, failed: failures.length, queued: items.length }, 'downloads done');
   if (failures.length) throw failures[0]!.reason;
@@ -91,7 +94,27 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       await complete(item, () => readFile(target));
       return 'unchanged';
     }
+    const bytes = await downloading.run(() => deps.downloadSlots.run(() => fetchVerified(item)));
+    if (bytes === 'gone') return 'dropped';
+    stopIfAborted();
+    // Fenced and as late as possible: a former owner (paused past its lease) is refused here, and
+    // a rev a newer listing superseded never overwrites the newer file.
+    const written = await writeFileAtomically(target, bytes, mtimeFor(item.clientModified, deps.clock.now()), () => deps.store.isCurrentDownload(accountId, item));
+    if (!written) return 'dropped';
+    try {
+      await complete(item, async () => bytes);
+    } catch (error) {
+      if (isFencedError(error)) deps.requestReconcile(accountId, `renamed ${item.pathDisplay} into place, then found the account taken over`);
+      throw error;
+    }
+    return 'downloaded';
+  }
+
+  /** The bytes of the queued rev, checked against its content_hash; 'gone' when Dropbox no longer has it. */
+  async function fetchVerified(item: DownloadItem): Promise<Buffer | 'gone'> {
     for (let attempt = 1; ; attempt++) {
+      if (halted) throw halted;
+      stopIfAborted();
       let bytes: Buffer;
       try {
         const response = await callDropbox(
@@ -105,27 +128,15 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
           // The revision is gone (deleted or overwritten since listing): the next listing says what is there now.
           log.info({ path: item.pathDisplay, tag: error.tag }, 'queued file no longer downloadable; dropped');
           await deps.store.dropQueued(accountId, item);
-          return 'dropped';
+          return 'gone';
         }
         throw error;
       }
-      if (contentHash(bytes) !== item.contentHash) {
-        log.warn({ path: item.pathDisplay, attempt }, 'downloaded bytes do not match content_hash');
-        if (attempt < HASH_ATTEMPTS) continue;
+      if (contentHash(bytes) === item.contentHash) return bytes;
+      log.warn({ path: item.pathDisplay, attempt }, 'downloaded bytes do not match content_hash');
+      if (attempt >= HASH_ATTEMPTS) {
         throw new SyncError({ kind: 'content_mismatch', message: `download of ${item.pathDisplay} did not match its content_hash ${HASH_ATTEMPTS} times`, at: deps.clock.now(), jitter: deps.random() });
       }
-      stopIfAborted();
-      // Fenced and as late as possible: a former owner (paused past its lease) is refused here, and
-      // a rev a newer listing superseded never overwrites the newer file.
-      const written = await writeFileAtomically(target, bytes, mtimeFor(item.clientModified, deps.clock.now()), () => deps.store.isCurrentDownload(accountId, item));
-      if (!written) return 'dropped';
-      try {
-        await complete(item, async () => bytes);
-      } catch (error) {
-        if (isFencedError(error)) deps.requestReconcile(accountId, `renamed ${item.pathDisplay} into place, then found the account taken over`);
-        throw error;
-      }
-      return 'downloaded';
     }
   }
 
