@@ -57,12 +57,13 @@ describe('killing the engine mid-download', () => {
     expect(Object.keys(entries)).toHaveLength(200);
     expect(await redis.hlen(k.entryIds)).toBe(200);
 
-    // Files finished before the kill were not fetched again; at most the in-flight ones were.
+    // Files finished before the kill were not fetched again; at most the in-flight ones were: one
+    // per download slot, and one per slot whose bytes had arrived and were being written.
     for (const path of doneBeforeKill) {
       if (path.endsWith('.md')) expect(emulator.stats.downloads(account, path)).toBe(downloadsBefore[path]);
     }
     const repeated = Object.values(emulator.stats.downloadsByPath(account)).filter((count) => count > 1).length;
-    expect(repeated).toBeLessThanOrEqual(CONCURRENCY);
+    expect(repeated).toBeLessThanOrEqual(2 * CONCURRENCY);
     expect(second.output).toContain('"msg":"restored"');
   }, 90_000);
 });
