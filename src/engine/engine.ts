@@ -112,6 +112,7 @@ export class Engine {
       events: this.events,
       dataDir: options.dataDir,
       downloadSlots: new Semaphore(options.downloadConcurrency ?? 16),
+      writeSlots: new Semaphore(options.downloadConcurrency ?? 16),
       downloadsPerAccount: options.downloadsPerAccount ?? 4,
       pageLimit: options.pageLimit ?? 2000,
       random: options.random ?? Math.random,

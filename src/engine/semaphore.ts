@@ -8,15 +8,26 @@ export class Semaphore {
   }
 
   async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.active++;
+    const release = await this.acquire();
     try {
       return await task();
     } finally {
+      release();
+    }
+  }
+
+  /** Waits for a place; the returned function gives it back (once, however often it is called). */
+  async acquire(): Promise<() => void> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.active++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
       const next = this.waiting.shift();
       if (next) next();
       else this.active--;
-    }
+    };
   }
 
   get inUse(): number {

@@ -44,8 +44,10 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
   let halted: unknown;
   // The network and the disk are separate resources: a download's slot (per account, and the
   // process-wide ones) is held only while its bytes arrive, so `downloadsPerAccount` downloads stay
-  // in flight while the files before them are written (temp file, fsync, rename, Redis). Twice as
-  // many lanes as downloads bounds the bytes held waiting for the disk to one more file per slot.
+  // in flight while the files before them are written (temp file, fsync, rename, Redis). A file is
+  // handed from its download slot to a process-wide write slot without letting go in between, so
+  // the bytes held and the work a crash can interrupt stay bounded: at most downloadSlots +
+  // writeSlots files per process, twice as many lanes as downloads per account.
   const downloading = new Semaphore(deps.downloadsPerAccount);
   const results = await forEachBounded(items, 2 * deps.downloadsPerAccount, async (item) => {
     if (halted) throw halted;
@@ -94,20 +96,34 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       await complete(item, () => readFile(target));
       return 'unchanged';
     }
-    const bytes = await downloading.run(() => deps.downloadSlots.run(() => fetchVerified(item)));
-    if (bytes === 'gone') return 'dropped';
-    stopIfAborted();
-    // Fenced and as late as possible: a former owner (paused past its lease) is refused here, and
-    // a rev a newer listing superseded never overwrites the newer file.
-    const written = await writeFileAtomically(target, bytes, mtimeFor(item.clientModified, deps.clock.now()), () => deps.store.isCurrentDownload(accountId, item));
-    if (!written) return 'dropped';
+    const releaseAccountSlot = await downloading.acquire();
+    const releaseProcessSlot = await deps.downloadSlots.acquire();
+    let bytes: Buffer | 'gone';
+    let releaseWriteSlot: () => void;
     try {
-      await complete(item, async () => bytes);
-    } catch (error) {
-      if (isFencedError(error)) deps.requestReconcile(accountId, `renamed ${item.pathDisplay} into place, then found the account taken over`);
-      throw error;
+      bytes = await fetchVerified(item);
+      releaseWriteSlot = bytes === 'gone' ? () => {} : await deps.writeSlots.acquire();
+    } finally {
+      releaseProcessSlot();
+      releaseAccountSlot();
     }
-    return 'downloaded';
+    if (bytes === 'gone') return 'dropped';
+    try {
+      stopIfAborted();
+      // Fenced and as late as possible: a former owner (paused past its lease) is refused here, and
+      // a rev a newer listing superseded never overwrites the newer file.
+      const written = await writeFileAtomically(target, bytes, mtimeFor(item.clientModified, deps.clock.now()), () => deps.store.isCurrentDownload(accountId, item));
+      if (!written) return 'dropped';
+      try {
+        await complete(item, async () => bytes);
+      } catch (error) {
+        if (isFencedError(error)) deps.requestReconcile(accountId, `renamed ${item.pathDisplay} into place, then found the account taken over`);
+        throw error;
+      }
+      return 'downloaded';
+    } finally {
+      releaseWriteSlot();
+    }
   }
 
   /** The bytes of the queued rev, checked against its content_hash; 'gone' when Dropbox no longer has it. */

@@ -43,8 +43,13 @@ export interface SyncDeps {
   events: EngineEvents;
   /** Mirrors live in `<dataDir>/mirrors/<accountId>`. */
   dataDir: string;
-  /** Shared by every account of the process. */
+  /** Downloads in flight, shared by every account of the process. */
   downloadSlots: Semaphore;
+  /**
+   * Downloaded files being written (temp file, fsync, rename, Redis), shared by every account of
+   * the process: with downloadSlots, what a crash can interrupt is bounded per process.
+   */
+  writeSlots: Semaphore;
   downloadsPerAccount: number;
   /** `limit` for list_folder (Dropbox: 1..2000). */
   pageLimit: number;

@@ -401,11 +401,12 @@ describe(`chaos: ${SCALE.processes} engine processes, ${SCALE.accounts} accounts
 
     // Every download is one file version that a listing queued (a write, or a move of a file not yet
     // on disk), plus repeats: a SIGKILL interrupts at most DOWNLOAD_CONCURRENCY downloads of the
-    // killed process (their files never reached disk, so the new owner fetches them again); a process
-    // that lost a lease while alive may likewise have that many in flight; an injected download fault
-    // (500, 429, truncated, corrupt) costs at most one more. Files already on disk are never refetched.
+    // killed process and as many downloaded files being written (their files never reached disk, so
+    // the new owner fetches them again); a process that lost a lease while alive may likewise have
+    // that many in progress; an injected download fault (500, 429, truncated, corrupt) costs at most
+    // one more. Files already on disk are never refetched.
     const ownershipLosses = nodes.reduce((sum, n) => sum + n.tap.count('lost ownership of the account'), 0);
-    const downloadBound = figures.filesWritten + figures.moves + (figures.kills + ownershipLosses) * DOWNLOAD_CONCURRENCY + figures.downloadFaults;
+    const downloadBound = figures.filesWritten + figures.moves + (figures.kills + ownershipLosses) * 2 * DOWNLOAD_CONCURRENCY + figures.downloadFaults;
     figures.faultsInjected = figures.kills + figures.dropboxFaults + figures.webhookFailedAttempts;
 
     const summary = {
