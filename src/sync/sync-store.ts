@@ -76,17 +76,6 @@ export class SyncStore {
       this.fence(accountId), [k.listing, k.changes]);
   }
 
-  async loadBatch(accountId: string): Promise<PendingBatch> {
-    const k = accountKeys(accountId);
-    const [raw, listing] = await Promise.all([this.redis.lrange(k.changes, 0, -1), this.redis.hgetall(k.listing)]);
-    return {
-      entries: raw.map((line) => JSON.parse(line) as ListedEntry),
-      pageCursor: listing.pageCursor ?? null,
-      mode: listing.mode === 'full' ? 'full' : 'continue',
-      ignoreRules: listing.ignoreRules ?? null,
-    };
-  }
-
   /** What the apply step works from, read in one consistent step: the batch, the local index, the ignore patterns. */
   async loadApplyInput(accountId: string): Promise<ApplyInput> {
     const k = accountKeys(accountId);

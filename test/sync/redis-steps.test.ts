@@ -79,7 +79,7 @@ describe('listing pages', () => {
     expect(await store.savePage(account, '', 'c1', [file('/a.md', 'r1')])).toBe(true);
     expect(await store.savePage(account, '', 'c1', [file('/a.md', 'r1')])).toBe(false);
     expect(await store.savePage(account, 'c1', 'c2', [file('/b.md', 'r1')])).toBe(true);
-    const batch = await store.loadBatch(account);
+    const { batch } = await store.loadApplyInput(account);
     expect(batch.entries.map((e) => e.pathLower)).toEqual(['/a.md', '/b.md']);
     expect(batch.pageCursor).toBe('c2');
     // A restart resumes from the last saved page, not from scratch.
@@ -92,7 +92,7 @@ describe('listing pages', () => {
     const index = { files: { set: [], del: [] }, fileIds: { set: [], del: [] }, queue: { set: [['/a.md', item('/a.md', 'r1')]] as [string, DownloadItem][], del: [] }, ignored: { set: [], del: [] } };
     expect(await store.commitPlan(account, 'c1', 1, index, '[]')).toBe(true);
     expect(await store.commitPlan(account, 'c1', 1, index, '[]')).toBe(false);
-    expect((await store.loadBatch(account)).entries).toEqual([]);
+    expect(((await store.loadApplyInput(account)).batch).entries).toEqual([]);
     expect(await store.pendingCount(account)).toBe(1);
     expect(await store.beginListing(account)).toEqual({ mode: 'continue', from: 'c1' });
   });
@@ -104,7 +104,7 @@ describe('listing pages', () => {
     await store.beginListing(account);
     await store.savePage(account, 'c1', 'c2', [file('/b.md', 'r1')]);
     await store.resetListing(account);
-    expect((await store.loadBatch(account)).entries).toEqual([]);
+    expect(((await store.loadApplyInput(account)).batch).entries).toEqual([]);
     expect(await store.beginListing(account)).toEqual({ mode: 'full', from: '' });
   });
 });
