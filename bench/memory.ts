@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,6 +6,7 @@ import { WebSocket } from 'ws';
 import { startEmulator } from '../src/dropbox-emulator/server.js';
 import { openRedis } from '../src/redis/connection.js';
 import { accountKeys } from '../src/redis/keys.js';
+import { TokenCipher } from '../src/accounts/token-cipher.js';
 import { EngineProcess } from './engine-process.js';
 import { APP_KEY, APP_SECRET, pool, postWebhook, round, sleep, startRedis, waitUntil, type BenchOptions, type FigureResult } from './lib.js';
 import { allIdle } from './storm.js';
@@ -113,6 +115,7 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
     const actorFields = await fieldLengths(keys.actor);
     const listingFields = await fieldLengths(keys.listing);
     const controlBytes = Object.values(control).reduce((a, b) => a + b, 0);
+    const production = await withProductionCredentials(sample);
     const perAccountInfo = (usedAfter - usedBefore) / count;
     const perAccount = (after: number, before: number) => round((after - before) / count, 0);
     options.log(
@@ -152,6 +155,11 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
         memoryUsageIndexAndEntries: index,
         actorHashFieldLengths: actorFields,
         listingHashFieldLengths: listingFields,
+        // The accounts above are linked with the emulator's short tokens; a production credential is
+        // longer and sealed, and a hash value over 64 bytes changes the hash's encoding.
+        accountHashWithProductionCredentialsBytes: production.accountBytes,
+        controlStateWithProductionCredentialsBytes: controlBytes - (control.account ?? 0) + production.accountBytes,
+        productionCredentialsSealedLength: production.sealedLength,
       },
     };
   } finally {
@@ -180,6 +188,22 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
       for (const [, n] of (await pipeline.exec()) ?? []) held += n as number;
     }
     return held;
+  }
+
+  /**
+   * MEMORY USAGE of the sample account's hash with a production-size credential in it: a short-lived
+   * access token of 150 characters ("sl." + 147) and a 64-character refresh token, sealed with
+   * AES-256-GCM as the engine stores them with TOKEN_ENCRYPTION_KEY set. Written to a probe key with
+   * the same tag, measured, deleted.
+   */
+  async function withProductionCredentials(accountId: string): Promise<{ accountBytes: number; sealedLength: number }> {
+    const token = (n: number) => randomBytes(n).toString('base64url').slice(0, n);
+    const sealed = new TokenCipher(randomBytes(32)).encrypt(JSON.stringify({ accessToken: `sl.${token(147)}`, refreshToken: token(64) }), accountId);
+    const probe = `mr:{${accountId}}:account-probe`;
+    await redis.hset(probe, { ...(await redis.hgetall(accountKeys(accountId).account)), credentials: sealed });
+    const bytes = (await redis.call('MEMORY', 'USAGE', probe, 'SAMPLES', '0')) as number;
+    await redis.del(probe);
+    return { accountBytes: bytes, sealedLength: sealed.length };
   }
 
   async function usedMemory(): Promise<number> {
