@@ -9,6 +9,7 @@ import { renderStatusPage } from '../../src/status-page/page.js';
 import { ProgressTracker } from '../../src/status-page/progress-tracker.js';
 import { StatusHub, type StatusSource } from '../../src/status-page/status-hub.js';
 import { TicketBook } from '../../src/status-page/tickets.js';
+import { waitUntil } from '../support/fixtures.js';
 
 describe('ProgressTracker', () => {
   it('resets at syncStarted, takes the total from queued, counts files and downloaded bytes', () => {
@@ -360,13 +361,15 @@ describe('StatusHub', () => {
     expect(hub.knownCount).toBe(2);
     // A read still in flight when the last page closes must not bring them back.
     const read = source.status;
-    source.status = (id) => new Promise((resolve) => (release = () => resolve(read(id))));
+    let inFlight: Promise<AccountStatus | null> | undefined;
+    source.status = (id) => (inFlight = new Promise((resolve) => (release = () => resolve(read(id)))));
     source.events.report('stepFailed', { accountId: 'a', step: 'listChanges', kind: 'dropbox_unavailable', message: 'x' });
-    await tick(10);
+    await waitUntil(() => inFlight !== undefined, 1_000, 'the hub to ask for the changed status');
     disconnect();
     expect(hub.knownCount).toBe(0);
     release();
-    await tick(10);
+    await inFlight;
+    await tick(); // the hub's continuation after the read
     expect(hub.knownCount).toBe(0);
     hub.stop();
   });
