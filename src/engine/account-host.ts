@@ -144,6 +144,11 @@ export class AccountHost {
     return this.actors.get(accountId);
   }
 
+  /** Whether this process already has the account in hand: its actor is here, starting, or waiting for a run slot. */
+  handles(accountId: string): boolean {
+    return this.actors.has(accountId) || this.starting.has(accountId) || this.waiting.has(accountId);
+  }
+
   get size(): number {
     return this.actors.size;
   }

@@ -227,13 +227,17 @@ export class Engine {
     for (let i = 0; i < ids.length; i += SWEEP_BATCH) {
       // Read together (one pipelined write per batch): one after another, a sweep of 100,000
       // accounts took longer than its interval.
-      const batch = ids.slice(i, i + SWEEP_BATCH).filter((accountId) => !this.host.actor(accountId));
+      // An account waiting here for a run slot is dirty and unowned, like one whose owner died:
+      // during a storm that is most of them, and waking them again would only re-queue them.
+      const batch = ids.slice(i, i + SWEEP_BATCH).filter((accountId) => !this.host.handles(accountId));
       const boxes = await Promise.all(batch.map((accountId) => this.mailbox.read(accountId)));
+      const unfinished = batch.filter((_, j) => boxes[j]!.status === 'running' || boxes[j]!.dirty);
+      const holders = new Map(await Promise.all(unfinished.map(async (accountId) => [accountId, await this.leases.holder(accountId)] as const)));
       for (const [j, accountId] of batch.entries()) {
         const box = boxes[j]!;
-        if (this.host.actor(accountId)) continue;
-        if (box.status === 'running' || box.dirty) {
-          if (await this.leases.holder(accountId)) continue;
+        if (this.host.handles(accountId)) continue;
+        if (holders.has(accountId)) {
+          if (holders.get(accountId)) continue;
           this.wakeInBackground(accountId);
           reaped++;
         } else if (pollIntervalMs > 0 && polled < maxPolls && now - box.listedAt >= pollIntervalMs) {

@@ -26,4 +26,24 @@ describe('the run limit', () => {
     for (const id of accounts) await expectConverged(h, id);
     expect(maxRunning).toBe(2);
   });
+
+  it('a sweep during a storm leaves the accounts waiting for a run slot to this process', async () => {
+    const accounts = Array.from({ length: 6 }, (_, i) => `dbid:sweep-wait-${i}`);
+    // Long enough that the two running accounts hold both slots while the sweep reads every mailbox.
+    h.emulator.faults.setLatency(400, 'files/download');
+    for (const [i, id] of accounts.entries()) {
+      h.emulator.model.addAccount(id, { accessToken: `tok-sw-${i}` });
+      h.emulator.model.writeFile(id, '/p/a.md', `# ${id}`);
+    }
+    await Promise.all(accounts.map((id, i) => h.linkAccount(id, { accessToken: `tok-sw-${i}` })));
+    const waiting = accounts.filter((id) => h.engine.host.handles(id) && !h.engine.host.actor(id));
+    expect(waiting).toHaveLength(4); // dirty, running in Redis, no lease, no actor: what the reaper looks for
+
+    const { reaped } = await h.engine.sweep();
+
+    expect(reaped).toBe(0);
+    h.emulator.faults.setLatency(0, 'files/download');
+    for (const id of accounts) await h.waitForIdle(id, 30_000);
+    for (const id of accounts) await expectConverged(h, id);
+  });
 });
