@@ -93,7 +93,8 @@ export class StatusHub {
         this.progress.state(e);
         const known = this.known.get(e.accountId);
         if (known) known.state = e.to;
-        this.broadcast({ type: 'transition', at: this.at(), ...e });
+        // Every transition of every account passes here: build the message only for an open page.
+        if (this.clients.size > 0) this.broadcast({ type: 'transition', at: this.at(), ...e });
         this.pushAccount(e.accountId);
         this.refreshSoon(e.accountId);
       },

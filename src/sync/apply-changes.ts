@@ -65,7 +65,9 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   // A fenced check before each phase that changes the disk (and only those: each costs a round trip).
   const diskWork = plan.moves.length + plan.removals.length + plan.folders.length > 0;
   if (diskWork) await checkpoint();
-  await mkdir(root, { recursive: true });
+  // The mirror's folder exists from the first (full) listing on; a download makes its own folders.
+  // Not asking again on every run saves a thread-pool call on the path of every one-file change.
+  if (diskWork || batch.mode === 'full') await mkdir(root, { recursive: true });
   const staging = stagingFolder(deps.dataDir, accountId);
   const staged = await stageMoves(plan.moves, root, staging);
   // Entries move before the removals run: removing a moved file's old path must not drop its entry.
