@@ -94,32 +94,56 @@ export async function startRedis(): Promise<BenchRedis> {
   };
 }
 
-/** Engine + emulator + Redis + the engine's HTTP app (with a bare baseline route on the same server). */
-export interface Stack {
+/** Engine + Redis + the engine's HTTP app (with a bare baseline route on the same server), on an emulator at `emulatorUrl`. */
+export interface EngineStack {
   redisServer: BenchRedis;
   redis: Redis;
-  emulator: RunningEmulator;
   engine: Engine;
+  /** The emulator the engine talks to: in this process (`Stack`) or another (`startStackOn`). */
+  emulatorUrl: string;
   url: string;
   dataDir: string;
   close(): Promise<void>;
 }
 
+/** An `EngineStack` with its emulator in this process, so a figure can seed and inspect its model directly. */
+export interface Stack extends EngineStack {
+  emulator: RunningEmulator;
+}
+
 export async function startStack(options: { engine?: Partial<EngineOptions>; emulator?: EmulatorOptions } = {}): Promise<Stack> {
   const redisServer = await startRedis();
   const emulator = await startEmulator({ appKey: APP_KEY, appSecret: APP_SECRET, pageLimit: 500, ...options.emulator });
+  const stack = await startEngine(redisServer, emulator.url, options.engine, () => emulator.close());
+  return { ...stack, emulator };
+}
+
+/**
+ * The same stack on an emulator started elsewhere (e.g. `startEmulatorProcess`), which the caller
+ * owns and closes: the emulator then does not share this process's event loop.
+ */
+export async function startStackOn(emulatorUrl: string, options: { engine?: Partial<EngineOptions> } = {}): Promise<EngineStack> {
+  return startEngine(await startRedis(), emulatorUrl, options.engine, async () => {});
+}
+
+async function startEngine(
+  redisServer: BenchRedis,
+  emulatorUrl: string,
+  engineOptions: Partial<EngineOptions> | undefined,
+  closeEmulator: () => Promise<void>,
+): Promise<EngineStack> {
   const redis = await openRedis(redisServer.url);
   const dataDir = mkdtempSync(join(tmpdir(), 'mailroom-bench-data-'));
   const engine = new Engine({
     redis,
     dataDir,
     log: silentLogger,
-    dropbox: { appKey: APP_KEY, appSecret: APP_SECRET, hosts: { api: emulator.url, content: emulator.url }, callTimeoutMs: 30_000 },
+    dropbox: { appKey: APP_KEY, appSecret: APP_SECRET, hosts: { api: emulatorUrl, content: emulatorUrl }, callTimeoutMs: 30_000 },
     downloadConcurrency: 8,
     downloadsPerAccount: 8,
     pageLimit: 500,
     retryBaseDelayMs: 10,
-    ...options.engine,
+    ...engineOptions,
   });
   await engine.boot();
   const app = createApp({ engine, redis, appSecret: APP_SECRET, adminToken: ADMIN_TOKEN, log: silentLogger });
@@ -158,8 +182,8 @@ export async function startStack(options: { engine?: Partial<EngineOptions>; emu
   return {
     redisServer,
     redis,
-    emulator,
     engine,
+    emulatorUrl,
     url,
     dataDir,
     async close() {
@@ -169,7 +193,7 @@ export async function startStack(options: { engine?: Partial<EngineOptions>; emu
         server.closeAllConnections?.();
       });
       redis.disconnect();
-      await emulator.close();
+      await closeEmulator();
       await redisServer.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
@@ -196,7 +220,7 @@ export async function linkAccount(stack: Stack, accountId: string): Promise<void
   await stack.engine.link(accountId, { accessToken });
 }
 
-export async function isIdle(stack: Stack, accountId: string): Promise<boolean> {
+export async function isIdle(stack: EngineStack, accountId: string): Promise<boolean> {
   const box = await stack.engine.mailbox.read(accountId);
   if (box.status !== 'idle' || box.dirty) return false;
   const actor = stack.engine.host.actor(accountId);
