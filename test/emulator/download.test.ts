@@ -67,6 +67,18 @@ describe('files/download through the SDK', () => {
     expect(current.rev).toBe(second.rev);
   });
 
+  it('answers a moved file\'s revision with the path the file has now, even when another file took its old path', async () => {
+    const written = emulator.model.writeFile(accountId, '/drafts/post.md', 'moved post');
+    emulator.model.move(accountId, '/drafts/post.md', '/posts/post.md');
+    emulator.model.writeFile(accountId, '/drafts/post.md', 'a new draft at the old path');
+    const dbx = sdkFor(emulator.url, { accessToken: token });
+
+    const old = (await dbx.filesDownload({ path: `rev:${written.rev}` })).result as Downloaded;
+
+    expect(old.fileBinary.toString()).toBe('moved post');
+    expect(old.path_display).toBe('/posts/post.md');
+  });
+
   it('accepts the argument in the arg query parameter too', async () => {
     emulator.model.writeFile(accountId, '/q.txt', 'query');
     const arg = encodeURIComponent(JSON.stringify({ path: '/q.txt' }));
