@@ -1,6 +1,7 @@
 import type { EntrySetCall, SetResult } from '../entries/entry-store.js';
 import { accountKeys } from '../redis/keys.js';
 import { hashReplyEntries, runFencedScript, runScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
+import type { IndexReadScope } from './index-reads.js';
 import type { FieldOps, Plan } from './plan-changes.js';
 import type { DownloadItem, ListedEntry, LocalRecord } from './records.js';
 
@@ -21,12 +22,19 @@ export interface PendingBatch {
 
 export interface ApplyInput {
   batch: PendingBatch;
+  /**
+   * The part of the local index this batch can touch (`indexScope`): everything `planChanges`,
+   * `withLocalCasing` and the removals look at for it, so planning gives the same plan as on the
+   * whole index. It is not the whole index: do not look up anything else in it.
+   */
   index: LocalIndex;
+  /** How much of the index was read: 'targeted' (what the batch touches), 'whole', or 'none' (no page to apply). See index-reads.ts. */
+  indexScope: IndexReadScope;
   /** The account's ignore patterns now (none when it was unlinked meanwhile: the commit is then fenced). */
   ignore: string[];
 }
 
-type ApplyLoadReply = [string[], string | null, string | null, string | null, string[], string[], string[], string[], string | null];
+type ApplyLoadReply = [string[], string | null, string | null, string | null, string[], string[], string[], string[], string | null, IndexReadScope];
 
 export interface LocalIndex {
   files: Map<string, LocalRecord>;
@@ -76,10 +84,14 @@ export class SyncStore {
       this.fence(accountId), [k.listing, k.changes]);
   }
 
-  /** What the apply step works from, read in one consistent step: the batch, the local index, the ignore patterns. */
+  /**
+   * What the apply step works from, read in one consistent step: the batch, the part of the local
+   * index it can touch (the whole index only when it needs it: apply-load.lua, index-reads.ts), the
+   * ignore patterns.
+   */
   async loadApplyInput(accountId: string): Promise<ApplyInput> {
     const k = accountKeys(accountId);
-    const [changes, pageCursor, mode, ignoreRules, files, fileIds, ignored, queue, ignore] = await runScript<ApplyLoadReply>(
+    const [changes, pageCursor, mode, ignoreRules, files, fileIds, ignored, queue, ignore, indexScope] = await runScript<ApplyLoadReply>(
       this.redis,
       'applyLoad',
       [k.changes, k.listing, k.files, k.fileIds, k.ignored, k.queue, k.account],
@@ -92,6 +104,7 @@ export class SyncStore {
         ignored: parseFlatValues<DownloadItem>(ignored),
         queue: parseFlatValues<DownloadItem>(queue),
       },
+      indexScope,
       ignore: ignore ? (JSON.parse(ignore) as string[]) : [],
     };
   }
