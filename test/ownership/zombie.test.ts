@@ -67,7 +67,7 @@ describe('an owner frozen past its lease (zombie)', () => {
       a.childProcess!.kill('SIGSTOP');
       return true;
     }, 10_000, 'A to have downloads in flight');
-    await waitUntil(() => emulator.stats.calls(account, 'files/download') === emulator.stats.downloads(account), 5_000, "A's requests to be answered");
+    await waitUntil(() => emulator.stats.calls(account, 'files/download') === emulator.stats.downloads(account), 20_000, "A's requests to be answered");
     const onDisk = new Set(await redis.hkeys(k.files));
     const inFlight = Object.keys(emulator.stats.downloadsByPath(account)).filter((path) => !onDisk.has(path));
     expect(inFlight.length).toBeGreaterThan(0); // A froze holding bytes it has not recorded yet
