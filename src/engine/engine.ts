@@ -19,6 +19,7 @@ import { type Clock, systemClock } from './clock.js';
 import { Semaphore } from './semaphore.js';
 import { EngineEvents } from './engine-events.js';
 import { createStepActors } from './step-actors.js';
+import { QueueHandover } from './queue-handover.js';
 
 export interface EngineOptions {
   redis: RedisClient;
@@ -88,6 +89,8 @@ export class Engine {
   /** Everything the engine reports as it works (metrics, status page, library users). */
   readonly events = new EngineEvents();
   private readonly sessions = new Map<string, DropboxSession>();
+  /** The queue an apply step just committed, for the download step that follows (one read less per run). */
+  readonly handover = new QueueHandover();
   private subscriber: Redis | Cluster | undefined;
   private sweeping: Promise<{ reaped: number; polled: number }> | undefined;
 
@@ -136,7 +139,7 @@ export class Engine {
       },
     };
     this.host = new AccountHost({
-      machine: accountMachine.provide({ actors: createStepActors(deps) }),
+      machine: accountMachine.provide({ actors: createStepActors(deps, this.handover) }),
       persistence: this.persistence,
       mailbox: this.mailbox,
       store: this.store,
@@ -148,7 +151,10 @@ export class Engine {
       idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
       maxActiveRuns: options.maxActiveRuns ?? 64,
       // A passivated account's session (and the token it holds) is rebuilt from Redis when needed.
-      onReleased: (accountId) => this.sessions.delete(accountId),
+      onReleased: (accountId) => {
+        this.sessions.delete(accountId);
+        this.handover.forget(accountId);
+      },
       stateDeadlinesMs: { ...DEFAULT_STATE_DEADLINES_MS, ...options.stateDeadlinesMs },
       watchdogIntervalMs: options.watchdogIntervalMs ?? 5_000,
       inspect: options.inspect,

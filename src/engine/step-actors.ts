@@ -9,20 +9,21 @@ import { SyncError, type FailureKind } from '../sync/sync-failure.js';
 import { isRedisUnavailable } from '../redis/redis-errors.js';
 import { isFencedError } from '../redis/scripts.js';
 import { sleep } from './clock.js';
+import { QueueHandover } from './queue-handover.js';
 
 /**
  * The real implementations of the machine's named actors. Each one turns whatever it failed with
  * into a SyncError stamped with the engine's clock, which the machine turns into a persisted
  * backoff deadline.
  */
-export function createStepActors(deps: SyncDeps) {
-  const step = <T>(name: string, run: (input: StepInput, signal: AbortSignal, deps: SyncDeps) => Promise<T>) =>
+export function createStepActors(deps: SyncDeps, handover: QueueHandover = new QueueHandover()) {
+  const step = <T>(name: string, run: (input: StepInput, signal: AbortSignal, deps: SyncDeps, token: string) => Promise<T>) =>
     fromPromise<T, StepInput>(async ({ input, signal }) => {
       // Each concurrent download lane waits on this signal in its retries: more than ten is normal.
       setMaxListeners(0, signal);
       const owned = deps.own(input.accountId);
       try {
-        return await run(input, signal, { ...deps, store: owned.store, entries: owned.entries, mailbox: owned.mailbox });
+        return await run(input, signal, { ...deps, store: owned.store, entries: owned.entries, mailbox: owned.mailbox }, owned.token);
       } catch (error) {
         if (isFencedError(error)) deps.lostOwnership(input.accountId, `${name}: a write was refused (FENCED)`, owned.token);
         const failure = classify(error, deps);
@@ -38,8 +39,13 @@ export function createStepActors(deps: SyncDeps) {
 
   return {
     listChanges: step<unknown>('listChanges', (input, signal, owned) => listChanges(input.accountId, signal, owned)),
-    applyChanges: step<unknown>('applyChanges', (input, signal, owned) => applyChanges(input.accountId, signal, owned)),
-    downloadQueue: step<unknown>('downloadQueue', (input, signal, owned) => downloadQueue(input.accountId, signal, owned)),
+    applyChanges: step<unknown>('applyChanges', async (input, signal, owned, token) => {
+      handover.forget(input.accountId);
+      const { queue, ...output } = await applyChanges(input.accountId, signal, owned);
+      if (queue) handover.give(input.accountId, token, queue);
+      return output;
+    }),
+    downloadQueue: step<unknown>('downloadQueue', (input, signal, owned, token) => downloadQueue(input.accountId, signal, owned, handover.take(input.accountId, token))),
     finishRun: step<FinishOutput>('finishRun', async (input, _signal, owned): Promise<FinishOutput> => ({ next: await owned.mailbox.finishRun(input.accountId), at: deps.clock.now() })),
     waitUntil: fromPromise<void, { until: number }>(({ input, signal }) => sleep(deps.clock, input.until - deps.clock.now(), signal)),
   };

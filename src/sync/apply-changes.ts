@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { createIgnoreRule, localPathFor, UnsafePathError } from './paths.js';
 import { withLocalCasing } from './local-casing.js';
 import { planChanges, type Plan, type PlannedMove } from './plan-changes.js';
+import type { DownloadItem } from './records.js';
 import { markdownEntryBuilder, mirrorFolder, stagingFolder, type SyncDeps } from './sync-deps.js';
 import { isFencedError } from '../redis/scripts.js';
 import { SyncError } from './sync-failure.js';
@@ -14,6 +15,8 @@ export interface ApplyOutput {
   folders: number;
   queued: number;
   refused: number;
+  /** The download queue as this step's commit left it, when small enough to hand over (see SyncStore.commitPlan). */
+  queue?: DownloadItem[];
 }
 
 /**
@@ -90,8 +93,9 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
 
   // The commit itself is fenced: no separate check before it.
   if (signal.aborted) await checkpoint();
+  let committed: Awaited<ReturnType<typeof deps.store.commitPlan>>;
   try {
-    await deps.store.commitPlan(accountId, batch.pageCursor, batch.entries.length, plan.index, rules);
+    committed = await deps.store.commitPlan(accountId, batch.pageCursor, batch.entries.length, plan.index, rules);
   } catch (error) {
     if (touchedDisk && isFencedError(error)) deps.requestReconcile(accountId, 'changed the mirror while applying, then found the account taken over');
     throw error;
@@ -99,7 +103,7 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   const output = { removed: plan.removals.length, moved: staged.length, folders: plan.folders.length, queued: plan.index.queue.set.length, refused: plan.refused.length };
   log.info(output, 'applied');
   deps.events.report('queued', { accountId, total: output.queued });
-  return output;
+  return committed.queue ? { ...output, queue: committed.queue } : output;
 }
 
 const stagedName = (move: PlannedMove) => encodeURIComponent(move.to.id);

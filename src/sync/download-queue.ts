@@ -29,9 +29,11 @@ const HASH_ATTEMPTS = 3;
  * its entry is set; a failed item stays queued and the step fails after the others finish, so the
  * actor backs off and retries just what is left.
  */
-export async function downloadQueue(accountId: string, signal: AbortSignal, deps: SyncDeps): Promise<DownloadOutput> {
+export async function downloadQueue(accountId: string, signal: AbortSignal, deps: SyncDeps, handedOver?: readonly DownloadItem[]): Promise<DownloadOutput> {
   const log = deps.log.child({ accountId, step: 'downloading' });
-  const items = await deps.store.queued(accountId);
+  // The queue as the apply step's commit left it, when this step follows it under the same lease
+  // (nothing else writes an account's queue meanwhile); otherwise as Redis has it now.
+  const items = handedOver ?? (await deps.store.queued(accountId));
   const output: DownloadOutput = { downloaded: 0, unchanged: 0, dropped: 0, bytes: 0 };
   if (!items.length) return output;
   const session = await deps.session(accountId);

@@ -34,6 +34,13 @@ export interface ApplyInput {
   ignore: string[];
 }
 
+/**
+ * The largest download queue the commit returns to the caller. A run of a few changed files hands
+ * its queue to the download step in the commit's reply (one round trip less per run); a first sync
+ * of thousands is read by the download step itself, as a reply that size would be.
+ */
+export const HANDED_OVER_QUEUE_LIMIT = 256;
+
 type ApplyLoadReply = [string[], string | null, string | null, string | null, string[], string[], string[], string[], string | null, IndexReadScope];
 
 export interface LocalIndex {
@@ -109,8 +116,12 @@ export class SyncStore {
     };
   }
 
-  /** Commits an applied plan and moves the cursor; false when it was already committed. */
-  async commitPlan(accountId: string, pageCursor: string, consumed: number, index: Plan['index'], ignoreRules: string): Promise<boolean> {
+  /**
+   * Commits an applied plan and moves the cursor. `committed` is false when it was already
+   * committed; `queue` is the download queue as the commit left it, when it holds at most
+   * HANDED_OVER_QUEUE_LIMIT items (the download step then need not read it back).
+   */
+  async commitPlan(accountId: string, pageCursor: string, consumed: number, index: Plan['index'], ignoreRules: string): Promise<{ committed: boolean; queue?: DownloadItem[] }> {
     const k = accountKeys(accountId);
     const ops = {
       queue: encode(index.queue),
@@ -118,14 +129,16 @@ export class SyncStore {
       fileIds: { set: index.fileIds.set, del: index.fileIds.del },
       ignored: encode(index.ignored),
     };
-    const done = await runFencedScript<number>(
+    const reply = await runFencedScript<0 | [1, string[]?]>(
       this.redis,
       'changesCommit',
       this.fence(accountId),
       [k.listing, k.changes, k.queue, k.files, k.fileIds, k.ignored],
-      [pageCursor, consumed, JSON.stringify(ops), ignoreRules],
+      [pageCursor, consumed, JSON.stringify(ops), ignoreRules, HANDED_OVER_QUEUE_LIMIT],
     );
-    return done === 1;
+    if (reply === 0) return { committed: false };
+    const queue = reply[1];
+    return { committed: true, ...(queue ? { queue: [...parseFlatValues<DownloadItem>(queue).values()] } : {}) };
   }
 
   async queued(accountId: string): Promise<DownloadItem[]> {

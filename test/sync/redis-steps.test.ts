@@ -5,7 +5,7 @@ import { EntryStore } from '../../src/entries/entry-store.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import type { DownloadItem, ListedEntry } from '../../src/sync/records.js';
-import { SyncStore } from '../../src/sync/sync-store.js';
+import { HANDED_OVER_QUEUE_LIMIT, SyncStore } from '../../src/sync/sync-store.js';
 import { startTestRedisClient, type TestRedis } from '../support/redis-server.js';
 
 /** The atomic Redis steps the actor relies on, each against a real redis-server. */
@@ -90,11 +90,31 @@ describe('listing pages', () => {
     await store.beginListing(account);
     await store.savePage(account, '', 'c1', [file('/a.md', 'r1')]);
     const index = { files: { set: [], del: [] }, fileIds: { set: [], del: [] }, queue: { set: [['/a.md', item('/a.md', 'r1')]] as [string, DownloadItem][], del: [] }, ignored: { set: [], del: [] } };
-    expect(await store.commitPlan(account, 'c1', 1, index, '[]')).toBe(true);
-    expect(await store.commitPlan(account, 'c1', 1, index, '[]')).toBe(false);
+    expect(await store.commitPlan(account, 'c1', 1, index, '[]')).toEqual({ committed: true, queue: [item('/a.md', 'r1')] });
+    expect(await store.commitPlan(account, 'c1', 1, index, '[]')).toEqual({ committed: false });
     expect(((await store.loadApplyInput(account)).batch).entries).toEqual([]);
     expect(await store.pendingCount(account)).toBe(1);
     expect(await store.beginListing(account)).toEqual({ mode: 'continue', from: 'c1' });
+  });
+
+  it('hands back the whole queue as the commit left it, earlier runs\' items too, until it is too long to', async () => {
+    const none = { set: [], del: [] };
+    await store.beginListing(account);
+    await store.savePage(account, '', 'c1', [file('/a.md', 'r1'), file('/b.md', 'r1')]);
+    const first = { files: none, fileIds: none, ignored: none, queue: { set: [['/a.md', item('/a.md', 'r1')], ['/b.md', item('/b.md', 'r1')]] as [string, DownloadItem][], del: [] } };
+    await store.commitPlan(account, 'c1', 2, first, '[]');
+    await store.beginListing(account);
+    await store.savePage(account, 'c1', 'c2', [file('/c.md', 'r1')]);
+    const second = { files: none, fileIds: none, ignored: none, queue: { set: [['/c.md', item('/c.md', 'r1')]] as [string, DownloadItem][], del: ['/a.md'] } };
+    const { queue } = await store.commitPlan(account, 'c2', 1, second, '[]');
+    expect(queue?.map((q) => q.pathLower).sort()).toEqual(['/b.md', '/c.md']);
+
+    await store.beginListing(account);
+    const many = Array.from({ length: HANDED_OVER_QUEUE_LIMIT }, (_, i) => file(`/many/${i}.md`, 'r1'));
+    await store.savePage(account, 'c2', 'c3', many);
+    const third = { files: none, fileIds: none, ignored: none, queue: { set: many.map((f) => [f.pathLower, item(f.pathLower, 'r1')]) as [string, DownloadItem][], del: [] } };
+    expect(await store.commitPlan(account, 'c3', many.length, third, '[]')).toEqual({ committed: true }); // the download step reads it itself
+    expect(await store.pendingCount(account)).toBe(HANDED_OVER_QUEUE_LIMIT + 2);
   });
 
   it('a reset drops progress and unapplied changes; the next listing is a full one', async () => {

@@ -6,7 +6,10 @@
 -- KEYS[1] listing, KEYS[2] changes (list), KEYS[3] queue, KEYS[4] files, KEYS[5] file ids, KEYS[6] ignored
 -- ARGV[1] the pageCursor the plan covered, ARGV[2] how many changes it consumed,
 -- ARGV[3] JSON { queue, files, fileIds, ignored }, each { set: [[field, value], ...], del: [field, ...] },
--- ARGV[4] the ignore rules the plan used.
+-- ARGV[4] the ignore rules the plan used, ARGV[5] the largest queue to return.
+-- Returns 0 when the plan was already committed; else { 1, queue } with the queue as it stands now
+-- (HGETALL's flat list) when it holds at most ARGV[5] items, so the download step that follows need
+-- not read it back, or { 1 } when it holds more.
 if redis.call('HGET', KEYS[1], 'pageCursor') ~= ARGV[1] then return 0 end
 local ops = cjson.decode(ARGV[3])
 local targets = { queue = KEYS[3], files = KEYS[4], fileIds = KEYS[5], ignored = KEYS[6] }
@@ -20,4 +23,5 @@ end
 redis.call('LTRIM', KEYS[2], tonumber(ARGV[2]), -1)
 redis.call('HSET', KEYS[1], 'cursor', ARGV[1], 'mode', 'continue', 'ignoreRules', ARGV[4])
 redis.call('HDEL', KEYS[1], 'pageCursor')
-return 1
+if redis.call('HLEN', KEYS[3]) <= tonumber(ARGV[5]) then return { 1, redis.call('HGETALL', KEYS[3]) } end
+return { 1 }

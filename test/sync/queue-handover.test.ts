@@ -1,0 +1,99 @@
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { QueueHandover } from '../../src/engine/queue-handover.js';
+import { accountKeys } from '../../src/redis/keys.js';
+import type { DownloadItem } from '../../src/sync/records.js';
+import { expectConverged, startHarness, type Harness } from '../support/sync-harness.js';
+
+const item = (pathLower: string): DownloadItem => ({
+  pathLower, pathDisplay: pathLower, id: `id:${pathLower}`, rev: 'r1', contentHash: 'h'.repeat(64), size: 1,
+  clientModified: '2024-01-01T00:00:00Z', serverModified: '2024-01-01T00:00:00Z',
+});
+
+describe('the queue handed from the apply step to the download step', () => {
+  it('is taken once, and only under the lease token it was given with', () => {
+    const handover = new QueueHandover();
+    handover.give('a', '7', [item('/x.md')]);
+    expect(handover.take('a', '8')).toBeUndefined(); // another lease: read Redis
+    expect(handover.take('a', '7')).toBeUndefined(); // the wrong token took it away
+    handover.give('a', '7', [item('/x.md')]);
+    expect(handover.take('a', '7')).toEqual([item('/x.md')]);
+    expect(handover.take('a', '7')).toBeUndefined(); // a retried step reads Redis
+    handover.give('b', '1', [item('/y.md')]);
+    handover.forget('b');
+    expect(handover.size).toBe(0);
+  });
+});
+
+let h: Harness;
+let monitor: Redis;
+const commands: string[][] = [];
+beforeAll(async () => {
+  h = await startHarness({ engine: { retryBaseDelayMs: 10, maxAttemptsPerCall: 1 } });
+  monitor = await h.redis.duplicate().monitor();
+  // Only what clients send: MONITOR also reports the commands a Lua script runs (source "lua").
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    if (source !== 'lua') commands.push(args);
+  });
+});
+afterAll(async () => {
+  monitor.disconnect();
+  await h.close();
+});
+
+/** Runs `change`, then waits for the account to sync it; the Redis commands sent meanwhile. */
+async function commandsDuring(account: string, change: () => void): Promise<string[][]> {
+  await h.waitForIdle(account);
+  // MONITOR reports in the order Redis ran the commands: an ECHO marks where this run begins.
+  const marker = `marker-${commands.length}-${Date.now()}`;
+  await h.redis.echo(marker);
+  await waitForCommand((args) => args[1] === marker);
+  const from = commands.length;
+  change();
+  await h.engine.notify([account]);
+  await h.waitForIdle(account);
+  const end = `end-${from}-${Date.now()}`;
+  await h.redis.echo(end);
+  await waitForCommand((args) => args[1] === end);
+  return commands.slice(from);
+}
+
+async function waitForCommand(match: (args: string[]) => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!commands.some(match)) {
+    if (Date.now() > deadline) throw new Error('MONITOR did not report the marker');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+const readsOfQueue = (sent: string[][], account: string) =>
+  sent.filter((args) => args[0]?.toLowerCase() === 'hgetall' && args[1] === accountKeys(account).queue).length;
+
+describe('a run', () => {
+  it('downloads a changed file without reading back the queue its commit just wrote', async () => {
+    const account = 'dbid:handover-run';
+    h.emulator.model.addAccount(account, { accessToken: 'tok-handover' });
+    h.emulator.model.writeFile(account, '/posts/a.md', '# A');
+    await h.linkAccount(account, { accessToken: 'tok-handover' });
+
+    const sent = await commandsDuring(account, () => h.emulator.model.writeFile(account, '/posts/b.md', '# B'));
+
+    expect(readsOfQueue(sent, account)).toBe(0);
+    await expectConverged(h, account);
+  });
+
+  it('reads the queue from Redis when the download step is retried after a failure', async () => {
+    const account = 'dbid:handover-retry';
+    h.emulator.model.addAccount(account, { accessToken: 'tok-handover-retry' });
+    h.emulator.model.writeFile(account, '/posts/a.md', '# A');
+    await h.linkAccount(account, { accessToken: 'tok-handover-retry' });
+
+    const sent = await commandsDuring(account, () => {
+      h.emulator.model.writeFile(account, '/posts/b.md', '# B');
+      h.emulator.faults.inject({ route: 'files/download', accountId: account, status: 503 });
+    });
+
+    expect(readsOfQueue(sent, account)).toBe(1); // the retry, not the first attempt
+    await expectConverged(h, account);
+  });
+});
