@@ -90,7 +90,7 @@ export class Engine {
   readonly events = new EngineEvents();
   private readonly sessions = new Map<string, DropboxSession>();
   /** The queue an apply step just committed, for the download step that follows (one read less per run). */
-  readonly handover = new QueueHandover();
+  private readonly handover = new QueueHandover();
   private subscriber: Redis | Cluster | undefined;
   private sweeping: Promise<{ reaped: number; polled: number }> | undefined;
 
