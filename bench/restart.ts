@@ -57,7 +57,7 @@ export async function restart(options: BenchOptions): Promise<FigureResult> {
       }, 30_000, 'the dead owner\'s leases to expire', 20);
       leaseWaits.push(Date.now() - killedAt);
       let listeningAt = 0;
-      let resumedByBoot = 0;
+      let resumedByBoot: number | undefined;
       const restored = new Map<string, number>();
       const onLine = (line: LogLine) => {
         if (line.msg === 'listening') listeningAt = Date.parse(line.time!);
@@ -66,10 +66,12 @@ export async function restart(options: BenchOptions): Promise<FigureResult> {
       };
       engine = await EngineProcess.start({ redisUrl: redisServer.url, dataDir, dropboxUrl: emulator.url, env, onLine });
       await waitUntil(() => restored.size === count, 60_000, 'every account to be restored', 5);
+      // The boot pass logs its count once its last account is restored: after the line timed above.
+      await waitUntil(() => resumedByBoot !== undefined, 60_000, "the boot pass's summary", 5);
       const last = Math.max(...restored.values());
       fromBoot.push(last - listeningAt);
       fromSpawn.push(last - engine.spawnedAt);
-      byBootPass.push(resumedByBoot);
+      byBootPass.push(resumedByBoot!);
       options.log(`  round ${r + 1}: ${count} restored ${last - listeningAt} ms after boot (${last - engine.spawnedAt} ms after spawn; leases expired ${leaseWaits[r]} ms after the kill)`);
       if (!(await allDownloading())) options.log('  (some accounts left `downloading`: later rounds are not all mid-download)');
     }
