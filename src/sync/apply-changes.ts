@@ -3,7 +3,9 @@ import { dirname, join } from 'node:path';
 import { createIgnoreRule, localPathFor, UnsafePathError } from './paths.js';
 import { withLocalCasing } from './local-casing.js';
 import { planChanges, type Plan, type PlannedMove } from './plan-changes.js';
-import type { DownloadItem } from './records.js';
+import type { DownloadItem, ListedEntry } from './records.js';
+import type { IndexView } from './index-reads.js';
+import type { PendingBatch } from './sync-store.js';
 import { markdownEntryBuilder, mirrorFolder, stagingFolder, type SyncDeps } from './sync-deps.js';
 import { isFencedError } from '../redis/scripts.js';
 import { SyncError } from './sync-failure.js';
@@ -44,25 +46,8 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   const { batch, index, ignore: patterns } = await deps.store.loadApplyInput(accountId);
   const empty = { removed: 0, moved: 0, folders: 0, queued: 0, refused: 0 };
   if (!batch.pageCursor) return empty; // already committed (a replay after a restart)
-  const rules = JSON.stringify(patterns);
   const root = mirrorFolder(deps.dataDir, accountId);
-  const entries = withLocalCasing(batch.entries, index.files);
-  const plan = planChanges({
-    entries,
-    ...index,
-    isIgnored: createIgnoreRule(patterns),
-    unsafeReason: (path) => {
-      try {
-        localPathFor(root, path);
-        return null;
-      } catch (error) {
-        if (error instanceof UnsafePathError) return error.reason;
-        throw error;
-      }
-    },
-    full: batch.mode === 'full',
-    rulesChanged: batch.ignoreRules !== null && batch.ignoreRules !== rules,
-  });
+  const { entries, plan, rules } = planBatch(batch, index, patterns, root);
   for (const refused of plan.refused) log.warn(refused, 'refused a Dropbox path');
 
   // A fenced check before each phase that changes the disk (and only those: each costs a round trip).
@@ -104,6 +89,33 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   log.info(output, 'applied');
   deps.events.report('queued', { accountId, total: output.queued });
   return committed.queue ? { ...output, queue: committed.queue } : output;
+}
+
+/**
+ * What the batch means locally, against the index as read (all of it, or the part the batch can
+ * touch: index-reads.ts): the entries with their local casing, the plan, and the ignore rules as
+ * the commit records them. Pure; the targeted read's tests plan through it too.
+ */
+export function planBatch(batch: Pick<PendingBatch, 'entries' | 'mode' | 'ignoreRules'>, index: IndexView, patterns: readonly string[], root: string): { entries: ListedEntry[]; plan: Plan; rules: string } {
+  const rules = JSON.stringify(patterns);
+  const entries = withLocalCasing(batch.entries, index.files);
+  const plan = planChanges({
+    entries,
+    ...index,
+    isIgnored: createIgnoreRule(patterns),
+    unsafeReason: (path) => {
+      try {
+        localPathFor(root, path);
+        return null;
+      } catch (error) {
+        if (error instanceof UnsafePathError) return error.reason;
+        throw error;
+      }
+    },
+    full: batch.mode === 'full',
+    rulesChanged: batch.ignoreRules !== null && batch.ignoreRules !== rules,
+  });
+  return { entries, plan, rules };
 }
 
 const stagedName = (move: PlannedMove) => encodeURIComponent(move.to.id);

@@ -89,7 +89,7 @@ export function isUnder(childLower: string, folderLower: string): boolean {
  * accepted and means the same. Because parent folders are tested too, "drafts", "drafts/**" and
  * "**\/_private" each ignore the folder and everything under it.
  */
-export function createIgnoreRule(patterns: string[]): (pathLower: string) => boolean {
+export function createIgnoreRule(patterns: readonly string[]): (pathLower: string) => boolean {
   const matchers = patterns.map((pattern) => {
     const anchored = pattern.startsWith('/') ? pattern.slice(1) : pattern;
     if (anchored.trim() === '') throw new InvalidIgnorePatternError(pattern);

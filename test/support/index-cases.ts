@@ -1,7 +1,6 @@
 import { ancestorsOf, type ApplyReadState, type IndexView } from '../../src/sync/index-reads.js';
-import { withLocalCasing } from '../../src/sync/local-casing.js';
-import { createIgnoreRule, localPathFor, UnsafePathError } from '../../src/sync/paths.js';
-import { planChanges, UNLISTED_ID, type Plan } from '../../src/sync/plan-changes.js';
+import { planBatch } from '../../src/sync/apply-changes.js';
+import { UNLISTED_ID, type Plan } from '../../src/sync/plan-changes.js';
 import type { DownloadItem, ListedEntry, LocalRecord } from '../../src/sync/records.js';
 
 /**
@@ -145,24 +144,8 @@ export interface ApplyOutcome {
 /** What apply-changes.ts computes from a batch and (part of) an index: the cased entries, the plan, the records of the removals. */
 export function applyOutcome(state: ApplyReadState, index: IndexView): ApplyOutcome {
   const patterns = state.ignore ? (JSON.parse(state.ignore) as string[]) : [];
-  const rules = JSON.stringify(patterns);
-  const entries = withLocalCasing(state.entries, index.files);
-  const plan = planChanges({
-    entries,
-    ...index,
-    isIgnored: createIgnoreRule(patterns),
-    unsafeReason: (path) => {
-      try {
-        localPathFor(ACCOUNT_ROOT, path);
-        return null;
-      } catch (error) {
-        if (error instanceof UnsafePathError) return error.reason;
-        throw error;
-      }
-    },
-    full: state.mode === 'full',
-    rulesChanged: state.ignoreRules !== null && state.ignoreRules !== rules,
-  });
+  const batch = { entries: [...state.entries], mode: state.mode === 'full' ? ('full' as const) : ('continue' as const), ignoreRules: state.ignoreRules };
+  const { entries, plan } = planBatch(batch, index, patterns, ACCOUNT_ROOT);
   return { entries, plan, removedRecords: plan.removals.map((path) => index.files.get(path)) };
 }
 
