@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { ancestorsOf, chooseIndexRead, readIndex, type ApplyReadState, type IndexRead } from '../src/sync/index-reads.js';
 import type { FieldOps } from '../src/sync/plan-changes.js';
 import type { ListedEntry, ListedFile, LocalRecord } from '../src/sync/records.js';
-import { applyOutcome, randomIndexCase, recordsOutsideFolders, seededRandom, type Index } from './support/index-cases.js';
+import { applyOutcome, randomIndexCase, recordsOutsideFolders, type Index } from './support/index-cases.js';
+import { seededRandom } from './support/seeded-random.js';
 
 /**
  * The apply step reads only the part of the index a batch can touch (index-reads.ts, mirrored by

@@ -14,6 +14,7 @@ import { TestRedis } from '../support/redis-server.js';
 import { APP_KEY, APP_SECRET, expectedMirror, readMirror } from '../support/sync-harness.js';
 import { LogTap } from './log-tap.js';
 import { storedActorState } from '../support/stored-actor.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 /**
  * Chaos: several engine processes share one Redis and one data folder. While a driver edits,
@@ -48,18 +49,7 @@ const ENGINE_ENV = {
 };
 const DOWNLOAD_LATENCY_MS = 15;
 
-/** mulberry32: small, seedable, good enough to pick files and accounts. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = prng(SEED);
+const random = seededRandom(SEED);
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 

@@ -1,6 +1,7 @@
 import { ancestorsOf, type ApplyReadState, type IndexView } from '../../src/sync/index-reads.js';
 import { planBatch } from '../../src/sync/apply-changes.js';
 import { UNLISTED_ID, type Plan } from '../../src/sync/plan-changes.js';
+import { seededRandom } from './seeded-random.js';
 import type { DownloadItem, ListedEntry, LocalRecord } from '../../src/sync/records.js';
 
 /**
@@ -8,17 +9,6 @@ import type { DownloadItem, ListedEntry, LocalRecord } from '../../src/sync/reco
  * property test and the test against real Redis run the very same cases.
  */
 
-/** mulberry32: a small, seedable generator (the same seed gives the same case on every run). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface Index {
   files: Map<string, LocalRecord>;
