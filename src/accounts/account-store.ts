@@ -54,7 +54,11 @@ export class AccountStore {
   }
 
   async get(accountId: string): Promise<LinkedAccount | null> {
-    const raw = await this.redis.hgetall(accountKeys(accountId).account);
+    return this.fromFields(accountId, await this.redis.hgetall(accountKeys(accountId).account));
+  }
+
+  /** The linked account these account-hash fields describe (read elsewhere, e.g. by the lease grant), or null when not linked. */
+  fromFields(accountId: string, raw: Record<string, string>): LinkedAccount | null {
     if (!raw.credentials) return null;
     const stored = raw.credentials;
     let credentials: DropboxCredentials | undefined;

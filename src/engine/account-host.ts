@@ -31,6 +31,8 @@ export interface AccountHostOptions {
   maxActiveRuns: number;
   /** Called once an actor left memory (passivation, loss, stop): drop what is cached for it. */
   onReleased?: (accountId: string) => void;
+  /** Called with the fresh lease just before an actor starts: what the grant read can serve its first steps. */
+  onStarting?: (accountId: string, lease: Lease) => void;
   /** Longest a state may last before the watchdog restarts the actor from its last snapshot. */
   stateDeadlinesMs: Record<Exclude<AccountStateName, 'idle'>, number>;
   watchdogIntervalMs: number;
@@ -307,6 +309,7 @@ export class AccountHost {
       error: (error) => this.recover(accountId, actor, error),
     });
     this.actors.set(accountId, actor);
+    this.options.onStarting?.(accountId, lease);
     actor.start();
     if (stored && snapshot) alog.info({ state: stored.state, token: lease.token }, 'restored');
     if (fallBackToResync) {

@@ -89,6 +89,11 @@ export class Engine {
   /** Everything the engine reports as it works (metrics, status page, library users). */
   readonly events = new EngineEvents();
   private readonly sessions = new Map<string, DropboxSession>();
+  /**
+   * The account hash the lease grant read as an actor started: its first step builds the session
+   * from it instead of reading the hash again. Taken once; dropped with the session.
+   */
+  private readonly linkAtStart = new Map<string, Record<string, string>>();
   /** The queue an apply step just committed, for the download step that follows (one read less per run). */
   private readonly handover = new QueueHandover();
   private subscriber: Redis | Cluster | undefined;
@@ -152,9 +157,10 @@ export class Engine {
       maxActiveRuns: options.maxActiveRuns ?? 64,
       // A passivated account's session (and the token it holds) is rebuilt from Redis when needed.
       onReleased: (accountId) => {
-        this.sessions.delete(accountId);
+        this.forgetSession(accountId);
         this.handover.forget(accountId);
       },
+      onStarting: (accountId, lease) => this.linkAtStart.set(accountId, lease.link),
       stateDeadlinesMs: { ...DEFAULT_STATE_DEADLINES_MS, ...options.stateDeadlinesMs },
       watchdogIntervalMs: options.watchdogIntervalMs ?? 5_000,
       inspect: options.inspect,
@@ -163,7 +169,7 @@ export class Engine {
 
   /** Links (or re-links) an account and starts a sync. */
   async link(accountId: string, credentials: DropboxCredentials, ignore: string[] = []): Promise<void> {
-    this.sessions.delete(accountId);
+    this.forgetSession(accountId);
     const wake = await this.accounts.link(accountId, credentials, ignore, this.clock.now());
     // A re-link cuts a backoff short (a revoked token is the usual reason to re-link).
     await this.deliver({ accountId, type: wake ? 'WEBHOOK' : 'RESYNC' });
@@ -172,7 +178,7 @@ export class Engine {
   /** Unlinks: the unlink bumps the fence, so whichever process runs the actor has its writes refused. */
   async unlink(accountId: string): Promise<boolean> {
     await this.host.stop(accountId);
-    this.sessions.delete(accountId);
+    this.forgetSession(accountId);
     const existed = await this.accounts.unlink(accountId);
     await this.publish({ accountId, type: 'UNLINK' });
     return existed;
@@ -314,7 +320,7 @@ export class Engine {
       }
       if (message.type === 'UNLINK') {
         if (this.host.actor(message.accountId)) void this.host.stop(message.accountId);
-        this.sessions.delete(message.accountId);
+        this.forgetSession(message.accountId);
       } else {
         this.host.deliverLocal(message.accountId, { type: message.type });
       }
@@ -323,10 +329,18 @@ export class Engine {
     await subscriber.subscribe(WAKE_CHANNEL);
   }
 
+  /** A re-link, an unlink or the actor leaving: the next session is built from Redis again. */
+  private forgetSession(accountId: string): void {
+    this.sessions.delete(accountId);
+    this.linkAtStart.delete(accountId);
+  }
+
   private async session(accountId: string): Promise<DropboxSession> {
     let session = this.sessions.get(accountId);
     if (!session) {
-      const account = await this.accounts.get(accountId);
+      const link = this.linkAtStart.get(accountId);
+      this.linkAtStart.delete(accountId);
+      const account = link ? this.accounts.fromFields(accountId, link) : await this.accounts.get(accountId);
       if (!account) throw new Error(`account ${accountId} is not linked`);
       session = new DropboxSession(account.credentials, this.options.dropbox);
       // Cached only for an actor in memory: passivation (onReleased) is the only eviction, so a

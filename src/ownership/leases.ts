@@ -9,6 +9,8 @@ export interface Lease extends Fence {
   value: string;
   /** The actor's stored state, read in the same step as the grant (see parseStoredActor). */
   stored: StoredActorFields;
+  /** The account hash as the grant found it (its link: see AccountStore.fromFields); empty when unlinked. */
+  link: Record<string, string>;
 }
 
 /**
@@ -24,9 +26,16 @@ export class Leases {
   /** The lease (with the actor's stored state), or null when another process holds it. */
   async acquire(accountId: string): Promise<Lease | null> {
     const k = accountKeys(accountId);
-    const [token, actor, mailbox] = await runScript<[number, string[]?, (string | null)[]?]>(this.redis, 'leaseAcquire', [k.lease, k.fence, k.actor], [this.ownerId, this.ttlMs, ...ACTOR_MAILBOX_FIELDS]);
+    const [token, actor, mailbox, link] = await runScript<[number, string[]?, (string | null)[]?, string[]?]>(this.redis, 'leaseAcquire', [k.lease, k.fence, k.actor, k.account], [this.ownerId, this.ttlMs, ...ACTOR_MAILBOX_FIELDS]);
     if (!token) return null;
-    return { accountId, key: k.fence, token, value: `${this.ownerId}|${token}`, stored: { actor: Object.fromEntries(hashReplyEntries(actor ?? [])), mailbox: mailbox ?? [] } };
+    return {
+      accountId,
+      key: k.fence,
+      token,
+      value: `${this.ownerId}|${token}`,
+      stored: { actor: Object.fromEntries(hashReplyEntries(actor ?? [])), mailbox: mailbox ?? [] },
+      link: Object.fromEntries(hashReplyEntries(link ?? [])),
+    };
   }
 
   /** False when the lease expired or was taken: the actor must stop. */

@@ -28,12 +28,14 @@ describe('leases and fencing tokens', () => {
     expect(await a.renew(leaseA!)).toBe(false); // A lost it: its actor must stop
   });
 
-  it('hands over, with the grant, the stored actor; and says on release whether the mailbox has work', async () => {
+  it('hands over, with the grant, the stored actor and the link; and says on release whether the mailbox has work', async () => {
     const a = new Leases(redis, 'proc-a', 10_000);
     const k = accountKeys('dbid:handover');
     await redis.hset(k.mailbox, 'status', 'idle', 'dirty', '0', 'actorVersion', '7', 'actorUpdatedAt', '1700000000000', 'runs', '3', 'lastSyncedAt', '1700000000000');
+    await redis.hset(k.account, 'credentials', '{"accessToken":"tok"}', 'ignore', '[]', 'linkedAt', '1700000000000');
     const lease = (await a.acquire('dbid:handover'))!;
     expect(lease.stored).toEqual({ actor: {}, mailbox: ['7', '1700000000000', '3', '1700000000000'] });
+    expect(lease.link).toEqual({ credentials: '{"accessToken":"tok"}', ignore: '[]', linkedAt: '1700000000000' }); // the first step's session needs no read of its own
     expect(await a.release(lease)).toEqual({ released: true, workWaiting: false });
 
     const again = (await a.acquire('dbid:handover'))!;

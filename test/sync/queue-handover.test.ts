@@ -1,8 +1,8 @@
-import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QueueHandover } from '../../src/engine/queue-handover.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import type { DownloadItem } from '../../src/sync/records.js';
+import { CommandLog, countOf } from '../support/redis-monitor.js';
 import { expectConverged, startHarness, type Harness } from '../support/sync-harness.js';
 
 const item = (pathLower: string): DownloadItem => ({
@@ -26,48 +26,27 @@ describe('the queue handed from the apply step to the download step', () => {
 });
 
 let h: Harness;
-let monitor: Redis;
-const commands: string[][] = [];
+let log: CommandLog;
 beforeAll(async () => {
   h = await startHarness({ engine: { retryBaseDelayMs: 10, maxAttemptsPerCall: 1 } });
-  monitor = await h.redis.duplicate().monitor();
-  // Only what clients send: MONITOR also reports the commands a Lua script runs (source "lua").
-  monitor.on('monitor', (_time: string, args: string[], source: string) => {
-    if (source !== 'lua') commands.push(args);
-  });
+  log = await CommandLog.start(h.redis);
 });
 afterAll(async () => {
-  monitor.disconnect();
+  log.stop();
   await h.close();
 });
 
 /** Runs `change`, then waits for the account to sync it; the Redis commands sent meanwhile. */
 async function commandsDuring(account: string, change: () => void): Promise<string[][]> {
   await h.waitForIdle(account);
-  // MONITOR reports in the order Redis ran the commands: an ECHO marks where this run begins.
-  const marker = `marker-${commands.length}-${Date.now()}`;
-  await h.redis.echo(marker);
-  await waitForCommand((args) => args[1] === marker);
-  const from = commands.length;
-  change();
-  await h.engine.notify([account]);
-  await h.waitForIdle(account);
-  const end = `end-${from}-${Date.now()}`;
-  await h.redis.echo(end);
-  await waitForCommand((args) => args[1] === end);
-  return commands.slice(from);
+  return log.during(h.redis, async () => {
+    change();
+    await h.engine.notify([account]);
+    await h.waitForIdle(account);
+  });
 }
 
-async function waitForCommand(match: (args: string[]) => boolean): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (!commands.some(match)) {
-    if (Date.now() > deadline) throw new Error('MONITOR did not report the marker');
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
-
-const readsOfQueue = (sent: string[][], account: string) =>
-  sent.filter((args) => args[0]?.toLowerCase() === 'hgetall' && args[1] === accountKeys(account).queue).length;
+const readsOfQueue = (sent: string[][], account: string) => countOf(sent, 'hgetall', accountKeys(account).queue);
 
 describe('a run', () => {
   it('downloads a changed file without reading back the queue its commit just wrote', async () => {
