@@ -18,8 +18,7 @@ import { ActorPersistence } from './actor-persistence.js';
 import { type Clock, systemClock } from './clock.js';
 import { Semaphore } from './semaphore.js';
 import { EngineEvents } from './engine-events.js';
-import { createStepActors } from './step-actors.js';
-import { QueueHandover } from './queue-handover.js';
+import { createStepActors, newStepHandovers } from './step-actors.js';
 
 export interface EngineOptions {
   redis: RedisClient;
@@ -94,8 +93,8 @@ export class Engine {
    * from it instead of reading the hash again. Taken once; dropped with the session.
    */
   private readonly linkAtStart = new Map<string, Record<string, string>>();
-  /** The queue an apply step just committed, for the download step that follows (one read less per run). */
-  private readonly handover = new QueueHandover();
+  /** What a step read or wrote, for the step that follows (one read less each: see Handover). */
+  private readonly handovers = newStepHandovers();
   private subscriber: Redis | Cluster | undefined;
   private sweeping: Promise<{ reaped: number; polled: number }> | undefined;
 
@@ -144,7 +143,7 @@ export class Engine {
       },
     };
     this.host = new AccountHost({
-      machine: accountMachine.provide({ actors: createStepActors(deps, this.handover) }),
+      machine: accountMachine.provide({ actors: createStepActors(deps, this.handovers) }),
       persistence: this.persistence,
       mailbox: this.mailbox,
       store: this.store,
@@ -158,7 +157,8 @@ export class Engine {
       // A passivated account's session (and the token it holds) is rebuilt from Redis when needed.
       onReleased: (accountId) => {
         this.forgetSession(accountId);
-        this.handover.forget(accountId);
+        this.handovers.applyInputs.forget(accountId);
+        this.handovers.queues.forget(accountId);
       },
       onStarting: (accountId, lease) => this.linkAtStart.set(accountId, lease.link),
       stateDeadlinesMs: { ...DEFAULT_STATE_DEADLINES_MS, ...options.stateDeadlinesMs },

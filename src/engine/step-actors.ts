@@ -9,14 +9,26 @@ import { SyncError, type FailureKind } from '../sync/sync-failure.js';
 import { isRedisUnavailable } from '../redis/redis-errors.js';
 import { isFencedError } from '../redis/scripts.js';
 import { sleep } from './clock.js';
-import { QueueHandover } from './queue-handover.js';
+import { Handover } from './handover.js';
+import type { ApplyInput } from '../sync/sync-store.js';
+import type { DownloadItem } from '../sync/records.js';
 
 /**
  * The real implementations of the machine's named actors. Each one turns whatever it failed with
  * into a SyncError stamped with the engine's clock, which the machine turns into a persisted
  * backoff deadline.
  */
-export function createStepActors(deps: SyncDeps, handover: QueueHandover = new QueueHandover()) {
+/** What a step hands the next one (see Handover). */
+export interface StepHandovers {
+  applyInputs: Handover<ApplyInput>;
+  queues: Handover<readonly DownloadItem[]>;
+}
+
+export function newStepHandovers(): StepHandovers {
+  return { applyInputs: new Handover(), queues: new Handover() };
+}
+
+export function createStepActors(deps: SyncDeps, handovers: StepHandovers = newStepHandovers()) {
   const step = <T>(name: string, run: (input: StepInput, signal: AbortSignal, deps: SyncDeps, token: string) => Promise<T>) =>
     fromPromise<T, StepInput>(async ({ input, signal }) => {
       // Each concurrent download lane waits on this signal in its retries: more than ten is normal.
@@ -38,14 +50,19 @@ export function createStepActors(deps: SyncDeps, handover: QueueHandover = new Q
     });
 
   return {
-    listChanges: step<unknown>('listChanges', (input, signal, owned) => listChanges(input.accountId, signal, owned)),
-    applyChanges: step<unknown>('applyChanges', async (input, signal, owned, token) => {
-      handover.forget(input.accountId);
-      const { queue, ...output } = await applyChanges(input.accountId, signal, owned);
-      if (queue) handover.give(input.accountId, token, queue);
+    listChanges: step<unknown>('listChanges', async (input, signal, owned, token) => {
+      handovers.applyInputs.forget(input.accountId);
+      const { applyInput, ...output } = await listChanges(input.accountId, signal, owned);
+      if (applyInput) handovers.applyInputs.give(input.accountId, token, applyInput);
       return output;
     }),
-    downloadQueue: step<unknown>('downloadQueue', (input, signal, owned, token) => downloadQueue(input.accountId, signal, owned, handover.take(input.accountId, token))),
+    applyChanges: step<unknown>('applyChanges', async (input, signal, owned, token) => {
+      handovers.queues.forget(input.accountId);
+      const { queue, ...output } = await applyChanges(input.accountId, signal, owned, handovers.applyInputs.take(input.accountId, token));
+      if (queue) handovers.queues.give(input.accountId, token, queue);
+      return output;
+    }),
+    downloadQueue: step<unknown>('downloadQueue', (input, signal, owned, token) => downloadQueue(input.accountId, signal, owned, handovers.queues.take(input.accountId, token))),
     finishRun: step<FinishOutput>('finishRun', async (input, _signal, owned): Promise<FinishOutput> => ({ next: await owned.mailbox.finishRun(input.accountId), at: deps.clock.now() })),
     waitUntil: fromPromise<void, { until: number }>(({ input, signal }) => sleep(deps.clock, input.until - deps.clock.now(), signal)),
   };

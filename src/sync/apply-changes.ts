@@ -5,7 +5,7 @@ import { withLocalCasing } from './local-casing.js';
 import { planChanges, type Plan, type PlannedMove } from './plan-changes.js';
 import type { DownloadItem, ListedEntry } from './records.js';
 import type { IndexView } from './index-reads.js';
-import type { PendingBatch } from './sync-store.js';
+import type { ApplyInput, PendingBatch } from './sync-store.js';
 import { markdownEntryBuilder, mirrorFolder, stagingFolder, type SyncDeps } from './sync-deps.js';
 import { isFencedError } from '../redis/scripts.js';
 import { SyncError } from './sync-failure.js';
@@ -27,7 +27,7 @@ export interface ApplyOutput {
  * cursor. Every local effect is idempotent, so a restart before the commit simply applies the same
  * batch again.
  */
-export async function applyChanges(accountId: string, signal: AbortSignal, deps: SyncDeps): Promise<ApplyOutput> {
+export async function applyChanges(accountId: string, signal: AbortSignal, deps: SyncDeps, handedInput?: ApplyInput): Promise<ApplyOutput> {
   // A stopped actor (lost lease, watchdog) must stop touching the disk, and a process that lost the
   // account while paused must not touch it at all: each phase of disk changes starts with a fenced check.
   let touchedDisk = false;
@@ -43,7 +43,8 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
     touchedDisk = true;
   };
   const log = deps.log.child({ accountId, step: 'applying' });
-  const { batch, index, ignore: patterns } = await deps.store.loadApplyInput(accountId);
+  // Handed over by the listing's last page when this step follows it under the same lease.
+  const { batch, index, ignore: patterns } = handedInput ?? (await deps.store.loadApplyInput(accountId));
   const empty = { removed: 0, moved: 0, folders: 0, queued: 0, refused: 0 };
   if (!batch.pageCursor) return empty; // already committed (a replay after a restart)
   const root = mirrorFolder(deps.dataDir, accountId);

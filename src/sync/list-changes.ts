@@ -1,5 +1,6 @@
 import { callDropbox, DropboxEndpointError } from '../dropbox/call-dropbox.js';
 import type { SyncDeps } from './sync-deps.js';
+import type { ApplyInput } from './sync-store.js';
 import { fromDropboxMetadata, MalformedEntryError, type ListedEntry } from './records.js';
 import { SyncError } from './sync-failure.js';
 
@@ -7,6 +8,8 @@ export interface ListOutput {
   mode: 'continue' | 'full';
   pages: number;
   entries: number;
+  /** What the apply step reads next, as the last page's save found it (see SyncStore.saveLastPage). */
+  applyInput?: ApplyInput;
 }
 
 /**
@@ -52,14 +55,15 @@ export async function listChanges(accountId: string, signal: AbortSignal, deps: 
         log.warn({ err: error.message }, 'skipped a list entry');
       }
     }
-    await deps.store.savePage(accountId, from, page.cursor, entries);
+    if (page.has_more) await deps.store.savePage(accountId, from, page.cursor, entries);
+    const last = page.has_more ? undefined : await deps.store.saveLastPage(accountId, from, page.cursor, entries);
     pages++;
     total += entries.length;
     from = page.cursor;
-    if (!page.has_more) {
+    if (last) {
       log.info({ mode, pages, entries: total }, 'listed');
       deps.events.report('listed', { accountId, mode, pages, entries: total });
-      return { mode, pages, entries: total };
+      return { mode, pages, entries: total, ...(last.applyInput ? { applyInput: last.applyInput } : {}) };
     }
   }
 }

@@ -75,12 +75,28 @@ export class SyncStore {
 
   /** Saves one page; false when the page was already saved (a replay), which is harmless. */
   async savePage(accountId: string, from: string, cursor: string, entries: readonly ListedEntry[]): Promise<boolean> {
+    return (await this.saveListedPage(accountId, from, cursor, entries, false)).saved;
+  }
+
+  /**
+   * Saves a listing's last page; with it (when saved now) comes what the apply step reads next
+   * (loadApplyInput's answer, taken in the same step), for that step to use instead of reading it.
+   */
+  async saveLastPage(accountId: string, from: string, cursor: string, entries: readonly ListedEntry[]): Promise<{ saved: boolean; applyInput?: ApplyInput }> {
+    return this.saveListedPage(accountId, from, cursor, entries, true);
+  }
+
+  private async saveListedPage(accountId: string, from: string, cursor: string, entries: readonly ListedEntry[], last: boolean): Promise<{ saved: boolean; applyInput?: ApplyInput }> {
     const k = accountKeys(accountId);
-    const saved = await runFencedScript<number>(
+    const reply = await runFencedScript<0 | [1, ApplyLoadReply?]>(
       this.redis,
       'listingSavePage',
-      this.fence(accountId), [k.listing, k.changes], [from, cursor, ...entries.map((e) => JSON.stringify(e))]);
-    return saved === 1;
+      this.fence(accountId),
+      [k.listing, k.changes, k.files, k.fileIds, k.ignored, k.queue, k.account],
+      [from, cursor, last ? '1' : '0', ...entries.map((e) => JSON.stringify(e))],
+    );
+    if (reply === 0) return { saved: false };
+    return { saved: true, ...(reply[1] ? { applyInput: parseApplyLoadReply(reply[1]) } : {}) };
   }
 
   async resetListing(accountId: string): Promise<void> {
@@ -98,22 +114,7 @@ export class SyncStore {
    */
   async loadApplyInput(accountId: string): Promise<ApplyInput> {
     const k = accountKeys(accountId);
-    const [changes, pageCursor, mode, ignoreRules, files, fileIds, ignored, queue, ignore, indexScope] = await runScript<ApplyLoadReply>(
-      this.redis,
-      'applyLoad',
-      [k.changes, k.listing, k.files, k.fileIds, k.ignored, k.queue, k.account],
-    );
-    return {
-      batch: { entries: changes.map((line) => JSON.parse(line) as ListedEntry), pageCursor, mode: mode === 'full' ? 'full' : 'continue', ignoreRules },
-      index: {
-        files: parseFlatValues<LocalRecord>(files),
-        fileIds: new Map(hashReplyEntries(fileIds)),
-        ignored: parseFlatValues<DownloadItem>(ignored),
-        queue: parseFlatValues<DownloadItem>(queue),
-      },
-      indexScope,
-      ignore: ignore ? (JSON.parse(ignore) as string[]) : [],
-    };
+    return parseApplyLoadReply(await runScript<ApplyLoadReply>(this.redis, 'applyLoad', [k.changes, k.listing, k.files, k.fileIds, k.ignored, k.queue, k.account]));
   }
 
   /**
@@ -201,6 +202,21 @@ export class SyncStore {
       'queueDrop',
       this.fence(accountId), [accountKeys(accountId).queue], [item.pathLower, item.rev]);
   }
+}
+
+/** apply-read.lua's answer (from applyLoad, or with a listing's last page) as the apply step's input. */
+function parseApplyLoadReply([changes, pageCursor, mode, ignoreRules, files, fileIds, ignored, queue, ignore, indexScope]: ApplyLoadReply): ApplyInput {
+  return {
+    batch: { entries: changes.map((line) => JSON.parse(line) as ListedEntry), pageCursor, mode: mode === 'full' ? 'full' : 'continue', ignoreRules },
+    index: {
+      files: parseFlatValues<LocalRecord>(files),
+      fileIds: new Map(hashReplyEntries(fileIds)),
+      ignored: parseFlatValues<DownloadItem>(ignored),
+      queue: parseFlatValues<DownloadItem>(queue),
+    },
+    indexScope,
+    ignore: ignore ? (JSON.parse(ignore) as string[]) : [],
+  };
 }
 
 function parseFlatValues<T>(flat: string[]): Map<string, T> {

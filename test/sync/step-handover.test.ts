@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QueueHandover } from '../../src/engine/queue-handover.js';
+import { Handover } from '../../src/engine/handover.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import type { DownloadItem } from '../../src/sync/records.js';
 import { CommandLog, countOf } from '../support/redis-monitor.js';
@@ -10,9 +10,9 @@ const item = (pathLower: string): DownloadItem => ({
   clientModified: '2024-01-01T00:00:00Z', serverModified: '2024-01-01T00:00:00Z',
 });
 
-describe('the queue handed from the apply step to the download step', () => {
+describe('what a step hands the next one', () => {
   it('is taken once, and only under the lease token it was given with', () => {
-    const handover = new QueueHandover();
+    const handover = new Handover<DownloadItem[]>();
     handover.give('a', '7', [item('/x.md')]);
     expect(handover.take('a', '8')).toBeUndefined(); // another lease: read Redis
     expect(handover.take('a', '7')).toBeUndefined(); // the wrong token took it away
@@ -47,9 +47,12 @@ async function commandsDuring(account: string, change: () => void): Promise<stri
 }
 
 const readsOfQueue = (sent: string[][], account: string) => countOf(sent, 'hgetall', accountKeys(account).queue);
+/** apply-load.lua's own calls: the only script whose first key is the changes list (the fenced ones start with the mailbox). */
+const applyLoads = (sent: string[][], account: string) =>
+  sent.filter((args) => ['evalsha', 'eval'].includes(args[0]!.toLowerCase()) && args[3] === accountKeys(account).changes).length;
 
 describe('a run', () => {
-  it('downloads a changed file without reading back the queue its commit just wrote', async () => {
+  it('applies and downloads a changed file without reading back what the listing saved or the queue the commit wrote', async () => {
     const account = 'dbid:handover-run';
     h.emulator.model.addAccount(account, { accessToken: 'tok-handover' });
     h.emulator.model.writeFile(account, '/posts/a.md', '# A');
@@ -57,6 +60,7 @@ describe('a run', () => {
 
     const sent = await commandsDuring(account, () => h.emulator.model.writeFile(account, '/posts/b.md', '# B'));
 
+    expect(applyLoads(sent, account)).toBe(0);
     expect(readsOfQueue(sent, account)).toBe(0);
     await expectConverged(h, account);
   });
