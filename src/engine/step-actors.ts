@@ -13,11 +13,6 @@ import { Handover } from './handover.js';
 import type { ApplyInput } from '../sync/sync-store.js';
 import type { DownloadItem } from '../sync/records.js';
 
-/**
- * The real implementations of the machine's named actors. Each one turns whatever it failed with
- * into a SyncError stamped with the engine's clock, which the machine turns into a persisted
- * backoff deadline.
- */
 /** What a step hands the next one (see Handover). */
 export interface StepHandovers {
   applyInputs: Handover<ApplyInput>;
@@ -28,6 +23,11 @@ export function newStepHandovers(): StepHandovers {
   return { applyInputs: new Handover(), queues: new Handover() };
 }
 
+/**
+ * The real implementations of the machine's named actors. Each one turns whatever it failed with
+ * into a SyncError stamped with the engine's clock, which the machine turns into a persisted
+ * backoff deadline.
+ */
 export function createStepActors(deps: SyncDeps, handovers: StepHandovers = newStepHandovers()) {
   const step = <T>(name: string, run: (input: StepInput, signal: AbortSignal, deps: SyncDeps, token: string) => Promise<T>) =>
     fromPromise<T, StepInput>(async ({ input, signal }) => {
