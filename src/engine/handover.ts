@@ -25,8 +25,4 @@ export class Handover<T> {
   forget(accountId: string): void {
     this.values.delete(accountId);
   }
-
-  get size(): number {
-    return this.values.size;
-  }
 }

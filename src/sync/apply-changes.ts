@@ -79,13 +79,10 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
 
   // The commit itself is fenced: no separate check before it.
   if (signal.aborted) await checkpoint();
-  let committed: Awaited<ReturnType<typeof deps.store.commitPlan>>;
-  try {
-    committed = await deps.store.commitPlan(accountId, batch.pageCursor, batch.entries.length, plan.index, rules);
-  } catch (error) {
+  const committed = await deps.store.commitPlan(accountId, batch.pageCursor, batch.entries.length, plan.index, rules).catch((error: unknown) => {
     if (touchedDisk && isFencedError(error)) deps.requestReconcile(accountId, 'changed the mirror while applying, then found the account taken over');
     throw error;
-  }
+  });
   const output = { removed: plan.removals.length, moved: staged.length, folders: plan.folders.length, queued: plan.index.queue.set.length, refused: plan.refused.length };
   log.info(output, 'applied');
   deps.events.report('queued', { accountId, total: output.queued });

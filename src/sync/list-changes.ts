@@ -55,15 +55,17 @@ export async function listChanges(accountId: string, signal: AbortSignal, deps: 
         log.warn({ err: error.message }, 'skipped a list entry');
       }
     }
-    if (page.has_more) await deps.store.savePage(accountId, from, page.cursor, entries);
-    const last = page.has_more ? undefined : await deps.store.saveLastPage(accountId, from, page.cursor, entries);
     pages++;
     total += entries.length;
-    from = page.cursor;
-    if (last) {
-      log.info({ mode, pages, entries: total }, 'listed');
-      deps.events.report('listed', { accountId, mode, pages, entries: total });
-      return { mode, pages, entries: total, ...(last.applyInput ? { applyInput: last.applyInput } : {}) };
+    if (page.has_more) {
+      await deps.store.savePage(accountId, from, page.cursor, entries);
+      from = page.cursor;
+      continue;
     }
+    // The last page's save also reads what the apply step needs next (handed to it, see step-actors).
+    const { applyInput } = await deps.store.saveLastPage(accountId, from, page.cursor, entries);
+    log.info({ mode, pages, entries: total }, 'listed');
+    deps.events.report('listed', { accountId, mode, pages, entries: total });
+    return { mode, pages, entries: total, ...(applyInput ? { applyInput } : {}) };
   }
 }
