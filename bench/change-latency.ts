@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mirrorFolder } from '../src/sync/sync-deps.js';
 import { BareSync } from './bare-sync.js';
-import { isIdle, linkAccount, median, nowUs, percentile, recordPhase, postWebhook, round, startStack, waitUntil, type BenchOptions, type FigureResult } from './lib.js';
+import { isIdle, linkAccount, median, nowUs, percentile, recordPhase, round, startStack, waitUntil, WebhookPoster, type BenchOptions, type FigureResult } from './lib.js';
 
 /**
  * Figure 5: a one-file change, from the webhook's POST to the file on disk (emulator without
@@ -44,6 +44,7 @@ export async function changeLatency(options: BenchOptions): Promise<FigureResult
       }
     });
 
+    const poster = await WebhookPoster.open(stack.url);
     for (let r = 0; r < rounds; r++) {
       const name = `/change-${r}.txt`;
       stack.emulator.model.writeFile(account, name, `change ${r}`);
@@ -51,7 +52,7 @@ export async function changeLatency(options: BenchOptions): Promise<FigureResult
       let started = performance.now();
       roundStart = started;
       seen = new Set();
-      const status = await postWebhook(stack.url, [account]);
+      const status = await poster.post([account]);
       (phases['webhook answered'] ??= []).push(performance.now() - started);
       if (status !== 200) throw new Error(`webhook answered ${status}`);
       await fileAppears(mirror, name, 10_000);
@@ -75,6 +76,7 @@ export async function changeLatency(options: BenchOptions): Promise<FigureResult
       await atomic.download(await atomic.list(), 8);
       atomicMs.push(performance.now() - started);
     }
+    poster.close();
     const measured = median(engineMs);
     const baseline = median(bareMs);
     const ratio = median(engineMs.map((e, i) => e / bareMs[i]!));

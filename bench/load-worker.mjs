@@ -14,56 +14,25 @@
 // and 41-46k/s with this one, so the old closed loop reported the client's limit for the bare route
 // (a ratio of 0.64-0.70 where the servers' own rates give 0.42-0.46), and the old open loop's
 // queueing showed up as 30-117 ms of "p99" for a route that answers in microseconds. Here a request
-// is one pre-built buffer written to an idle socket, and an answer is found by its Content-Length.
-import { connect } from 'node:net';
+// is one pre-built buffer written to an idle socket (raw-http.mjs).
 import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
+import { postRequest, RawConnection } from './raw-http.mjs';
 
 const { mode, url, path, requests, connections = 32, durationMs, rate } = workerData;
-const target = new URL(url);
-const wire = requests.map((item) =>
-  Buffer.from(
-    `POST ${path} HTTP/1.1\r\nHost: ${target.host}\r\n` +
-      Object.entries({ ...item.headers, 'Content-Length': Buffer.byteLength(item.body) })
-        .map(([k, v]) => `${k}: ${v}\r\n`)
-        .join('') +
-      `\r\n${item.body}`,
-  ),
-);
+const wire = requests.map((item) => postRequest(url, path, item.headers, item.body));
 
-const HEADER_END = Buffer.from('\r\n\r\n');
-
-class Connection {
-  constructor(socket) {
-    this.socket = socket;
-    this.buffer = Buffer.alloc(0);
+/** A connection and what its request in flight was scheduled and dispatched at. */
+class Lane {
+  constructor() {
     this.scheduled = 0;
     this.dispatched = 0;
-    socket.setNoDelay(true);
-    socket.on('data', (chunk) => this.onData(chunk));
   }
 
   send(request, scheduled, dispatched) {
     this.scheduled = scheduled;
     this.dispatched = dispatched;
-    this.socket.write(request);
-  }
-
-  /** Complete answers in the buffer: one per request sent, as nothing is pipelined. */
-  onData(chunk) {
-    this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
-    for (;;) {
-      const end = this.buffer.indexOf(HEADER_END);
-      if (end < 0) return;
-      const head = this.buffer.toString('latin1', 0, end);
-      if (/\r\ntransfer-encoding:/i.test(head)) throw new Error(`load-worker reads answers by Content-Length, got: ${head}`);
-      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
-      const total = end + 4 + length;
-      if (this.buffer.length < total) return;
-      const status = Number(head.slice(9, 12));
-      this.buffer = this.buffer.subarray(total);
-      answered(this, status);
-    }
+    this.connection.send(request);
   }
 }
 
@@ -79,46 +48,42 @@ const idle = [];
 const waiting = []; // open loop: requests that found every connection busy
 let finish;
 
-function answered(connection, status) {
+function answered(lane, status) {
   const now = performance.now();
   if (status === 200) {
     ok++;
     if (mode === 'open') {
-      latencies.push(now - connection.scheduled);
-      fromDispatch.push(now - connection.dispatched);
+      latencies.push(now - lane.scheduled);
+      fromDispatch.push(now - lane.dispatched);
     }
   } else failed++;
   done++;
   if (mode === 'closed') {
-    if (now < stopAt) connection.send(wire[sent++ % wire.length], now, now);
+    if (now < stopAt) lane.send(wire[sent++ % wire.length], now, now);
     else if (done === sent) finish();
     return;
   }
   const next = waiting.shift();
-  if (next !== undefined) connection.send(wire[next.index % wire.length], next.scheduled, next.dispatched);
-  else idle.push(connection);
+  if (next !== undefined) lane.send(wire[next.index % wire.length], next.scheduled, next.dispatched);
+  else idle.push(lane);
   if (done === total) finish();
 }
 
-const sockets = await Promise.all(
-  Array.from({ length: connections }, () => new Promise((resolve, reject) => {
-    const socket = connect({ host: target.hostname, port: Number(target.port) }, () => resolve(socket));
-    socket.once('error', reject);
-  })),
-);
-const connectionsOpen = sockets.map((socket) => {
-  const connection = new Connection(socket);
-  socket.on('error', () => undefined);
-  socket.on('close', () => {
+const lanes = await Promise.all(
+  Array.from({ length: connections }, async () => {
+    const lane = new Lane();
     // A connection closed under a request loses it: counted as failed, never as a latency.
-    if (!idle.includes(connection) && done < Math.min(total, sent)) {
-      failed++;
-      done++;
-      if (done === total || (mode === 'closed' && done === sent && performance.now() >= stopAt)) finish();
-    }
-  });
-  return connection;
-});
+    const closed = () => {
+      if (!idle.includes(lane) && done < Math.min(total, sent)) {
+        failed++;
+        done++;
+        if (done === total || (mode === 'closed' && done === sent && performance.now() >= stopAt)) finish();
+      }
+    };
+    lane.connection = await RawConnection.open(url, (status) => answered(lane, status), closed);
+    return lane;
+  }),
+);
 
 const start = performance.now();
 const finished = new Promise((resolve) => {
@@ -126,16 +91,16 @@ const finished = new Promise((resolve) => {
 });
 if (mode === 'closed') {
   stopAt = start + durationMs;
-  for (const connection of connectionsOpen) connection.send(wire[sent++ % wire.length], start, start);
+  for (const lane of lanes) lane.send(wire[sent++ % wire.length], start, start);
 } else {
   total = Math.max(1, Math.round((rate * durationMs) / 1000));
-  idle.push(...connectionsOpen);
+  idle.push(...lanes);
   const tick = () => {
     const now = performance.now();
     while (sent < total && start + (sent * 1000) / rate <= now) {
       const scheduled = start + (sent * 1000) / rate;
-      const connection = idle.pop();
-      if (connection) connection.send(wire[sent % wire.length], scheduled, now);
+      const lane = idle.pop();
+      if (lane) lane.send(wire[sent % wire.length], scheduled, now);
       else waiting.push({ index: sent, scheduled, dispatched: now });
       sent++;
     }
@@ -145,5 +110,5 @@ if (mode === 'closed') {
 }
 await finished;
 const seconds = (performance.now() - start) / 1000;
-for (const socket of sockets) socket.destroy();
+for (const lane of lanes) lane.connection.close();
 parentPort.postMessage({ ok, failed, sent, seconds, perSecond: ok / seconds, latencies, fromDispatch });
