@@ -6,23 +6,128 @@ import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { AccountStore } from '../src/accounts/account-store.js';
+import { DropboxSession, type DropboxAppSettings } from '../src/dropbox/dropbox-session.js';
 import type { RunningEmulator } from '../src/dropbox-emulator/server.js';
+import { systemClock } from '../src/engine/clock.js';
+import { EngineEvents } from '../src/engine/engine-events.js';
+import { Semaphore } from '../src/engine/semaphore.js';
+import { EntryStore } from '../src/entries/entry-store.js';
 import { isValidWebhookSignature, webhookAccounts } from '../src/http/webhook-signature.js';
+import { silentLogger } from '../src/logger.js';
+import { Mailbox } from '../src/mailbox/mailbox.js';
+import { openRedis } from '../src/redis/connection.js';
+import { applyChanges } from '../src/sync/apply-changes.js';
+import { downloadQueue } from '../src/sync/download-queue.js';
+import { listChanges } from '../src/sync/list-changes.js';
+import type { SyncDeps } from '../src/sync/sync-deps.js';
+import { SyncStore } from '../src/sync/sync-store.js';
 import { BareSync } from './bare-sync.js';
-import { APP_SECRET, postWebhook, startRedis, waitUntil, type BenchRedis } from './lib.js';
+import { APP_KEY, APP_SECRET, postWebhook, startRedis, waitUntil, type BenchRedis } from './lib.js';
 
 type SyncJob = { accountId: string };
 
 /**
- * The storm's baseline: the same work as the engine, built the way BullMQ documents "one sync per
- * account, collapse triggers" (docs/reference xstate-redis.md §4.1): one Queue, one Worker with
- * `concurrency` = the engine's `maxActiveRuns`, one job per notified account deduplicated on
- * `sync-<accountId>` with `keepLastIfActive`. The processor is the bare script of figures 4 and 5
- * (`BareSync`: same SDK, same `createDropboxFetch`, list_folder or list_folder/continue, downloads,
- * plain `writeFile`) with its token and cursor kept per account in a Redis hash, as a bare script
- * would. The webhook is a Hono route on its own server doing the engine route's checks (signature,
- * parse) and then `queue.add` per account. Its own redis-server (same settings as the engine's).
+ * What a job does:
+ * - `engine-steps`: the engine's own sync steps (list_folder/continue with the persisted cursor and
+ *   queue, the apply step with the file index, the downloads with entries for posts), called one
+ *   after the other, unfenced, with the engine's settings. The same work as the engine's runs,
+ *   without what the engine adds around them: actors, persisted snapshots, leases, the mailbox.
+ * - `bare`: the bare script of figures 4 and 5 (`BareSync`): token and cursor in a Redis hash,
+ *   downloads written with the engine's atomic write. No file index, no entries, no persisted queue:
+ *   less work than a sync of Mailroom's.
+ */
+export type BaselineWork = 'engine-steps' | 'bare';
+
+interface ProcessorOptions {
+  emulator: RunningEmulator;
+  dir: string;
+  downloadsPerAccount: number;
+  pageLimit: number;
+  /** Downloads in flight in the process (the engine's `downloadConcurrency`), engine-steps only. */
+  downloadConcurrency: number;
+}
+
+type Processor = { link(accounts: readonly string[]): Promise<void>; run(accountId: string): Promise<void>; close(): void };
+
+/** The bare script: token and cursor per account in a hash of its own. */
+function bareProcessor(redis: Redis, options: ProcessorOptions): Processor {
+  return {
+    async link(accounts) {
+      const pipeline = redis.pipeline();
+      for (const id of accounts) pipeline.hset(`bare:{${id}}`, 'token', `token-${id}`);
+      await pipeline.exec();
+    },
+    async run(accountId) {
+      const state = `bare:{${accountId}}`;
+      const [token, cursor] = await redis.hmget(state, 'token', 'cursor');
+      const bare = new BareSync(options.emulator.url, token!, join(options.dir, accountId), options.pageLimit, true);
+      bare.cursor = cursor ?? '';
+      await bare.sync(options.downloadsPerAccount);
+      await redis.hset(state, 'cursor', bare.cursor);
+    },
+    close() {},
+  };
+}
+
+/** The engine's sync steps on a connection set up as the engine's (scripts, auto-pipelining). */
+async function engineStepsProcessor(url: string, options: ProcessorOptions): Promise<Processor> {
+  const redis = await openRedis(url);
+  const accounts = new AccountStore(redis);
+  const app: DropboxAppSettings = { appKey: APP_KEY, appSecret: APP_SECRET, hosts: { api: options.emulator.url, content: options.emulator.url }, callTimeoutMs: 30_000 };
+  const store = new SyncStore(redis);
+  const entries = new EntryStore(redis, { newId: randomUUID, clock: () => systemClock.now() });
+  const mailbox = new Mailbox(redis);
+  const base: Omit<SyncDeps, 'session'> = {
+    store,
+    entries,
+    accounts,
+    mailbox,
+    clock: systemClock,
+    log: silentLogger,
+    events: new EngineEvents(),
+    dataDir: options.dir,
+    downloadSlots: new Semaphore(options.downloadConcurrency),
+    writeSlots: new Semaphore(options.downloadConcurrency),
+    downloadsPerAccount: options.downloadsPerAccount,
+    pageLimit: options.pageLimit,
+    random: Math.random,
+    maxAttemptsPerCall: 4,
+    retryBaseDelayMs: 250,
+    lostOwnership: () => {},
+    requestReconcile: () => {},
+    own: () => ({ token: '', store, entries, mailbox }),
+  };
+  return {
+    async link(ids) {
+      await Promise.all(ids.map((id) => accounts.link(id, { accessToken: `token-${id}` }, [], Date.now())));
+    },
+    async run(accountId) {
+      // One session per job, as the engine keeps one per actor in memory.
+      const account = await accounts.get(accountId);
+      if (!account) throw new Error(`${accountId} is not linked`);
+      const session = new DropboxSession(account.credentials, app);
+      const deps: SyncDeps = { ...base, session: async () => session };
+      const signal = new AbortController().signal;
+      const { applyInput } = await listChanges(accountId, signal, deps);
+      const { queue } = await applyChanges(accountId, signal, deps, applyInput);
+      await downloadQueue(accountId, signal, deps, queue);
+    },
+    close() {
+      redis.disconnect();
+    },
+  };
+}
+
+/**
+ * The storm's baseline, built the way BullMQ documents "one sync per account, collapse triggers"
+ * (docs/reference xstate-redis.md §4.1): one Queue, one Worker with `concurrency` = the engine's
+ * `maxActiveRuns`, one job per notified account deduplicated on `sync-<accountId>` with
+ * `keepLastIfActive`. What a job does is `BaselineWork`. The webhook is a Hono route on its own
+ * server doing the engine route's checks (signature, parse) and then `queue.add` per account. Its
+ * own redis-server (same settings as the engine's).
  */
 export class BullmqBaseline {
   private constructor(
@@ -35,9 +140,10 @@ export class BullmqBaseline {
     private readonly dir: string,
     private readonly done: Set<string>,
     private readonly failures: string[],
+    private readonly processor: Processor,
   ) {}
 
-  static async start(options: { emulator: RunningEmulator; concurrency: number; downloadsPerAccount: number; pageLimit: number }): Promise<BullmqBaseline> {
+  static async start(options: Omit<ProcessorOptions, 'dir'> & { concurrency: number; work: BaselineWork }): Promise<BullmqBaseline> {
     const redisServer = await startRedis();
     const redis = new Redis(redisServer.url);
     // Producers and workers as BullMQ's production guide says (workers: maxRetriesPerRequest null).
@@ -46,16 +152,8 @@ export class BullmqBaseline {
     const dir = mkdtempSync(join(tmpdir(), 'mailroom-bench-bullmq-'));
     const done = new Set<string>();
     const failures: string[] = [];
-    const processor = async (job: Job<SyncJob>) => {
-      const { accountId } = job.data;
-      const state = `bare:{${accountId}}`;
-      const [token, cursor] = await redis.hmget(state, 'token', 'cursor');
-      const bare = new BareSync(options.emulator.url, token!, join(dir, accountId), options.pageLimit, true);
-      bare.cursor = cursor ?? '';
-      await bare.sync(options.downloadsPerAccount);
-      await redis.hset(state, 'cursor', bare.cursor);
-    };
-    const worker = new Worker<SyncJob>('sync', processor, { connection, concurrency: options.concurrency });
+    const processor = options.work === 'bare' ? bareProcessor(redis, { ...options, dir }) : await engineStepsProcessor(redisServer.url, { ...options, dir });
+    const worker = new Worker<SyncJob>('sync', (job: Job<SyncJob>) => processor.run(job.data.accountId), { connection, concurrency: options.concurrency });
     worker.on('completed', (job) => done.add(job.data.accountId));
     worker.on('failed', (job, error) => {
       if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) failures.push(`${job.data.accountId}: ${error.message}`);
@@ -76,14 +174,12 @@ export class BullmqBaseline {
       const created = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(created as Server));
     });
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    return new BullmqBaseline(redisServer, redis, queue, worker, server, url, dir, done, failures);
+    return new BullmqBaseline(redisServer, redis, queue, worker, server, url, dir, done, failures, processor);
   }
 
   /** Links accounts (token in Redis) and runs their first syncs through the queue. */
   async link(accounts: readonly string[]): Promise<void> {
-    const pipeline = this.redis.pipeline();
-    for (const id of accounts) pipeline.hset(`bare:{${id}}`, 'token', `token-${id}`);
-    await pipeline.exec();
+    await this.processor.link(accounts);
     this.done.clear();
     for (let i = 0; i < accounts.length; i += 500) {
       await Promise.all(accounts.slice(i, i + 500).map((accountId) => this.queue.add('sync', { accountId }, jobOptions(accountId))));
@@ -115,6 +211,7 @@ export class BullmqBaseline {
   async close(): Promise<void> {
     await this.worker.close();
     await this.queue.close();
+    this.processor.close();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections?.();
