@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { accountKeys } from '../src/redis/keys.js';
+import { scriptNameOfSha } from '../src/redis/scripts.js';
 import { isIdle, linkAccount, postWebhook, round, startStack, waitUntil, type BenchOptions, type FigureResult, type Stack } from './lib.js';
 
 /**
@@ -11,16 +12,12 @@ import { isIdle, linkAccount, postWebhook, round, startStack, waitUntil, type Be
  */
 class CommandLog {
   private names: string[] | undefined;
-  private readonly shaNames = new Map<string, string>();
-
   constructor(redis: Redis) {
-    const scripts = (redis as unknown as { scriptsSet: Record<string, { sha: string }> }).scriptsSet;
-    for (const [name, script] of Object.entries(scripts)) this.shaNames.set(script.sha, name);
     const original = redis.sendCommand.bind(redis);
     redis.sendCommand = ((command: { name: string; args: unknown[] }, stream?: unknown) => {
       if (this.names) {
         const isScript = command.name === 'evalsha' || command.name === 'eval';
-        this.names.push(isScript ? `script:${this.shaNames.get(String(command.args[0])) ?? '?'}` : command.name);
+        this.names.push(isScript ? `script:${scriptNameOfSha(String(command.args[0])) ?? '?'}` : command.name);
       }
       return original(command as never, stream as never);
     }) as Redis['sendCommand'];

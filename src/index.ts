@@ -18,7 +18,7 @@ import { silentLogger, type Logger } from './logger.js';
 import type { WebhookOutcome } from './mailbox/mailbox.js';
 import { openRedis } from './redis/connection.js';
 import { isValidAccountId } from './redis/keys.js';
-import { defineScripts, type RedisClient } from './redis/scripts.js';
+import type { RedisClient } from './redis/scripts.js';
 import { createIgnoreRule } from './sync/paths.js';
 import { markdownEntryBuilder, mirrorFolder, type EntryBuilder } from './sync/sync-deps.js';
 
@@ -130,7 +130,6 @@ export async function createEngine(options: CreateEngineOptions): Promise<Mailro
 
   const ownsRedis = !options.redis;
   const redis: RedisClient = options.redis ?? (await openRedis(options.redisUrl!));
-  if (options.redis) defineScripts(options.redis);
 
   const dropbox = options.dropbox ?? {};
   const engineOptions: EngineOptions = {

@@ -1,5 +1,4 @@
 import { Cluster, Redis, type ClusterNode } from 'ioredis';
-import { defineScripts } from './scripts.js';
 
 export interface RedisConnectOptions {
   /** Deadline of every command (it also bounds the time a command waits for a reconnect). */
@@ -30,7 +29,6 @@ export function connectRedis(url: string, options: RedisConnectOptions = {}): Re
     ...failFast(options),
     retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
   });
-  defineScripts(redis);
   return redis;
 }
 
@@ -79,7 +77,6 @@ export function connectRedisCluster(nodes: ClusterNode[], options: RedisConnectO
     slotsRefreshTimeout: 2_000,
     redisOptions: failFast(options),
   });
-  defineScripts(cluster);
   return cluster;
 }
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -41,14 +42,25 @@ export type FenceTokenOf = (accountId: string) => string;
 
 export const UNFENCED: FenceTokenOf = () => '';
 
+/** One Lua file, ready to run: its body with the libraries it uses (and the fence prelude) before it. */
+interface LoadedScript {
+  numberOfKeys: number;
+  lua: string;
+  sha: string;
+}
+
 /**
- * Loads every `lua/<name>.lua` file as an ioredis command named after the file in camelCase
- * (`entry-set.lua` -> `entrySet`). The first line of each file declares its key count:
- * `-- keys: N`; a `-- uses: …` line puts shared `lua/lib/` functions before it. ioredis sends
- * EVALSHA and falls back to EVAL on NOSCRIPT, so a restarted Redis
- * with an empty script cache needs nothing from us.
+ * Every `lua/<name>.lua` file, by its name in camelCase (`entry-set.lua` -> `entrySet`). The first
+ * line of each file declares its key count: `-- keys: N`; a `-- uses: …` line puts shared `lua/lib/`
+ * functions before it.
+ *
+ * Not ioredis's `defineCommand`: with auto-pipelining on, ioredis builds a `Pipeline` for every
+ * batch and copies every defined command onto it (two properties per script), which took 11 µs
+ * per batch with these 22 scripts against 2.5 µs with none (docs/benchmarks.md, change 18). A
+ * webhook or a step's command is often a batch of its own, so that was paid on most calls.
  */
-export function defineScripts(redis: RedisClient): void {
+function loadScripts(): Map<string, LoadedScript> {
+  const scripts = new Map<string, LoadedScript>();
   for (const file of readdirSync(LUA_DIR)) {
     if (!file.endsWith('.lua')) continue;
     const lua = readFileSync(join(LUA_DIR, file), 'utf8');
@@ -56,9 +68,18 @@ export function defineScripts(redis: RedisClient): void {
     if (!header) throw new Error(`${file}: first line must be "-- keys: N"`);
     const name = file.slice(0, -4).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
     const fenced = /^-- keys: \d+\r?\n-- fenced\b/.test(lua);
-    const body = librariesUsedBy(file, lua) + lua;
-    redis.defineCommand(name, fenced ? { numberOfKeys: Number(header[1]) + 1, lua: FENCE_PRELUDE + body } : { numberOfKeys: Number(header[1]), lua: body });
+    const body = (fenced ? FENCE_PRELUDE : '') + librariesUsedBy(file, lua) + lua;
+    scripts.set(name, { numberOfKeys: Number(header[1]) + (fenced ? 1 : 0), lua: body, sha: createHash('sha1').update(body).digest('hex') });
   }
+  return scripts;
+}
+
+const SCRIPTS = loadScripts();
+
+/** The script a SHA1 names (for tools that watch EVALSHA commands go by), or undefined. */
+export function scriptNameOfSha(sha: string): string | undefined {
+  for (const [name, script] of SCRIPTS) if (script.sha === sha) return name;
+  return undefined;
 }
 
 /**
@@ -90,16 +111,24 @@ export function runFencedScript<T>(
   return runScript<T>(redis, name, [fence.key, ...keys], [fence.token, ...args]);
 }
 
-/** Runs a script loaded by `defineScripts`; keys first, then arguments. */
+/**
+ * Runs one of the Lua files; keys first, then arguments. EVALSHA, and EVAL when Redis answers
+ * NOSCRIPT (a restarted or flushed server has an empty script cache; EVAL also caches it again).
+ * Both carry the keys, so a cluster client routes them to the node of the account's hash tag.
+ */
 export function runScript<T>(
   redis: RedisClient,
   name: string,
   keys: readonly string[],
   args: readonly (string | number)[] = [],
 ): Promise<T> {
-  const command = (redis as unknown as Record<string, unknown>)[name];
-  if (typeof command !== 'function') throw new Error(`Redis script ${name} is not defined (defineScripts not called?)`);
-  return (command as (...a: unknown[]) => Promise<T>).call(redis, ...keys, ...args);
+  const script = SCRIPTS.get(name);
+  if (!script) throw new Error(`no Lua script named ${name} in src/redis/lua`);
+  if (keys.length !== script.numberOfKeys) throw new Error(`Lua script ${name} takes ${script.numberOfKeys} keys, was given ${keys.length}`);
+  return (redis.evalsha(script.sha, script.numberOfKeys, ...keys, ...args) as Promise<T>).catch((error: unknown) => {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+    return redis.eval(script.lua, script.numberOfKeys, ...keys, ...args) as Promise<T>;
+  });
 }
 
 /** HGETALL's reply as a script returns it ([field, value, ...]: ioredis converts only the command's own) as pairs. */

@@ -1,0 +1,81 @@
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Mailbox } from '../../src/mailbox/mailbox.js';
+import { openRedis } from '../../src/redis/connection.js';
+import { accountKeys } from '../../src/redis/keys.js';
+import { runScript, scriptNameOfSha } from '../../src/redis/scripts.js';
+import { CommandLog } from '../support/redis-monitor.js';
+import { TestRedis } from '../support/redis-server.js';
+
+let server: TestRedis;
+let redis: Redis;
+beforeAll(async () => {
+  server = await TestRedis.start();
+  redis = await openRedis(server.url);
+});
+afterAll(async () => {
+  redis.disconnect();
+  await server.stop();
+});
+
+const scriptCommands = (sent: string[][]) => sent.map((args) => args[0]!.toLowerCase()).filter((name) => name === 'evalsha' || name === 'eval');
+
+describe('running the Lua scripts', () => {
+  it('sends EVALSHA, and EVAL once when the server does not have the script (new, restarted or flushed)', async () => {
+    const mailbox = new Mailbox(redis);
+    const account = 'dbid:scripts-cache';
+    await redis.hset(accountKeys(account).account, 'linkedAt', '1');
+    await redis.script('FLUSH');
+    const log = await CommandLog.start(redis);
+    try {
+      expect(scriptCommands(await log.during(redis, async () => void (await mailbox.markDirty(account))))).toEqual(['evalsha', 'eval']);
+      expect(scriptCommands(await log.during(redis, async () => void (await mailbox.markDirty(account))))).toEqual(['evalsha']);
+      // What a restarted redis-server (no persistence of scripts) or SCRIPT FLUSH leaves.
+      await redis.script('FLUSH');
+      let outcome: string | undefined;
+      const afterFlush = await log.during(redis, async () => void (outcome = await mailbox.markDirty(account)));
+      expect(scriptCommands(afterFlush)).toEqual(['evalsha', 'eval']);
+      expect(outcome).toBe('running'); // the first call set status running
+      expect(await redis.hget(accountKeys(account).mailbox, 'webhooks')).toBe('3'); // each call ran the script once
+      // EVAL cached it again.
+      expect(scriptCommands(await log.during(redis, async () => void (await mailbox.markDirty(account))))).toEqual(['evalsha']);
+    } finally {
+      log.stop();
+    }
+  });
+
+  it('names the script behind a SHA, for tools that watch EVALSHA', async () => {
+    const log = await CommandLog.start(redis);
+    try {
+      const sent = await log.during(redis, async () => void (await new Mailbox(redis).markDirty('dbid:scripts-name')));
+      expect(scriptNameOfSha(sent.find((args) => args[0]!.toLowerCase() === 'evalsha')![1]!)).toBe('mailboxMarkDirty');
+      expect(scriptNameOfSha('0'.repeat(40))).toBeUndefined();
+    } finally {
+      log.stop();
+    }
+  });
+
+  it('refuses an unknown script or a wrong number of keys before sending anything', () => {
+    expect(() => runScript(redis, 'noSuchScript', [])).toThrow('no Lua script named noSuchScript');
+    expect(() => runScript(redis, 'mailboxMarkDirty', ['only-one-key'])).toThrow('Lua script mailboxMarkDirty takes 2 keys, was given 1');
+  });
+
+  it('does not retry a script that failed for another reason', async () => {
+    // A fenced script run with a stale token fails with FENCED: that error is the caller's.
+    const k = accountKeys('dbid:scripts-fenced');
+    await redis.hset(k.fence, 'fence', '7');
+    const finish = () => runScript(redis, 'runFinish', [k.fence, k.mailbox, k.queue, k.changes], ['6']).catch((error: unknown) => error);
+    await finish(); // the server has the script from now on
+    const log = await CommandLog.start(redis);
+    try {
+      let failure: unknown;
+      const sent = await log.during(redis, async () => {
+        failure = await finish();
+      });
+      expect((failure as Error).message).toMatch(/^FENCED/);
+      expect(scriptCommands(sent)).toEqual(['evalsha']);
+    } finally {
+      log.stop();
+    }
+  });
+});
