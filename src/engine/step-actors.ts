@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { fromPromise } from 'xstate';
 import type { FinishOutput, StepInput } from '../../machines/account.machine.js';
 import { applyChanges } from '../sync/apply-changes.js';
-import { downloadQueue } from '../sync/download-queue.js';
+import { downloadQueue, type HandedQueue } from '../sync/download-queue.js';
 import { listChanges } from '../sync/list-changes.js';
 import type { SyncDeps } from '../sync/sync-deps.js';
 import { SyncError, type FailureKind } from '../sync/sync-failure.js';
@@ -11,12 +11,11 @@ import { isFencedError } from '../redis/scripts.js';
 import { sleep } from './clock.js';
 import { Handover } from './handover.js';
 import type { ApplyInput } from '../sync/sync-store.js';
-import type { DownloadItem } from '../sync/records.js';
 
 /** What a step hands the next one (see Handover). */
 export interface StepHandovers {
   applyInputs: Handover<ApplyInput>;
-  queues: Handover<readonly DownloadItem[]>;
+  queues: Handover<HandedQueue>;
 }
 
 export function newStepHandovers(): StepHandovers {

@@ -3,12 +3,13 @@ import { dirname, join } from 'node:path';
 import { createIgnoreRule, localPathFor, UnsafePathError } from './paths.js';
 import { withLocalCasing } from './local-casing.js';
 import { planChanges, type Plan, type PlannedMove } from './plan-changes.js';
-import type { DownloadItem, ListedEntry } from './records.js';
+import type { ListedEntry } from './records.js';
 import type { IndexView } from './index-reads.js';
 import type { ApplyInput, PendingBatch } from './sync-store.js';
 import { markdownEntryBuilder, mirrorFolder, stagingFolder, type SyncDeps } from './sync-deps.js';
 import { isFencedError } from '../redis/scripts.js';
 import { SyncError } from './sync-failure.js';
+import type { HandedQueue } from './download-queue.js';
 import { mtimeFor } from './write-file.js';
 
 export interface ApplyOutput {
@@ -18,7 +19,7 @@ export interface ApplyOutput {
   queued: number;
   refused: number;
   /** The download queue as this step's commit left it, when small enough to hand over (see SyncStore.commitPlan). */
-  queue?: DownloadItem[];
+  queue?: HandedQueue;
 }
 
 /**
@@ -86,7 +87,9 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   const output = { removed: plan.removals.length, moved: staged.length, folders: plan.folders.length, queued: plan.index.queue.set.length, refused: plan.refused.length };
   log.info(output, 'applied');
   deps.events.report('queued', { accountId, total: output.queued });
-  return committed.queue ? { ...output, queue: committed.queue } : output;
+  if (!committed.queue) return output;
+  const notInIndex = new Set(batch.mode === 'continue' ? plan.downloads.filter((item) => !index.files.has(item.pathLower)).map((item) => item.pathLower) : []);
+  return { ...output, queue: { items: committed.queue, notInIndex } };
 }
 
 /**

@@ -29,17 +29,30 @@ const HASH_ATTEMPTS = 3;
  * its entry is set; a failed item stays queued and the step fails after the others finish, so the
  * actor backs off and retries just what is left.
  */
-export async function downloadQueue(accountId: string, signal: AbortSignal, deps: SyncDeps, handedOver?: readonly DownloadItem[]): Promise<DownloadOutput> {
+/**
+ * The download queue as the apply step's commit left it, handed to the download step of the same
+ * lease (engine/handover.ts), with the paths that step queued where the local index had no file in
+ * an incremental run. Nothing of ours is on disk there, so no stat is spent looking before the
+ * download (a file a crash left there between its rename and its record costs one download again;
+ * the write is atomic and fenced either way). A full listing hands no such paths: the mirror may
+ * hold files the index forgot (an account linked again), and its folders are listed instead.
+ */
+export interface HandedQueue {
+  items: readonly DownloadItem[];
+  notInIndex: ReadonlySet<string>;
+}
+
+export async function downloadQueue(accountId: string, signal: AbortSignal, deps: SyncDeps, handedOver?: HandedQueue): Promise<DownloadOutput> {
   const log = deps.log.child({ accountId, step: 'downloading' });
   // The queue as the apply step's commit left it, when this step follows it under the same lease
   // (nothing else writes an account's queue meanwhile); otherwise as Redis has it now.
-  const items = handedOver ?? (await deps.store.queued(accountId));
+  const items = handedOver?.items ?? (await deps.store.queued(accountId));
   const output: DownloadOutput = { downloaded: 0, unchanged: 0, dropped: 0, bytes: 0 };
   if (!items.length) return output;
   const session = await deps.session(accountId);
   const root = mirrorFolder(deps.dataDir, accountId);
   const targets = new Map(items.map((item) => [item, targetOf(item)]));
-  const onDisk = new MirrorFiles([...targets.values()].filter((t): t is string => typeof t === 'string'));
+  const onDisk = new MirrorFiles([...targets.values()].filter((t): t is string => typeof t === 'string'), handedOver?.notInIndex);
 
   // Once Redis is unreachable (or the lease is lost) nothing more can be recorded: start no new
   // downloads, or every queued file would be fetched and thrown away before the step fails.
@@ -190,13 +203,15 @@ export class MirrorFiles {
   static readonly LIST_FROM = 8;
   private readonly listed = new Map<string, Promise<Set<string> | 'unknown'> | null>();
 
-  constructor(targets: readonly string[]) {
+  /** `notInIndex`: paths (path_lower) known to hold nothing of ours (see HandedQueue): no look at the disk. */
+  constructor(targets: readonly string[], private readonly notInIndex: ReadonlySet<string> = new Set()) {
     const counts = new Map<string, number>();
     for (const target of targets) counts.set(dirname(target), (counts.get(dirname(target)) ?? 0) + 1);
     for (const [folder, count] of counts) if (count >= MirrorFiles.LIST_FROM) this.listed.set(folder, null);
   }
 
   async sameBytes(target: string, item: DownloadItem): Promise<boolean> {
+    if (this.notInIndex.has(item.pathLower)) return false;
     const names = await this.namesIn(dirname(target));
     if (names !== 'unknown' && !names.has(foldName(basename(target)))) return false;
     try {

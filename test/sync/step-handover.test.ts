@@ -1,7 +1,10 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Handover } from '../../src/engine/handover.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import type { DownloadItem } from '../../src/sync/records.js';
+import { mirrorFolder } from '../../src/sync/sync-deps.js';
 import { CommandLog, countOf } from '../support/redis-monitor.js';
 import { expectConverged, startHarness, type Harness } from '../support/sync-harness.js';
 
@@ -77,6 +80,50 @@ describe('a run', () => {
     });
 
     expect(readsOfQueue(sent, account)).toBe(1); // the retry, not the first attempt
+    await expectConverged(h, account);
+  });
+
+  it('downloads a file the index never had without looking at the disk, unless it reads the queue back', async () => {
+    // A file with the listed bytes at a path the index does not know: what a crash between a
+    // download's rename and its record leaves. Looking at the disk finds it and saves the download;
+    // a path the apply step hands over as new is downloaded without a look.
+    const account = 'dbid:handover-new-path';
+    h.emulator.model.addAccount(account, { accessToken: 'tok-handover-new' });
+    h.emulator.model.writeFile(account, '/posts/a.md', '# A');
+    await h.linkAccount(account, { accessToken: 'tok-handover-new' });
+    const leaveOnDisk = (name: string, content: string) => {
+      mkdirSync(join(mirrorFolder(h.dataDir, account), 'posts'), { recursive: true });
+      writeFileSync(join(mirrorFolder(h.dataDir, account), 'posts', name), content);
+    };
+
+    await commandsDuring(account, () => {
+      leaveOnDisk('b.md', '# B');
+      h.emulator.model.writeFile(account, '/posts/b.md', '# B');
+    });
+    expect(h.emulator.stats.downloads(account, '/posts/b.md')).toBe(1);
+
+    // The same, with the first download attempt failing: the retried step reads the queue back,
+    // with no word on which paths are new, and finds the file on disk.
+    await commandsDuring(account, () => {
+      leaveOnDisk('c.md', '# C');
+      h.emulator.model.writeFile(account, '/posts/c.md', '# C');
+      h.emulator.faults.inject({ route: 'files/download', accountId: account, status: 503 });
+    });
+    expect(h.emulator.stats.downloads(account, '/posts/c.md')).toBe(1); // the failed attempt only
+    await expectConverged(h, account);
+  });
+
+  it('looks at the disk for every file of a full listing: the mirror may hold files its index forgot', async () => {
+    // An account linked again after an unlink that kept its mirror: the first listing is a full
+    // one and the index is empty, so "not in the index" says nothing about the disk.
+    const account = 'dbid:handover-full-listing';
+    h.emulator.model.addAccount(account, { accessToken: 'tok-handover-full' });
+    h.emulator.model.writeFile(account, '/posts/a.md', '# A');
+    mkdirSync(join(mirrorFolder(h.dataDir, account), 'posts'), { recursive: true });
+    writeFileSync(join(mirrorFolder(h.dataDir, account), 'posts', 'a.md'), '# A');
+    await h.linkAccount(account, { accessToken: 'tok-handover-full' });
+    await h.waitForIdle(account);
+    expect(h.emulator.stats.downloads(account, '/posts/a.md')).toBe(0);
     await expectConverged(h, account);
   });
 });
