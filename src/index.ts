@@ -16,7 +16,7 @@ import type { EngineEventMap } from './engine/engine-events.js';
 import type { Entry } from './entries/entry-store.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { WebhookOutcome } from './mailbox/mailbox.js';
-import { openRedis } from './redis/connection.js';
+import { loadScriptsOn, openRedis } from './redis/connection.js';
 import { isValidAccountId } from './redis/keys.js';
 import type { RedisClient } from './redis/scripts.js';
 import { createIgnoreRule } from './sync/paths.js';
@@ -130,6 +130,8 @@ export async function createEngine(options: CreateEngineOptions): Promise<Mailro
 
   const ownsRedis = !options.redis;
   const redis: RedisClient = options.redis ?? (await openRedis(options.redisUrl!));
+  // A client of the host's own: a failure here only costs each script's first call an EVAL.
+  if (options.redis) await loadScriptsOn(options.redis).catch(() => {});
 
   const dropbox = options.dropbox ?? {};
   const engineOptions: EngineOptions = {

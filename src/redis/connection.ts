@@ -1,4 +1,5 @@
 import { Cluster, Redis, type ClusterNode } from 'ioredis';
+import { loadScripts, type RedisClient } from './scripts.js';
 
 export interface RedisConnectOptions {
   /** Deadline of every command (it also bounds the time a command waits for a reconnect). */
@@ -38,6 +39,9 @@ export async function openRedis(url: string, options: RedisConnectOptions = {}):
   // Without a listener ioredis prints every reconnect error; the owner logs them instead.
   redis.on('error', () => {});
   await redis.connect();
+  await loadScripts(redis);
+  // A restarted server comes back with an empty script cache.
+  redis.on('ready', () => void loadScripts(redis).catch(() => {}));
   return redis;
 }
 
@@ -86,9 +90,20 @@ export async function openRedisCluster(nodes: ClusterNode[], options: RedisConne
   cluster.on('error', () => {});
   try {
     await cluster.connect();
+    // Each master caches its own scripts; a node that joins or restarts later is covered by the
+    // EVAL fallback (runScript).
+    await loadScriptsOn(cluster);
   } catch (error) {
     cluster.disconnect();
     throw error;
   }
   return cluster;
+}
+
+/**
+ * Puts the engine's scripts in the cache of a single node, or of every master of a cluster (each
+ * caches its own): the first call of each is then one round trip.
+ */
+export async function loadScriptsOn(client: RedisClient): Promise<void> {
+  await Promise.all((client instanceof Cluster ? client.nodes('master') : [client]).map((node) => loadScripts(node)));
 }

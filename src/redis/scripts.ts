@@ -59,7 +59,7 @@ interface LoadedScript {
  * per batch with these 22 scripts against 2.5 µs with none (docs/benchmarks.md, change 18). A
  * webhook or a step's command is often a batch of its own, so that was paid on most calls.
  */
-function loadScripts(): Map<string, LoadedScript> {
+function readScripts(): Map<string, LoadedScript> {
   const scripts = new Map<string, LoadedScript>();
   for (const file of readdirSync(LUA_DIR)) {
     if (!file.endsWith('.lua')) continue;
@@ -74,7 +74,16 @@ function loadScripts(): Map<string, LoadedScript> {
   return scripts;
 }
 
-const SCRIPTS = loadScripts();
+const SCRIPTS = readScripts();
+
+/**
+ * Puts every script in the server's cache (SCRIPT LOAD), so that the first call of each is one
+ * EVALSHA and not EVALSHA, NOSCRIPT, EVAL: a webhook stays one round trip from the first one on.
+ * A server that loses its cache later (a restart) is covered by runScript's fallback anyway.
+ */
+export async function loadScripts(redis: Redis): Promise<void> {
+  await Promise.all([...SCRIPTS.values()].map((script) => redis.script('LOAD', script.lua)));
+}
 
 /** The script a SHA1 names (for tools that watch EVALSHA commands go by), or undefined. */
 export function scriptNameOfSha(sha: string): string | undefined {

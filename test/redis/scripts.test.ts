@@ -6,6 +6,7 @@ import { accountKeys } from '../../src/redis/keys.js';
 import { runScript, scriptNameOfSha } from '../../src/redis/scripts.js';
 import { CommandLog } from '../support/redis-monitor.js';
 import { TestRedis } from '../support/redis-server.js';
+import { waitUntil } from '../support/fixtures.js';
 
 let server: TestRedis;
 let redis: Redis;
@@ -41,6 +42,31 @@ describe('running the Lua scripts', () => {
       expect(scriptCommands(await log.during(redis, async () => void (await mailbox.markDirty(account))))).toEqual(['evalsha']);
     } finally {
       log.stop();
+    }
+  });
+
+  it('is one EVALSHA from the first call on, and again after the server restarts with an empty cache', async () => {
+    await redis.script('FLUSH');
+    // openRedis loads every script when it connects...
+    const fresh = await openRedis(server.url);
+    const log = await CommandLog.start(fresh);
+    try {
+      const firstCall = await log.during(fresh, async () => void (await new Mailbox(fresh).markDirty('dbid:scripts-fresh')));
+      expect(scriptCommands(firstCall)).toEqual(['evalsha']);
+      // ...and again when it reconnects to a restarted server (scripts are not persisted).
+      log.stop();
+      await server.restart();
+      const sha = firstCall[0]![1]!;
+      await waitUntil(async () => redis.status === 'ready' && fresh.status === 'ready' && ((await fresh.script('EXISTS', sha)) as number[])[0] === 1, 10_000, 'the scripts loaded after the restart');
+      const again = await CommandLog.start(fresh);
+      try {
+        expect(scriptCommands(await again.during(fresh, async () => void (await new Mailbox(fresh).markDirty('dbid:scripts-fresh'))))).toEqual(['evalsha']);
+      } finally {
+        again.stop();
+      }
+    } finally {
+      log.stop();
+      fresh.disconnect();
     }
   });
 
