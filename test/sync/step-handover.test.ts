@@ -49,6 +49,14 @@ async function commandsDuring(account: string, change: () => void): Promise<stri
   });
 }
 
+/** An account with one post in Dropbox, linked (`beforeLink` runs just before); its first sync has started. */
+async function linkWithOnePost(account: string, beforeLink: () => void = () => {}): Promise<void> {
+  h.emulator.model.addAccount(account, { accessToken: `tok-${account}` });
+  h.emulator.model.writeFile(account, '/posts/a.md', '# A');
+  beforeLink();
+  await h.linkAccount(account, { accessToken: `tok-${account}` });
+}
+
 const readsOfQueue = (sent: string[][], account: string) => countOf(sent, 'hgetall', accountKeys(account).queue);
 /** apply-load.lua's own calls: the only script whose first key is the changes list (the fenced ones start with the mailbox). */
 const applyLoads = (sent: string[][], account: string) =>
@@ -57,9 +65,7 @@ const applyLoads = (sent: string[][], account: string) =>
 describe('a run', () => {
   it('applies and downloads a changed file without reading back what the listing saved or the queue the commit wrote', async () => {
     const account = 'dbid:handover-run';
-    h.emulator.model.addAccount(account, { accessToken: 'tok-handover' });
-    h.emulator.model.writeFile(account, '/posts/a.md', '# A');
-    await h.linkAccount(account, { accessToken: 'tok-handover' });
+    await linkWithOnePost(account);
 
     const sent = await commandsDuring(account, () => h.emulator.model.writeFile(account, '/posts/b.md', '# B'));
 
@@ -70,9 +76,7 @@ describe('a run', () => {
 
   it('reads the queue from Redis when the download step is retried after a failure', async () => {
     const account = 'dbid:handover-retry';
-    h.emulator.model.addAccount(account, { accessToken: 'tok-handover-retry' });
-    h.emulator.model.writeFile(account, '/posts/a.md', '# A');
-    await h.linkAccount(account, { accessToken: 'tok-handover-retry' });
+    await linkWithOnePost(account);
 
     const sent = await commandsDuring(account, () => {
       h.emulator.model.writeFile(account, '/posts/b.md', '# B');
@@ -88,9 +92,7 @@ describe('a run', () => {
     // download's rename and its record leaves. Looking at the disk finds it and saves the download;
     // a path the apply step hands over as new is downloaded without a look.
     const account = 'dbid:handover-new-path';
-    h.emulator.model.addAccount(account, { accessToken: 'tok-handover-new' });
-    h.emulator.model.writeFile(account, '/posts/a.md', '# A');
-    await h.linkAccount(account, { accessToken: 'tok-handover-new' });
+    await linkWithOnePost(account);
     const leaveOnDisk = (name: string, content: string) => {
       mkdirSync(join(mirrorFolder(h.dataDir, account), 'posts'), { recursive: true });
       writeFileSync(join(mirrorFolder(h.dataDir, account), 'posts', name), content);
@@ -117,11 +119,10 @@ describe('a run', () => {
     // An account linked again after an unlink that kept its mirror: the first listing is a full
     // one and the index is empty, so "not in the index" says nothing about the disk.
     const account = 'dbid:handover-full-listing';
-    h.emulator.model.addAccount(account, { accessToken: 'tok-handover-full' });
-    h.emulator.model.writeFile(account, '/posts/a.md', '# A');
-    mkdirSync(join(mirrorFolder(h.dataDir, account), 'posts'), { recursive: true });
-    writeFileSync(join(mirrorFolder(h.dataDir, account), 'posts', 'a.md'), '# A');
-    await h.linkAccount(account, { accessToken: 'tok-handover-full' });
+    await linkWithOnePost(account, () => {
+      mkdirSync(join(mirrorFolder(h.dataDir, account), 'posts'), { recursive: true });
+      writeFileSync(join(mirrorFolder(h.dataDir, account), 'posts', 'a.md'), '# A');
+    });
     await h.waitForIdle(account);
     expect(h.emulator.stats.downloads(account, '/posts/a.md')).toBe(0);
     await expectConverged(h, account);
