@@ -39,7 +39,8 @@ export async function openRedis(url: string, options: RedisConnectOptions = {}):
   // Without a listener ioredis prints every reconnect error; the owner logs them instead.
   redis.on('error', () => {});
   await redis.connect();
-  await loadScripts(redis);
+  // Not fatal: a server that refuses SCRIPT LOAD (an ACL) still runs each script by EVAL once.
+  await loadScripts(redis).catch(() => {});
   // A restarted server comes back with an empty script cache.
   redis.on('ready', () => void loadScripts(redis).catch(() => {}));
   return redis;
@@ -91,8 +92,8 @@ export async function openRedisCluster(nodes: ClusterNode[], options: RedisConne
   try {
     await cluster.connect();
     // Each master caches its own scripts; a node that joins or restarts later is covered by the
-    // EVAL fallback (runScript).
-    await loadScriptsOn(cluster);
+    // EVAL fallback (runScript), as is a refused SCRIPT LOAD.
+    await loadScriptsOn(cluster).catch(() => {});
   } catch (error) {
     cluster.disconnect();
     throw error;

@@ -55,7 +55,7 @@ interface LoadedScript {
  * functions before it.
  *
  * Not ioredis's `defineCommand`: with auto-pipelining on, ioredis builds a `Pipeline` for every
- * batch and copies every defined command onto it (two properties per script), which took 11 µs
+ * batch and copies every defined command onto it (two properties per script), which took 13.6 µs
  * per batch with these 22 scripts against 2.5 µs with none (docs/benchmarks.md, change 18). A
  * webhook or a step's command is often a batch of its own, so that was paid on most calls.
  */
