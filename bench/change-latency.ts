@@ -20,6 +20,7 @@ export async function changeLatency(options: BenchOptions): Promise<FigureResult
   const bareMs: number[] = [];
   const atomicMs: number[] = [];
   const atomicAccount = 'dbid:latency-atomic';
+  let poster: WebhookPoster | undefined;
   try {
     for (const id of [account, bareAccount, atomicAccount]) {
       stack.emulator.model.addAccount(id, { accessToken: `token-${id}` });
@@ -44,7 +45,7 @@ export async function changeLatency(options: BenchOptions): Promise<FigureResult
       }
     });
 
-    const poster = await WebhookPoster.open(stack.url);
+    poster = await WebhookPoster.open(stack.url);
     for (let r = 0; r < rounds; r++) {
       const name = `/change-${r}.txt`;
       stack.emulator.model.writeFile(account, name, `change ${r}`);
@@ -76,7 +77,6 @@ export async function changeLatency(options: BenchOptions): Promise<FigureResult
       await atomic.download(await atomic.list(), 8);
       atomicMs.push(performance.now() - started);
     }
-    poster.close();
     const measured = median(engineMs);
     const baseline = median(bareMs);
     const ratio = median(engineMs.map((e, i) => e / bareMs[i]!));
@@ -94,6 +94,7 @@ export async function changeLatency(options: BenchOptions): Promise<FigureResult
       details: { rounds, medianMsAtEachStep: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, round(median(v), 2)]).sort((a, b) => (a[1] as number) - (b[1] as number))), bareWithEnginesAtomicFsyncWriteMs: round(median(atomicMs), 2), ratioToThat: round(median(engineMs.map((e, i) => e / atomicMs[i]!)), 3), engineP90Ms: round(percentile(engineMs, 90), 2), bareP90Ms: round(percentile(bareMs, 90), 2) },
     };
   } finally {
+    poster?.close();
     await stack.close();
     rmSync(bareDir, { recursive: true, force: true });
   }

@@ -214,22 +214,22 @@ export function signedWebhook(accounts: readonly string[]): { body: string; head
  */
 export class WebhookPoster {
   private answer: ((status: number) => void) | undefined;
+  private connection: RawConnection | undefined;
+  /** The server closes a keep-alive connection idle for 5 s: a new one is opened at once. */
+  private connecting: Promise<void> | undefined;
+  private closing = false;
 
-  private constructor(private readonly url: string, private connection?: RawConnection) {}
+  private constructor(private readonly url: string) {}
 
   static async open(url: string): Promise<WebhookPoster> {
     const poster = new WebhookPoster(url);
-    const settle = (status: number) => {
-      const answer = poster.answer;
-      poster.answer = undefined;
-      answer?.(status);
-    };
-    poster.connection = await RawConnection.open(url, settle, () => settle(0)); // 0: no answer came
+    await poster.connect();
     return poster;
   }
 
-  post(accounts: readonly string[]): Promise<number> {
+  async post(accounts: readonly string[]): Promise<number> {
     if (this.answer) throw new Error('WebhookPoster sends one webhook at a time');
+    await this.connecting;
     const { body, headers } = signedWebhook(accounts);
     const request = postRequest(this.url, '/webhooks/dropbox', headers, body);
     return new Promise((resolve) => {
@@ -239,7 +239,29 @@ export class WebhookPoster {
   }
 
   close(): void {
+    this.closing = true;
     this.connection?.close();
+  }
+
+  private connect(): Promise<void> {
+    this.connecting = RawConnection.open(
+      this.url,
+      (status) => this.settle(status),
+      () => {
+        this.settle(0); // a request in flight got no answer
+        // A failure to reconnect surfaces at the next post, which awaits `connecting`.
+        if (!this.closing) this.connect().catch(() => {});
+      },
+    ).then((connection) => {
+      this.connection = connection;
+    });
+    return this.connecting;
+  }
+
+  private settle(status: number): void {
+    const answer = this.answer;
+    this.answer = undefined;
+    answer?.(status);
   }
 }
 
