@@ -72,9 +72,12 @@ function answered(lane, status) {
 const lanes = await Promise.all(
   Array.from({ length: connections }, async () => {
     const lane = new Lane();
-    // A connection closed under a request loses it: counted as failed, never as a latency.
+    // A connection closed under a request loses it: counted as failed, never as a latency. An idle
+    // one (the server closes keep-alive connections idle for 5 s) is no longer handed requests.
     const closed = () => {
-      if (!idle.includes(lane) && done < Math.min(total, sent)) {
+      const at = idle.indexOf(lane);
+      if (at >= 0) idle.splice(at, 1);
+      else if (done < Math.min(total, sent)) {
         failed++;
         done++;
         if (done === total || (mode === 'closed' && done === sent && performance.now() >= stopAt)) finish();
