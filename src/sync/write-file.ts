@@ -1,6 +1,18 @@
-import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { close, fsync, futimes, open, rename, write } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+
+// The callback API, promisified, rather than fs/promises: a FileHandle costs the main thread about
+// twice the CPU per written file (measured with 3,000 files, 16 at a time: 120-143 µs against
+// 60-67 µs for open, write, futimes, fsync, close and rename), and every download pays it.
+const openFile = promisify(open);
+const writeAt = promisify(write);
+const setTimes = promisify(futimes);
+const syncFile = promisify(fsync);
+const closeFile = promisify(close);
+const renameFile = promisify(rename);
 
 /**
  * The mtime a synced file gets: Dropbox's client_modified, clamped to now (as Maestral does), so a
@@ -32,26 +44,26 @@ export async function writeFileAtomically(
 ): Promise<boolean> {
   const folder = dirname(target);
   const temp = join(folder, `.${basename(target).slice(0, 180)}.${randomBytes(6).toString('hex')}.mailroom-tmp`);
-  const handle = await openCreatingFolder(temp, folder);
+  const fd = await openCreatingFolder(temp, folder);
   try {
-    await handle.writeFile(bytes);
+    await writeFully(fd, bytes);
     // Before the fsync: the times are then as durable as the bytes, and the file never appears at
     // `target` with the time of its download instead of client_modified.
-    await handle.utimes(mtime, mtime);
-    await handle.sync();
+    await setTimes(fd, mtime, mtime);
+    await syncFile(fd);
   } catch (error) {
-    await handle.close();
+    await closeFile(fd);
     await rm(temp, { force: true });
     throw error;
   }
   try {
     // The bytes are durable already; closing while the caller checks takes the close off the path.
-    const [, allowed] = await Promise.all([handle.close(), beforeRename()]);
+    const [, allowed] = await Promise.all([closeFile(fd), beforeRename()]);
     if (!allowed) {
       await rm(temp, { force: true });
       return false;
     }
-    await rename(temp, target);
+    await renameFile(temp, target);
   } catch (error) {
     await rm(temp, { force: true });
     throw error;
@@ -59,12 +71,19 @@ export async function writeFileAtomically(
   return true;
 }
 
-async function openCreatingFolder(temp: string, folder: string): Promise<FileHandle> {
+/** A write may take fewer bytes than it was given (POSIX allows it): the rest follows. */
+async function writeFully(fd: number, bytes: Uint8Array): Promise<void> {
+  for (let written = 0; written < bytes.length; ) {
+    written += (await writeAt(fd, bytes, written, bytes.length - written, written)).bytesWritten;
+  }
+}
+
+async function openCreatingFolder(temp: string, folder: string): Promise<number> {
   try {
-    return await open(temp, 'wx', 0o644);
+    return await openFile(temp, 'wx', 0o644);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   await mkdir(folder, { recursive: true });
-  return open(temp, 'wx', 0o644);
+  return openFile(temp, 'wx', 0o644);
 }

@@ -19,6 +19,15 @@ describe('writeFileAtomically', () => {
     expect(await readdir(join(dir, 'a', 'b'))).toEqual(['one.txt', 'two.txt']);
   });
 
+  it('writes every byte of a large file, and an empty one', async () => {
+    const large = Buffer.alloc(5 * 1024 * 1024 + 7, 'x');
+    large.write('the end', large.length - 7);
+    expect(await writeFileAtomically(join(dir, 'sizes', 'large.bin'), large, mtime)).toBe(true);
+    expect((await readFile(join(dir, 'sizes', 'large.bin'))).equals(large)).toBe(true);
+    expect(await writeFileAtomically(join(dir, 'sizes', 'empty.txt'), Buffer.alloc(0), mtime)).toBe(true);
+    expect((await stat(join(dir, 'sizes', 'empty.txt'))).size).toBe(0);
+  });
+
   it('has the mtime set before the check and the rename: the file never lands with another', async () => {
     const folder = join(dir, 'mtime');
     const target = join(folder, 'post.md');
