@@ -4,9 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
-// The callback API, promisified, rather than fs/promises: a FileHandle costs the main thread about
-// twice the CPU per written file (measured with 3,000 files, 16 at a time: 120-143 µs against
-// 60-67 µs for open, write, futimes, fsync, close and rename), and every download pays it.
+// The callback API, promisified, rather than fs/promises: through a FileHandle the same steps cost
+// the main thread a fifth more CPU per written file (bench/write-file-cost.ts: 103-157 µs against
+// 80-123 µs in alternating rounds), and every download pays it.
 const openFile = promisify(open);
 const writeAt = promisify(write);
 const setTimes = promisify(futimes);
