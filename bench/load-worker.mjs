@@ -47,6 +47,8 @@ let stopAt = Infinity; // closed loop: no request is sent after this
 const idle = [];
 const waiting = []; // open loop: requests that found every connection busy
 let finish;
+let ended = false; // the run finished (its connections are then closed on purpose)
+let openLanes = connections;
 
 function answered(lane, status) {
   const now = performance.now();
@@ -74,6 +76,7 @@ const lanes = await Promise.all(
     const lane = new Lane();
     // A connection closed under a request loses it: counted as failed, never as a latency. An idle
     // one (the server closes keep-alive connections idle for 5 s) is no longer handed requests.
+    // With every connection gone, what is left can never be answered: counted as failed, the run ends.
     const closed = () => {
       const at = idle.indexOf(lane);
       if (at >= 0) idle.splice(at, 1);
@@ -81,6 +84,10 @@ const lanes = await Promise.all(
         failed++;
         done++;
         if (done === total || (mode === 'closed' && done === sent && performance.now() >= stopAt)) finish();
+      }
+      if (--openLanes === 0 && !ended) {
+        failed += (mode === 'open' ? total : sent) - done;
+        finish();
       }
     };
     lane.connection = await RawConnection.open(url, (status) => answered(lane, status), closed);
@@ -112,6 +119,7 @@ if (mode === 'closed') {
   tick();
 }
 await finished;
+ended = true;
 const seconds = (performance.now() - start) / 1000;
 for (const lane of lanes) lane.connection.close();
 parentPort.postMessage({ ok, failed, sent, seconds, perSecond: ok / seconds, latencies, fromDispatch });
