@@ -3,7 +3,7 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -65,6 +65,21 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** Microseconds on the monotonic clock: the clock of `node --cpu-prof` sample times. */
 export const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
+/**
+ * CPU time of this process's main thread (not its worker threads, not other processes), in µs;
+ * null where /proc is not there. The machine is shared, so rates move with other people's load;
+ * CPU per unit of work moves much less.
+ */
+export function mainThreadCpuUs(): number | null {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100; // utime + stime, USER_HZ = 100
+  } catch {
+    return null;
+  }
+}
 
 /**
  * With `BENCH_PHASES=<file>`, appends `{ side, start, end }` (µs, `nowUs`) for one side's timed

@@ -1,5 +1,4 @@
 import { Worker } from 'node:worker_threads';
-import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -7,7 +6,7 @@ import { serve } from '@hono/node-server';
 import { Registry } from 'prom-client';
 import { createApp } from '../src/http/app.js';
 import { silentLogger } from '../src/logger.js';
-import { ADMIN_TOKEN, APP_SECRET, signedWebhook, median, percentile, round, startStack, type BenchOptions, type FigureResult, type Stack } from './lib.js';
+import { ADMIN_TOKEN, APP_SECRET, mainThreadCpuUs, signedWebhook, median, percentile, round, startStack, type BenchOptions, type FigureResult, type Stack } from './lib.js';
 
 /**
  * Figure 1: signed webhooks accepted per second (HMAC check + the atomic Redis step) against a bare
@@ -31,21 +30,6 @@ function load<T>(data: Record<string, unknown>): Promise<T> {
     worker.once('error', reject);
     worker.once('exit', (code) => { if (code !== 0) reject(new Error(`load worker exited with ${code}`)); });
   });
-}
-
-/**
- * CPU time of this process's main thread (the HTTP server, the engine and its Redis client; not the
- * load worker, not redis-server), in µs; null where /proc is not there. The machine is shared, so
- * requests per second move with other people's load; CPU per request moves much less.
- */
-function mainThreadCpuUs(): number | null {
-  try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100; // utime + stime, USER_HZ = 100
-  } catch {
-    return null;
-  }
 }
 
 /** A closed-loop round, with the main thread's CPU µs per answered request. */

@@ -5,18 +5,18 @@
  * a time, alternating twice:
  *   UV_THREADPOOL_SIZE=16 npx tsx bench/write-file-cost.ts
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { writeFileAtomically } from '../src/sync/write-file.js';
+import { mainThreadCpuUs } from './lib.js';
 
-/** The main thread's user + system CPU in µs (/proc, Linux). */
-function mainThreadCpuUs(): number {
-  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+function cpuUs(): number {
+  const us = mainThreadCpuUs();
+  if (us === null) throw new Error('this side check reads the main thread\'s CPU from /proc (Linux only)');
+  return us;
 }
 
 /** The engine's write as it was: the same steps through a FileHandle. */
@@ -38,14 +38,14 @@ const sides = { 'fs callbacks (engine)': (t: string) => writeFileAtomically(t, b
 for (let round = 0; round < 2; round++) {
   for (const [name, write] of Object.entries(sides)) {
     const dir = mkdtempSync(join(tmpdir(), 'mailroom-write-cost-'));
-    const cpu = mainThreadCpuUs();
+    const cpu = cpuUs();
     const start = performance.now();
     let next = 0;
     await Promise.all(Array.from({ length: LANES }, async () => {
       while (next < FILES) await write(join(dir, `f${next++}.txt`));
     }));
     const wallUs = (performance.now() - start) * 1000;
-    console.log(`${name.padEnd(22)} main-thread CPU ${((mainThreadCpuUs() - cpu) / FILES).toFixed(0)} µs/file, wall ${(wallUs / FILES).toFixed(0)} µs/file`);
+    console.log(`${name.padEnd(22)} main-thread CPU ${((cpuUs() - cpu) / FILES).toFixed(0)} µs/file, wall ${(wallUs / FILES).toFixed(0)} µs/file`);
     rmSync(dir, { recursive: true, force: true });
   }
 }
