@@ -18,7 +18,7 @@ import { ActorPersistence } from './actor-persistence.js';
 import { type Clock, systemClock } from './clock.js';
 import { Semaphore } from './semaphore.js';
 import { EngineEvents } from './engine-events.js';
-import { createStepActors, newStepHandovers } from './step-actors.js';
+import { createStepActors, forgetHandovers, newStepHandovers } from './step-actors.js';
 
 export interface EngineOptions {
   redis: RedisClient;
@@ -157,8 +157,7 @@ export class Engine {
       // A passivated account's session (and the token it holds) is rebuilt from Redis when needed.
       onReleased: (accountId) => {
         this.forgetSession(accountId);
-        this.handovers.applyInputs.forget(accountId);
-        this.handovers.queues.forget(accountId);
+        forgetHandovers(this.handovers, accountId);
       },
       onStarting: (accountId, lease) => this.linkAtStart.set(accountId, lease.link),
       stateDeadlinesMs: { ...DEFAULT_STATE_DEADLINES_MS, ...options.stateDeadlinesMs },
@@ -203,8 +202,11 @@ export class Engine {
           outcomes[accountId] = 'invalid';
           return;
         }
-        const outcome = await this.mailbox.markDirty(accountId);
+        // An idle actor held here starts listing from the webhook's own step (one round trip less).
+        const token = this.host.idleLeaseToken(accountId);
+        const { outcome, start } = token === undefined ? { outcome: await this.mailbox.markDirty(accountId) } : await this.mailbox.markDirtyAndBeginListing(accountId, token, this.clock.now());
         outcomes[accountId] = outcome;
+        if (start && token !== undefined) this.handovers.listingStarts.give(accountId, token, start);
         if (outcome === 'wake') this.wakeInBackground(accountId);
       }),
     );

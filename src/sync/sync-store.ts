@@ -13,6 +13,11 @@ export interface ListingStart {
   from: string;
 }
 
+/** A begin-listing reply (lib/begin-listing.lua's `{ mode, from }`) as a ListingStart. */
+export function listingStartOf([mode, from]: readonly [string, string]): ListingStart {
+  return { mode: mode === 'full' ? 'full' : 'continue', from };
+}
+
 export interface PendingBatch {
   entries: ListedEntry[];
   pageCursor: string | null;
@@ -66,11 +71,7 @@ export class SyncStore {
   /** Clears the dirty flag, records when the account was last listed, and says where to start. */
   async beginListing(accountId: string, now: number = Date.now()): Promise<ListingStart> {
     const k = accountKeys(accountId);
-    const [mode, from] = await runFencedScript<[string, string]>(
-      this.redis,
-      'listingBegin',
-      this.fence(accountId), [k.mailbox, k.listing, k.changes], [now]);
-    return { mode: mode === 'full' ? 'full' : 'continue', from };
+    return listingStartOf(await runFencedScript<[string, string]>(this.redis, 'listingBegin', this.fence(accountId), [k.mailbox, k.listing, k.changes], [now]));
   }
 
   /** Saves one page; false when the page was already saved (a replay), which is harmless. */

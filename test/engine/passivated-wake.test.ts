@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accountKeys } from '../../src/redis/keys.js';
-import { CommandLog, countOf } from '../support/redis-monitor.js';
+import { CommandLog, countOf, scriptRuns } from '../support/redis-monitor.js';
 import { expectConverged, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 let h: Harness;
@@ -37,6 +37,9 @@ describe('waking a passivated account', () => {
     });
 
     expect(countOf(sent, 'hgetall', k.account)).toBe(0);
+    // No actor held the account when the webhook came, so no lease to begin its listing under:
+    // the run begins its own.
+    expect(scriptRuns(sent, 'listingBegin')).toBe(1);
 
     await expectConverged(h, account);
   });

@@ -1,4 +1,6 @@
 import type { Redis } from 'ioredis';
+import { createHash } from 'node:crypto';
+import { scriptNameOfSha } from '../../src/redis/scripts.js';
 
 /**
  * The commands clients send to a real redis-server, as MONITOR reports them (in the order Redis ran
@@ -46,4 +48,13 @@ export class CommandLog {
 /** How many of `sent` are `command` (any case) on `key`. */
 export function countOf(sent: readonly string[][], command: string, key: string): number {
   return sent.filter((args) => args[0]?.toLowerCase() === command && args[1] === key).length;
+}
+
+/** How many of `sent` run the Lua script `name` (src/redis/lua, camelCase), by EVALSHA or EVAL. */
+export function scriptRuns(sent: readonly string[][], name: string): number {
+  return sent.filter((args) => {
+    const command = args[0]?.toLowerCase();
+    if (command === 'evalsha') return scriptNameOfSha(args[1]!) === name;
+    return command === 'eval' && scriptNameOfSha(createHash('sha1').update(args[1]!).digest('hex')) === name;
+  }).length;
 }

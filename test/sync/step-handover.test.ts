@@ -5,8 +5,8 @@ import { Handover } from '../../src/engine/handover.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import type { DownloadItem } from '../../src/sync/records.js';
 import { mirrorFolder } from '../../src/sync/sync-deps.js';
-import { CommandLog, countOf } from '../support/redis-monitor.js';
-import { expectConverged, startHarness, type Harness } from '../support/sync-harness.js';
+import { CommandLog, countOf, scriptRuns } from '../support/redis-monitor.js';
+import { expectConverged, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 const item = (pathLower: string): DownloadItem => ({
   pathLower, pathDisplay: pathLower, id: `id:${pathLower}`, rev: 'r1', contentHash: 'h'.repeat(64), size: 1,
@@ -71,6 +71,44 @@ describe('a run', () => {
 
     expect(applyLoads(sent, account)).toBe(0);
     expect(readsOfQueue(sent, account)).toBe(0);
+    await expectConverged(h, account);
+  });
+
+  it('starts listing from what the webhook began in its own Redis step when the actor is idle in memory', async () => {
+    const account = 'dbid:handover-listing-start';
+    await linkWithOnePost(account);
+    await h.waitForIdle(account);
+    expect(h.engine.host.actor(account)?.getSnapshot().value).toBe('idle');
+
+    const sent = await commandsDuring(account, () => h.emulator.model.writeFile(account, '/posts/b.md', '# B'));
+
+    expect(scriptRuns(sent, 'mailboxMarkDirty')).toBe(1);
+    expect(scriptRuns(sent, 'listingBegin')).toBe(0);
+    await expectConverged(h, account);
+  });
+
+  it('lists once more for a webhook that arrives during a run a webhook began', async () => {
+    const account = 'dbid:handover-listing-again';
+    await linkWithOnePost(account);
+    await h.waitForIdle(account);
+    const listings = () => h.emulator.stats.calls(account, 'files/list_folder/continue');
+    const downloads = () => h.emulator.stats.calls(account, 'files/download');
+    const [listedBefore, downloadedBefore] = [listings(), downloads()];
+    h.emulator.faults.setLatency(300, 'files/download');
+    try {
+      const sent = await log.during(h.redis, async () => {
+        h.emulator.model.writeFile(account, '/posts/b.md', '# B');
+        expect(await h.engine.notify([account])).toEqual({ [account]: 'wake' });
+        await waitUntil(() => downloads() > downloadedBefore, 5_000, 'the run to be downloading b.md');
+        h.emulator.model.writeFile(account, '/posts/c.md', '# C');
+        expect(await h.engine.notify([account])).toEqual({ [account]: 'running' });
+        await h.waitForIdle(account);
+      });
+      expect(scriptRuns(sent, 'listingBegin')).toBe(1); // the second pass begins its own
+    } finally {
+      h.emulator.faults.setLatency(0, 'files/download');
+    }
+    expect(listings() - listedBefore).toBe(2);
     await expectConverged(h, account);
   });
 
