@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { accountKeys, LINKED_ACCOUNTS_KEY } from '../redis/keys.js';
-import { runScript, type RedisClient } from '../redis/scripts.js';
+import { runScript, runScriptForBytes, type RedisClient } from '../redis/scripts.js';
 import type { DropboxCredentials } from '../dropbox/dropbox-session.js';
 import type { Logger } from '../logger.js';
 import { TOKEN_KEY_VARIABLE, TokenCipher, TokenDecryptError } from './token-cipher.js';
@@ -19,6 +19,20 @@ export interface LinkedAccount {
   ignore: string[];
   linkedAt: number;
 }
+
+/**
+ * An account's link as Redis holds it, read by `AccountStore.get` or, when an actor starts, by the
+ * lease grant in the same step. `credentials` are the stored bytes: a binary token envelope, an old
+ * text envelope, or plaintext JSON.
+ */
+export interface StoredLink {
+  credentials: Buffer;
+  ignore: string | null;
+  linkedAt: string | null;
+}
+
+/** A script's reply with the link's three values (nil when absent), read as bytes: see StoredLink. */
+export type StoredLinkReply = [Buffer | null, Buffer | null, Buffer | null];
 
 export interface AccountStoreOptions {
   /** Encrypts credentials at rest; without it they are stored as plaintext JSON (dev/demo only). */
@@ -54,43 +68,70 @@ export class AccountStore {
   }
 
   async get(accountId: string): Promise<LinkedAccount | null> {
-    return this.fromFields(accountId, await this.redis.hgetall(accountKeys(accountId).account));
+    const k = accountKeys(accountId);
+    return this.fromStored(accountId, parseStoredLink(await runScriptForBytes<StoredLinkReply>(this.redis, 'accountRead', [k.account])));
   }
 
-  /** The linked account these account-hash fields describe (read elsewhere, e.g. by the lease grant), or null when not linked. */
-  fromFields(accountId: string, raw: Record<string, string>): LinkedAccount | null {
-    if (!raw.credentials) return null;
-    const stored = raw.credentials;
+  /** The linked account a stored link describes (read elsewhere, e.g. by the lease grant), or null when not linked. */
+  fromStored(accountId: string, stored: StoredLink | null): LinkedAccount | null {
+    if (!stored) return null;
     let credentials: DropboxCredentials | undefined;
-    const open = () => (credentials ??= this.open(accountId, stored));
+    const open = () => (credentials ??= this.open(accountId, stored.credentials));
     return {
       accountId,
       get credentials() {
         return open();
       },
-      ignore: raw.ignore ? (JSON.parse(raw.ignore) as string[]) : [],
-      linkedAt: Number(raw.linkedAt ?? 0),
+      ignore: stored.ignore ? (JSON.parse(stored.ignore) as string[]) : [],
+      linkedAt: Number(stored.linkedAt ?? 0),
     };
   }
 
-  private seal(accountId: string, credentials: DropboxCredentials): string {
-    const json = JSON.stringify(credentials);
-    if (this.options.cipher) return this.options.cipher.encrypt(json, accountId);
+  /** With a cipher, a binary envelope of the credentials packed small (sealedPlaintext); without one, their JSON. */
+  private seal(accountId: string, credentials: DropboxCredentials): Buffer | string {
+    if (this.options.cipher) return this.options.cipher.seal(sealedPlaintext(credentials), accountId);
     if (!this.warnedPlaintext) {
       this.warnedPlaintext = true;
       this.options.log?.warn(`${TOKEN_KEY_VARIABLE} is not set: Dropbox tokens are stored in Redis as plaintext (set it in production)`);
     }
-    return json;
+    return JSON.stringify(credentials);
   }
 
-  private open(accountId: string, stored: string): DropboxCredentials {
-    if (!TokenCipher.isEnvelope(stored)) return JSON.parse(stored) as DropboxCredentials;
+  private open(accountId: string, stored: Buffer): DropboxCredentials {
+    if (!TokenCipher.isEnvelope(stored)) return JSON.parse(stored.toString('utf8')) as DropboxCredentials;
     const what = `the credentials of account ${accountId}`;
     if (!this.options.cipher) throw new TokenDecryptError(`${what} are encrypted but ${TOKEN_KEY_VARIABLE} is not set`);
-    return JSON.parse(this.options.cipher.decrypt(stored, accountId, what)) as DropboxCredentials;
+    return credentialsFromPlaintext(this.options.cipher.decrypt(stored, accountId, what));
   }
 
   async linkedIds(): Promise<string[]> {
     return (await this.redis.smembers(LINKED_ACCOUNTS_KEY)).sort();
   }
+}
+
+/** A script's link reply as a StoredLink; null when the account is not linked (no credentials). */
+export function parseStoredLink([credentials, ignore, linkedAt]: StoredLinkReply): StoredLink | null {
+  if (!credentials || credentials.length === 0) return null;
+  return { credentials, ignore: ignore?.toString('utf8') ?? null, linkedAt: linkedAt?.toString('utf8') ?? null };
+}
+
+/**
+ * What is sealed: the credentials as a positional JSON array, `[accessToken, refreshToken,
+ * accessTokenExpiresAt]` (null for a missing one, trailing nulls left out). The object's field names
+ * cost 60 bytes, and with the expiry an OAuth link stores, that pushed a production credential
+ * (a 150-character access token, a 64-character refresh token) into the next allocation size of
+ * Redis: 64 bytes more per account (docs/benchmarks.md, figure 7).
+ */
+export function sealedPlaintext(credentials: DropboxCredentials): string {
+  const fields: (string | number | null)[] = [credentials.accessToken ?? null, credentials.refreshToken ?? null, credentials.accessTokenExpiresAt ?? null];
+  while (fields.length > 0 && fields.at(-1) === null) fields.pop();
+  return JSON.stringify(fields);
+}
+
+/** Reads what was sealed: the positional array, or the JSON object that text envelopes hold. */
+function credentialsFromPlaintext(plaintext: string): DropboxCredentials {
+  const parsed = JSON.parse(plaintext) as DropboxCredentials | [string | null, string | null, number | null];
+  if (!Array.isArray(parsed)) return parsed;
+  const [accessToken, refreshToken, accessTokenExpiresAt] = parsed;
+  return { ...(accessToken ? { accessToken } : {}), ...(refreshToken ? { refreshToken } : {}), ...(accessTokenExpiresAt ? { accessTokenExpiresAt } : {}) };
 }

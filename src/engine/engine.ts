@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Cluster, Redis } from 'ioredis';
 import { accountMachine, type AccountContext } from '../../machines/account.machine.js';
-import { AccountStore } from '../accounts/account-store.js';
+import { AccountStore, type StoredLink } from '../accounts/account-store.js';
 import type { TokenCipher } from '../accounts/token-cipher.js';
 import { DropboxSession, type DropboxAppSettings, type DropboxCredentials } from '../dropbox/dropbox-session.js';
 import { EntryStore } from '../entries/entry-store.js';
@@ -89,10 +89,10 @@ export class Engine {
   readonly events = new EngineEvents();
   private readonly sessions = new Map<string, DropboxSession>();
   /**
-   * The account hash the lease grant read as an actor started: its first step builds the session
-   * from it instead of reading the hash again. Taken once; dropped with the session.
+   * The link the lease grant read as an actor started (null: not linked): its first step builds the
+   * session from it instead of reading it again. Taken once; dropped with the session.
    */
-  private readonly linkAtStart = new Map<string, Record<string, string>>();
+  private readonly linkAtStart = new Map<string, StoredLink | null>();
   /** What a step read or wrote, for the step that follows (one read less each: see Handover). */
   private readonly handovers = newStepHandovers();
   private subscriber: Redis | Cluster | undefined;
@@ -341,8 +341,8 @@ export class Engine {
     let session = this.sessions.get(accountId);
     if (!session) {
       const link = this.linkAtStart.get(accountId);
-      this.linkAtStart.delete(accountId);
-      const account = link ? this.accounts.fromFields(accountId, link) : await this.accounts.get(accountId);
+      const readAtStart = this.linkAtStart.delete(accountId);
+      const account = readAtStart ? this.accounts.fromStored(accountId, link ?? null) : await this.accounts.get(accountId);
       if (!account) throw new Error(`account ${accountId} is not linked`);
       session = new DropboxSession(account.credentials, this.options.dropbox);
       // Cached only for an actor in memory: passivation (onReleased) is the only eviction, so a

@@ -1,6 +1,7 @@
+import { parseStoredLink, type StoredLink, type StoredLinkReply } from '../accounts/account-store.js';
 import { ACTOR_MAILBOX_FIELDS, type StoredActorFields } from '../engine/actor-persistence.js';
 import { accountKeys } from '../redis/keys.js';
-import { hashReplyEntries, runScript, type Fence, type RedisClient } from '../redis/scripts.js';
+import { hashReplyEntries, runScript, runScriptForBytes, type Fence, type RedisClient } from '../redis/scripts.js';
 
 /** A lease this process holds on one account: its fencing token goes with every write. */
 export interface Lease extends Fence {
@@ -9,8 +10,8 @@ export interface Lease extends Fence {
   value: string;
   /** The actor's stored state, read in the same step as the grant (see parseStoredActor). */
   stored: StoredActorFields;
-  /** The account hash as the grant found it (its link: see AccountStore.fromFields); empty when unlinked. */
-  link: Record<string, string>;
+  /** The account's link as the grant found it (see AccountStore.fromStored); null when unlinked. */
+  link: StoredLink | null;
 }
 
 /**
@@ -26,15 +27,18 @@ export class Leases {
   /** The lease (with the actor's stored state), or null when another process holds it. */
   async acquire(accountId: string): Promise<Lease | null> {
     const k = accountKeys(accountId);
-    const [token, actor, mailbox, link] = await runScript<[number, string[]?, (string | null)[]?, string[]?]>(this.redis, 'leaseAcquire', [k.lease, k.fence, k.actor, k.account], [this.ownerId, this.ttlMs, ...ACTOR_MAILBOX_FIELDS]);
+    // As bytes: the link's sealed credentials are not text (the rest is decoded here).
+    const [token, actor, mailbox, link] = await runScriptForBytes<[number, Buffer[]?, (Buffer | null)[]?, StoredLinkReply?]>(
+      this.redis, 'leaseAcquire', [k.lease, k.fence, k.actor, k.account], [this.ownerId, this.ttlMs, ...ACTOR_MAILBOX_FIELDS]);
     if (!token) return null;
+    const text = (value: Buffer | null) => value?.toString('utf8') ?? null;
     return {
       accountId,
       key: k.fence,
       token,
       value: `${this.ownerId}|${token}`,
-      stored: { actor: Object.fromEntries(hashReplyEntries(actor ?? [])), mailbox: mailbox ?? [] },
-      link: Object.fromEntries(hashReplyEntries(link ?? [])),
+      stored: { actor: Object.fromEntries(hashReplyEntries((actor ?? []).map((value) => value.toString('utf8')))), mailbox: (mailbox ?? []).map(text) },
+      link: link ? parseStoredLink(link) : null,
     };
   }
 

@@ -115,7 +115,7 @@ export function runFencedScript<T>(
   name: string,
   fence: Fence,
   keys: readonly string[],
-  args: readonly (string | number)[] = [],
+  args: readonly (string | number | Buffer)[] = [],
 ): Promise<T> {
   return runScript<T>(redis, name, [fence.key, ...keys], [fence.token, ...args]);
 }
@@ -124,20 +124,58 @@ export function runFencedScript<T>(
  * Runs one of the Lua files; keys first, then arguments. EVALSHA, and EVAL when Redis answers
  * NOSCRIPT (a restarted or flushed server has an empty script cache; EVAL also caches it again).
  * Both carry the keys, so a cluster client routes them to the node of the account's hash tag.
+ * Every string in the reply is decoded as UTF-8: a script that returns bytes (sealed credentials)
+ * runs through runScriptForBytes.
  */
 export function runScript<T>(
   redis: RedisClient,
   name: string,
   keys: readonly string[],
-  args: readonly (string | number)[] = [],
+  args: readonly (string | number | Buffer)[] = [],
 ): Promise<T> {
-  const script = SCRIPTS.get(name);
-  if (!script) throw new Error(`no Lua script named ${name} in src/redis/lua`);
-  if (keys.length !== script.numberOfKeys) throw new Error(`Lua script ${name} takes ${script.numberOfKeys} keys, was given ${keys.length}`);
+  const script = scriptNamed(name, keys);
   return (redis.evalsha(script.sha, script.numberOfKeys, ...keys, ...args) as Promise<T>).catch((error: unknown) => {
     if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
     return redis.eval(script.lua, script.numberOfKeys, ...keys, ...args) as Promise<T>;
   });
+}
+
+/**
+ * runScript for a script whose reply carries bytes that are not text (sealed credentials): every
+ * string of the reply, nested ones too, comes back as a Buffer, and the caller decodes the text
+ * parts itself. ioredis would decode them as UTF-8, which replaces what is not valid UTF-8 and loses
+ * the bytes. Integers stay numbers, nil stays null.
+ */
+export function runScriptForBytes<T>(
+  redis: RedisClient,
+  name: string,
+  keys: readonly string[],
+  args: readonly (string | number | Buffer)[] = [],
+): Promise<T> {
+  const script = scriptNamed(name, keys);
+  const client = redis as unknown as BufferReplyScripting;
+  return (client.evalshaBuffer(script.sha, script.numberOfKeys, ...keys, ...args) as Promise<T>).catch((error: unknown) => {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+    return client.evalBuffer(script.lua, script.numberOfKeys, ...keys, ...args) as Promise<T>;
+  });
+}
+
+/**
+ * ioredis defines `<command>Buffer` for every command at run time, but its types leave out
+ * `evalshaBuffer` and `evalBuffer`. Not `callBuffer('evalsha', …)`: with auto-pipelining on,
+ * ioredis 6 replays a `call`/`callBuffer` on the batch without its command name (the script's SHA
+ * went out as the command).
+ */
+interface BufferReplyScripting {
+  evalshaBuffer(sha: string, numberOfKeys: number, ...keysAndArgs: (string | number | Buffer)[]): Promise<unknown>;
+  evalBuffer(lua: string, numberOfKeys: number, ...keysAndArgs: (string | number | Buffer)[]): Promise<unknown>;
+}
+
+function scriptNamed(name: string, keys: readonly string[]): LoadedScript {
+  const script = SCRIPTS.get(name);
+  if (!script) throw new Error(`no Lua script named ${name} in src/redis/lua`);
+  if (keys.length !== script.numberOfKeys) throw new Error(`Lua script ${name} takes ${script.numberOfKeys} keys, was given ${keys.length}`);
+  return script;
 }
 
 /** HGETALL's reply as a script returns it ([field, value, ...]: ioredis converts only the command's own) as pairs. */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accountKeys } from '../../src/redis/keys.js';
-import { CommandLog, countOf, scriptRuns } from '../support/redis-monitor.js';
+import { CommandLog, scriptRuns } from '../support/redis-monitor.js';
 import { expectConverged, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 let h: Harness;
@@ -15,7 +15,7 @@ afterAll(async () => {
 });
 
 describe('waking a passivated account', () => {
-  it('builds its Dropbox session from what the lease grant read: the account hash is not read again', async () => {
+  it('builds its Dropbox session from what the lease grant read: the link is not read again', async () => {
     const account = 'dbid:passivated-wake';
     const k = accountKeys(account);
     h.emulator.model.addAccount(account, { accessToken: 'tok-passivated' });
@@ -24,7 +24,7 @@ describe('waking a passivated account', () => {
     await h.waitForIdle(account);
     await waitUntil(() => !h.engine.host.actor(account), 5_000, 'the idle actor to be passivated');
 
-    // Waited for through the engine's events: the status API would read the account hash itself.
+    // Waited for through the engine's events: the status API would read the link itself.
     const synced = new Promise<void>((resolve) => {
       h.engine.events.on('state', ({ accountId, to }) => {
         if (accountId === account && to === 'idle') resolve();
@@ -36,7 +36,10 @@ describe('waking a passivated account', () => {
       await synced;
     });
 
-    expect(countOf(sent, 'hgetall', k.account)).toBe(0);
+    // The link (its credentials) is read by the lease grant and by nothing else.
+    expect(scriptRuns(sent, 'leaseAcquire')).toBeGreaterThan(0);
+    expect(scriptRuns(sent, 'accountRead')).toBe(0);
+    expect(sent.filter((args) => !/^eval/i.test(args[0]!) && args.includes(k.account))).toEqual([]);
     // No actor held the account when the webhook came, so no lease to begin its listing under:
     // the run begins its own.
     expect(scriptRuns(sent, 'listingBegin')).toBe(1);

@@ -78,13 +78,14 @@ describe('linking through the OAuth code flow', () => {
     // One /oauth2/token call (the exchange): the exchanged access token came with its expiry, so no refresh.
     expect(h.emulator.stats.tokenRequests).toBe(tokenRequests + 1);
 
-    // At rest: an AES-GCM envelope, nothing readable.
-    const raw = await h.redis.hgetall(accountKeys(account).account);
+    // At rest: an AES-GCM envelope as bytes, nothing readable.
+    const raw = Object.fromEntries(Object.entries(await h.redis.hgetallBuffer(accountKeys(account).account)).map(([field, value]) => [field, value.toString('latin1')]));
     const credentials = (await h.engine.accounts.get(account))!.credentials;
     expect(credentials.refreshToken).toBeTruthy();
     expect(credentials.accessToken).toMatch(/^sl\./);
     secrets.add(credentials.refreshToken!).add(credentials.accessToken!);
-    expect(raw.credentials).toMatch(/^v1:[A-Za-z0-9_-]{8}:/);
+    expect(raw.credentials!.charCodeAt(0)).toBe(0x01);
+    expect(Buffer.from(raw.credentials!, 'latin1').subarray(1, 7).toString('base64url')).toBe(cipher.keyId);
     for (const value of Object.values(raw)) {
       expect(value).not.toContain('refreshToken');
       expect(value).not.toContain('accessToken');
@@ -245,7 +246,7 @@ describe('tokens at rest and in the open', () => {
     const noKey = (await new AccountStore(h.redis).get(account))!;
     expect(() => noKey.credentials).toThrow(/encrypted but TOKEN_ENCRYPTION_KEY is not set/);
     // A value copied onto another account's record fails its authentication (bound to the account id).
-    const raw = await h.redis.hget(accountKeys(account).account, 'credentials');
+    const raw = await h.redis.hgetBuffer(accountKeys(account).account, 'credentials');
     expect(() => cipher.decrypt(raw!, 'dbid:someone-else')).toThrow(/could not be decrypted/);
     expect((await h.api(`/accounts/${account}`)).status).toBe(200);
   });

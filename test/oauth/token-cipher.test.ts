@@ -22,6 +22,30 @@ describe('TokenCipher', () => {
     expect(TokenCipher.isEnvelope('{"accessToken":"x"}')).toBe(false);
   });
 
+  it('seals to bytes: version byte, key id, iv, tag, ciphertext, and opens them', () => {
+    const sealed = cipher.seal('{"refreshToken":"secret"}', 'dbid:a');
+    expect(sealed[0]).toBe(0x01);
+    expect(sealed.subarray(1, 7).toString('base64url')).toBe(cipher.keyId);
+    expect(sealed.length).toBe(1 + 6 + 12 + 16 + '{"refreshToken":"secret"}'.length);
+    expect(sealed.toString('latin1')).not.toContain('secret');
+    expect(cipher.seal('{"refreshToken":"secret"}', 'dbid:a').equals(sealed)).toBe(false); // a fresh IV
+    expect(cipher.decrypt(sealed, 'dbid:a')).toBe('{"refreshToken":"secret"}');
+    expect(TokenCipher.isEnvelope(sealed)).toBe(true);
+    expect(TokenCipher.isEnvelope(Buffer.from('{"accessToken":"x"}'))).toBe(false);
+    expect(TokenCipher.isEnvelope(Buffer.from(cipher.encrypt('x', 'dbid:a')))).toBe(true);
+  });
+
+  it('turns a text envelope into the binary one without the key, and leaves a damaged one alone', () => {
+    const text = cipher.encrypt('{"refreshToken":"secret"}', 'dbid:a');
+    const bytes = TokenCipher.textEnvelopeToBytes(text)!;
+    expect(bytes[0]).toBe(0x01);
+    expect(bytes.length).toBe(1 + 6 + 12 + 16 + '{"refreshToken":"secret"}'.length);
+    expect(cipher.decrypt(bytes, 'dbid:a')).toBe('{"refreshToken":"secret"}');
+    expect(cipher.decrypt(Buffer.from(text), 'dbid:a')).toBe('{"refreshToken":"secret"}'); // a text envelope read as bytes
+    expect(TokenCipher.textEnvelopeToBytes('{"refreshToken":"plain"}')).toBeNull();
+    expect(TokenCipher.textEnvelopeToBytes('v1:short:x:y:z')).toBeNull();
+  });
+
   it('refuses a tampered value, another account\'s value, and another key, each with a clear message', () => {
     const sealed = cipher.encrypt('hello', 'dbid:a');
     const parts = sealed.split(':');
@@ -34,7 +58,18 @@ describe('TokenCipher', () => {
     expect(() => other.decrypt(sealed, 'dbid:a', 'the credentials of account dbid:a')).toThrow(
       new RegExp(`the credentials of account dbid:a was encrypted with another key \\(key id ${cipher.keyId}; TOKEN_ENCRYPTION_KEY has key id ${other.keyId}\\)`),
     );
-    expect(() => cipher.decrypt('v2:whatever', 'dbid:a')).toThrow(/not a v1 token envelope/);
+    expect(() => cipher.decrypt('v2:whatever', 'dbid:a')).toThrow(/not a token envelope/);
+
+    // The same three refusals for the binary form.
+    const bytes = cipher.seal('hello', 'dbid:a');
+    const tampered = Buffer.from(bytes);
+    tampered[tampered.length - 1] = tampered[tampered.length - 1]! ^ 1;
+    expect(() => cipher.decrypt(tampered, 'dbid:a')).toThrow(/could not be decrypted with TOKEN_ENCRYPTION_KEY/);
+    expect(() => cipher.decrypt(bytes, 'dbid:b')).toThrow(/could not be decrypted with TOKEN_ENCRYPTION_KEY/);
+    expect(() => other.decrypt(bytes, 'dbid:a', 'the credentials of account dbid:a')).toThrow(
+      new RegExp(`the credentials of account dbid:a was encrypted with another key \\(key id ${cipher.keyId}; TOKEN_ENCRYPTION_KEY has key id ${other.keyId}\\)`),
+    );
+    expect(() => cipher.decrypt(bytes.subarray(0, 20), 'dbid:a')).toThrow(/not a token envelope/);
   });
 
   it('reads a key as hex, base64 or base64url, and refuses anything else without echoing it', () => {
@@ -95,6 +130,9 @@ describe('AccountStore with and without a key', () => {
   });
   afterAll(() => stopRedis());
 
+  /** The credentials' bytes as Redis holds them. */
+  const storedCredentials = (account: string) => redis.hgetBuffer(accountKeys(account).account, 'credentials');
+
   it('plaintext credentials written before a key was set stay readable and are encrypted on the next link', async () => {
     const account = 'dbid:migrate';
     const warnings: string[] = [];
@@ -104,14 +142,42 @@ describe('AccountStore with and without a key', () => {
     await plain.link('dbid:migrate-2', { refreshToken: 'refresh-plain-2' }, [], Date.now());
     expect(warnings).toHaveLength(1); // once
     expect(warnings[0]).toMatch(/TOKEN_ENCRYPTION_KEY is not set/);
-    expect(await redis.hget(accountKeys(account).account, 'credentials')).toBe('{"refreshToken":"refresh-plain"}');
+    expect((await storedCredentials(account))!.toString()).toBe('{"refreshToken":"refresh-plain"}');
 
     const encrypted = new AccountStore(redis, { cipher: new TokenCipher(randomBytes(32)) });
     expect((await encrypted.get(account))!.credentials).toEqual({ refreshToken: 'refresh-plain' });
     await encrypted.link(account, { refreshToken: 'refresh-plain' }, [], Date.now());
-    const raw = await redis.hget(accountKeys(account).account, 'credentials');
-    expect(raw).toMatch(/^v1:/);
-    expect(raw).not.toContain('refresh-plain');
+    const raw = (await storedCredentials(account))!;
+    expect(raw[0]).toBe(0x01);
+    expect(raw.toString('latin1')).not.toContain('refresh-plain');
     expect((await encrypted.get(account))!.credentials).toEqual({ refreshToken: 'refresh-plain' });
+  });
+
+  it('seals credentials as bytes, packed small, and reads them back whole', async () => {
+    const cipher = new TokenCipher(randomBytes(32));
+    const store = new AccountStore(redis, { cipher });
+    const account = 'dbid:sealed';
+    const credentials = { accessToken: `sl.${'a'.repeat(147)}`, refreshToken: 'r'.repeat(64), accessTokenExpiresAt: 1_800_000_000_000 };
+    await store.link(account, credentials, ['/drafts/**'], 1_700_000_000_000);
+    const raw = (await storedCredentials(account))!;
+    // [accessToken, refreshToken, expiry]: no field names sealed with them.
+    expect(cipher.decrypt(raw, account)).toBe(JSON.stringify([credentials.accessToken, credentials.refreshToken, credentials.accessTokenExpiresAt]));
+    expect(raw.length).toBe(1 + 6 + 12 + 16 + JSON.stringify([credentials.accessToken, credentials.refreshToken, credentials.accessTokenExpiresAt]).length);
+    const read = (await store.get(account))!;
+    expect(read.credentials).toEqual(credentials);
+    expect(read).toMatchObject({ ignore: ['/drafts/**'], linkedAt: 1_700_000_000_000 });
+    await store.link(account, { refreshToken: 'only-refresh' }, [], Date.now());
+    expect(cipher.decrypt((await storedCredentials(account))!, account)).toBe('[null,"only-refresh"]');
+    expect((await store.get(account))!.credentials).toEqual({ refreshToken: 'only-refresh' });
+  });
+
+  it('reads credentials an older version sealed as a text envelope of their JSON', async () => {
+    const cipher = new TokenCipher(randomBytes(32));
+    const account = 'dbid:text-envelope';
+    await redis.hset(accountKeys(account).account, 'credentials', cipher.encrypt('{"accessToken":"old-access","refreshToken":"old-refresh"}', account), 'ignore', '[]', 'linkedAt', '1');
+    expect((await new AccountStore(redis, { cipher }).get(account))!.credentials).toEqual({ accessToken: 'old-access', refreshToken: 'old-refresh' });
+    const wrongKey = (await new AccountStore(redis, { cipher: new TokenCipher(randomBytes(32)) }).get(account))!;
+    expect(() => wrongKey.credentials).toThrow(new RegExp(`encrypted with another key \\(key id ${cipher.keyId};`));
+    await expect(new AccountStore(redis).get(account).then((a) => a!.credentials)).rejects.toThrow(/encrypted but TOKEN_ENCRYPTION_KEY is not set/);
   });
 });

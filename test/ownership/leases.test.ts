@@ -32,10 +32,14 @@ describe('leases and fencing tokens', () => {
     const a = new Leases(redis, 'proc-a', 10_000);
     const k = accountKeys('dbid:handover');
     await redis.hset(k.mailbox, 'status', 'idle', 'dirty', '0', 'actorVersion', '7', 'actorUpdatedAt', '1700000000000', 'runs', '3', 'lastSyncedAt', '1700000000000');
-    await redis.hset(k.account, 'credentials', '{"accessToken":"tok"}', 'ignore', '[]', 'linkedAt', '1700000000000');
+    // Sealed credentials are bytes, most of them not valid UTF-8: they must come back intact.
+    const sealed = Buffer.concat([Buffer.of(0x01), Buffer.from(Array.from({ length: 256 }, (_, i) => i))]);
+    await redis.hset(k.account, 'credentials', sealed, 'ignore', '[]', 'linkedAt', '1700000000000');
     const lease = (await a.acquire('dbid:handover'))!;
     expect(lease.stored).toEqual({ actor: {}, mailbox: ['7', '1700000000000', '3', '1700000000000'] });
-    expect(lease.link).toEqual({ credentials: '{"accessToken":"tok"}', ignore: '[]', linkedAt: '1700000000000' }); // the first step's session needs no read of its own
+    // The first step's session needs no read of its own.
+    expect(lease.link).toEqual({ credentials: sealed, ignore: '[]', linkedAt: '1700000000000' });
+    expect(lease.link!.credentials.equals(sealed)).toBe(true);
     expect(await a.release(lease)).toEqual({ released: true, workWaiting: false });
 
     const again = (await a.acquire('dbid:handover'))!;

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
 import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
-import { runScript, scriptNameOfSha } from '../../src/redis/scripts.js';
+import { runScript, runScriptForBytes, scriptNameOfSha } from '../../src/redis/scripts.js';
 import { CommandLog } from '../support/redis-monitor.js';
 import { TestRedis } from '../support/redis-server.js';
 import { waitUntil } from '../support/fixtures.js';
@@ -76,6 +76,28 @@ describe('running the Lua scripts', () => {
       const sent = await log.during(redis, async () => void (await new Mailbox(redis).markDirty('dbid:scripts-name')));
       expect(scriptNameOfSha(sent.find((args) => args[0]!.toLowerCase() === 'evalsha')![1]!)).toBe('mailboxMarkDirty');
       expect(scriptNameOfSha('0'.repeat(40))).toBeUndefined();
+    } finally {
+      log.stop();
+    }
+  });
+
+  it('hands back bytes that are not UTF-8 intact when asked for bytes, through EVALSHA and through EVAL', async () => {
+    const account = 'dbid:scripts-bytes';
+    const sealed = Buffer.concat([Buffer.of(0x01), Buffer.from(Array.from({ length: 256 }, (_, i) => 255 - i))]);
+    await redis.hset(accountKeys(account).account, 'credentials', sealed, 'linkedAt', '1');
+    const read = () => runScriptForBytes<(Buffer | null)[]>(redis, 'accountRead', [accountKeys(account).account]);
+    await redis.script('FLUSH');
+    const log = await CommandLog.start(redis);
+    try {
+      let first: (Buffer | null)[] = [];
+      let second: (Buffer | null)[] = [];
+      expect(scriptCommands(await log.during(redis, async () => void (first = await read())))).toEqual(['evalsha', 'eval']);
+      expect(scriptCommands(await log.during(redis, async () => void (second = await read())))).toEqual(['evalsha']);
+      for (const reply of [first, second]) {
+        expect(reply[0]!.equals(sealed)).toBe(true);
+        expect(reply[1]).toBeNull();
+        expect(reply[2]!.toString()).toBe('1');
+      }
     } finally {
       log.stop();
     }

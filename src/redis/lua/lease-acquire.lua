@@ -8,10 +8,11 @@
 -- (the link: credentials the actor's first Dropbox call needs, read here rather than in a command
 -- of its own)
 -- ARGV[1] owner id, ARGV[2] ttl ms, ARGV[3...] the mailbox fields that belong to the actor
--- Returns { token, actor hash as HGETALL, those mailbox fields as HMGET, account hash as HGETALL } when the caller holds
--- the lease, { 0 } when another owner holds it.
+-- Returns { token, actor hash as HGETALL, those mailbox fields as HMGET, the link as account-read.lua
+-- reads it } when the caller holds the lease, { 0 } when another owner holds it. The link holds the
+-- sealed credentials' bytes: the caller reads the reply as bytes (runScriptForBytes).
 local function granted(token)
-  return { tonumber(token), redis.call('HGETALL', KEYS[3]), redis.call('HMGET', KEYS[2], unpack(ARGV, 3)), redis.call('HGETALL', KEYS[4]) }
+  return { tonumber(token), redis.call('HGETALL', KEYS[3]), redis.call('HMGET', KEYS[2], unpack(ARGV, 3)), redis.call('HMGET', KEYS[4], 'credentials', 'ignore', 'linkedAt') }
 end
 local holder = redis.call('GET', KEYS[1])
 if holder then
