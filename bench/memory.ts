@@ -12,7 +12,7 @@ import { APP_KEY, APP_SECRET, pool, postWebhook, round, sleep, startRedis, waitU
 import { allIdle } from './storm.js';
 
 // The fence is a field of the mailbox, not a key of its own (keys.fence names the mailbox).
-const CONTROL_KEYS = ['account', 'mailbox', 'lease', 'actor', 'listing', 'changes', 'queue'] as const;
+const CONTROL_KEYS = ['credentials', 'mailbox', 'cursor', 'pageCursor', 'lease', 'actor', 'changes', 'queue'] as const;
 const INDEX_KEYS = ['files', 'ignored', 'fileIds', 'entryIds', 'entries'] as const;
 
 /** Links in flight at once. More than the engine's run limit (64) keeps its run slots busy. */
@@ -113,7 +113,7 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
     const index = await bytesOf(INDEX_KEYS);
     const fieldLengths = async (key: string) => Object.fromEntries(Object.entries(await redis.hgetall(key)).map(([k, v]) => [k, v.length]));
     const actorFields = await fieldLengths(keys.actor);
-    const listingFields = await fieldLengths(keys.listing);
+    const mailboxFields = await fieldLengths(keys.mailbox);
     const controlBytes = Object.values(control).reduce((a, b) => a + b, 0);
     const production = await withProductionCredentials(sample);
     const perAccountInfo = (usedAfter - usedBefore) / count;
@@ -154,11 +154,11 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
         memoryUsageControlKeys: control,
         memoryUsageIndexAndEntries: index,
         actorHashFieldLengths: actorFields,
-        listingHashFieldLengths: listingFields,
+        mailboxFieldLengths: mailboxFields,
         // The accounts above are linked with the emulator's short tokens; a production credential is
         // longer and sealed, and a hash value over 64 bytes changes the hash's encoding.
         accountHashWithProductionCredentialsBytes: production.accountBytes,
-        controlStateWithProductionCredentialsBytes: controlBytes - (control.account ?? 0) + production.accountBytes,
+        controlStateWithProductionCredentialsBytes: controlBytes - (control.credentials ?? 0) + production.accountBytes,
         productionCredentialsSealedLength: production.sealedLength,
       },
     };
@@ -199,8 +199,8 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
   async function withProductionCredentials(accountId: string): Promise<{ accountBytes: number; sealedLength: number }> {
     const token = (n: number) => randomBytes(n).toString('base64url').slice(0, n);
     const sealed = new TokenCipher(randomBytes(32)).encrypt(JSON.stringify({ accessToken: `sl.${token(147)}`, refreshToken: token(64) }), accountId);
-    const probe = `mr:{${accountId}}:account-probe`;
-    await redis.hset(probe, { ...(await redis.hgetall(accountKeys(accountId).account)), credentials: sealed });
+    const probe = `mr:{${accountId}}:creds-probe`;
+    await redis.set(probe, sealed);
     const bytes = (await redis.call('MEMORY', 'USAGE', probe, 'SAMPLES', '0')) as number;
     await redis.del(probe);
     return { accountBytes: bytes, sealedLength: sealed.length };

@@ -54,7 +54,7 @@ export class AccountStore {
   /** Links (or re-links) and asks for a sync; true when the actor must be woken. */
   async link(accountId: string, credentials: DropboxCredentials, ignore: string[], now: number): Promise<boolean> {
     const k = accountKeys(accountId);
-    const wake = await runScript<number>(this.redis, 'accountLink', [k.account, k.mailbox, k.listing], [this.seal(accountId, credentials), now, JSON.stringify(ignore)]);
+    const wake = await runScript<number>(this.redis, 'accountLink', [k.credentials, k.mailbox], [this.seal(accountId, credentials), now, JSON.stringify(ignore)]);
     await this.redis.sadd(LINKED_ACCOUNTS_KEY, accountId);
     return wake === 1;
   }
@@ -62,14 +62,14 @@ export class AccountStore {
   /** Unlinks; false when it was not linked. Files, index and entries stay. */
   async unlink(accountId: string): Promise<boolean> {
     const k = accountKeys(accountId);
-    const existed = await runScript<number>(this.redis, 'accountUnlink', [k.account, k.mailbox, k.actor, k.lease]);
+    const existed = await runScript<number>(this.redis, 'accountUnlink', [k.credentials, k.mailbox, k.actor, k.lease]);
     await this.redis.srem(LINKED_ACCOUNTS_KEY, accountId);
     return existed === 1;
   }
 
   async get(accountId: string): Promise<LinkedAccount | null> {
     const k = accountKeys(accountId);
-    return this.fromStored(accountId, parseStoredLink(await runScriptForBytes<StoredLinkReply>(this.redis, 'accountRead', [k.account])));
+    return this.fromStored(accountId, parseStoredLink(await runScriptForBytes<StoredLinkReply>(this.redis, 'accountRead', [k.credentials, k.mailbox])));
   }
 
   /** The linked account a stored link describes (read elsewhere, e.g. by the lease grant), or null when not linked. */

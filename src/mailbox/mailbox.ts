@@ -50,14 +50,14 @@ export class Mailbox {
 
   private async mark(accountId: string, token: string, now: number): Promise<WebhookMark> {
     const k = accountKeys(accountId);
-    const result = await runScript<number | [1, string, string]>(this.redis, 'mailboxMarkDirty', [k.account, k.mailbox, k.listing, k.changes], [token, now]);
+    const result = await runScript<number | [1, string, string]>(this.redis, 'mailboxMarkDirty', [k.credentials, k.mailbox, k.pageCursor, k.cursor, k.changes], [token, now]);
     if (Array.isArray(result)) return { outcome: 'wake', start: listingStartOf([result[1], result[2]]) };
     return { outcome: result === -1 ? 'unknown' : result === 1 ? 'wake' : 'running' };
   }
 
   async requestResync(accountId: string): Promise<WebhookOutcome> {
     const k = accountKeys(accountId);
-    const result = await runScript<number>(this.redis, 'accountResync', [k.account, k.mailbox, k.listing]);
+    const result = await runScript<number>(this.redis, 'accountResync', [k.credentials, k.mailbox]);
     return result === -1 ? 'unknown' : result === 1 ? 'wake' : 'running';
   }
 

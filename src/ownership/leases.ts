@@ -29,7 +29,7 @@ export class Leases {
     const k = accountKeys(accountId);
     // As bytes: the link's sealed credentials are not text (the rest is decoded here).
     const [token, actor, mailbox, link] = await runScriptForBytes<[number, Buffer[]?, (Buffer | null)[]?, StoredLinkReply?]>(
-      this.redis, 'leaseAcquire', [k.lease, k.fence, k.actor, k.account], [this.ownerId, this.ttlMs, ...ACTOR_MAILBOX_FIELDS]);
+      this.redis, 'leaseAcquire', [k.lease, k.fence, k.actor, k.credentials], [this.ownerId, this.ttlMs, ...ACTOR_MAILBOX_FIELDS]);
     if (!token) return null;
     const text = (value: Buffer | null) => value?.toString('utf8') ?? null;
     return {

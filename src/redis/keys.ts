@@ -22,13 +22,24 @@ export function accountKeys(accountId: string) {
   if (!isValidAccountId(accountId)) throw new InvalidAccountIdError(accountId);
   const tag = `mr:{${accountId}}`;
   return {
-    /** HASH: link data (tokens, linkedAt). Exists iff the account is linked. */
-    account: `${tag}:account`,
     /**
-     * HASH: the mailbox: `dirty` (0/1), `status` (idle/running), `webhooks` (count), `listedAt`;
-     * also the fencing token (`fence`) and an idle actor's compact state (`actorVersion`,
-     * `actorUpdatedAt`, `runs`, `lastSyncedAt`): an idle account's control state must fit in 1 KiB
-     * and every key costs ~60 bytes of Redis overhead on its own.
+     * STRING: the Dropbox credentials, as `AccountStore` seals them (bytes: see TokenCipher) or as
+     * plaintext JSON without TOKEN_ENCRYPTION_KEY. Exists iff the account is linked. A key of its
+     * own, not a hash field: a hash with a value over 64 bytes (`hash-max-listpack-value`) is
+     * stored as a hashtable, about 300 bytes more.
+     */
+    credentials: `${tag}:creds`,
+    /**
+     * HASH: every small field of the account, in one listpack (an idle account is this hash, the
+     * credentials and the cursor: about 1 KiB with production credentials; every key costs ~100
+     * bytes of Redis overhead on its own, and a value over 64 bytes would make this a hashtable):
+     * - the mailbox: `dirty` (0/1), `status` (idle/running), `webhooks` (count), `listedAt`;
+     * - the fencing token, `fence`;
+     * - an idle actor's compact state: `actorVersion`, `actorUpdatedAt`, `runs`, `lastSyncedAt`;
+     * - the link's settings: `ignore` (JSON patterns; absent when none), `linkedAt`;
+     * - the listing's state: `mode` ('full' while a full listing is due or under way; absent:
+     *   continue from the cursor), `resync` ('1' when a full re-list was asked for), `ignoreRules`
+     *   (the ignore patterns the index was built with, as JSON; absent before the first commit).
      */
     mailbox: `${tag}:mailbox`,
     /** STRING "<owner>|<token>" with a TTL: which process runs this account's actor. */
@@ -44,8 +55,10 @@ export function accountKeys(accountId: string) {
      * then the mailbox's compact fields are all there is to restore.
      */
     actor: `${tag}:actor`,
-    /** HASH: listing progress: `cursor` (committed), `pageCursor` (listed, not applied), `mode` (continue/full), `resync`, `ignoreRules`. */
-    listing: `${tag}:listing`,
+    /** STRING: the committed listing cursor (what the next list_folder/continue starts from). */
+    cursor: `${tag}:cursor`,
+    /** STRING: the cursor of the last page listed and not yet applied; absent between runs. */
+    pageCursor: `${tag}:page-cursor`,
     /** LIST of listed entries (JSON, Dropbox's order) not yet applied. */
     changes: `${tag}:changes`,
     /** HASH path_lower -> JSON of a queued download. */

@@ -28,15 +28,15 @@ import type { DownloadItem, ListedEntry, LocalRecord } from './records.js';
  */
 export type IndexReadScope = 'none' | 'targeted' | 'whole';
 
-/** What apply-load.lua reads before it decides: the unapplied batch, the listing's fields, the account's ignore field. */
+/** What apply-load.lua reads before it decides: the unapplied batch, the page cursor, and the mailbox's listing and ignore fields. */
 export interface ApplyReadState {
   entries: readonly ListedEntry[];
   pageCursor: string | null;
-  /** The listing hash's `mode` as stored ('full' or 'continue'; null when unset). */
+  /** The mailbox's `mode` as stored ('full'; null when unset, which is continue). */
   mode: string | null;
-  /** The listing hash's `ignoreRules`: the rules the index was built with, as JSON (null before the first commit). */
+  /** The mailbox's `ignoreRules`: the rules the index was built with, as JSON (null before the first commit). */
   ignoreRules: string | null;
-  /** The account hash's `ignore` field as stored (JSON of the patterns), null when unset. */
+  /** The mailbox's `ignore` field as stored (JSON of the patterns), null when unset. */
   ignore: string | null;
 }
 

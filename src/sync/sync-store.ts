@@ -71,7 +71,7 @@ export class SyncStore {
   /** Clears the dirty flag, records when the account was last listed, and says where to start. */
   async beginListing(accountId: string, now: number = Date.now()): Promise<ListingStart> {
     const k = accountKeys(accountId);
-    return listingStartOf(await runFencedScript<[string, string]>(this.redis, 'listingBegin', this.fence(accountId), [k.mailbox, k.listing, k.changes], [now]));
+    return listingStartOf(await runFencedScript<[string, string]>(this.redis, 'listingBegin', this.fence(accountId), [k.mailbox, k.pageCursor, k.cursor, k.changes], [now]));
   }
 
   /** Saves one page; false when the page was already saved (a replay), which is harmless. */
@@ -93,7 +93,7 @@ export class SyncStore {
       this.redis,
       'listingSavePage',
       this.fence(accountId),
-      [k.listing, k.changes, k.files, k.fileIds, k.ignored, k.queue, k.account],
+      [k.mailbox, k.pageCursor, k.cursor, k.changes, k.files, k.fileIds, k.ignored, k.queue],
       [from, cursor, last ? '1' : '0', ...entries.map((e) => JSON.stringify(e))],
     );
     if (reply === 0) return { saved: false };
@@ -105,7 +105,7 @@ export class SyncStore {
     await runFencedScript(
       this.redis,
       'listingReset',
-      this.fence(accountId), [k.listing, k.changes]);
+      this.fence(accountId), [k.mailbox, k.pageCursor, k.changes]);
   }
 
   /**
@@ -115,7 +115,7 @@ export class SyncStore {
    */
   async loadApplyInput(accountId: string): Promise<ApplyInput> {
     const k = accountKeys(accountId);
-    return parseApplyLoadReply(await runScript<ApplyLoadReply>(this.redis, 'applyLoad', [k.changes, k.listing, k.files, k.fileIds, k.ignored, k.queue, k.account]));
+    return parseApplyLoadReply(await runScript<ApplyLoadReply>(this.redis, 'applyLoad', [k.changes, k.mailbox, k.pageCursor, k.files, k.fileIds, k.ignored, k.queue]));
   }
 
   /**
@@ -135,7 +135,7 @@ export class SyncStore {
       this.redis,
       'changesCommit',
       this.fence(accountId),
-      [k.listing, k.changes, k.queue, k.files, k.fileIds, k.ignored],
+      [k.mailbox, k.pageCursor, k.cursor, k.changes, k.queue, k.files, k.fileIds, k.ignored],
       [pageCursor, consumed, JSON.stringify(ops), ignoreRules, HANDED_OVER_QUEUE_LIMIT],
     );
     if (reply === 0) return { committed: false };

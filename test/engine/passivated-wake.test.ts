@@ -39,7 +39,7 @@ describe('waking a passivated account', () => {
     // The link (its credentials) is read by the lease grant and by nothing else.
     expect(scriptRuns(sent, 'leaseAcquire')).toBeGreaterThan(0);
     expect(scriptRuns(sent, 'accountRead')).toBe(0);
-    expect(sent.filter((args) => !/^eval/i.test(args[0]!) && args.includes(k.account))).toEqual([]);
+    expect(sent.filter((args) => !/^eval/i.test(args[0]!) && args.includes(k.credentials))).toEqual([]);
     // No actor held the account when the webhook came, so no lease to begin its listing under:
     // the run begins its own.
     expect(scriptRuns(sent, 'listingBegin')).toBe(1);

@@ -79,7 +79,8 @@ describe('linking through the OAuth code flow', () => {
     expect(h.emulator.stats.tokenRequests).toBe(tokenRequests + 1);
 
     // At rest: an AES-GCM envelope as bytes, nothing readable.
-    const raw = Object.fromEntries(Object.entries(await h.redis.hgetallBuffer(accountKeys(account).account)).map(([field, value]) => [field, value.toString('latin1')]));
+    const k = accountKeys(account);
+    const raw = { credentials: (await h.redis.getBuffer(k.credentials))!.toString('latin1'), ...(await h.redis.hgetall(k.mailbox)) };
     const credentials = (await h.engine.accounts.get(account))!.credentials;
     expect(credentials.refreshToken).toBeTruthy();
     expect(credentials.accessToken).toMatch(/^sl\./);
@@ -246,7 +247,7 @@ describe('tokens at rest and in the open', () => {
     const noKey = (await new AccountStore(h.redis).get(account))!;
     expect(() => noKey.credentials).toThrow(/encrypted but TOKEN_ENCRYPTION_KEY is not set/);
     // A value copied onto another account's record fails its authentication (bound to the account id).
-    const raw = await h.redis.hgetBuffer(accountKeys(account).account, 'credentials');
+    const raw = await h.redis.getBuffer(accountKeys(account).credentials);
     expect(() => cipher.decrypt(raw!, 'dbid:someone-else')).toThrow(/could not be decrypted/);
     expect((await h.api(`/accounts/${account}`)).status).toBe(200);
   });

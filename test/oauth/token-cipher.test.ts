@@ -131,7 +131,7 @@ describe('AccountStore with and without a key', () => {
   afterAll(() => stopRedis());
 
   /** The credentials' bytes as Redis holds them. */
-  const storedCredentials = (account: string) => redis.hgetBuffer(accountKeys(account).account, 'credentials');
+  const storedCredentials = (account: string) => redis.getBuffer(accountKeys(account).credentials);
 
   it('plaintext credentials written before a key was set stay readable and are encrypted on the next link', async () => {
     const account = 'dbid:migrate';
@@ -174,7 +174,7 @@ describe('AccountStore with and without a key', () => {
   it('reads credentials an older version sealed as a text envelope of their JSON', async () => {
     const cipher = new TokenCipher(randomBytes(32));
     const account = 'dbid:text-envelope';
-    await redis.hset(accountKeys(account).account, 'credentials', cipher.encrypt('{"accessToken":"old-access","refreshToken":"old-refresh"}', account), 'ignore', '[]', 'linkedAt', '1');
+    await redis.set(accountKeys(account).credentials, cipher.encrypt('{"accessToken":"old-access","refreshToken":"old-refresh"}', account));
     expect((await new AccountStore(redis, { cipher }).get(account))!.credentials).toEqual({ accessToken: 'old-access', refreshToken: 'old-refresh' });
     const wrongKey = (await new AccountStore(redis, { cipher: new TokenCipher(randomBytes(32)) }).get(account))!;
     expect(() => wrongKey.credentials).toThrow(new RegExp(`encrypted with another key \\(key id ${cipher.keyId};`));

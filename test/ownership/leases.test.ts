@@ -34,11 +34,12 @@ describe('leases and fencing tokens', () => {
     await redis.hset(k.mailbox, 'status', 'idle', 'dirty', '0', 'actorVersion', '7', 'actorUpdatedAt', '1700000000000', 'runs', '3', 'lastSyncedAt', '1700000000000');
     // Sealed credentials are bytes, most of them not valid UTF-8: they must come back intact.
     const sealed = Buffer.concat([Buffer.of(0x01), Buffer.from(Array.from({ length: 256 }, (_, i) => i))]);
-    await redis.hset(k.account, 'credentials', sealed, 'ignore', '[]', 'linkedAt', '1700000000000');
+    await redis.set(k.credentials, sealed);
+    await redis.hset(k.mailbox, 'ignore', '["/drafts/**"]', 'linkedAt', '1700000000000');
     const lease = (await a.acquire('dbid:handover'))!;
     expect(lease.stored).toEqual({ actor: {}, mailbox: ['7', '1700000000000', '3', '1700000000000'] });
     // The first step's session needs no read of its own.
-    expect(lease.link).toEqual({ credentials: sealed, ignore: '[]', linkedAt: '1700000000000' });
+    expect(lease.link).toEqual({ credentials: sealed, ignore: '["/drafts/**"]', linkedAt: '1700000000000' });
     expect(lease.link!.credentials.equals(sealed)).toBe(true);
     expect(await a.release(lease)).toEqual({ released: true, workWaiting: false });
 
@@ -64,12 +65,16 @@ describe('leases and fencing tokens', () => {
     await waitUntil(async () => (await b.acquire(account)) !== null, 5_000, 'the takeover');
     const zombieStore = new SyncStore(redis, () => String(zombie.token));
     const zombieEntries = new EntryStore(redis, { fenceOf: () => String(zombie.token) });
-    const before = await redis.hgetall(accountKeys(account).listing);
+    const listingState = async () => {
+      const k = accountKeys(account);
+      return { mailbox: await redis.hgetall(k.mailbox), pageCursor: await redis.get(k.pageCursor), cursor: await redis.get(k.cursor), changes: await redis.lrange(k.changes, 0, -1) };
+    };
+    const before = await listingState();
 
     await expect(zombieStore.beginListing(account)).rejects.toSatisfy(isFencedError);
     await expect(zombieStore.savePage(account, '', 'c9', [])).rejects.toSatisfy(isFencedError);
     await expect(zombieEntries.set(account, { pathLower: '/a.md', path: '/a.md', title: 'a', html: '', updated: 1 })).rejects.toSatisfy(isFencedError);
-    expect(await redis.hgetall(accountKeys(account).listing)).toEqual(before);
+    expect(await listingState()).toEqual(before);
     expect(await redis.hlen(accountKeys(account).entryIds)).toBe(0);
 
     const ownerStore = new SyncStore(redis, () => '2');

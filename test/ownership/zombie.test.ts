@@ -123,7 +123,7 @@ describe('an owner frozen past its lease (zombie)', () => {
       // Rare: A was frozen between its fenced check and a rename, so it renamed a stale file into
       // the shared mirror after thawing. It cannot undo that, so it asked B for a full reconcile
       // (a mailbox request, not an actor write); B re-hashes the disk and repairs the file.
-      await waitUntil(async () => (await redis.hget(k.listing, 'resync')) === null && (await idle()), 20_000, "the reconcile");
+      await waitUntil(async () => (await redis.hget(k.mailbox, 'resync')) === null && (await idle()), 20_000, "the reconcile");
     } else {
       // Nothing in Redis moved: same fence, same holder (B), same snapshot version, same index.
       expect(await dumpAccount(account)).toEqual(settled);

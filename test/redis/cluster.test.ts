@@ -256,7 +256,7 @@ describe('the engine on a 3-master Redis Cluster', () => {
     const probe = await openRedisCluster(cluster.nodes, { commandTimeoutMs: 500 });
     try {
       const portOf = new Map<string, number>();
-      for (const node of probe.nodes('master')) for (const key of await node.keys('mr:{*}:account')) portOf.set(/^mr:\{([^}]+)\}/.exec(key)![1]!, node.options.port!);
+      for (const node of probe.nodes('master')) for (const key of await node.keys('mr:{*}:creds')) portOf.set(/^mr:\{([^}]+)\}/.exec(key)![1]!, node.options.port!);
       const victim = portOf.get(accounts[0]!)!;
       await cluster.kill(victim);
       const outcomes: string[] = [];

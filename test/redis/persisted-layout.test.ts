@@ -20,6 +20,10 @@ async function layout(accountId: string): Promise<Record<string, unknown>> {
   for (const key of keys) {
     const name = key.slice(tag.length);
     const type = await h.redis.type(key);
+    if (type === 'string') {
+      out[name] = `string ${kindOf(name, '', (await h.redis.get(key))!)}`;
+      continue;
+    }
     if (type !== 'hash') {
       out[name] = type;
       continue;
@@ -39,14 +43,13 @@ async function layout(accountId: string): Promise<Record<string, unknown>> {
 function kindOf(key: string, field: string, value: string): string {
   if (/^\d{13}$/.test(value)) return '<epoch ms>';
   if (key === 'mailbox' && field !== 'actorVersion') return value;
-  if (key === 'listing' && field !== 'cursor') return value;
   if (key === 'actor' && field === 'state') return value;
   if (value.startsWith('{') || value.startsWith('[')) return `<json ${JSON.parse(value) instanceof Array ? 'array' : 'object'}>`;
   return `<${/^\d+$/.test(value) ? 'number' : 'string'}>`;
 }
 
 describe('the persisted Redis layout of an account', () => {
-  it('keeps an idle, passivated account to its link, mailbox and listing: no actor hash, no fence key', async () => {
+  it('keeps an idle, passivated account to its mailbox, credentials and cursor: no actor hash, no fence key', async () => {
     const account = 'dbid:layout';
     h.emulator.model.addAccount(account, { accessToken: 'tok-layout' });
     h.emulator.model.writeFile(account, '/posts/hello.md', '# Hello');
@@ -55,6 +58,8 @@ describe('the persisted Redis layout of an account', () => {
     await h.waitForIdle(account);
     await waitUntil(async () => (await h.redis.exists(accountKeys(account).lease)) === 0, 5_000, 'the idle actor to be passivated');
     expect(await layout(account)).toMatchSnapshot();
+    // Every small field in one hash, small enough to stay a listpack (docs/benchmarks.md, figure 7).
+    expect(await h.redis.object('ENCODING', accountKeys(account).mailbox)).toBe('listpack');
 
     // ...and it restores as the idle actor it was: one completed run, a last sync time.
     const stored = await new ActorPersistence(h.redis).load(account);

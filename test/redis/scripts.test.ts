@@ -25,7 +25,7 @@ describe('running the Lua scripts', () => {
   it('sends EVALSHA, and EVAL once when the server does not have the script (new, restarted or flushed)', async () => {
     const mailbox = new Mailbox(redis);
     const account = 'dbid:scripts-cache';
-    await redis.hset(accountKeys(account).account, 'linkedAt', '1');
+    await redis.set(accountKeys(account).credentials, '{}');
     await redis.script('FLUSH');
     const log = await CommandLog.start(redis);
     try {
@@ -84,8 +84,9 @@ describe('running the Lua scripts', () => {
   it('hands back bytes that are not UTF-8 intact when asked for bytes, through EVALSHA and through EVAL', async () => {
     const account = 'dbid:scripts-bytes';
     const sealed = Buffer.concat([Buffer.of(0x01), Buffer.from(Array.from({ length: 256 }, (_, i) => 255 - i))]);
-    await redis.hset(accountKeys(account).account, 'credentials', sealed, 'linkedAt', '1');
-    const read = () => runScriptForBytes<(Buffer | null)[]>(redis, 'accountRead', [accountKeys(account).account]);
+    await redis.set(accountKeys(account).credentials, sealed);
+    await redis.hset(accountKeys(account).mailbox, 'linkedAt', '1');
+    const read = () => runScriptForBytes<(Buffer | null)[]>(redis, 'accountRead', [accountKeys(account).credentials, accountKeys(account).mailbox]);
     await redis.script('FLUSH');
     const log = await CommandLog.start(redis);
     try {
@@ -105,7 +106,7 @@ describe('running the Lua scripts', () => {
 
   it('refuses an unknown script or a wrong number of keys before sending anything', () => {
     expect(() => runScript(redis, 'noSuchScript', [])).toThrow('no Lua script named noSuchScript');
-    expect(() => runScript(redis, 'mailboxMarkDirty', ['only-one-key'])).toThrow('Lua script mailboxMarkDirty takes 4 keys, was given 1');
+    expect(() => runScript(redis, 'mailboxMarkDirty', ['only-one-key'])).toThrow('Lua script mailboxMarkDirty takes 5 keys, was given 1');
   });
 
   it('does not retry a script that failed for another reason', async () => {

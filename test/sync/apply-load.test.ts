@@ -37,10 +37,10 @@ async function store_(state: ApplyReadState, index: IndexView): Promise<string> 
   hash(k.ignored, index.ignored, (item) => JSON.stringify(item));
   hash(k.queue, index.queue, (item) => JSON.stringify(item));
   if (state.entries.length) write.rpush(k.changes, ...state.entries.map((entry) => JSON.stringify(entry)));
-  const listing = { pageCursor: state.pageCursor, mode: state.mode, ignoreRules: state.ignoreRules };
-  for (const [field, value] of Object.entries(listing)) if (value !== null) write.hset(k.listing, field, value);
-  write.hset(k.account, 'credentials', '{}');
-  if (state.ignore !== null) write.hset(k.account, 'ignore', state.ignore);
+  if (state.pageCursor !== null) write.set(k.pageCursor, state.pageCursor);
+  const small = { mode: state.mode, ignoreRules: state.ignoreRules, ignore: state.ignore };
+  for (const [field, value] of Object.entries(small)) if (value !== null) write.hset(k.mailbox, field, value);
+  write.set(k.credentials, '{}');
   await write.exec();
   return account;
 }
@@ -156,7 +156,7 @@ describe('the apply step on a big account', () => {
       const k = accountKeys(await store_(state, index));
       await redis.rpush(k.changes, line);
       const [, , , , files, , , , , scope] = await runScript<[unknown, unknown, unknown, unknown, string[], unknown, unknown, unknown, unknown, string]>(
-        redis, 'applyLoad', [k.changes, k.listing, k.files, k.fileIds, k.ignored, k.queue, k.account]);
+        redis, 'applyLoad', [k.changes, k.mailbox, k.pageCursor, k.files, k.fileIds, k.ignored, k.queue]);
       expect([scope, files.length / 2], line).toEqual(['whole', 5050]);
     }
   });

@@ -73,13 +73,19 @@ describe('the mailbox', () => {
 });
 
 describe('a webhook that wakes an idle actor held in memory', () => {
-  /** A linked account at rest (its link's run over), owned by lease token 7, with `listing` fields. */
-  async function idleAccount(listing: Record<string, string> = {}): Promise<void> {
+  /** A linked account at rest (its link's run over), owned by lease token 7, with this listing state. */
+  async function idleAccount(listing: { cursor?: string; pageCursor?: string; mode?: 'continue' | 'full'; resync?: '1' } = {}): Promise<void> {
+    const k = accountKeys(account);
     await accounts.link(account, { accessToken: 't' }, [], 1);
     await store.beginListing(account, 1);
     await mailbox.finishRun(account);
-    await redis.hset(accountKeys(account).mailbox, 'fence', '7');
-    if (Object.keys(listing).length) await redis.hset(accountKeys(account).listing, listing);
+    await redis.hset(k.mailbox, 'fence', '7');
+    if (listing.cursor) await redis.set(k.cursor, listing.cursor);
+    if (listing.pageCursor) await redis.set(k.pageCursor, listing.pageCursor);
+    // 'continue' is the mode with no field.
+    if (listing.mode === 'continue') await redis.hdel(k.mailbox, 'mode');
+    if (listing.mode === 'full') await redis.hset(k.mailbox, 'mode', 'full');
+    if (listing.resync) await redis.hset(k.mailbox, 'resync', listing.resync);
   }
 
   it('begins its listing in the same step: the dirty flag is cleared and the start is where the run continues', async () => {
@@ -96,7 +102,9 @@ describe('a webhook that wakes an idle actor held in memory', () => {
     await idleAccount({ cursor: 'c9', mode: 'continue', resync: '1', pageCursor: 'p3' });
     await redis.rpush(accountKeys(account).changes, '{"stale":true}');
     expect(await mailbox.markDirtyAndBeginListing(account, '7', 500)).toEqual({ outcome: 'wake', start: { mode: 'full', from: '' } });
-    expect(await redis.hgetall(accountKeys(account).listing)).toEqual({ cursor: 'c9', mode: 'full' });
+    expect(await redis.get(accountKeys(account).cursor)).toBe('c9');
+    expect(await redis.exists(accountKeys(account).pageCursor)).toBe(0);
+    expect(await redis.hmget(accountKeys(account).mailbox, 'mode', 'resync')).toEqual(['full', null]);
     expect(await redis.llen(accountKeys(account).changes)).toBe(0);
   });
 
@@ -167,6 +175,49 @@ describe('listing pages', () => {
     await store.resetListing(account);
     expect(((await store.loadApplyInput(account)).batch).entries).toEqual([]);
     expect(await store.beginListing(account)).toEqual({ mode: 'full', from: '' });
+  });
+});
+
+describe('the link', () => {
+  const noIndexChange = { files: { set: [], del: [] }, fileIds: { set: [], del: [] }, queue: { set: [], del: [] }, ignored: { set: [], del: [] } };
+
+  it('keeps its settings in the mailbox (no field for no patterns), and an unlink forgets them but not the listing', async () => {
+    const k = accountKeys(account);
+    await accounts.link(account, { accessToken: 't' }, ['/drafts/**'], 1_700_000_000_000);
+    expect(await redis.hmget(k.mailbox, 'ignore', 'linkedAt')).toEqual(['["/drafts/**"]', '1700000000000']);
+    await accounts.link(account, { accessToken: 't2' }, [], 1_800_000_000_000);
+    expect(await redis.hmget(k.mailbox, 'ignore', 'linkedAt')).toEqual([null, '1700000000000']); // linked since the first link
+    expect(await accounts.get(account)).toMatchObject({ ignore: [], linkedAt: 1_700_000_000_000, credentials: { accessToken: 't2' } });
+
+    await store.beginListing(account);
+    await store.savePage(account, '', 'c1', [file('/a.md', 'r1')]);
+    await store.commitPlan(account, 'c1', 1, noIndexChange, '[]');
+    expect(await redis.hexists(k.mailbox, 'mode')).toBe(0); // continue: no field
+
+    expect(await accounts.unlink(account)).toBe(true);
+    expect(await redis.exists(k.credentials)).toBe(0);
+    expect(await redis.hmget(k.mailbox, 'ignore', 'linkedAt')).toEqual([null, null]);
+    expect(await accounts.get(account)).toBeNull();
+    expect(await mailbox.markDirty(account)).toBe('unknown');
+    expect(await mailbox.requestResync(account)).toBe('unknown');
+
+    // A re-link carries on from the cursor the unlink kept.
+    await accounts.link(account, { accessToken: 't3' }, [], 1_900_000_000_000);
+    expect(await redis.hget(k.mailbox, 'linkedAt')).toBe('1900000000000');
+    expect(await store.beginListing(account)).toEqual({ mode: 'continue', from: 'c1' });
+  });
+
+  it('a resync asks the next listing to start over, even past a page listed and not applied', async () => {
+    await accounts.link(account, { accessToken: 't' }, [], 1);
+    await store.beginListing(account);
+    await store.savePage(account, '', 'c1', []);
+    await store.commitPlan(account, 'c1', 0, noIndexChange, '[]');
+    await store.beginListing(account);
+    await store.savePage(account, 'c1', 'c2', [file('/a.md', 'r2')]);
+    expect(await mailbox.requestResync(account)).toBe('running');
+    expect(await store.beginListing(account)).toEqual({ mode: 'full', from: '' });
+    expect(await redis.exists(accountKeys(account).pageCursor)).toBe(0);
+    expect(await redis.hexists(accountKeys(account).mailbox, 'resync')).toBe(0);
   });
 });
 

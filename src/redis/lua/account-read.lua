@@ -1,6 +1,6 @@
--- keys: 1
+-- keys: 2
+-- uses: read-link
 -- An account's link, for a reader that is not starting its actor (the lease grant reads the same).
--- KEYS[1] account hash
--- Returns { credentials, ignore, linkedAt }, each nil when absent. The credentials are bytes (a
--- sealed envelope): the caller reads this reply as bytes (runScriptForBytes).
-return redis.call('HMGET', KEYS[1], 'credentials', 'ignore', 'linkedAt')
+-- KEYS[1] credentials, KEYS[2] mailbox
+-- Returns { credentials, ignore, linkedAt } (lib/read-link.lua).
+return read_link(KEYS[1], KEYS[2])

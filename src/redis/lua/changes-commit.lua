@@ -1,18 +1,19 @@
--- keys: 6
+-- keys: 8
 -- fenced: only the current owner of the account's lease may run this (see scripts.ts)
 -- The end of `applying`: the plan's effects on the local index, the new downloads, and the cursor,
 -- all in one step. Until it runs, a restart re-applies the same changes (every local effect is
 -- idempotent); after it, they are gone and the committed cursor moves on.
--- KEYS[1] listing, KEYS[2] changes (list), KEYS[3] queue, KEYS[4] files, KEYS[5] file ids, KEYS[6] ignored
+-- KEYS[1] mailbox (holds `mode`, `ignoreRules`), KEYS[2] page cursor (string), KEYS[3] committed
+-- cursor (string), KEYS[4] changes (list), KEYS[5] queue, KEYS[6] files, KEYS[7] file ids, KEYS[8] ignored
 -- ARGV[1] the pageCursor the plan covered, ARGV[2] how many changes it consumed,
 -- ARGV[3] JSON { queue, files, fileIds, ignored }, each { set: [[field, value], ...], del: [field, ...] },
 -- ARGV[4] the ignore rules the plan used, ARGV[5] the largest queue to return.
 -- Returns 0 when the plan was already committed; else { 1, queue } with the queue as it stands now
 -- (HGETALL's flat list) when it holds at most ARGV[5] items, so the download step that follows need
 -- not read it back, or { 1 } when it holds more.
-if redis.call('HGET', KEYS[1], 'pageCursor') ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 local ops = cjson.decode(ARGV[3])
-local targets = { queue = KEYS[3], files = KEYS[4], fileIds = KEYS[5], ignored = KEYS[6] }
+local targets = { queue = KEYS[5], files = KEYS[6], fileIds = KEYS[7], ignored = KEYS[8] }
 for name, key in pairs(targets) do
   local op = ops[name]
   if op then
@@ -20,8 +21,11 @@ for name, key in pairs(targets) do
     for _, pair in ipairs(op.set or {}) do redis.call('HSET', key, pair[1], pair[2]) end
   end
 end
-redis.call('LTRIM', KEYS[2], tonumber(ARGV[2]), -1)
-redis.call('HSET', KEYS[1], 'cursor', ARGV[1], 'mode', 'continue', 'ignoreRules', ARGV[4])
-redis.call('HDEL', KEYS[1], 'pageCursor')
-if redis.call('HLEN', KEYS[3]) <= tonumber(ARGV[5]) then return { 1, redis.call('HGETALL', KEYS[3]) } end
+redis.call('LTRIM', KEYS[4], tonumber(ARGV[2]), -1)
+redis.call('SET', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[2])
+-- Continue from the cursor from now on: that is the mode with no field (the mailbox stays small).
+redis.call('HDEL', KEYS[1], 'mode')
+redis.call('HSET', KEYS[1], 'ignoreRules', ARGV[4])
+if redis.call('HLEN', KEYS[5]) <= tonumber(ARGV[5]) then return { 1, redis.call('HGETALL', KEYS[5]) } end
 return { 1 }

@@ -2,7 +2,7 @@
 -- state, the part of the index of what is on disk that the batch can touch, and the account's
 -- ignore patterns. Used by apply-load.lua (the apply step's own read) and listing-save-page.lua
 -- (the last page of a listing hands the apply step its input in the same step).
--- Returns { changes, listing pageCursor, mode, ignoreRules, files, fileIds, ignored, queue, ignore, scope }
+-- Returns { changes, pageCursor, mode, ignoreRules, files, fileIds, ignored, queue, ignore, scope }
 -- with each hash part as HGETALL's flat list and a missing field as nil. scope says what was read:
 -- 'whole' (every hash whole), 'targeted' (only what this batch can touch), 'none' (no page to apply).
 --
@@ -11,11 +11,11 @@
 -- or when a listed path is a folder in `files` (what is under it could go); otherwise `files` at
 -- each listed path and the folders above it; `file-ids` for the listed files' ids and those of the
 -- records read; `queue` and `ignored` at or under a listed path.
-local function apply_read(changes_key, listing_key, files_key, file_ids_key, ignored_key, queue_key, account_key)
-  local listing = redis.call('HMGET', listing_key, 'pageCursor', 'mode', 'ignoreRules')
-  local page_cursor, mode, ignore_rules = listing[1], listing[2], listing[3]
+local function apply_read(changes_key, mailbox_key, page_cursor_key, files_key, file_ids_key, ignored_key, queue_key)
+  local state = redis.call('HMGET', mailbox_key, 'mode', 'ignoreRules', 'ignore')
+  local mode, ignore_rules, ignore = state[1], state[2], state[3]
+  local page_cursor = redis.call('GET', page_cursor_key)
   local changes = redis.call('LRANGE', changes_key, 0, -1)
-  local ignore = redis.call('HGET', account_key, 'ignore')
 
   local function reply(scope, files, file_ids, ignored, queue)
     return { changes, page_cursor, mode, ignore_rules, files, file_ids, ignored, queue, ignore, scope }
