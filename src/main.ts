@@ -57,6 +57,8 @@ async function main(config: Config): Promise<void> {
     maxPollsPerSweep: config.maxPollsPerSweep,
     inspect: inspection?.inspect,
   });
+  // Before the server listens: a webhook for an account still in the old layout would find it not linked.
+  await engine.upgradeStoredLayout();
   let draining = false;
   const app = createApp({ engine, redis, appSecret, adminToken, log, draining: () => draining });
   const server = await new Promise<Server>((resolve, reject) => {

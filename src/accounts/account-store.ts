@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { accountKeys, LINKED_ACCOUNTS_KEY } from '../redis/keys.js';
+import { accountKeys, LINKED_ACCOUNTS_KEY, oldLayoutKeys } from '../redis/keys.js';
 import { runScript, runScriptForBytes, type RedisClient } from '../redis/scripts.js';
 import type { DropboxCredentials } from '../dropbox/dropbox-session.js';
 import type { Logger } from '../logger.js';
@@ -54,7 +54,7 @@ export class AccountStore {
   /** Links (or re-links) and asks for a sync; true when the actor must be woken. */
   async link(accountId: string, credentials: DropboxCredentials, ignore: string[], now: number): Promise<boolean> {
     const k = accountKeys(accountId);
-    const wake = await runScript<number>(this.redis, 'accountLink', [k.credentials, k.mailbox], [this.seal(accountId, credentials), now, JSON.stringify(ignore)]);
+    const wake = await runScript<number>(this.redis, 'accountLink', [k.credentials, k.mailbox, oldLayoutKeys(accountId).listing, k.cursor, k.pageCursor], [this.seal(accountId, credentials), now, JSON.stringify(ignore)]);
     await this.redis.sadd(LINKED_ACCOUNTS_KEY, accountId);
     return wake === 1;
   }

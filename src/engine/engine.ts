@@ -10,6 +10,7 @@ import type { Logger } from '../logger.js';
 import { Mailbox, type WebhookOutcome } from '../mailbox/mailbox.js';
 import { Leases } from '../ownership/leases.js';
 import { isValidAccountId } from '../redis/keys.js';
+import { upgradeOldLayout } from '../redis/layout-upgrade.js';
 import type { RedisClient } from '../redis/scripts.js';
 import { mirrorFolder, type EntryBuilder, type SyncDeps } from '../sync/sync-deps.js';
 import { SyncStore } from '../sync/sync-store.js';
@@ -97,6 +98,7 @@ export class Engine {
   private readonly handovers = newStepHandovers();
   private subscriber: Redis | Cluster | undefined;
   private sweeping: Promise<{ reaped: number; polled: number }> | undefined;
+  private upgrading: Promise<number> | undefined;
 
   constructor(readonly options: EngineOptions) {
     const { redis, log } = options;
@@ -281,8 +283,20 @@ export class Engine {
     };
   }
 
-  /** Listens for wakes from other processes, then resumes the accounts with unfinished work. */
+  /**
+   * Converts the linked accounts a version before the current Redis layout wrote (docs/architecture.md,
+   * "Upgrading from the two-hash layout"); how many it converted. Once per engine: `boot` waits for
+   * it, and a process that takes webhooks calls it before it listens, since a webhook for an account
+   * not converted yet would find it not linked.
+   */
+  upgradeStoredLayout(): Promise<number> {
+    this.upgrading ??= this.accounts.linkedIds().then((ids) => upgradeOldLayout(this.options.redis, ids, this.options.log));
+    return this.upgrading;
+  }
+
+  /** Converts an old layout, listens for wakes from other processes, then resumes the accounts with unfinished work. */
   async boot(): Promise<number> {
+    await this.upgradeStoredLayout();
     await this.listenForWakes();
     return this.host.boot();
   }

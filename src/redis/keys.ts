@@ -78,3 +78,17 @@ export function accountKeys(accountId: string) {
 
 /** SET of linked account ids (global; written with single-key commands only). */
 export const LINKED_ACCOUNTS_KEY = 'mr:accounts';
+
+/**
+ * The two hashes of the layout before `creds`, `cursor` and `page-cursor` (Mailroom up to the
+ * change that made an idle account three keys). Read only to convert an account from it: see
+ * layout-upgrade.ts.
+ * - `account` HASH: `credentials` (plaintext JSON, or a `v1:` text envelope), `ignore`, `linkedAt`;
+ *   it existed iff the account was linked.
+ * - `listing` HASH: `cursor`, `pageCursor`, `mode` (continue/full), `resync`, `ignoreRules`.
+ */
+export function oldLayoutKeys(accountId: string) {
+  if (!isValidAccountId(accountId)) throw new InvalidAccountIdError(accountId);
+  const tag = `mr:{${accountId}}`;
+  return { account: `${tag}:account`, listing: `${tag}:listing` };
+}
