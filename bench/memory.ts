@@ -6,13 +6,15 @@ import { WebSocket } from 'ws';
 import { startEmulator } from '../src/dropbox-emulator/server.js';
 import { openRedis } from '../src/redis/connection.js';
 import { accountKeys } from '../src/redis/keys.js';
+import { sealedPlaintext } from '../src/accounts/account-store.js';
 import { TokenCipher } from '../src/accounts/token-cipher.js';
 import { EngineProcess } from './engine-process.js';
 import { APP_KEY, APP_SECRET, pool, postWebhook, round, sleep, startRedis, waitUntil, type BenchOptions, type FigureResult } from './lib.js';
 import { allIdle } from './storm.js';
 
-// The fence is a field of the mailbox, not a key of its own (keys.fence names the mailbox).
-const CONTROL_KEYS = ['credentials', 'mailbox', 'cursor', 'pageCursor', 'lease', 'actor', 'changes', 'queue'] as const;
+// The fence is a field of the mailbox, not a key of its own (keys.fence names the mailbox). An idle,
+// passivated account should have the first three only.
+const CONTROL_KEYS = ['mailbox', 'credentials', 'cursor', 'pageCursor', 'lease', 'actor', 'changes', 'queue'] as const;
 const INDEX_KEYS = ['files', 'ignored', 'fileIds', 'entryIds', 'entries'] as const;
 
 /** Links in flight at once. More than the engine's run limit (64) keeps its run slots busy. */
@@ -31,6 +33,11 @@ const MiB = 2 ** 20;
  * inspector on loopback (`--inspect=127.0.0.1:0`, no src change) and the benchmark forces a full
  * GC through it, then reads RSS and `process.memoryUsage()` again: the retained cost per account
  * is heapUsed after GC, empty vs idle.
+ *
+ * Redis: MEMORY USAGE of one idle account's keys. The accounts are linked with the emulator's short
+ * tokens, stored as plaintext, and have short ids; the figure's number is the control state of the
+ * same account with what production stores instead (productionControlState): a sealed production
+ * credential and Dropbox's longer account id.
  */
 export async function memory(options: BenchOptions): Promise<FigureResult> {
   const count = options.quick ? 50 : Number(process.env.BENCH_MEMORY_ACCOUNTS ?? 20_000);
@@ -114,20 +121,23 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
     const fieldLengths = async (key: string) => Object.fromEntries(Object.entries(await redis.hgetall(key)).map(([k, v]) => [k, v.length]));
     const actorFields = await fieldLengths(keys.actor);
     const mailboxFields = await fieldLengths(keys.mailbox);
-    const controlBytes = Object.values(control).reduce((a, b) => a + b, 0);
-    const production = await withProductionCredentials(sample);
+    const emulatorTokensBytes = Object.values(control).reduce((a, b) => a + b, 0);
+    // The same idle account as production would store it: the figure's number is the larger of the two id forms.
+    const production = await productionControlState(sample);
+    const controlBytes = Math.max(production.benchId.total, production.dropboxId.total);
     const perAccountInfo = (usedAfter - usedBefore) / count;
     const perAccount = (after: number, before: number) => round((after - before) / count, 0);
     options.log(
       `  RSS ${mib(empty.rss)} MiB empty -> ${mib(idle.rss)} MiB with ${count} idle (peak ${mib(idle.peakRss)}), ` +
         `after a forced GC ${mib(empty.afterGc.rss)} -> ${mib(idle.afterGc.rss)} MiB; heap used after GC ${mib(empty.afterGc.heapUsed)} -> ${mib(idle.afterGc.heapUsed)} MiB ` +
-        `(${perAccount(idle.afterGc.heapUsed, empty.afterGc.heapUsed)} B per account); Redis ${controlBytes} B control state per account`,
+        `(${perAccount(idle.afterGc.heapUsed, empty.afterGc.heapUsed)} B per account); Redis control state per account ${emulatorTokensBytes} B with the emulator's tokens, ` +
+        `${production.benchId.total} B with a production credential, ${production.dropboxId.total} B with that and a Dropbox-length id`,
     );
     return {
       id: '7',
       name: 'memory with N linked idle accounts after the storm',
       measured: round(controlBytes, 0),
-      unit: 'B Redis control state / idle account',
+      unit: 'B Redis control state / idle account (production credential)',
       baseline: 1024,
       baselineLabel: 'target 1 KiB',
       ratio: round(controlBytes / 1024, 3),
@@ -151,15 +161,20 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
         heapUsedAfterGcPerIdleAccountBytes: perAccount(idle.afterGc.heapUsed, empty.afterGc.heapUsed),
         externalAfterGcPerIdleAccountBytes: perAccount(idle.afterGc.external, empty.afterGc.external),
         redisUsedMemoryPerAccountBytes: round(perAccountInfo, 0),
+        // The sample account as linked here: the emulator's short token, plaintext, a short id.
         memoryUsageControlKeys: control,
+        controlStateEmulatorTokensBytes: emulatorTokensBytes,
         memoryUsageIndexAndEntries: index,
         actorHashFieldLengths: actorFields,
         mailboxFieldLengths: mailboxFields,
-        // The accounts above are linked with the emulator's short tokens; a production credential is
-        // longer and sealed, and a hash value over 64 bytes changes the hash's encoding.
-        accountHashWithProductionCredentialsBytes: production.accountBytes,
-        controlStateWithProductionCredentialsBytes: controlBytes - (control.credentials ?? 0) + production.accountBytes,
-        productionCredentialsSealedLength: production.sealedLength,
+        mailboxEncoding: await redis.object('ENCODING', keys.mailbox),
+        // The same account with a production credential, sealed, with an id as long as the sample's
+        // and with a Dropbox-length one (see productionControlState).
+        productionCredentialsSealedBytes: production.sealedBytes,
+        memoryUsageProductionControlKeys: production.benchId.keys,
+        controlStateWithProductionCredentialsBytes: production.benchId.total,
+        memoryUsageProductionControlKeysDropboxId: production.dropboxId.keys,
+        controlStateWithProductionCredentialsDropboxIdBytes: production.dropboxId.total,
       },
     };
   } finally {
@@ -191,19 +206,38 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
   }
 
   /**
-   * MEMORY USAGE of the sample account's hash with a production-size credential in it: a short-lived
-   * access token of 150 characters ("sl." + 147) and a 64-character refresh token, sealed with
-   * AES-256-GCM as the engine stores them with TOKEN_ENCRYPTION_KEY set. Written to a probe key with
-   * the same tag, measured, deleted.
+   * MEMORY USAGE of the sample account's control state as production would store it, on probe keys
+   * built from it: its mailbox and cursor copied as they are, and credentials as the engine seals
+   * them with TOKEN_ENCRYPTION_KEY set and a link through OAuth (a 150-character access token
+   * "sl." + 147, a 64-character refresh token, the access token's expiry). Twice: under an id as long
+   * as the sample's (what the figure's own accounts cost), and under a Dropbox-length one ("dbid:" +
+   * 40 characters): key names are part of what Redis stores. The probe ids are not linked, so the
+   * engine never touches them; they are deleted afterwards.
    */
-  async function withProductionCredentials(accountId: string): Promise<{ accountBytes: number; sealedLength: number }> {
+  async function productionControlState(sampleId: string) {
     const token = (n: number) => randomBytes(n).toString('base64url').slice(0, n);
-    const sealed = new TokenCipher(randomBytes(32)).encrypt(JSON.stringify({ accessToken: `sl.${token(147)}`, refreshToken: token(64) }), accountId);
-    const probe = `mr:{${accountId}}:creds-probe`;
-    await redis.set(probe, sealed);
-    const bytes = (await redis.call('MEMORY', 'USAGE', probe, 'SAMPLES', '0')) as number;
-    await redis.del(probe);
-    return { accountBytes: bytes, sealedLength: sealed.length };
+    const cipher = new TokenCipher(randomBytes(32));
+    const credentials = { accessToken: `sl.${token(147)}`, refreshToken: token(64), accessTokenExpiresAt: Date.now() + 4 * 3_600_000 };
+    const sample = accountKeys(sampleId);
+    const [mailbox, cursor] = [await redis.hgetall(sample.mailbox), await redis.get(sample.cursor)];
+    const measure = async (probeId: string) => {
+      const probe = accountKeys(probeId);
+      const sealed = cipher.seal(sealedPlaintext(credentials), probeId);
+      await redis.hset(probe.mailbox, mailbox);
+      await redis.set(probe.credentials, sealed);
+      if (cursor !== null) await redis.set(probe.cursor, cursor);
+      const keys: Record<string, number> = {};
+      for (const name of ['mailbox', 'credentials', 'cursor'] as const) {
+        const bytes = (await redis.call('MEMORY', 'USAGE', probe[name], 'SAMPLES', '0')) as number | null;
+        if (bytes !== null) keys[name] = bytes;
+      }
+      await redis.del(probe.mailbox, probe.credentials, probe.cursor);
+      return { keys, total: Object.values(keys).reduce((a, b) => a + b, 0), sealedBytes: sealed.length };
+    };
+    // Same length as the sample's id ("dbid:mem-" + digits), and Dropbox's form.
+    const benchId = await measure(`dbid:mem-${'p'.repeat(sampleId.length - 'dbid:mem-'.length)}`);
+    const dropboxId = await measure(`dbid:${token(40)}`);
+    return { benchId, dropboxId, sealedBytes: benchId.sealedBytes };
   }
 
   async function usedMemory(): Promise<number> {
