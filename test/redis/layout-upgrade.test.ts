@@ -8,8 +8,10 @@ import { accountKeys, LINKED_ACCOUNTS_KEY, oldLayoutKeys } from '../../src/redis
 import { upgradeOldLayout } from '../../src/redis/layout-upgrade.js';
 import { runScript } from '../../src/redis/scripts.js';
 import { SyncStore } from '../../src/sync/sync-store.js';
+import { sendWebhook } from '../../src/dropbox-emulator/webhook-sender.js';
+import { startProcessFixture } from '../support/process-fixture.js';
 import { TestRedis } from '../support/redis-server.js';
-import { expectedMirror, readMirror, startHarness, waitUntil, type EngineServer, type Harness } from '../support/sync-harness.js';
+import { APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type EngineServer, type Harness } from '../support/sync-harness.js';
 
 /**
  * Accounts that a version before the three-key layout (mailbox, creds, cursor) left in Redis, in
@@ -225,4 +227,29 @@ describe('converting one account (layout-upgrade.lua)', () => {
     expect(await upgradeOldLayout(redis, [accountId])).toBe(1);
     expect(await redis.get(k.credentials)).toBe('{"accessToken":"newer"}');
   });
+});
+
+describe('the server process (src/main.ts) on the old layout', () => {
+  it('converts before it listens: the first webhook finds the account linked and syncs it', async () => {
+    const fixture = await startProcessFixture('upgrade');
+    try {
+      const account = 'dbid:upgrade-process';
+      fixture.emulator.model.addAccount(account, { accessToken: 'tok-process' });
+      fixture.emulator.model.writeFile(account, '/posts/a.md', '# A');
+      // Linked and idle in the old layout: nothing to resume at boot, only a webhook wakes it.
+      await fixture.redis.sadd(LINKED_ACCOUNTS_KEY, account);
+      await fixture.redis.hset(oldLayoutKeys(account).account, 'credentials', '{"accessToken":"tok-process"}', 'ignore', '[]', 'linkedAt', '1700000000000');
+      await fixture.redis.hset(accountKeys(account).mailbox, 'status', 'idle', 'dirty', '0', 'fence', '1');
+      const engine = await fixture.startEngine();
+      const converted = engine.output.indexOf('converted accounts from the old Redis layout');
+      expect(converted).toBeGreaterThan(-1);
+      expect(converted).toBeLessThan(engine.output.indexOf('"msg":"listening"'));
+      const delivery = await sendWebhook({ url: `${engine.url}/webhooks/dropbox`, appSecret: APP_SECRET, accounts: [account], attempts: 1 });
+      expect(delivery.status).toBe(200);
+      await waitUntil(async () => (await readMirror(fixture.dataDir, account)).has('/posts/a.md'), 10_000, 'the webhook\'s sync');
+      expect(await fixture.redis.exists(oldLayoutKeys(account).account)).toBe(0);
+    } finally {
+      await fixture.close();
+    }
+  }, 30_000);
 });
