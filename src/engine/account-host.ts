@@ -96,20 +96,6 @@ export class AccountHost {
   }
 
   /**
-   * The lease token of the account's actor when a wake would start its run at once: the actor is
-   * in memory and idle, not on its way out, and a run slot is free. A webhook may then begin the
-   * run's listing in its own Redis step (Mailbox.markDirtyAndBeginListing). Undefined otherwise.
-   */
-  idleLeaseToken(accountId: string): string | undefined {
-    const actor = this.actors.get(accountId);
-    if (!actor || actor.getSnapshot().value !== 'idle') return undefined;
-    if (this.active.has(accountId) || this.waiting.has(accountId) || this.stopping.has(accountId) || this.closed) return undefined;
-    if (this.active.size >= this.options.maxActiveRuns) return undefined;
-    const lease = this.leases.get(accountId);
-    return lease ? String(lease.token) : undefined;
-  }
-
-  /**
    * Delivers an event to the account's actor, restoring or creating it first. False when another
    * process owns the account (it gets the wake through the engine's wake channel).
    */

@@ -204,11 +204,8 @@ export class Engine {
           outcomes[accountId] = 'invalid';
           return;
         }
-        // An idle actor held here starts listing from the webhook's own step (one round trip less).
-        const token = this.host.idleLeaseToken(accountId);
-        const { outcome, start } = token === undefined ? { outcome: await this.mailbox.markDirty(accountId) } : await this.mailbox.markDirtyAndBeginListing(accountId, token, this.clock.now());
+        const outcome = await this.mailbox.markDirty(accountId);
         outcomes[accountId] = outcome;
-        if (start && token !== undefined) this.handovers.listingStarts.give(accountId, token, start);
         if (outcome === 'wake') this.wakeInBackground(accountId);
       }),
     );

@@ -10,23 +10,20 @@ import { isRedisUnavailable } from '../redis/redis-errors.js';
 import { isFencedError } from '../redis/scripts.js';
 import { sleep } from './clock.js';
 import { Handover } from './handover.js';
-import type { ApplyInput, ListingStart } from '../sync/sync-store.js';
+import type { ApplyInput } from '../sync/sync-store.js';
 
 /** What a step hands the next one (see Handover). */
 export interface StepHandovers {
-  /** A webhook that woke an idle actor began its listing in the same Redis step (Engine.notify). */
-  listingStarts: Handover<ListingStart>;
   applyInputs: Handover<ApplyInput>;
   queues: Handover<HandedQueue>;
 }
 
 export function newStepHandovers(): StepHandovers {
-  return { listingStarts: new Handover(), applyInputs: new Handover(), queues: new Handover() };
+  return { applyInputs: new Handover(), queues: new Handover() };
 }
 
 /** The account's actor left memory: nothing handed over for it may be used by a later one. */
 export function forgetHandovers(handovers: StepHandovers, accountId: string): void {
-  handovers.listingStarts.forget(accountId);
   handovers.applyInputs.forget(accountId);
   handovers.queues.forget(accountId);
 }
@@ -60,7 +57,7 @@ export function createStepActors(deps: SyncDeps, handovers: StepHandovers = newS
   return {
     listChanges: step<unknown>('listChanges', async (input, signal, owned, token) => {
       handovers.applyInputs.forget(input.accountId);
-      const { applyInput, ...output } = await listChanges(input.accountId, signal, owned, handovers.listingStarts.take(input.accountId, token));
+      const { applyInput, ...output } = await listChanges(input.accountId, signal, owned);
       if (applyInput) handovers.applyInputs.give(input.accountId, token, applyInput);
       return output;
     }),

@@ -1,15 +1,7 @@
 import { accountKeys } from '../redis/keys.js';
-import { listingStartOf, type ListingStart } from '../sync/sync-store.js';
 import { runFencedScript, runScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 
 export type WebhookOutcome = 'unknown' | 'wake' | 'running';
-
-/** A webhook's mark, with the listing it began when it woke an idle actor held by the caller. */
-export interface WebhookMark {
-  outcome: WebhookOutcome;
-  /** Where the woken actor's listing starts; present only when the mark began it (see markDirtyAndBeginListing). */
-  start?: ListingStart;
-}
 
 export interface MailboxState {
   dirty: boolean;
@@ -34,25 +26,9 @@ export class Mailbox {
 
   /** One Redis round trip per account and webhook. */
   async markDirty(accountId: string): Promise<WebhookOutcome> {
-    return (await this.mark(accountId, '', 0)).outcome;
-  }
-
-  /**
-   * markDirty for an account whose idle actor the caller holds in memory under lease `token`: when
-   * that wakes it, the same step begins its listing (as SyncStore.beginListing would, first thing
-   * in `fetching`) and returns where it starts, so the run's first round trip is saved. No start
-   * when a run was going, or when `token` is no longer the account's fence (the lease moved on:
-   * whoever runs the account next begins its own listing).
-   */
-  markDirtyAndBeginListing(accountId: string, token: string, now: number): Promise<WebhookMark> {
-    return this.mark(accountId, token, now);
-  }
-
-  private async mark(accountId: string, token: string, now: number): Promise<WebhookMark> {
     const k = accountKeys(accountId);
-    const result = await runScript<number | [1, string, string]>(this.redis, 'mailboxMarkDirty', [k.credentials, k.mailbox, k.pageCursor, k.cursor, k.changes], [token, now]);
-    if (Array.isArray(result)) return { outcome: 'wake', start: listingStartOf([result[1], result[2]]) };
-    return { outcome: result === -1 ? 'unknown' : result === 1 ? 'wake' : 'running' };
+    const result = await runScript<number>(this.redis, 'mailboxMarkDirty', [k.credentials, k.mailbox]);
+    return result === -1 ? 'unknown' : result === 1 ? 'wake' : 'running';
   }
 
   async requestResync(accountId: string): Promise<WebhookOutcome> {

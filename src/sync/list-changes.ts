@@ -1,6 +1,6 @@
 import { callDropbox, DropboxEndpointError } from '../dropbox/call-dropbox.js';
 import type { SyncDeps } from './sync-deps.js';
-import type { ApplyInput, ListingStart } from './sync-store.js';
+import type { ApplyInput } from './sync-store.js';
 import { fromDropboxMetadata, MalformedEntryError, type ListedEntry } from './records.js';
 import { SyncError } from './sync-failure.js';
 
@@ -16,16 +16,14 @@ export interface ListOutput {
  * `fetching`: page through list_folder (first sync, reset) or list_folder/continue, saving each
  * page's entries and cursor in one step the moment it arrives. A 409 from continue (reset, or the
  * cursor's folder gone) drops the cursor and lists everything again; the apply step reconciles.
- * `handedStart`: where the listing starts when it was begun for this run already, under its lease.
  */
-export async function listChanges(accountId: string, signal: AbortSignal, deps: SyncDeps, handedStart?: ListingStart): Promise<ListOutput> {
+export async function listChanges(accountId: string, signal: AbortSignal, deps: SyncDeps): Promise<ListOutput> {
   const log = deps.log.child({ accountId, step: 'fetching' });
   const session = await deps.session(accountId);
   const call = { session, clock: deps.clock, signal, random: deps.random, maxAttempts: deps.maxAttemptsPerCall, baseDelayMs: deps.retryBaseDelayMs,
     onRetry: (info: { attempt: number; waitMs: number; reason: string }) => log.warn(info, 'dropbox call retried'),
     onCall: (info: { route: string; durationMs: number; status: number | 'network' | 'timeout' }) => deps.events.report('dropboxCall', info) };
-  // Begun already when the webhook that woke the actor did it in its own step (see StepHandovers).
-  let { mode, from } = handedStart ?? (await deps.store.beginListing(accountId, deps.clock.now()));
+  let { mode, from } = await deps.store.beginListing(accountId, deps.clock.now());
   let pages = 0;
   let total = 0;
   let resets = 0;

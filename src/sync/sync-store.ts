@@ -13,8 +13,8 @@ export interface ListingStart {
   from: string;
 }
 
-/** A begin-listing reply (lib/begin-listing.lua's `{ mode, from }`) as a ListingStart. */
-export function listingStartOf([mode, from]: readonly [string, string]): ListingStart {
+/** listing-begin.lua's `{ mode, from }` as a ListingStart. */
+function listingStartOf([mode, from]: readonly [string, string]): ListingStart {
   return { mode: mode === 'full' ? 'full' : 'continue', from };
 }
 

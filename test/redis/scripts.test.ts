@@ -106,7 +106,7 @@ describe('running the Lua scripts', () => {
 
   it('refuses an unknown script or a wrong number of keys before sending anything', () => {
     expect(() => runScript(redis, 'noSuchScript', [])).toThrow('no Lua script named noSuchScript');
-    expect(() => runScript(redis, 'mailboxMarkDirty', ['only-one-key'])).toThrow('Lua script mailboxMarkDirty takes 5 keys, was given 1');
+    expect(() => runScript(redis, 'mailboxMarkDirty', ['only-one-key'])).toThrow('Lua script mailboxMarkDirty takes 2 keys, was given 1');
   });
 
   it('does not retry a script that failed for another reason', async () => {

@@ -72,55 +72,6 @@ describe('the mailbox', () => {
   });
 });
 
-describe('a webhook that wakes an idle actor held in memory', () => {
-  /** A linked account at rest (its link's run over), owned by lease token 7, with this listing state. */
-  async function idleAccount(listing: { cursor?: string; pageCursor?: string; mode?: 'continue' | 'full'; resync?: '1' } = {}): Promise<void> {
-    const k = accountKeys(account);
-    await accounts.link(account, { accessToken: 't' }, [], 1);
-    await store.beginListing(account, 1);
-    await mailbox.finishRun(account);
-    await redis.hset(k.mailbox, 'fence', '7');
-    if (listing.cursor) await redis.set(k.cursor, listing.cursor);
-    if (listing.pageCursor) await redis.set(k.pageCursor, listing.pageCursor);
-    // 'continue' is the mode with no field.
-    if (listing.mode === 'continue') await redis.hdel(k.mailbox, 'mode');
-    if (listing.mode === 'full') await redis.hset(k.mailbox, 'mode', 'full');
-    if (listing.resync) await redis.hset(k.mailbox, 'resync', listing.resync);
-  }
-
-  it('begins its listing in the same step: the dirty flag is cleared and the start is where the run continues', async () => {
-    await idleAccount({ cursor: 'c9', mode: 'continue' });
-    expect(await mailbox.markDirtyAndBeginListing(account, '7', 500)).toEqual({ outcome: 'wake', start: { mode: 'continue', from: 'c9' } });
-    expect(await mailbox.read(account)).toEqual({ dirty: false, status: 'running', webhooks: 1, listedAt: 500 });
-    // The listing is under way: the next webhook is collapsed into the dirty flag, one more pass.
-    expect(await mailbox.markDirtyAndBeginListing(account, '7', 600)).toEqual({ outcome: 'running' });
-    expect(await mailbox.read(account)).toMatchObject({ dirty: true, status: 'running', listedAt: 500 });
-    expect(await mailbox.finishRun(account)).toBe('again');
-  });
-
-  it('follows the same rules as a run beginning its own listing: a resync asked for, or no cursor, lists everything', async () => {
-    await idleAccount({ cursor: 'c9', mode: 'continue', resync: '1', pageCursor: 'p3' });
-    await redis.rpush(accountKeys(account).changes, '{"stale":true}');
-    expect(await mailbox.markDirtyAndBeginListing(account, '7', 500)).toEqual({ outcome: 'wake', start: { mode: 'full', from: '' } });
-    expect(await redis.get(accountKeys(account).cursor)).toBe('c9');
-    expect(await redis.exists(accountKeys(account).pageCursor)).toBe(0);
-    expect(await redis.hmget(accountKeys(account).mailbox, 'mode', 'resync')).toEqual(['full', null]);
-    expect(await redis.llen(accountKeys(account).changes)).toBe(0);
-  });
-
-  it('begins nothing under a lease token that is no longer the fence: whoever runs the account next begins its own', async () => {
-    await idleAccount({ cursor: 'c9', mode: 'continue' });
-    expect(await mailbox.markDirtyAndBeginListing(account, '6', 500)).toEqual({ outcome: 'wake' });
-    expect(await mailbox.read(account)).toMatchObject({ dirty: true, status: 'running', listedAt: 1 });
-    expect(await store.beginListing(account, 800)).toEqual({ mode: 'continue', from: 'c9' });
-  });
-
-  it('is ignored like any webhook when the account is not linked', async () => {
-    expect(await mailbox.markDirtyAndBeginListing(account, '7', 500)).toEqual({ outcome: 'unknown' });
-    expect(await redis.keys(`*${account}*`)).toEqual([]);
-  });
-});
-
 describe('listing pages', () => {
   it('saves a page with its cursor once: a replayed save adds no entries', async () => {
     const start = await store.beginListing(account);

@@ -5,7 +5,7 @@ import { Handover } from '../../src/engine/handover.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import type { DownloadItem } from '../../src/sync/records.js';
 import { mirrorFolder } from '../../src/sync/sync-deps.js';
-import { CommandLog, countOf, scriptRuns } from '../support/redis-monitor.js';
+import { CommandLog, countOf } from '../support/redis-monitor.js';
 import { expectConverged, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 const item = (pathLower: string): DownloadItem => ({
@@ -74,20 +74,7 @@ describe('a run', () => {
     await expectConverged(h, account);
   });
 
-  it('starts listing from what the webhook began in its own Redis step when the actor is idle in memory', async () => {
-    const account = 'dbid:handover-listing-start';
-    await linkWithOnePost(account);
-    await h.waitForIdle(account);
-    expect(h.engine.host.actor(account)?.getSnapshot().value).toBe('idle');
-
-    const sent = await commandsDuring(account, () => h.emulator.model.writeFile(account, '/posts/b.md', '# B'));
-
-    expect(scriptRuns(sent, 'mailboxMarkDirty')).toBe(1);
-    expect(scriptRuns(sent, 'listingBegin')).toBe(0);
-    await expectConverged(h, account);
-  });
-
-  it('lists once more for a webhook that arrives during a run a webhook began', async () => {
+  it('lists once more for a webhook that arrives while the run downloads, with everything handed over', async () => {
     const account = 'dbid:handover-listing-again';
     await linkWithOnePost(account);
     await h.waitForIdle(account);
@@ -96,15 +83,12 @@ describe('a run', () => {
     const [listedBefore, downloadedBefore] = [listings(), downloads()];
     h.emulator.faults.setLatency(300, 'files/download');
     try {
-      const sent = await log.during(h.redis, async () => {
-        h.emulator.model.writeFile(account, '/posts/b.md', '# B');
-        expect(await h.engine.notify([account])).toEqual({ [account]: 'wake' });
-        await waitUntil(() => downloads() > downloadedBefore, 5_000, 'the run to be downloading b.md');
-        h.emulator.model.writeFile(account, '/posts/c.md', '# C');
-        expect(await h.engine.notify([account])).toEqual({ [account]: 'running' });
-        await h.waitForIdle(account);
-      });
-      expect(scriptRuns(sent, 'listingBegin')).toBe(1); // the second pass begins its own
+      h.emulator.model.writeFile(account, '/posts/b.md', '# B');
+      expect(await h.engine.notify([account])).toEqual({ [account]: 'wake' });
+      await waitUntil(() => downloads() > downloadedBefore, 5_000, 'the run to be downloading b.md');
+      h.emulator.model.writeFile(account, '/posts/c.md', '# C');
+      expect(await h.engine.notify([account])).toEqual({ [account]: 'running' });
+      await h.waitForIdle(account);
     } finally {
       h.emulator.faults.setLatency(0, 'files/download');
     }
