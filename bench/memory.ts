@@ -7,6 +7,7 @@ import { startEmulator } from '../src/dropbox-emulator/server.js';
 import { openRedis } from '../src/redis/connection.js';
 import { accountKeys } from '../src/redis/keys.js';
 import { sealedPlaintext } from '../src/accounts/account-store.js';
+import { storedCursor, type StoredCursor } from '../src/sync/stored-cursor.js';
 import { TokenCipher } from '../src/accounts/token-cipher.js';
 import { EngineProcess } from './engine-process.js';
 import { APP_KEY, APP_SECRET, pool, postWebhook, round, sleep, startRedis, waitUntil, type BenchOptions, type FigureResult } from './lib.js';
@@ -210,17 +211,20 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
    * built from it: its mailbox and cursor copied as they are, and credentials as the engine seals
    * them with TOKEN_ENCRYPTION_KEY set and a link through OAuth (a 150-character access token
    * "sl." + 147, a 64-character refresh token, the access token's expiry). Twice: under an id as long
-   * as the sample's (what the figure's own accounts cost), and under a Dropbox-length one ("dbid:" +
-   * 40 characters): key names are part of what Redis stores. The probe ids are not linked, so the
-   * engine never touches them; they are deleted afterwards.
+   * as the sample's with the sample's own cursor (what the figure's own accounts cost), and under a
+   * Dropbox-length id ("dbid:" + 40 characters: key names are part of what Redis stores) with a
+   * cursor Dropbox returned (195 characters, the longer of two in public test fixtures; the
+   * emulator's are 146 to 192). The probe ids are not linked, so the engine never touches them;
+   * they are deleted afterwards.
    */
   async function productionControlState(sampleId: string) {
     const token = (n: number) => randomBytes(n).toString('base64url').slice(0, n);
     const cipher = new TokenCipher(randomBytes(32));
     const credentials = { accessToken: `sl.${token(147)}`, refreshToken: token(64), accessTokenExpiresAt: Date.now() + 4 * 3_600_000 };
     const sample = accountKeys(sampleId);
-    const [mailbox, cursor] = [await redis.hgetall(sample.mailbox), await redis.get(sample.cursor)];
-    const measure = async (probeId: string) => {
+    // The cursor as stored (bytes: src/sync/stored-cursor.ts), copied byte for byte.
+    const [mailbox, sampleCursor] = [await redis.hgetall(sample.mailbox), await redis.getBuffer(sample.cursor)];
+    const measure = async (probeId: string, cursor: StoredCursor | null) => {
       const probe = accountKeys(probeId);
       const sealed = cipher.seal(sealedPlaintext(credentials), probeId);
       await redis.hset(probe.mailbox, mailbox);
@@ -235,8 +239,8 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
       return { keys, total: Object.values(keys).reduce((a, b) => a + b, 0), sealedBytes: sealed.length };
     };
     // Same length as the sample's id ("dbid:mem-" + digits), and Dropbox's form.
-    const benchId = await measure(`dbid:mem-${'p'.repeat(sampleId.length - 'dbid:mem-'.length)}`);
-    const dropboxId = await measure(`dbid:${token(40)}`);
+    const benchId = await measure(`dbid:mem-${'p'.repeat(sampleId.length - 'dbid:mem-'.length)}`, sampleCursor);
+    const dropboxId = await measure(`dbid:${token(40)}`, storedCursor(DROPBOX_CURSOR));
     return { benchId, dropboxId, sealedBytes: benchId.sealedBytes };
   }
 
@@ -247,6 +251,10 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
 }
 
 const mib = (bytes: number) => (bytes / MiB).toFixed(0);
+
+/** A cursor Dropbox's list_folder returned, from a public test fixture: 195 characters of base64url. */
+const DROPBOX_CURSOR =
+  'AAGCmtkBfAAxfYBp8WQUxW5pxUiT8YqEgBZkX5XJcUPP9Jn30T1dEKOkZtTKXzlUHPqNnKmEkXy9CrRDZmfHrnwyl68rwi6oEHVcwa4l8-BT_nHsZ6chH00bnqOZtgWymatxb_Lyh3EL4JlJ_ENLOYje6Y3OWGqOmE3DP_RfbV1Z-KBFLUqO2ARoQi9MfavtEi8';
 
 /**
  * Gives the event loop a turn every thousand items: filling the emulator for 100,000 accounts in one

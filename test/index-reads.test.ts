@@ -94,7 +94,7 @@ describe('the targeted index read: examples', () => {
     ignored: extra.ignored ?? new Map(),
   });
   const state = (entries: ListedEntry[], more: Partial<ApplyReadState> = {}): ApplyReadState => ({
-    entries, pageCursor: 'c1', mode: 'continue', ignoreRules: '[]', ignore: null, ...more,
+    entries, pageId: 'c1', mode: 'continue', ignoreRules: '[]', ignore: null, ...more,
   });
   /** 1,000 files in 10 folders, and one deep post. */
   const bigIndex = () => indexOf([
@@ -142,7 +142,7 @@ describe('the targeted index read: examples', () => {
     expect(whole(state([listedFile('/posts/new.md')], { ignoreRules: '["drafts"]', ignore: '["drafts"]' }))).toBe('targeted');
     expect(whole(state([listedFile('/posts/new.md')], { ignoreRules: null }))).toBe('targeted');
     expect(whole(state([deletion('/f3/1.md')]))).toBe('targeted');
-    expect(whole(state([], { pageCursor: null }))).toBe('none');
+    expect(whole(state([], { pageId: null }))).toBe('none');
     expect(whole(state([listedFile('/posts/new.md'), { tag: 'deleted' } as unknown as ListedEntry]))).toBe('an entry without a path');
   });
 });
@@ -267,7 +267,7 @@ describe('the targeted index read: states the planner reaches', () => {
         if (random() < 0.15) rules = Math.floor(random() * RULES.length);
         const full = round === 0 || random() < 0.1;
         const state: ApplyReadState = {
-          entries: full ? remote.listing() : journal, pageCursor: `c${round}`, mode: full ? 'full' : 'continue',
+          entries: full ? remote.listing() : journal, pageId: `c${round}`, mode: full ? 'full' : 'continue',
           ignoreRules: committedRules, ignore: JSON.stringify(RULES[rules]),
         };
         const whole = applyOutcome(state, index);

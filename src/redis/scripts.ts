@@ -120,6 +120,17 @@ export function runFencedScript<T>(
   return runScript<T>(redis, name, [fence.key, ...keys], [fence.token, ...args]);
 }
 
+/** runFencedScript for a script whose reply carries bytes (see runScriptForBytes). */
+export function runFencedScriptForBytes<T>(
+  redis: RedisClient,
+  name: string,
+  fence: Fence,
+  keys: readonly string[],
+  args: readonly (string | number | Buffer)[] = [],
+): Promise<T> {
+  return runScriptForBytes<T>(redis, name, [fence.key, ...keys], [fence.token, ...args]);
+}
+
 /**
  * Runs one of the Lua files; keys first, then arguments. EVALSHA, and EVAL when Redis answers
  * NOSCRIPT (a restarted or flushed server has an empty script cache; EVAL also caches it again).
@@ -141,7 +152,8 @@ export function runScript<T>(
 }
 
 /**
- * runScript for a script whose reply carries bytes that are not text (sealed credentials): every
+ * runScript for a script whose reply carries bytes that are not text (sealed credentials, a
+ * cursor stored as bytes: src/sync/stored-cursor.ts): every
  * string of the reply, nested ones too, comes back as a Buffer, and the caller decodes the text
  * parts itself. ioredis would decode them as UTF-8, which replaces what is not valid UTF-8 and loses
  * the bytes. Integers stay numbers, nil stays null.

@@ -47,7 +47,7 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   // Handed over by the listing's last page when this step follows it under the same lease.
   const { batch, index, ignore: patterns } = handedInput ?? (await deps.store.loadApplyInput(accountId));
   const empty = { removed: 0, moved: 0, folders: 0, queued: 0, refused: 0 };
-  if (!batch.pageCursor) return empty; // already committed (a replay after a restart)
+  if (!batch.pageId) return empty; // already committed (a replay after a restart)
   const root = mirrorFolder(deps.dataDir, accountId);
   const { entries, plan, rules } = planBatch(batch, index, patterns, root);
   for (const refused of plan.refused) log.warn(refused, 'refused a Dropbox path');
@@ -80,7 +80,7 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
 
   // The commit itself is fenced: no separate check before it.
   if (signal.aborted) await checkpoint();
-  const committed = await deps.store.commitPlan(accountId, batch.pageCursor, batch.entries.length, plan.index, rules).catch((error: unknown) => {
+  const committed = await deps.store.commitPlan(accountId, batch.pageId, batch.entries.length, plan.index, rules).catch((error: unknown) => {
     if (touchedDisk && isFencedError(error)) deps.requestReconcile(accountId, 'changed the mirror while applying, then found the account taken over');
     throw error;
   });

@@ -28,10 +28,11 @@ import type { DownloadItem, ListedEntry, LocalRecord } from './records.js';
  */
 export type IndexReadScope = 'none' | 'targeted' | 'whole';
 
-/** What apply-load.lua reads before it decides: the unapplied batch, the page cursor, and the mailbox's listing and ignore fields. */
+/** What apply-load.lua reads before it decides: the unapplied batch, the listed page, and the mailbox's listing and ignore fields. */
 export interface ApplyReadState {
   entries: readonly ListedEntry[];
-  pageCursor: string | null;
+  /** The listed page the batch ends with (apply-read.lua's page id), null or '' when none. */
+  pageId: string | null;
   /** The mailbox's `mode` as stored ('full'; null when unset, which is continue). */
   mode: string | null;
   /** The mailbox's `ignoreRules`: the rules the index was built with, as JSON (null before the first commit). */
@@ -84,7 +85,7 @@ export function ignoreRulesMayHaveChanged(ignoreRules: string | null, ignore: st
 }
 
 export function chooseIndexRead(state: ApplyReadState, index: IndexView): IndexRead {
-  if (state.pageCursor === null || state.pageCursor === '') return { scope: 'none' };
+  if (state.pageId === null || state.pageId === '') return { scope: 'none' };
   if (state.mode === 'full') return { scope: 'whole', reason: 'full listing' };
   if (ignoreRulesMayHaveChanged(state.ignoreRules, state.ignore)) return { scope: 'whole', reason: 'ignore rules may have changed' };
 

@@ -1,6 +1,7 @@
 import { callDropbox, DropboxEndpointError } from '../dropbox/call-dropbox.js';
 import type { SyncDeps } from './sync-deps.js';
 import type { ApplyInput } from './sync-store.js';
+import { storedCursor } from './stored-cursor.js';
 import { fromDropboxMetadata, MalformedEntryError, type ListedEntry } from './records.js';
 import { SyncError } from './sync-failure.js';
 
@@ -23,7 +24,7 @@ export async function listChanges(accountId: string, signal: AbortSignal, deps: 
   const call = { session, clock: deps.clock, signal, random: deps.random, maxAttempts: deps.maxAttemptsPerCall, baseDelayMs: deps.retryBaseDelayMs,
     onRetry: (info: { attempt: number; waitMs: number; reason: string }) => log.warn(info, 'dropbox call retried'),
     onCall: (info: { route: string; durationMs: number; status: number | 'network' | 'timeout' }) => deps.events.report('dropboxCall', info) };
-  let { mode, from } = await deps.store.beginListing(accountId, deps.clock.now());
+  let { mode, from, fromStored } = await deps.store.beginListing(accountId, deps.clock.now());
   let pages = 0;
   let total = 0;
   let resets = 0;
@@ -38,7 +39,7 @@ export async function listChanges(accountId: string, signal: AbortSignal, deps: 
         resets++;
         log.warn({ tag: error.tag }, 'cursor no longer valid: listing everything again');
         await deps.store.resetListing(accountId);
-        ({ mode, from } = await deps.store.beginListing(accountId, deps.clock.now()));
+        ({ mode, from, fromStored } = await deps.store.beginListing(accountId, deps.clock.now()));
         continue;
       }
       if (error instanceof DropboxEndpointError) {
@@ -58,12 +59,13 @@ export async function listChanges(accountId: string, signal: AbortSignal, deps: 
     pages++;
     total += entries.length;
     if (page.has_more) {
-      await deps.store.savePage(accountId, from, page.cursor, entries);
+      await deps.store.savePage(accountId, fromStored, page.cursor, entries);
       from = page.cursor;
+      fromStored = storedCursor(page.cursor);
       continue;
     }
     // The last page's save also reads what the apply step needs next (handed to it, see step-actors).
-    const { applyInput } = await deps.store.saveLastPage(accountId, from, page.cursor, entries);
+    const { applyInput } = await deps.store.saveLastPage(accountId, fromStored, page.cursor, entries);
     log.info({ mode, pages, entries: total }, 'listed');
     deps.events.report('listed', { accountId, mode, pages, entries: total });
     return { mode, pages, entries: total, ...(applyInput ? { applyInput } : {}) };

@@ -1,9 +1,10 @@
 import type { EntrySetCall, SetResult } from '../entries/entry-store.js';
 import { accountKeys } from '../redis/keys.js';
-import { hashReplyEntries, runFencedScript, runScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
+import { hashReplyEntries, runFencedScript, runFencedScriptForBytes, runScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 import type { IndexReadScope } from './index-reads.js';
 import type { FieldOps, Plan } from './plan-changes.js';
 import type { DownloadItem, ListedEntry, LocalRecord } from './records.js';
+import { cursorFromStored, storedCursor, type StoredCursor } from './stored-cursor.js';
 
 export type ListingMode = 'continue' | 'full';
 
@@ -11,16 +12,19 @@ export interface ListingStart {
   mode: ListingMode;
   /** '' means list_folder from scratch; otherwise list_folder/continue from this cursor. */
   from: string;
+  /** `from` exactly as Redis holds it: what the first page's save compares with (stored-cursor.ts). */
+  fromStored: StoredCursor;
 }
 
-/** listing-begin.lua's `{ mode, from }` as a ListingStart. */
-function listingStartOf([mode, from]: readonly [string, string]): ListingStart {
-  return { mode: mode === 'full' ? 'full' : 'continue', from };
+/** listing-begin.lua's `{ mode, from }`, read as bytes (the cursor may be: stored-cursor.ts), as a ListingStart. */
+function listingStartOf([mode, from]: readonly [Buffer, Buffer]): ListingStart {
+  return { mode: mode.toString('utf8') === 'full' ? 'full' : 'continue', from: cursorFromStored(from), fromStored: from };
 }
 
 export interface PendingBatch {
   entries: ListedEntry[];
-  pageCursor: string | null;
+  /** The listed page the batch ends with (listedPageId of its cursor), for the commit to name; null or '' when nothing is listed and not applied. */
+  pageId: string | null;
   mode: ListingMode;
   ignoreRules: string | null;
 }
@@ -71,11 +75,15 @@ export class SyncStore {
   /** Clears the dirty flag, records when the account was last listed, and says where to start. */
   async beginListing(accountId: string, now: number = Date.now()): Promise<ListingStart> {
     const k = accountKeys(accountId);
-    return listingStartOf(await runFencedScript<[string, string]>(this.redis, 'listingBegin', this.fence(accountId), [k.mailbox, k.pageCursor, k.cursor, k.changes], [now]));
+    return listingStartOf(await runFencedScriptForBytes<[Buffer, Buffer]>(this.redis, 'listingBegin', this.fence(accountId), [k.mailbox, k.pageCursor, k.cursor, k.changes], [now]));
   }
 
-  /** Saves one page; false when the page was already saved (a replay), which is harmless. */
-  async savePage(accountId: string, from: string, cursor: string, entries: readonly ListedEntry[]): Promise<boolean> {
+  /**
+   * Saves one page; false when the page was already saved (a replay), which is harmless. `from` is
+   * the cursor the page was listed from as Redis holds it (ListingStart.fromStored, or the
+   * storedCursor of the page before): the save's compare-and-set compares it byte for byte.
+   */
+  async savePage(accountId: string, from: StoredCursor, cursor: string, entries: readonly ListedEntry[]): Promise<boolean> {
     return (await this.saveListedPage(accountId, from, cursor, entries, false)).saved;
   }
 
@@ -83,18 +91,18 @@ export class SyncStore {
    * Saves a listing's last page; with it (when saved now) comes what the apply step reads next
    * (loadApplyInput's answer, taken in the same step), for that step to use instead of reading it.
    */
-  async saveLastPage(accountId: string, from: string, cursor: string, entries: readonly ListedEntry[]): Promise<{ saved: boolean; applyInput?: ApplyInput }> {
+  async saveLastPage(accountId: string, from: StoredCursor, cursor: string, entries: readonly ListedEntry[]): Promise<{ saved: boolean; applyInput?: ApplyInput }> {
     return this.saveListedPage(accountId, from, cursor, entries, true);
   }
 
-  private async saveListedPage(accountId: string, from: string, cursor: string, entries: readonly ListedEntry[], last: boolean): Promise<{ saved: boolean; applyInput?: ApplyInput }> {
+  private async saveListedPage(accountId: string, from: StoredCursor, cursor: string, entries: readonly ListedEntry[], last: boolean): Promise<{ saved: boolean; applyInput?: ApplyInput }> {
     const k = accountKeys(accountId);
     const reply = await runFencedScript<0 | [1, ApplyLoadReply?]>(
       this.redis,
       'listingSavePage',
       this.fence(accountId),
       [k.mailbox, k.pageCursor, k.cursor, k.changes, k.files, k.fileIds, k.ignored, k.queue],
-      [from, cursor, last ? '1' : '0', ...entries.map((e) => JSON.stringify(e))],
+      [from, storedCursor(cursor), last ? '1' : '0', ...entries.map((e) => JSON.stringify(e))],
     );
     if (reply === 0) return { saved: false };
     return { saved: true, ...(reply[1] ? { applyInput: parseApplyLoadReply(reply[1]) } : {}) };
@@ -123,7 +131,7 @@ export class SyncStore {
    * committed; `queue` is the download queue as the commit left it, when it holds at most
    * HANDED_OVER_QUEUE_LIMIT items (the download step then need not read it back).
    */
-  async commitPlan(accountId: string, pageCursor: string, consumed: number, index: Plan['index'], ignoreRules: string): Promise<{ committed: boolean; queue?: DownloadItem[] }> {
+  async commitPlan(accountId: string, pageId: string, consumed: number, index: Plan['index'], ignoreRules: string): Promise<{ committed: boolean; queue?: DownloadItem[] }> {
     const k = accountKeys(accountId);
     const ops = {
       queue: encode(index.queue),
@@ -136,7 +144,7 @@ export class SyncStore {
       'changesCommit',
       this.fence(accountId),
       [k.mailbox, k.pageCursor, k.cursor, k.changes, k.queue, k.files, k.fileIds, k.ignored],
-      [pageCursor, consumed, JSON.stringify(ops), ignoreRules, HANDED_OVER_QUEUE_LIMIT],
+      [pageId, consumed, JSON.stringify(ops), ignoreRules, HANDED_OVER_QUEUE_LIMIT],
     );
     if (reply === 0) return { committed: false };
     const queue = reply[1];
@@ -206,9 +214,9 @@ export class SyncStore {
 }
 
 /** apply-read.lua's answer (from applyLoad, or with a listing's last page) as the apply step's input. */
-function parseApplyLoadReply([changes, pageCursor, mode, ignoreRules, files, fileIds, ignored, queue, ignore, indexScope]: ApplyLoadReply): ApplyInput {
+function parseApplyLoadReply([changes, pageId, mode, ignoreRules, files, fileIds, ignored, queue, ignore, indexScope]: ApplyLoadReply): ApplyInput {
   return {
-    batch: { entries: changes.map((line) => JSON.parse(line) as ListedEntry), pageCursor, mode: mode === 'full' ? 'full' : 'continue', ignoreRules },
+    batch: { entries: changes.map((line) => JSON.parse(line) as ListedEntry), pageId, mode: mode === 'full' ? 'full' : 'continue', ignoreRules },
     index: {
       files: parseFlatValues<LocalRecord>(files),
       fileIds: new Map(hashReplyEntries(fileIds)),

@@ -115,7 +115,7 @@ export function randomIndexCase(seed: number): IndexCase {
     seed,
     state: {
       entries,
-      pageCursor: chance(0.06) ? null : `cursor-${seed}`,
+      pageId: chance(0.06) ? null : `cursor-${seed}`,
       mode: chance(0.1) ? 'full' : chance(0.8) ? 'continue' : null,
       ignoreRules,
       ignore,

@@ -37,7 +37,8 @@ async function store_(state: ApplyReadState, index: IndexView): Promise<string> 
   hash(k.ignored, index.ignored, (item) => JSON.stringify(item));
   hash(k.queue, index.queue, (item) => JSON.stringify(item));
   if (state.entries.length) write.rpush(k.changes, ...state.entries.map((entry) => JSON.stringify(entry)));
-  if (state.pageCursor !== null) write.set(k.pageCursor, state.pageCursor);
+  // Any value stands for a listed page here: the read only asks whether there is one.
+  if (state.pageId !== null) write.set(k.pageCursor, state.pageId);
   const small = { mode: state.mode, ignoreRules: state.ignoreRules, ignore: state.ignore };
   for (const [field, value] of Object.entries(small)) if (value !== null) write.hset(k.mailbox, field, value);
   write.set(k.credentials, '{}');
@@ -84,7 +85,7 @@ describe('apply-load.lua', () => {
         { tag: 'deleted', pathLower: path, pathDisplay: path, name: 'x' },
         { tag: 'file', pathLower: path, pathDisplay: path, name: 'x', id: 'id:new', rev: 'r2', contentHash: 'h2', size: 1, clientModified: '2024-01-01T00:00:00Z', serverModified: '2024-01-01T00:00:00Z', isDownloadable: true },
       ] as ListedEntry[]) {
-        const state: ApplyReadState = { entries: [entry], pageCursor: 'c1', mode: 'continue', ignoreRules: '[]', ignore: '[]' };
+        const state: ApplyReadState = { entries: [entry], pageId: 'c1', mode: 'continue', ignoreRules: '[]', ignore: '[]' };
         const loaded = await store.loadApplyInput(await store_(state, index));
         // What Redis holds is what JavaScript reads back from it (a lone surrogate is stored as U+FFFD).
         const stored = (await store.loadApplyInput(await store_({ ...state, ignoreRules: null, mode: 'full' }, index))).index;
@@ -120,7 +121,7 @@ describe('the apply step on a big account', () => {
   };
   const load = async (entries: ListedEntry[], more: Partial<ApplyReadState> = {}) => {
     const index = bigIndex();
-    const state: ApplyReadState = { entries, pageCursor: 'c1', mode: 'continue', ignoreRules: '[]', ignore: '[]', ...more };
+    const state: ApplyReadState = { entries, pageId: 'c1', mode: 'continue', ignoreRules: '[]', ignore: '[]', ...more };
     const loaded = await store.loadApplyInput(await store_(state, index));
     // However little was read, the plan is the one the whole index gives.
     expect(applyOutcome(state, inIndexOrder(loaded.index, index))).toStrictEqual(applyOutcome(state, index));
@@ -145,12 +146,12 @@ describe('the apply step on a big account', () => {
     expect(await load([listed('/f7')])).toEqual(whole);
     expect(await load([listed('/f7/42.md')], { mode: 'full' })).toEqual(whole);
     expect(await load([listed('/f7/42.md')], { ignore: '["drafts"]' })).toEqual(whole);
-    expect(await load([], { pageCursor: null })).toEqual({ scope: 'none', files: 0, fileIds: 0, queue: 0, ignored: 0 });
+    expect(await load([], { pageId: null })).toEqual({ scope: 'none', files: 0, fileIds: 0, queue: 0, ignored: 0 });
   });
 
   it('reads the whole index rather than fail on an entry it cannot decode or that has no path', async () => {
     const index = bigIndex();
-    const state: ApplyReadState = { entries: [listed('/f7/42.md')], pageCursor: 'c1', mode: 'continue', ignoreRules: '[]', ignore: '[]' };
+    const state: ApplyReadState = { entries: [listed('/f7/42.md')], pageId: 'c1', mode: 'continue', ignoreRules: '[]', ignore: '[]' };
     // no path; a lone surrogate, which JSON.parse takes and cjson refuses
     for (const line of ['{"tag":"deleted"}', '{"tag":"deleted","pathLower":"/f7/\\ud800"}']) {
       const k = accountKeys(await store_(state, index));

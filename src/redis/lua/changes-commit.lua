@@ -5,13 +5,15 @@
 -- idempotent); after it, they are gone and the committed cursor moves on.
 -- KEYS[1] mailbox (holds `mode`, `ignoreRules`), KEYS[2] page cursor (string), KEYS[3] committed
 -- cursor (string), KEYS[4] changes (list), KEYS[5] queue, KEYS[6] files, KEYS[7] file ids, KEYS[8] ignored
--- ARGV[1] the pageCursor the plan covered, ARGV[2] how many changes it consumed,
+-- ARGV[1] the listed page the plan covered (its page id: SHA-1 hex of the stored page cursor, as
+-- lib/apply-read.lua gave it), ARGV[2] how many changes it consumed,
 -- ARGV[3] JSON { queue, files, fileIds, ignored }, each { set: [[field, value], ...], del: [field, ...] },
 -- ARGV[4] the ignore rules the plan used, ARGV[5] the largest queue to return.
 -- Returns 0 when the plan was already committed; else { 1, queue } with the queue as it stands now
 -- (HGETALL's flat list) when it holds at most ARGV[5] items, so the download step that follows need
 -- not read it back, or { 1 } when it holds more.
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+local page = redis.call('GET', KEYS[2])
+if not page or redis.sha1hex(page) ~= ARGV[1] then return 0 end
 local ops = cjson.decode(ARGV[3])
 local targets = { queue = KEYS[5], files = KEYS[6], fileIds = KEYS[7], ignored = KEYS[8] }
 for name, key in pairs(targets) do
@@ -22,7 +24,7 @@ for name, key in pairs(targets) do
   end
 end
 redis.call('LTRIM', KEYS[4], tonumber(ARGV[2]), -1)
-redis.call('SET', KEYS[3], ARGV[1])
+redis.call('SET', KEYS[3], page)
 redis.call('DEL', KEYS[2])
 -- Continue from the cursor from now on: that is the mode with no field (the mailbox stays small).
 redis.call('HDEL', KEYS[1], 'mode')

@@ -4,7 +4,8 @@
 -- list once more, and tell the caller where to start.
 -- KEYS[1] mailbox (holds `mode` and `resync`), KEYS[2] page cursor (string), KEYS[3] committed
 -- cursor (string), KEYS[4] unapplied changes (list); ARGV[1] now (epoch ms)
--- Returns { mode, from } where from = '' means "list_folder from scratch".
+-- Returns { mode, from } where from = '' means "list_folder from scratch", else a stored cursor
+-- (src/sync/stored-cursor.ts: may be bytes, so the caller reads the reply as bytes).
 redis.call('HSET', KEYS[1], 'dirty', '0', 'listedAt', ARGV[1])
 if redis.call('HGET', KEYS[1], 'resync') == '1' then
   redis.call('HDEL', KEYS[1], 'resync')

@@ -2,8 +2,10 @@
 -- state, the part of the index of what is on disk that the batch can touch, and the account's
 -- ignore patterns. Used by apply-load.lua (the apply step's own read) and listing-save-page.lua
 -- (the last page of a listing hands the apply step its input in the same step).
--- Returns { changes, pageCursor, mode, ignoreRules, files, fileIds, ignored, queue, ignore, scope }
--- with each hash part as HGETALL's flat list and a missing field as nil. scope says what was read:
+-- Returns { changes, pageId, mode, ignoreRules, files, fileIds, ignored, queue, ignore, scope }
+-- with each hash part as HGETALL's flat list and a missing field as nil. pageId names the listed
+-- page the batch ends with: the SHA-1 (hex) of its stored cursor, nil (or '') when there is none;
+-- the cursor itself may be bytes (src/sync/stored-cursor.ts), and this reply is read as text. scope says what was read:
 -- 'whole' (every hash whole), 'targeted' (only what this batch can touch), 'none' (no page to apply).
 --
 -- The rule is src/sync/index-reads.ts (its comment says why it is enough); a test runs both on the
@@ -17,8 +19,10 @@ local function apply_read(changes_key, mailbox_key, page_cursor_key, files_key, 
   local page_cursor = redis.call('GET', page_cursor_key)
   local changes = redis.call('LRANGE', changes_key, 0, -1)
 
+  local page_id = page_cursor
+  if page_cursor and page_cursor ~= '' then page_id = redis.sha1hex(page_cursor) end
   local function reply(scope, files, file_ids, ignored, queue)
-    return { changes, page_cursor, mode, ignore_rules, files, file_ids, ignored, queue, ignore, scope }
+    return { changes, page_id, mode, ignore_rules, files, file_ids, ignored, queue, ignore, scope }
   end
   local function whole()
     return reply('whole', redis.call('HGETALL', files_key), redis.call('HGETALL', file_ids_key), redis.call('HGETALL', ignored_key), redis.call('HGETALL', queue_key))
