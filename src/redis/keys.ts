@@ -55,9 +55,12 @@ export function accountKeys(accountId: string) {
      * then the mailbox's compact fields are all there is to restore.
      */
     actor: `${tag}:actor`,
-    /** STRING: the committed listing cursor (what the next list_folder/continue starts from). */
+    /**
+     * STRING: the committed listing cursor (what the next list_folder/continue starts from), as
+     * src/sync/stored-cursor.ts keeps it: a base64url cursor as its bytes, anything else as text.
+     */
     cursor: `${tag}:cursor`,
-    /** STRING: the cursor of the last page listed and not yet applied; absent between runs. */
+    /** STRING: the cursor of the last page listed and not yet applied, kept the same way; absent between runs. */
     pageCursor: `${tag}:page-cursor`,
     /** LIST of listed entries (JSON, Dropbox's order) not yet applied. */
     changes: `${tag}:changes`,
