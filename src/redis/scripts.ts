@@ -109,26 +109,19 @@ function librariesUsedBy(file: string, lua: string): string {
     .join('');
 }
 
-/** Runs a `-- fenced` script as the holder of `fence`. */
+/** How a script's reply is read: as text (runScript) or with its strings as bytes (runScriptForBytes). */
+export type ScriptRunner = <T>(redis: RedisClient, name: string, keys: readonly string[], args?: readonly (string | number | Buffer)[]) => Promise<T>;
+
+/** Runs a `-- fenced` script as the holder of `fence`; `run` reads its reply (runScriptForBytes for bytes). */
 export function runFencedScript<T>(
   redis: RedisClient,
   name: string,
   fence: Fence,
   keys: readonly string[],
   args: readonly (string | number | Buffer)[] = [],
+  run: ScriptRunner = runScript,
 ): Promise<T> {
-  return runScript<T>(redis, name, [fence.key, ...keys], [fence.token, ...args]);
-}
-
-/** runFencedScript for a script whose reply carries bytes (see runScriptForBytes). */
-export function runFencedScriptForBytes<T>(
-  redis: RedisClient,
-  name: string,
-  fence: Fence,
-  keys: readonly string[],
-  args: readonly (string | number | Buffer)[] = [],
-): Promise<T> {
-  return runScriptForBytes<T>(redis, name, [fence.key, ...keys], [fence.token, ...args]);
+  return run<T>(redis, name, [fence.key, ...keys], [fence.token, ...args]);
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { EntrySetCall, SetResult } from '../entries/entry-store.js';
 import { accountKeys } from '../redis/keys.js';
-import { hashReplyEntries, runFencedScript, runFencedScriptForBytes, runScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
+import { hashReplyEntries, runFencedScript, runScript, runScriptForBytes, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 import type { IndexReadScope } from './index-reads.js';
 import type { FieldOps, Plan } from './plan-changes.js';
 import type { DownloadItem, ListedEntry, LocalRecord } from './records.js';
@@ -75,7 +75,7 @@ export class SyncStore {
   /** Clears the dirty flag, records when the account was last listed, and says where to start. */
   async beginListing(accountId: string, now: number = Date.now()): Promise<ListingStart> {
     const k = accountKeys(accountId);
-    return listingStartOf(await runFencedScriptForBytes<[Buffer, Buffer]>(this.redis, 'listingBegin', this.fence(accountId), [k.mailbox, k.pageCursor, k.cursor, k.changes], [now]));
+    return listingStartOf(await runFencedScript<[Buffer, Buffer]>(this.redis, 'listingBegin', this.fence(accountId), [k.mailbox, k.pageCursor, k.cursor, k.changes], [now], runScriptForBytes));
   }
 
   /**

@@ -11,7 +11,7 @@ import { SyncStore } from '../../src/sync/sync-store.js';
 import { sendWebhook } from '../../src/dropbox-emulator/webhook-sender.js';
 import { cursorFromStored } from '../../src/sync/stored-cursor.js';
 import { startProcessFixture } from '../support/process-fixture.js';
-import { TestRedis } from '../support/redis-server.js';
+import { startTestRedisClient, type TestRedis } from '../support/redis-server.js';
 import { APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type EngineServer, type Harness } from '../support/sync-harness.js';
 
 /**
@@ -164,14 +164,11 @@ describe('an engine started on accounts of the old layout', () => {
 describe('converting one account (layout-upgrade.lua)', () => {
   let server: TestRedis;
   let redis: Redis;
+  let stopRedis: () => Promise<void>;
   beforeAll(async () => {
-    server = await TestRedis.start();
-    redis = await openRedis(server.url);
+    ({ server, redis, stop: stopRedis } = await startTestRedisClient());
   });
-  afterAll(async () => {
-    redis.disconnect();
-    await server.stop();
-  });
+  afterAll(() => stopRedis());
 
   const writeOld = async (accountId: string, credentials: string, listing: Record<string, string> = {}) => {
     const old = oldLayoutKeys(accountId);
