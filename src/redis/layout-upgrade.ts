@@ -1,6 +1,6 @@
 import { TokenCipher } from '../accounts/token-cipher.js';
 import type { Logger } from '../logger.js';
-import { accountKeys, oldLayoutKeys } from './keys.js';
+import { accountKeys, isValidAccountId, oldLayoutKeys } from './keys.js';
 import { runScript, type RedisClient } from './scripts.js';
 
 /** Accounts checked at once (one auto-pipelined batch of EXISTS). */
@@ -33,8 +33,13 @@ export class LayoutUpgradeError extends Error {
  */
 export async function upgradeOldLayout(redis: RedisClient, accountIds: readonly string[], log?: Logger): Promise<number> {
   let converted = 0;
-  for (let i = 0; i < accountIds.length; i += CHECK_BATCH) {
-    const batch = accountIds.slice(i, i + CHECK_BATCH);
+  // A member of the linked set that is no account id (written by hand, say) has no keys to convert:
+  // it must not keep every other account from starting.
+  const invalid = accountIds.filter((accountId) => !isValidAccountId(accountId));
+  if (invalid.length) log?.warn({ invalid: invalid.slice(0, 10).map((id) => id.slice(0, 140)), count: invalid.length }, 'the set of linked accounts holds ids that are not account ids: left as they are, not converted');
+  const ids = invalid.length ? accountIds.filter(isValidAccountId) : accountIds;
+  for (let i = 0; i < ids.length; i += CHECK_BATCH) {
+    const batch = ids.slice(i, i + CHECK_BATCH);
     const old = await Promise.all(batch.map(async (accountId) => {
       const keys = oldLayoutKeys(accountId);
       return (await redis.exists(keys.account, keys.listing)) > 0;

@@ -204,6 +204,13 @@ describe('converting one account (layout-upgrade.lua)', () => {
     expect(await redis.get(accountKeys(accountId).credentials)).toBe('v1:not-an-envelope');
   });
 
+  it('converts the others when the set of linked accounts holds something that is no account id', async () => {
+    const accountId = 'dbid:next-to-a-bad-id';
+    await writeOld(accountId, JSON.stringify({ accessToken: 't' }), { cursor: 'c1', mode: 'continue', ignoreRules: '[]' });
+    expect(await upgradeOldLayout(redis, ['not an id {}', accountId])).toBe(1);
+    expect(await redis.exists(accountKeys(accountId).credentials)).toBe(1);
+  });
+
   it('converts each account once when two processes start at the same time, and nothing on a second run', async () => {
     const ids = Array.from({ length: 40 }, (_, i) => `dbid:race-${i}`);
     for (const accountId of ids) await writeOld(accountId, JSON.stringify({ accessToken: accountId }), { cursor: `cursor-${accountId}`, mode: 'continue', ignoreRules: '[]' });
