@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { accountKeys, LINKED_ACCOUNTS_KEY, oldLayoutKeys } from '../redis/keys.js';
+import { accountKeys, isValidAccountId, LINKED_ACCOUNTS_KEY, oldLayoutKeys } from '../redis/keys.js';
 import { runScript, runScriptForBytes, type RedisClient } from '../redis/scripts.js';
 import type { DropboxCredentials } from '../dropbox/dropbox-session.js';
 import type { Logger } from '../logger.js';
@@ -48,6 +48,7 @@ export interface AccountStoreOptions {
  */
 export class AccountStore {
   private warnedPlaintext = false;
+  private readonly reportedInvalid = new Set<string>();
 
   constructor(private readonly redis: RedisClient, private readonly options: AccountStoreOptions = {}) {}
 
@@ -104,8 +105,22 @@ export class AccountStore {
     return credentialsFromPlaintext(this.options.cipher.decrypt(stored, accountId, what));
   }
 
+  /**
+   * The linked account ids. A member of the set that is no account id (written by hand, or by a
+   * tool gone wrong) has no keys: it is reported once and left out, so that the sweep, the boot
+   * pass and the layout upgrade, which go through every id, still reach every real account.
+   */
   async linkedIds(): Promise<string[]> {
-    return (await this.redis.smembers(LINKED_ACCOUNTS_KEY)).sort();
+    const members = await this.redis.smembers(LINKED_ACCOUNTS_KEY);
+    const ids: string[] = [];
+    for (const member of members) {
+      if (isValidAccountId(member)) ids.push(member);
+      else if (!this.reportedInvalid.has(member)) {
+        this.reportedInvalid.add(member);
+        this.options.log?.warn({ member: member.slice(0, 140), set: LINKED_ACCOUNTS_KEY }, 'the set of linked accounts holds something that is no account id: left out (remove it with SREM)');
+      }
+    }
+    return ids.sort();
   }
 }
 

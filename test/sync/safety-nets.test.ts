@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { LINKED_ACCOUNTS_KEY } from '../../src/redis/keys.js';
 import { expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /** What keeps an account from being stuck or stale when everything else went wrong. */
@@ -43,6 +44,19 @@ describe('the lost-webhook safety net', () => {
     await waitUntil(async () => (await readMirror(h!.dataDir, account)).has('/missed.md'), 10_000, 'the missed file');
     await h.waitForIdle(account);
     expect(await readMirror(h.dataDir, account)).toEqual(expectedMirror(h.emulator, account));
+  });
+
+  it('still polls every account when the set of linked accounts holds something that is no account id', async () => {
+    h = await startHarness({ engine: { idleTimeoutMs: 20, pollIntervalMs: 1, maxPollsPerSweep: 10 } });
+    const account = 'dbid:poll-beside-a-bad-id';
+    await h.linkAccount(account);
+    await h.waitForIdle(account);
+    await waitUntil(() => h!.engine.host.actor(account) === undefined, 5_000, 'the idle actor to be passivated');
+    await h.redis.sadd(LINKED_ACCOUNTS_KEY, 'not an id {}'); // by hand, or by a tool gone wrong
+
+    h.emulator.model.writeFile(account, '/missed.md', '# The webhook for this was lost');
+    expect(await h.engine.sweep()).toEqual({ reaped: 0, polled: 1 });
+    await waitUntil(async () => (await readMirror(h!.dataDir, account)).has('/missed.md'), 10_000, 'the missed file');
   });
 
   it('never runs two sweeps at once: a call during a sweep gets that sweep', async () => {
