@@ -3,6 +3,8 @@
  * builds https:// URLs and mangles the token URL, so the only reliable hook is its `fetch` option.
  */
 
+import { CallDeadline } from './call-deadline.js';
+
 /** Base URLs such as `http://127.0.0.1:1234`; undefined means the real Dropbox host. */
 export type DropboxHosts = { api?: string; content?: string; notify?: string };
 
@@ -34,23 +36,24 @@ export function rewriteDropboxUrl(url: string, hosts: DropboxHosts): string {
 
 /**
  * A fetch for `new Dropbox({ fetch })` (and `DropboxAuth`): rewrites the origin and gives every call a
- * deadline. The timeout signal stays attached to the response, so reading the body is bounded too —
- * a stalled download fails instead of hanging the sync forever.
+ * deadline (CallDeadline). The deadline stays on the response until its body is read, so reading the
+ * body is bounded too: a stalled download fails instead of hanging the sync forever.
  */
 export function createDropboxFetch(
   hosts: DropboxHosts,
   options: { timeoutMs: number; signal?: AbortSignal },
 ): typeof fetch {
-  return (input, init) => {
-    const signals: AbortSignal[] = [AbortSignal.timeout(options.timeoutMs)];
-    if (init?.signal) signals.push(init.signal);
-    if (options.signal) signals.push(options.signal);
-    if (input instanceof Request) {
-      if (input.signal) signals.push(input.signal);
-      const request = new Request(rewriteDropboxUrl(input.url, hosts), input);
-      return globalThis.fetch(request, { ...init, signal: AbortSignal.any(signals) });
+  return async (input, init) => {
+    const request = input instanceof Request ? input : undefined;
+    const deadline = new CallDeadline(options.timeoutMs, [init?.signal, options.signal, request?.signal]);
+    try {
+      const response = request
+        ? await globalThis.fetch(new Request(rewriteDropboxUrl(request.url, hosts), request), { ...init, signal: deadline.signal })
+        : await globalThis.fetch(rewriteDropboxUrl(input instanceof URL ? input.href : (input as string), hosts), { ...init, signal: deadline.signal });
+      return deadline.untilBodyRead(response);
+    } catch (error) {
+      deadline.release();
+      throw error;
     }
-    const url = input instanceof URL ? input.href : input;
-    return globalThis.fetch(rewriteDropboxUrl(url, hosts), { ...init, signal: AbortSignal.any(signals) });
   };
 }

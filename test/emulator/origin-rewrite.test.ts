@@ -1,4 +1,4 @@
-import { once } from 'node:events';
+import { getEventListeners, once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -75,6 +75,21 @@ describe('createDropboxFetch', () => {
     const response = await dropboxFetch('https://api.dropboxapi.com/2/stall-body', { method: 'POST' });
     expect(response.status).toBe(200);
     await expect(response.arrayBuffer()).rejects.toMatchObject({ name: 'TimeoutError' });
+  });
+
+  it('lets go of the caller\'s signal once the body is read, or once the call failed', async () => {
+    // The step's signal lives as long as the step: a listener left per call would pile up over
+    // thousands of downloads.
+    const step = new AbortController();
+    const dropboxFetch = createDropboxFetch({ api: base }, { timeoutMs: 2_000, signal: step.signal });
+    const response = await dropboxFetch('https://api.dropboxapi.com/2/ping', { method: 'POST' });
+    expect(getEventListeners(step.signal, 'abort')).toHaveLength(1); // the body can still stall
+    await response.text();
+    expect(getEventListeners(step.signal, 'abort')).toHaveLength(0);
+
+    const failing = createDropboxFetch({ api: base }, { timeoutMs: 100, signal: step.signal });
+    await expect(failing('https://api.dropboxapi.com/2/stall-headers', { method: 'POST' })).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect(getEventListeners(step.signal, 'abort')).toHaveLength(0);
   });
 
   it('honours both the per-call and the global abort signal', async () => {
