@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
@@ -104,6 +104,9 @@ export async function memory(options: BenchOptions): Promise<FigureResult> {
     phase('passivation');
     await sleep(2_000);
     const idle = await inspector.measure(engine);
+    // A diagnostic: BENCH_HEAP_SNAPSHOT=<file> writes the engine's heap, idle accounts and all, for
+    // a look at what each one still holds (open it in Chrome's DevTools, Memory tab).
+    if (process.env.BENCH_HEAP_SNAPSHOT) await inspector.writeHeapSnapshot(process.env.BENCH_HEAP_SNAPSHOT);
     const usedAfter = await usedMemory();
 
     // MEMORY USAGE of one account's keys, control state apart from the file index and entries.
@@ -337,6 +340,22 @@ class EngineInspector {
       heapUsed: before.heapUsed,
       afterGc: { rss: engine.rssBytes(), heapUsed: after.heapUsed, heapTotal: after.heapTotal, external: after.external },
     };
+  }
+
+  /** The engine's heap as a .heapsnapshot file (HeapProfiler.takeHeapSnapshot, streamed in chunks). */
+  async writeHeapSnapshot(file: string): Promise<void> {
+    const chunks: string[] = [];
+    const onChunk = (data: unknown) => {
+      const message = JSON.parse(String(data)) as { method?: string; params?: { chunk: string } };
+      if (message.method === 'HeapProfiler.addHeapSnapshotChunk') chunks.push(message.params!.chunk);
+    };
+    this.socket.on('message', onChunk);
+    try {
+      await this.send('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+    } finally {
+      this.socket.off('message', onChunk);
+    }
+    writeFileSync(file, chunks.join(''));
   }
 
   close(): void {
