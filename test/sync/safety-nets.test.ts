@@ -31,13 +31,18 @@ describe('the watchdog', () => {
   });
 });
 
+/** Links the account, waits for its first sync, then for its idle actor to leave memory. */
+async function linkAndPassivate(account: string): Promise<void> {
+  await h!.linkAccount(account);
+  await h!.waitForIdle(account);
+  await waitUntil(() => h!.engine.host.actor(account) === undefined, 5_000, 'the idle actor to be passivated');
+}
+
 describe('the lost-webhook safety net', () => {
   it('lists an idle account again when no webhook came for the poll interval', async () => {
     h = await startHarness({ engine: { idleTimeoutMs: 20, pollIntervalMs: 1, maxPollsPerSweep: 10 } });
     const account = 'dbid:poll';
-    await h.linkAccount(account);
-    await h.waitForIdle(account);
-    await waitUntil(() => h!.engine.host.actor(account) === undefined, 5_000, 'the idle actor to be passivated');
+    await linkAndPassivate(account);
 
     h.emulator.model.writeFile(account, '/missed.md', '# The webhook for this was lost');
     expect(await h.engine.sweep()).toEqual({ reaped: 0, polled: 1 });
@@ -49,9 +54,7 @@ describe('the lost-webhook safety net', () => {
   it('still polls every account when the set of linked accounts holds something that is no account id', async () => {
     h = await startHarness({ engine: { idleTimeoutMs: 20, pollIntervalMs: 1, maxPollsPerSweep: 10 } });
     const account = 'dbid:poll-beside-a-bad-id';
-    await h.linkAccount(account);
-    await h.waitForIdle(account);
-    await waitUntil(() => h!.engine.host.actor(account) === undefined, 5_000, 'the idle actor to be passivated');
+    await linkAndPassivate(account);
     await h.redis.sadd(LINKED_ACCOUNTS_KEY, 'not an id {}'); // by hand, or by a tool gone wrong
 
     h.emulator.model.writeFile(account, '/missed.md', '# The webhook for this was lost');
@@ -74,9 +77,7 @@ describe('the lost-webhook safety net', () => {
   it('leaves recently listed accounts alone', async () => {
     h = await startHarness({ engine: { idleTimeoutMs: 20, pollIntervalMs: 60 * 60_000 } });
     const account = 'dbid:fresh';
-    await h.linkAccount(account);
-    await h.waitForIdle(account);
-    await waitUntil(() => h!.engine.host.actor(account) === undefined, 5_000, 'the idle actor to be passivated');
+    await linkAndPassivate(account);
     const calls = h.emulator.stats.calls(account);
     expect(await h.engine.sweep()).toEqual({ reaped: 0, polled: 0 });
     expect(h.emulator.stats.calls(account)).toBe(calls);
