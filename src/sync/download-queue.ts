@@ -24,12 +24,6 @@ type Outcome = 'downloaded' | 'unchanged' | 'dropped';
 const HASH_ATTEMPTS = 3;
 
 /**
- * `downloading`: works through the persisted queue with bounded concurrency (per account, and per
- * process through the shared slots). An item leaves the queue only after its file is on disk and
- * its entry is set; a failed item stays queued and the step fails after the others finish, so the
- * actor backs off and retries just what is left.
- */
-/**
  * The download queue as the apply step's commit left it, handed to the download step of the same
  * lease (engine/handover.ts), with the paths that step queued where the local index had no file in
  * an incremental run. Nothing of ours is on disk there, so no stat is spent looking before the
@@ -42,6 +36,12 @@ export interface HandedQueue {
   notInIndex: ReadonlySet<string>;
 }
 
+/**
+ * `downloading`: works through the persisted queue with bounded concurrency (per account, and per
+ * process through the shared slots). An item leaves the queue only after its file is on disk and
+ * its entry is set; a failed item stays queued and the step fails after the others finish, so the
+ * actor backs off and retries just what is left.
+ */
 export async function downloadQueue(accountId: string, signal: AbortSignal, deps: SyncDeps, handedOver?: HandedQueue): Promise<DownloadOutput> {
   const log = deps.log.child({ accountId, step: 'downloading' });
   // The queue as the apply step's commit left it, when this step follows it under the same lease

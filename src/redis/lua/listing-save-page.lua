@@ -8,8 +8,8 @@
 -- that step, following at once under the same lease, need not ask for it again.
 -- KEYS[1] mailbox (holds `mode`), KEYS[2] page cursor (string), KEYS[3] committed cursor (string),
 -- KEYS[4] unapplied changes (list), KEYS[5] files, KEYS[6] file-ids, KEYS[7] ignored, KEYS[8] download queue
--- ARGV[1] cursor the page was fetched from ('' = list_folder), ARGV[2] the page's cursor, both in
--- their stored form (src/sync/stored-cursor.ts), as the cursors here are kept,
+-- ARGV[1] the cursor the page was fetched from, exactly as it is stored here ('' = list_folder),
+-- ARGV[2] the page's cursor in its stored form (src/sync/stored-cursor.ts),
 -- ARGV[3] '1' for the listing's last page, ARGV[4..] the page's entries as JSON, in Dropbox's order.
 -- Returns 0 when the page was saved before; { 1 } when saved, { 1, apply read } for a last page.
 local from = redis.call('GET', KEYS[2])

@@ -5,8 +5,9 @@
 -- Returns { changes, pageId, mode, ignoreRules, files, fileIds, ignored, queue, ignore, scope }
 -- with each hash part as HGETALL's flat list and a missing field as nil. pageId names the listed
 -- page the batch ends with: the SHA-1 (hex) of its stored cursor, nil (or '') when there is none;
--- the cursor itself may be bytes (src/sync/stored-cursor.ts), and this reply is read as text. scope says what was read:
--- 'whole' (every hash whole), 'targeted' (only what this batch can touch), 'none' (no page to apply).
+-- the cursor itself may be bytes (src/sync/stored-cursor.ts), and this reply is read as text.
+-- scope says what was read: 'whole' (every hash whole), 'targeted' (only what this batch can
+-- touch), 'none' (no page to apply).
 --
 -- The rule is src/sync/index-reads.ts (its comment says why it is enough); a test runs both on the
 -- same cases. In short: the whole index for a full listing, for ignore rules that may have changed,
