@@ -137,19 +137,15 @@ export function runScript<T>(
   keys: readonly string[],
   args: readonly (string | number | Buffer)[] = [],
 ): Promise<T> {
-  const script = scriptNamed(name, keys);
-  return (redis.evalsha(script.sha, script.numberOfKeys, ...keys, ...args) as Promise<T>).catch((error: unknown) => {
-    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-    return redis.eval(script.lua, script.numberOfKeys, ...keys, ...args) as Promise<T>;
-  });
+  return evalScript<T>(redis, name, keys, args, TEXT_REPLY);
 }
 
 /**
  * runScript for a script whose reply carries bytes that are not text (sealed credentials, a
- * cursor stored as bytes: src/sync/stored-cursor.ts): every
- * string of the reply, nested ones too, comes back as a Buffer, and the caller decodes the text
- * parts itself. ioredis would decode them as UTF-8, which replaces what is not valid UTF-8 and loses
- * the bytes. Integers stay numbers, nil stays null.
+ * cursor stored as bytes: src/sync/stored-cursor.ts): every string of the reply, nested ones too,
+ * comes back as a Buffer, and the caller decodes the text parts itself. ioredis would decode them
+ * as UTF-8, which replaces what is not valid UTF-8 and loses the bytes. Integers stay numbers, nil
+ * stays null.
  */
 export function runScriptForBytes<T>(
   redis: RedisClient,
@@ -157,23 +153,34 @@ export function runScriptForBytes<T>(
   keys: readonly string[],
   args: readonly (string | number | Buffer)[] = [],
 ): Promise<T> {
-  const script = scriptNamed(name, keys);
-  const client = redis as unknown as BufferReplyScripting;
-  return (client.evalshaBuffer(script.sha, script.numberOfKeys, ...keys, ...args) as Promise<T>).catch((error: unknown) => {
-    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-    return client.evalBuffer(script.lua, script.numberOfKeys, ...keys, ...args) as Promise<T>;
-  });
+  return evalScript<T>(redis, name, keys, args, BYTES_REPLY);
 }
 
+type ScriptCommand = (this: RedisClient, shaOrLua: string, numberOfKeys: number, ...keysAndArgs: (string | number | Buffer)[]) => Promise<unknown>;
+
 /**
- * ioredis defines `<command>Buffer` for every command at run time, but its types leave out
- * `evalshaBuffer` and `evalBuffer`. Not `callBuffer('evalsha', …)`: with auto-pipelining on,
- * ioredis 6 replays a `call`/`callBuffer` on the batch without its command name (the script's SHA
- * went out as the command).
+ * The client methods for EVALSHA and EVAL, with the reply read as text or as bytes. ioredis defines
+ * `<command>Buffer` for every command at run time, but its types leave out `evalshaBuffer` and
+ * `evalBuffer`. Not `callBuffer('evalsha', …)`: with auto-pipelining on, ioredis 6 replays a
+ * `call`/`callBuffer` on the batch without its command name (the script's SHA went out as the command).
  */
-interface BufferReplyScripting {
-  evalshaBuffer(sha: string, numberOfKeys: number, ...keysAndArgs: (string | number | Buffer)[]): Promise<unknown>;
-  evalBuffer(lua: string, numberOfKeys: number, ...keysAndArgs: (string | number | Buffer)[]): Promise<unknown>;
+const TEXT_REPLY = { sha: 'evalsha', lua: 'eval' } as const;
+const BYTES_REPLY = { sha: 'evalshaBuffer', lua: 'evalBuffer' } as const;
+
+/** EVALSHA, and EVAL when the server answers NOSCRIPT; the methods named by `reply` read the answer. */
+function evalScript<T>(
+  redis: RedisClient,
+  name: string,
+  keys: readonly string[],
+  args: readonly (string | number | Buffer)[],
+  reply: typeof TEXT_REPLY | typeof BYTES_REPLY,
+): Promise<T> {
+  const script = scriptNamed(name, keys);
+  const client = redis as unknown as Record<string, ScriptCommand>;
+  return (client[reply.sha]!.call(redis, script.sha, script.numberOfKeys, ...keys, ...args) as Promise<T>).catch((error: unknown) => {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+    return client[reply.lua]!.call(redis, script.lua, script.numberOfKeys, ...keys, ...args) as Promise<T>;
+  });
 }
 
 function scriptNamed(name: string, keys: readonly string[]): LoadedScript {
