@@ -3,7 +3,7 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -73,12 +73,58 @@ export const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
  */
 export function mainThreadCpuUs(): number | null {
   try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100; // utime + stime, USER_HZ = 100
+    return taskCpuUs(process.pid);
   } catch {
     return null;
   }
+}
+
+/** utime + stime of one of this process's threads, in µs (USER_HZ = 100). */
+function taskCpuUs(tid: number | string): number {
+  const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+}
+
+/** CPU a redis-server has used so far, in µs (`INFO cpu`: its main thread and its background threads). */
+export async function redisCpuUs(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const seconds = (field: string) => Number(new RegExp(`^${field}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
+  return (seconds('used_cpu_sys') + seconds('used_cpu_user')) * 1e6;
+}
+
+/**
+ * CPU time of this process's threads, in µs, from /proc (zeros where there is none): the main thread
+ * (the event loop) and all the others together (libuv's thread pool doing the file system, V8's
+ * workers doing concurrent GC and compilation; Node 20 does not name them apart).
+ */
+export function threadCpuUs(): { main: number; otherThreads: number } {
+  const sums = { main: 0, otherThreads: 0 };
+  let tids: string[];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    return sums;
+  }
+  for (const tid of tids) {
+    try {
+      sums[Number(tid) === process.pid ? 'main' : 'otherThreads'] += taskCpuUs(tid);
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return sums;
+}
+
+/** CPU so far, in µs: this process's threads (threadCpuUs) and a redis-server's. */
+export async function cpuNow(redisCpu: () => Promise<number>): Promise<ReturnType<typeof threadCpuUs> & { redisServer: number }> {
+  return { ...threadCpuUs(), redisServer: await redisCpu() };
+}
+
+/** The CPU spent between two cpuNow readings, in ms per unit of work (`units`: accounts, files…). */
+export function cpuMsPer(before: Awaited<ReturnType<typeof cpuNow>>, after: Awaited<ReturnType<typeof cpuNow>>, units: number): Record<keyof typeof before, number | null> {
+  const per = (key: keyof typeof before) => round((after[key] - before[key]) / 1000 / units, 3);
+  return { main: per('main'), otherThreads: per('otherThreads'), redisServer: per('redisServer') };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { accountKeys } from '../src/redis/keys.js';
 import { BullmqBaseline, type BaselineWork } from './storm-bullmq.js';
-import { nowUs, pool, postWebhook, recordPhase, round, startStack, waitUntil, type BenchOptions, type FigureResult, type Stack } from './lib.js';
+import { cpuMsPer, cpuNow, nowUs, pool, postWebhook, recordPhase, redisCpuUs, round, startStack, waitUntil, type BenchOptions, type FigureResult, type Stack } from './lib.js';
 
 /** Commands the redis-server has processed so far (`INFO stats` total_commands_processed). */
 export async function commandsProcessed(redis: Redis): Promise<number> {
@@ -83,6 +83,7 @@ export async function storm(options: BenchOptions): Promise<FigureResult> {
     stack.engine.events.on('state', onState);
     const commandsBefore = await commandsProcessed(stack.redis);
     const sentBefore = counter.sent();
+    const cpuBefore = await cpuNow(() => redisCpuUs(stack.redis));
     let phase = nowUs();
     started = performance.now();
     const statuses = await Promise.all(batches.map((batch) => postWebhook(stack.url, batch)));
@@ -93,6 +94,7 @@ export async function storm(options: BenchOptions): Promise<FigureResult> {
     await waitUntil(async () => (polls++, (await allIdle(stack.redis, accounts)) === 0), 30 * 60_000, 'every account to be idle', 20);
     const seconds = (performance.now() - started) / 1000;
     recordPhase('engine', phase);
+    const engineCpu = cpuMsPer(cpuBefore, await cpuNow(() => redisCpuUs(stack.redis)), count);
     // Includes the 1 s idle timeout's passivations that happened within the window, and the polls.
     // Minus the benchmark's own polls (one HMGET per account per poll) and the INFO itself.
     const engineSent = counter.sent() - sentBefore - polls * count;
@@ -137,6 +139,10 @@ export async function storm(options: BenchOptions): Promise<FigureResult> {
         redisCommandsExecutedPerAccount: round(engineCommands / count, 1),
         bullmqRedisCommandsExecutedPerAccount: round(bull.commands / count, 1),
         bullmqBareScriptRedisCommandsExecutedPerAccount: round(bare.commands / count, 1),
+        // Steadier than the times on a shared machine: what each side's work cost, whatever waited.
+        cpuMsPerAccount: engineCpu,
+        bullmqCpuMsPerAccount: bull.cpu,
+        bullmqBareScriptCpuMsPerAccount: bare.cpu,
         idlePolls: polls,
         downloads,
         linkAndFirstSyncSeconds: round(linkSeconds, 1),
@@ -166,6 +172,7 @@ export async function storm(options: BenchOptions): Promise<FigureResult> {
       stack.emulator.stats.resetStats();
       const commandsBefore = await baseline.commandsProcessed();
       const sentBefore = counter.sent();
+      const cpuBefore = await cpuNow(() => baseline.redisCpuUs());
       const phase = nowUs();
       started = performance.now();
       const statuses = await baseline.notify(inBatches(accounts, 500));
@@ -174,12 +181,13 @@ export async function storm(options: BenchOptions): Promise<FigureResult> {
       await baseline.drained(count, `the BullMQ (${work}) storm to drain`);
       const seconds = (performance.now() - started) / 1000;
       recordPhase(`bullmq ${work}`, phase);
+      const cpu = cpuMsPer(cpuBefore, await cpuNow(() => baseline.redisCpuUs()), count);
       const sent = counter.sent() - sentBefore;
       const commands = (await baseline.commandsProcessed()) - commandsBefore;
       const downloaded = accounts.reduce((n, id) => n + stack.emulator.stats.downloads(id), 0);
       if (downloaded < count) throw new Error(`BullMQ (${work}): only ${downloaded} of ${count} changed files were downloaded`);
       options.log(`  BullMQ (${work}) storm: ${count} accounts done after ${seconds.toFixed(2)} s (webhooks answered in ${acceptedMs.toFixed(0)} ms)`);
-      return { seconds, acceptedMs, sent, commands, linkSeconds };
+      return { seconds, acceptedMs, sent, commands, linkSeconds, cpu };
     } finally {
       await baseline.close();
     }
