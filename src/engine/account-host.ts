@@ -5,10 +5,10 @@ import type { AccountStore } from '../accounts/account-store.js';
 import type { Logger } from '../logger.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
 import type { Lease, Leases } from '../ownership/leases.js';
-import { isFencedError, type CarriedSnapshot, type SnapshotCarrier } from '../redis/scripts.js';
+import { isFencedError } from '../redis/scripts.js';
 import type { SyncStore } from '../sync/sync-store.js';
 import type { EngineEvents } from './engine-events.js';
-import { type ActorPersistence, carriedSnapshot, parseStoredActor, validateSnapshot } from './actor-persistence.js';
+import { type ActorPersistence, parseStoredActor, validateSnapshot } from './actor-persistence.js';
 import { type Clock, sleep, systemClock } from './clock.js';
 import { forEachBounded } from './semaphore.js';
 
@@ -93,11 +93,6 @@ export class AccountHost {
   fenceToken(accountId: string): string {
     const lease = this.leases.get(accountId);
     return lease ? String(lease.token) : NOT_OWNER;
-  }
-
-  /** What lends the account's steps its actor's pending snapshot (of the lease held now), if any. */
-  snapshotCarrier(accountId: string): SnapshotCarrier | undefined {
-    return this.writers.get(accountId);
   }
 
   /**
@@ -410,33 +405,13 @@ interface StopOutcome {
 }
 
 /**
- * How long a snapshot waits for one of its account's scripts to carry it before it is written by
- * itself. A step's first script usually follows its state's snapshot within the same tick; the
- * download step's comes after its first file is fetched and written, a few milliseconds later.
- * Waiting costs nothing but this window: a crash inside it restores the state before, whose step
- * runs again and finds its work done (every step is idempotent; see the machine).
+ * Writes one actor's snapshots in order, latest wins: while a write is in flight only the newest
+ * pending snapshot is kept. A failed write (Redis down) is retried until a newer one replaces it; a
+ * FENCED refusal means another process owns the account now.
  */
-export const SNAPSHOT_CARRY_WINDOW_MS = 50;
-
-interface PendingSnapshot {
-  version: number;
-  snapshot: unknown;
-  state: string;
-}
-
-/**
- * Writes one actor's snapshots in order, latest wins: while one waits or is being written only the
- * newest pending snapshot is kept. A pending snapshot goes with the account's next fenced script
- * (SnapshotCarrier) or after SNAPSHOT_CARRY_WINDOW_MS by itself, whichever comes first. A failed
- * write (Redis down) is retried until a newer one replaces it; a FENCED refusal means another
- * process owns the account now.
- */
-class SnapshotWriter implements SnapshotCarrier {
-  private latest: PendingSnapshot | undefined;
+class SnapshotWriter {
+  private latest: { version: number; snapshot: unknown; state: string } | undefined;
   private running: Promise<void> | undefined;
-  private window: NodeJS.Timeout | undefined;
-  /** Snapshots lent to scripts whose answers have not come yet, and what flush() waits on. */
-  private readonly lent = new Map<CarriedSnapshot, { pending: PendingSnapshot; answered: () => void; done: Promise<void> }>();
   private abandoned = false;
 
   constructor(
@@ -449,43 +424,7 @@ class SnapshotWriter implements SnapshotCarrier {
   push(snapshot: unknown, state: string): void {
     if (this.abandoned) return;
     this.latest = { version: ++this.version, snapshot, state };
-    if (this.running || this.window) return; // a drain in progress takes it next; a window is open
-    this.window = setTimeout(() => {
-      this.window = undefined;
-      this.kick();
-    }, SNAPSHOT_CARRY_WINDOW_MS);
-    this.window.unref();
-  }
-
-  take(): CarriedSnapshot | undefined {
-    const pending = this.latest;
-    if (!pending || this.abandoned) return undefined;
-    this.latest = undefined;
-    this.closeWindow();
-    const carried = carriedSnapshot(pending.version, pending.snapshot, pending.state, this.options.clock.now());
-    let answered!: () => void;
-    const done = new Promise<void>((resolve) => (answered = resolve));
-    this.lent.set(carried, { pending, answered, done });
-    return carried;
-  }
-
-  settled(carried: CarriedSnapshot, error?: unknown): void {
-    const loan = this.lent.get(carried);
-    if (!loan) return;
-    this.lent.delete(carried);
-    loan.answered();
-    if (error === undefined || this.abandoned) return;
-    if (isFencedError(error)) {
-      this.abandon();
-      this.onFenced('a script carrying a snapshot was refused (FENCED)');
-      return;
-    }
-    // Not known to be written (Redis unreachable, or the script failed): write it by itself,
-    // unless a newer one is already waiting.
-    if (!this.latest) {
-      this.latest = loan.pending;
-      this.kick();
-    }
+    this.kick();
   }
 
   /**
@@ -494,7 +433,6 @@ class SnapshotWriter implements SnapshotCarrier {
    * a settling drain looks again.
    */
   private kick(): void {
-    this.closeWindow();
     if (this.running) return;
     this.running = this.drain().finally(() => {
       this.running = undefined;
@@ -502,23 +440,13 @@ class SnapshotWriter implements SnapshotCarrier {
     });
   }
 
-  private closeWindow(): void {
-    clearTimeout(this.window);
-    this.window = undefined;
-  }
-
   abandon(): void {
     this.abandoned = true;
     this.latest = undefined;
-    this.closeWindow();
   }
 
-  /** Resolves once every snapshot pushed so far is written (or given up on): a waiting one is written now. */
   async flush(): Promise<void> {
-    if (this.latest && !this.abandoned) this.kick();
-    while (this.running || this.lent.size) {
-      await Promise.all([this.running, ...[...this.lent.values()].map((loan) => loan.done)]);
-    }
+    while (this.running) await this.running;
   }
 
   private async drain(): Promise<void> {

@@ -1,7 +1,7 @@
 import { createActor, type Snapshot } from 'xstate';
 import { ACCOUNT_STATES, accountMachine, type AccountMachine } from '../../machines/account.machine.js';
 import { accountKeys } from '../redis/keys.js';
-import { accountFence, runFencedScript, UNFENCED, type CarriedSnapshot, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
+import { runFencedScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 
 /** Bump when the machine changes in a way old snapshots cannot be restored into. */
 export const SNAPSHOT_SCHEMA = 1;
@@ -30,11 +30,17 @@ export interface IdleRecord {
 export class ActorPersistence {
   constructor(private readonly redis: RedisClient, private readonly fenceOf: FenceTokenOf = UNFENCED) {}
 
-  /** Writes the snapshot by itself (one no other script of the account carried). */
+  /** The account's fence key and the token this process writes with. */
+  private fence(accountId: string): Fence {
+    return { key: accountKeys(accountId).fence, token: this.fenceOf(accountId) };
+  }
+
   async save(accountId: string, version: number, snapshot: unknown, state: string, now: number): Promise<boolean> {
-    const carried = carriedSnapshot(version, snapshot, state, now);
-    const fence = accountFence(accountId, this.fenceOf, () => ({ take: () => carried, settled: () => {} }));
-    return (await runFencedScript<number>(this.redis, 'actorSave', fence, [])) === 1;
+    const k = accountKeys(accountId);
+    const idle = idleRecordOf(snapshot);
+    const rest = idle ? [idle.runs, idle.lastSyncedAt ?? ''] : [JSON.stringify(snapshot), SNAPSHOT_SCHEMA];
+    const saved = await runFencedScript<number>(this.redis, 'actorSave', this.fence(accountId), [k.mailbox, k.actor], [version, now, idle ? 'idle' : state, ...rest]);
+    return saved === 1;
   }
 
   async load(accountId: string): Promise<StoredActor | null> {
@@ -45,12 +51,6 @@ export class ActorPersistence {
     for (const [error] of replies) if (error) throw error;
     return parseStoredActor(accountId, { actor: replies[0]![1] as Record<string, string>, mailbox: replies[1]![1] as (string | null)[] });
   }
-}
-
-/** A snapshot in the form a fenced script writes it (lib/save-actor.lua): an idle one as its IdleRecord. */
-export function carriedSnapshot(version: number, snapshot: unknown, state: string, now: number): CarriedSnapshot {
-  const idle = idleRecordOf(snapshot);
-  return idle ? [version, now, 'idle', idle.runs, idle.lastSyncedAt ?? ''] : [version, now, state, JSON.stringify(snapshot), SNAPSHOT_SCHEMA];
 }
 
 /** The mailbox fields that belong to the actor, in the order `StoredActorFields.mailbox` lists them. */

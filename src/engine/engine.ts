@@ -136,14 +136,11 @@ export class Engine {
       own: (accountId) => {
         const token = this.host.fenceToken(accountId);
         const tokenOf = () => token;
-        // The step's scripts carry the actor's pending snapshot: the writer of the same lease.
-        const carrier = this.host.snapshotCarrier(accountId);
-        const carrierOf = () => carrier;
         return {
           token,
-          store: new SyncStore(redis, tokenOf, carrierOf),
-          entries: new EntryStore(redis, { newId: randomUUID, clock: () => this.clock.now(), fenceOf: tokenOf, carrierOf }),
-          mailbox: new Mailbox(redis, tokenOf, carrierOf),
+          store: new SyncStore(redis, tokenOf),
+          entries: new EntryStore(redis, { newId: randomUUID, clock: () => this.clock.now(), fenceOf: tokenOf }),
+          mailbox: new Mailbox(redis, tokenOf),
         };
       },
     };

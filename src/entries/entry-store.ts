@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { accountKeys } from '../redis/keys.js';
-import { accountFence, runFencedScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient, type SnapshotCarrierOf } from '../redis/scripts.js';
+import { runFencedScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 
 /** A published blog entry: one per post file, keyed by the file's Dropbox `path_lower`. */
 const entrySchema = z.object({
@@ -52,8 +52,6 @@ export interface EntryStoreOptions {
   clock?: () => number;
   /** The fencing token writes carry (the engine's lease); unfenced by default. */
   fenceOf?: FenceTokenOf;
-  /** An actor's own steps: their scripts carry its pending snapshot. */
-  carrierOf?: SnapshotCarrierOf;
 }
 
 /**
@@ -85,18 +83,16 @@ export class EntryStore {
   private readonly newId: () => string;
   private readonly clock: () => number;
   private readonly fenceOf: FenceTokenOf;
-  private readonly carrierOf: SnapshotCarrierOf | undefined;
 
   constructor(private readonly redis: RedisClient, options: EntryStoreOptions = {}) {
     this.newId = options.newId ?? randomUUID;
     this.clock = options.clock ?? Date.now;
     this.fenceOf = options.fenceOf ?? UNFENCED;
-    this.carrierOf = options.carrierOf;
   }
 
-  /** The account's fence as this process writes with it. */
+  /** The account's fence key and the token this process writes with. */
   private fence(accountId: string): Fence {
-    return accountFence(accountId, this.fenceOf, this.carrierOf);
+    return { key: accountKeys(accountId).fence, token: this.fenceOf(accountId) };
   }
 
   /**

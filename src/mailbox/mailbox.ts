@@ -1,5 +1,5 @@
 import { accountKeys } from '../redis/keys.js';
-import { accountFence, runFencedScript, runScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient, type SnapshotCarrierOf } from '../redis/scripts.js';
+import { runFencedScript, runScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 
 export type WebhookOutcome = 'unknown' | 'wake' | 'running';
 
@@ -17,16 +17,11 @@ export interface MailboxState {
  * "mark dirty, wake if idle" (webhooks) and "again or idle" (the end of a run).
  */
 export class Mailbox {
-  constructor(
-    private readonly redis: RedisClient,
-    private readonly fenceOf: FenceTokenOf = UNFENCED,
-    /** An actor's own steps: their scripts carry its pending snapshot. */
-    private readonly carrierOf?: SnapshotCarrierOf,
-  ) {}
+  constructor(private readonly redis: RedisClient, private readonly fenceOf: FenceTokenOf = UNFENCED) {}
 
-  /** The account's fence as this process writes with it. */
+  /** The account's fence key and the token this process writes with. */
   private fence(accountId: string): Fence {
-    return accountFence(accountId, this.fenceOf, this.carrierOf);
+    return { key: accountKeys(accountId).fence, token: this.fenceOf(accountId) };
   }
 
   /** One Redis round trip per account and webhook. */

@@ -1,13 +1,11 @@
 import { parseStoredLink, type StoredLink, type StoredLinkReply } from '../accounts/account-store.js';
 import { ACTOR_MAILBOX_FIELDS, type StoredActorFields } from '../engine/actor-persistence.js';
 import { accountKeys } from '../redis/keys.js';
-import { hashReplyEntries, runScript, runScriptForBytes, type RedisClient } from '../redis/scripts.js';
+import { hashReplyEntries, runScript, runScriptForBytes, type Fence, type RedisClient } from '../redis/scripts.js';
 
 /** A lease this process holds on one account: its fencing token goes with every write. */
-export interface Lease {
+export interface Lease extends Fence {
   accountId: string;
-  /** The fencing token this lease writes with (the mailbox's `fence` when it was granted). */
-  token: number;
   /** "<owner>|<token>", the lease key's value while we hold it. */
   value: string;
   /** The actor's stored state, read in the same step as the grant (see parseStoredActor). */
@@ -36,6 +34,7 @@ export class Leases {
     const text = (value: Buffer | null) => value?.toString('utf8') ?? null;
     return {
       accountId,
+      key: k.fence,
       token,
       value: `${this.ownerId}|${token}`,
       stored: { actor: Object.fromEntries(hashReplyEntries((actor ?? []).map((value) => value.toString('utf8')))), mailbox: (mailbox ?? []).map(text) },

@@ -3,7 +3,6 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { Redis, Cluster } from 'ioredis';
-import { accountKeys } from './keys.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -11,81 +10,37 @@ const LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
 
 /**
  * Prepended to every script whose second line is `-- fenced`: the caller passes the account's fence
- * key (its mailbox) and its actor snapshot key before the script's own keys, and its fencing token
- * and a carried snapshot (or '' for none) before its own arguments. A token that is not the current
- * one (a process that paused past its lease while another took over) makes the write fail with
- * FENCED before it touches anything; the script body then sees only its own keys and arguments. The
- * engine always passes a token (or one that can never match when it holds no lease); an empty token
- * (tests, tools working on a stopped engine) writes unfenced.
- *
- * The carried snapshot is the actor's latest transition, not yet persisted, written in the same
- * step as the script (lib/save-actor.lua): a step's first script usually follows its state's
- * snapshot at once, and one script where there were two is one command less per transition, which
- * is most of what persisting every transition costs (docs/benchmarks.md, change 22).
+ * key before the script's own keys and its fencing token before its own arguments. A token that is
+ * not the current one (a process that paused past its lease while another took over) makes the
+ * write fail with FENCED before it touches anything; the script body then sees only its own keys
+ * and arguments. The engine always passes a token (or one that can never match when it holds no
+ * lease); an empty token (tests, tools working on a stopped engine) writes unfenced.
  */
 const FENCE_PRELUDE = `
 local fenceKey = table.remove(KEYS, 1)
-local actorKey = table.remove(KEYS, 1)
 local fenceToken = table.remove(ARGV, 1)
-local carriedVersion = table.remove(ARGV, 1)
-local carried
-if carriedVersion ~= '' then
-  carried = { carriedVersion, table.remove(ARGV, 1), table.remove(ARGV, 1), table.remove(ARGV, 1), table.remove(ARGV, 1) }
-end
 if fenceToken ~= '' and redis.call('HGET', fenceKey, 'fence') ~= fenceToken then
   return redis.error_reply('FENCED the account is owned by a newer lease (token ' .. tostring(fenceToken) .. ')')
 end
-local carriedSaved = 0
-if carried then carriedSaved = saveActor(fenceKey, actorKey, carried[1], carried[2], carried[3], carried[4], carried[5]) end
 `;
-
-/** Keys the fence prelude takes before a fenced script's own: the mailbox (the fence) and the actor hash. */
-const FENCE_KEYS = 2;
 
 /** The error a fenced script fails with when the caller's lease was superseded. */
 export function isFencedError(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('FENCED');
 }
 
-/**
- * An actor snapshot as lib/save-actor.lua writes it: its version, when it was taken, the state, and
- * for `idle` the run count and last sync ('' for never), otherwise the snapshot's JSON and schema.
- */
-export type CarriedSnapshot = readonly [version: number, updatedAt: number, state: string, a: string | number, b: string | number];
-
-/** Lends a fenced script the account's snapshot waiting to be written, to be written with it. */
-export interface SnapshotCarrier {
-  /** The snapshot to write with the script about to be sent, now the script's to write; or undefined. */
-  take(): CarriedSnapshot | undefined;
-  /** The script that carried `snapshot` answered: `error` undefined if the snapshot's write ran. */
-  settled(snapshot: CarriedSnapshot, error?: unknown): void;
-}
-
 /** The fence of one account as the owner of its lease sees it. */
 export interface Fence {
-  /** The hash whose `fence` field holds the account's current token (`accountKeys().fence`, the mailbox). */
+  /** The hash whose `fence` field holds the account's current token (`accountKeys().fence`). */
   key: string;
-  /** The account's actor snapshot hash (`accountKeys().actor`), where a carried snapshot may go. */
-  actorKey: string;
   /** The current fencing token as the caller knows it; '' writes unfenced. */
   token: number | string;
-  /** Whose pending snapshot the script may carry (the actor of the lease `token` belongs to). */
-  carrier?: SnapshotCarrier;
 }
 
 /** Which fencing token the caller writes an account's state with. */
 export type FenceTokenOf = (accountId: string) => string;
 
-/** Which actor's pending snapshots the caller's scripts may carry, if any. */
-export type SnapshotCarrierOf = (accountId: string) => SnapshotCarrier | undefined;
-
 export const UNFENCED: FenceTokenOf = () => '';
-
-/** The fence a store writes one account with: its token and, for an actor's own steps, its carrier. */
-export function accountFence(accountId: string, fenceOf: FenceTokenOf, carrierOf?: SnapshotCarrierOf): Fence {
-  const k = accountKeys(accountId);
-  return { key: k.fence, actorKey: k.actor, token: fenceOf(accountId), carrier: carrierOf?.(accountId) };
-}
 
 /** One Lua file, ready to run: its body with the libraries it uses (and the fence prelude) before it. */
 interface LoadedScript {
@@ -113,8 +68,8 @@ function readScripts(): Map<string, LoadedScript> {
     if (!header) throw new Error(`${file}: first line must be "-- keys: N"`);
     const name = file.slice(0, -4).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
     const fenced = /^-- keys: \d+\r?\n-- fenced\b/.test(lua);
-    const body = (fenced ? library('save-actor') + FENCE_PRELUDE : '') + librariesUsedBy(file, lua) + lua;
-    scripts.set(name, { numberOfKeys: Number(header[1]) + (fenced ? FENCE_KEYS : 0), lua: body, sha: createHash('sha1').update(body).digest('hex') });
+    const body = (fenced ? FENCE_PRELUDE : '') + librariesUsedBy(file, lua) + lua;
+    scripts.set(name, { numberOfKeys: Number(header[1]) + (fenced ? 1 : 0), lua: body, sha: createHash('sha1').update(body).digest('hex') });
   }
   return scripts;
 }
@@ -149,23 +104,16 @@ function librariesUsedBy(file: string, lua: string): string {
     .map((name) => name.trim())
     .map((name) => {
       if (!/^[a-z-]+$/.test(name)) throw new Error(`${file}: "-- uses:" names lua/lib files, not ${JSON.stringify(name)}`);
-      return library(name);
+      return readFileSync(join(LUA_DIR, 'lib', `${name}.lua`), 'utf8') + '\n';
     })
     .join('');
-}
-
-function library(name: string): string {
-  return readFileSync(join(LUA_DIR, 'lib', `${name}.lua`), 'utf8') + '\n';
 }
 
 /** How a script's reply is read: as text (runScript) or with its strings as bytes (runScriptForBytes). */
 export type ScriptRunner = <T>(redis: RedisClient, name: string, keys: readonly string[], args?: readonly (string | number | Buffer)[]) => Promise<T>;
 
-/**
- * Runs a `-- fenced` script as the holder of `fence`; `run` reads its reply (runScriptForBytes for
- * bytes). The fence's carrier, if any, lends the script the actor's pending snapshot to write first.
- */
-export async function runFencedScript<T>(
+/** Runs a `-- fenced` script as the holder of `fence`; `run` reads its reply (runScriptForBytes for bytes). */
+export function runFencedScript<T>(
   redis: RedisClient,
   name: string,
   fence: Fence,
@@ -173,23 +121,7 @@ export async function runFencedScript<T>(
   args: readonly (string | number | Buffer)[] = [],
   run: ScriptRunner = runScript,
 ): Promise<T> {
-  // XState starts a state's step before it hands the state's snapshot to the host, so a script
-  // the step sends at once looks for that snapshot a microtask later, once it is there. The
-  // command waits for the next tick's auto-pipelined batch anyway.
-  if (fence.carrier) await undefined;
-  const carried = fence.carrier?.take();
-  const reply = run<T>(redis, name, [fence.key, fence.actorKey, ...keys], [fence.token, ...(carried ?? ['']), ...args]);
-  if (!carried) return reply;
-  try {
-    const value = await reply;
-    fence.carrier!.settled(carried);
-    return value;
-  } catch (error) {
-    // A script's own error comes after the prelude wrote the snapshot, but which it was is not
-    // known here: the carrier writes it again (a version already stored is refused, harmlessly).
-    fence.carrier!.settled(carried, error);
-    throw error;
-  }
+  return run<T>(redis, name, [fence.key, ...keys], [fence.token, ...args]);
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { EntrySetCall, SetResult } from '../entries/entry-store.js';
 import { accountKeys } from '../redis/keys.js';
-import { accountFence, hashReplyEntries, runFencedScript, runScript, runScriptForBytes, UNFENCED, type Fence, type FenceTokenOf, type RedisClient, type SnapshotCarrierOf } from '../redis/scripts.js';
+import { hashReplyEntries, runFencedScript, runScript, runScriptForBytes, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 import type { IndexReadScope } from './index-reads.js';
 import type { FieldOps, Plan } from './plan-changes.js';
 import type { DownloadItem, ListedEntry, LocalRecord } from './records.js';
@@ -65,16 +65,11 @@ export interface LocalIndex {
  * before a step or after it, never half.
  */
 export class SyncStore {
-  constructor(
-    private readonly redis: RedisClient,
-    private readonly fenceOf: FenceTokenOf = UNFENCED,
-    /** An actor's own steps: their scripts carry its pending snapshot. */
-    private readonly carrierOf?: SnapshotCarrierOf,
-  ) {}
+  constructor(private readonly redis: RedisClient, private readonly fenceOf: FenceTokenOf = UNFENCED) {}
 
-  /** The account's fence as this process writes with it. */
+  /** The account's fence key and the token this process writes with. */
   private fence(accountId: string): Fence {
-    return accountFence(accountId, this.fenceOf, this.carrierOf);
+    return { key: accountKeys(accountId).fence, token: this.fenceOf(accountId) };
   }
 
   /** Clears the dirty flag, records when the account was last listed, and says where to start. */

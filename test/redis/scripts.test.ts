@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
 import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
-import { runScript, runScriptForBytes, scriptNameOfSha, type CarriedSnapshot, type SnapshotCarrier } from '../../src/redis/scripts.js';
+import { runScript, runScriptForBytes, scriptNameOfSha } from '../../src/redis/scripts.js';
 import { CommandLog } from '../support/redis-monitor.js';
 import { TestRedis } from '../support/redis-server.js';
 import { waitUntil } from '../support/fixtures.js';
@@ -113,7 +113,7 @@ describe('running the Lua scripts', () => {
     // A fenced script run with a stale token fails with FENCED: that error is the caller's.
     const k = accountKeys('dbid:scripts-fenced');
     await redis.hset(k.fence, 'fence', '7');
-    const finish = () => runScript(redis, 'runFinish', [k.fence, k.actor, k.mailbox, k.queue, k.changes], ['6', '']).catch((error: unknown) => error);
+    const finish = () => runScript(redis, 'runFinish', [k.fence, k.mailbox, k.queue, k.changes], ['6']).catch((error: unknown) => error);
     await finish(); // the server has the script from now on
     const log = await CommandLog.start(redis);
     try {
@@ -126,50 +126,5 @@ describe('running the Lua scripts', () => {
     } finally {
       log.stop();
     }
-  });
-});
-
-describe('a snapshot carried by a fenced script', () => {
-  /** A carrier that lends `snapshot` to the first script that asks, and records how each loan ended. */
-  const lending = (snapshot: CarriedSnapshot, answers: [CarriedSnapshot, unknown][]): SnapshotCarrier => {
-    let lent = false;
-    return {
-      take: () => (lent ? undefined : ((lent = true), snapshot)),
-      settled: (carried, error) => void answers.push([carried, error]),
-    };
-  };
-
-  it('is written in the same step as the script, never over a newer one, and not at all when the script is refused', async () => {
-    const account = 'dbid:scripts-carried';
-    const k = accountKeys(account);
-    await redis.hset(k.mailbox, 'fence', '3', 'status', 'running', 'runs', '2');
-    const answers: [CarriedSnapshot, unknown][] = [];
-    const owner = (snapshot: CarriedSnapshot) => new Mailbox(redis, () => '3', () => lending(snapshot, answers));
-
-    const finishing: CarriedSnapshot = [5, 1_000, 'finishing', '{"value":"finishing"}', 1];
-    expect(await owner(finishing).finishRun(account)).toBe('idle');
-    expect(await redis.hgetall(k.actor)).toEqual({ snapshot: '{"value":"finishing"}', schema: '1', state: 'finishing' });
-    expect(await redis.hmget(k.mailbox, 'actorVersion', 'actorUpdatedAt', 'runs', 'status')).toEqual(['5', '1000', null, 'idle']);
-    expect(answers).toEqual([[finishing, undefined]]);
-
-    // An older snapshot (a late replay) is not written; the script's own work still is.
-    await redis.hset(k.mailbox, 'status', 'running');
-    expect(await owner([4, 2_000, 'fetching', '{"value":"fetching"}', 1]).finishRun(account)).toBe('idle');
-    expect(await redis.hget(k.actor, 'state')).toBe('finishing');
-    expect(await redis.hmget(k.mailbox, 'actorVersion', 'status')).toEqual(['5', 'idle']);
-
-    // An idle one goes into the mailbox, compactly, and the snapshot hash goes.
-    await redis.hset(k.mailbox, 'status', 'running');
-    expect(await owner([6, 3_000, 'idle', 3, 2_500]).finishRun(account)).toBe('idle');
-    expect(await redis.exists(k.actor)).toBe(0);
-    expect(await redis.hmget(k.mailbox, 'actorVersion', 'runs', 'lastSyncedAt')).toEqual(['6', '3', '2500']);
-
-    // A stale token: the script is refused before it writes anything, the snapshot included.
-    await redis.hset(k.mailbox, 'status', 'running');
-    const stale = new Mailbox(redis, () => '2', () => lending([7, 4_000, 'fetching', '{"value":"fetching"}', 1], answers));
-    await expect(stale.finishRun(account)).rejects.toThrow(/^FENCED/);
-    expect(await redis.hmget(k.mailbox, 'actorVersion', 'status')).toEqual(['6', 'running']);
-    expect(await redis.exists(k.actor)).toBe(0);
-    expect((answers.at(-1)![1] as Error).message).toMatch(/^FENCED/);
   });
 });

@@ -1,6 +1,22 @@
--- keys: 0
+-- keys: 2
 -- fenced: only the current owner of the account's lease may run this (see scripts.ts)
--- Persist an actor snapshot and nothing else: for a snapshot no other script of the account
--- carried (see FENCE_PRELUDE in scripts.ts, which writes it with lib/save-actor.lua).
--- Returns 1 if it was written, 0 if the stored one is as new or newer.
-return carriedSaved
+-- Persist an actor snapshot, only if it is newer than the stored one: snapshots are written
+-- asynchronously and ioredis may replay a write late, so an older one must never win.
+-- An idle actor is stored compactly in the mailbox (its run count and last sync; the machine's
+-- defaults are the rest) and its snapshot hash is dropped: most accounts are idle most of the time.
+-- KEYS[1] mailbox, KEYS[2] actor hash
+-- ARGV[1] version, ARGV[2] updatedAt, ARGV[3] state name, then
+--   for 'idle': ARGV[4] runs, ARGV[5] lastSyncedAt ('' when never)
+--   otherwise:  ARGV[4] snapshot JSON, ARGV[5] schema
+local stored = tonumber(redis.call('HGET', KEYS[1], 'actorVersion') or '0')
+if tonumber(ARGV[1]) <= stored then return 0 end
+redis.call('HSET', KEYS[1], 'actorVersion', ARGV[1], 'actorUpdatedAt', ARGV[2])
+if ARGV[3] == 'idle' then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'runs', ARGV[4])
+  if ARGV[5] == '' then redis.call('HDEL', KEYS[1], 'lastSyncedAt') else redis.call('HSET', KEYS[1], 'lastSyncedAt', ARGV[5]) end
+else
+  redis.call('HSET', KEYS[2], 'snapshot', ARGV[4], 'schema', ARGV[5], 'state', ARGV[3])
+  redis.call('HDEL', KEYS[1], 'runs', 'lastSyncedAt')
+end
+return 1
