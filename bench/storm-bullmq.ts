@@ -187,12 +187,12 @@ export class BullmqBaseline {
     await this.drained(accounts.length, 'the first syncs (BullMQ)', 200);
   }
 
-  /** Commands its redis-server has processed so far (`INFO stats`). */
   /** CPU its redis-server has used so far, in µs. */
   redisCpuUs(): Promise<number> {
     return redisCpuUs(this.redis);
   }
 
+  /** Commands its redis-server has processed so far (`INFO stats`). */
   async commandsProcessed(): Promise<number> {
     return Number(/total_commands_processed:(\d+)/.exec(await this.redis.info('stats'))?.[1] ?? NaN);
   }

@@ -81,9 +81,10 @@ export async function storm(options: BenchOptions): Promise<FigureResult> {
       if (to === 'idle') reachedIdle.add(accountId);
     };
     stack.engine.events.on('state', onState);
+    // Read first and last, so that its own INFO commands fall outside the counts of commands.
+    const cpuBefore = await cpuNow(() => redisCpuUs(stack.redis));
     const commandsBefore = await commandsProcessed(stack.redis);
     const sentBefore = counter.sent();
-    const cpuBefore = await cpuNow(() => redisCpuUs(stack.redis));
     let phase = nowUs();
     started = performance.now();
     const statuses = await Promise.all(batches.map((batch) => postWebhook(stack.url, batch)));
@@ -94,11 +95,11 @@ export async function storm(options: BenchOptions): Promise<FigureResult> {
     await waitUntil(async () => (polls++, (await allIdle(stack.redis, accounts)) === 0), 30 * 60_000, 'every account to be idle', 20);
     const seconds = (performance.now() - started) / 1000;
     recordPhase('engine', phase);
-    const engineCpu = cpuMsPer(cpuBefore, await cpuNow(() => redisCpuUs(stack.redis)), count);
     // Includes the 1 s idle timeout's passivations that happened within the window, and the polls.
     // Minus the benchmark's own polls (one HMGET per account per poll) and the INFO itself.
     const engineSent = counter.sent() - sentBefore - polls * count;
     const engineCommands = (await commandsProcessed(stack.redis)) - commandsBefore - polls * count - 1;
+    const engineCpu = cpuMsPer(cpuBefore, await cpuNow(() => redisCpuUs(stack.redis)), count);
     stack.engine.events.off('state', onState);
     const downloads = accounts.reduce((n, id) => n + stack.emulator.stats.downloads(id), 0);
     if (downloads < count) throw new Error(`only ${downloads} of ${count} changed files were downloaded`);
@@ -170,9 +171,9 @@ export async function storm(options: BenchOptions): Promise<FigureResult> {
       options.log(`  BullMQ (${work}): first syncs of ${count} accounts in ${linkSeconds.toFixed(1)} s`);
       for (const id of accounts) stack.emulator.model.writeFile(id, '/changed.txt', `a change for ${id}`);
       stack.emulator.stats.resetStats();
+      const cpuBefore = await cpuNow(() => baseline.redisCpuUs());
       const commandsBefore = await baseline.commandsProcessed();
       const sentBefore = counter.sent();
-      const cpuBefore = await cpuNow(() => baseline.redisCpuUs());
       const phase = nowUs();
       started = performance.now();
       const statuses = await baseline.notify(inBatches(accounts, 500));
@@ -181,9 +182,9 @@ export async function storm(options: BenchOptions): Promise<FigureResult> {
       await baseline.drained(count, `the BullMQ (${work}) storm to drain`);
       const seconds = (performance.now() - started) / 1000;
       recordPhase(`bullmq ${work}`, phase);
-      const cpu = cpuMsPer(cpuBefore, await cpuNow(() => baseline.redisCpuUs()), count);
       const sent = counter.sent() - sentBefore;
       const commands = (await baseline.commandsProcessed()) - commandsBefore;
+      const cpu = cpuMsPer(cpuBefore, await cpuNow(() => baseline.redisCpuUs()), count);
       const downloaded = accounts.reduce((n, id) => n + stack.emulator.stats.downloads(id), 0);
       if (downloaded < count) throw new Error(`BullMQ (${work}): only ${downloaded} of ${count} changed files were downloaded`);
       options.log(`  BullMQ (${work}) storm: ${count} accounts done after ${seconds.toFixed(2)} s (webhooks answered in ${acceptedMs.toFixed(0)} ms)`);
