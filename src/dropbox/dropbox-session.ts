@@ -28,6 +28,12 @@ export interface DropboxAppSettings {
 export class DropboxSession {
   private readonly auth: DropboxAuth;
   private refreshing: Promise<void> | undefined;
+  /**
+   * One client per signal (a step's), shared by the step's calls: the SDK copies its 287 route
+   * methods onto every `new Dropbox()` (10 µs and a large dictionary-mode object each), which a
+   * first sync of 10,000 files paid once per download. Weak: it goes with the step.
+   */
+  private readonly clients = new WeakMap<AbortSignal, Dropbox>();
 
   constructor(readonly credentials: DropboxCredentials, private readonly app: DropboxAppSettings) {
     this.auth = new DropboxAuth({
@@ -47,7 +53,12 @@ export class DropboxSession {
   /** A client whose calls all abort with `signal` (the actor leaving its state) or their deadline. */
   async client(signal: AbortSignal): Promise<Dropbox> {
     if (this.canRefresh) await this.singleFlight(() => this.auth.checkAndRefreshAccessToken());
-    return new Dropbox({ auth: this.auth, fetch: createDropboxFetch(this.app.hosts, { timeoutMs: this.app.callTimeoutMs, signal }) });
+    let client = this.clients.get(signal);
+    if (!client) {
+      client = new Dropbox({ auth: this.auth, fetch: createDropboxFetch(this.app.hosts, { timeoutMs: this.app.callTimeoutMs, signal }) });
+      this.clients.set(signal, client);
+    }
+    return client;
   }
 
   /** After a 401 expired_access_token: refresh once (merged with any refresh already running). */
