@@ -1,6 +1,6 @@
 import { TokenCipher } from '../accounts/token-cipher.js';
 import type { Logger } from '../logger.js';
-import { accountKeys, isValidAccountId, oldLayoutKeys } from './keys.js';
+import { accountKeys, oldLayoutKeys } from './keys.js';
 import { runScript, type RedisClient } from './scripts.js';
 
 /** Accounts checked at once (one auto-pipelined batch of EXISTS). */
@@ -28,18 +28,14 @@ export class LayoutUpgradeError extends Error {
  * credentials stay plaintext (a link with a key set encrypts them, as before), and a value that
  * is not a well-formed envelope is kept as it is, for the reader to report.
  *
- * Accounts unlinked before the upgrade are not in the set of linked ids; they keep their old
- * listing hash until a re-link converts it (account-link.lua).
+ * `accountIds` are valid ids: AccountStore.linkedIds leaves out (and reports) a member of the set
+ * that is none. Accounts unlinked before the upgrade are not in the set of linked ids; they keep
+ * their old listing hash until a re-link converts it (account-link.lua).
  */
 export async function upgradeOldLayout(redis: RedisClient, accountIds: readonly string[], log?: Logger): Promise<number> {
   let converted = 0;
-  // A member of the linked set that is no account id (written by hand, say) has no keys to convert:
-  // it must not keep every other account from starting.
-  const invalid = accountIds.filter((accountId) => !isValidAccountId(accountId));
-  if (invalid.length) log?.warn({ invalid: invalid.slice(0, 10).map((id) => id.slice(0, 140)), count: invalid.length }, 'the set of linked accounts holds ids that are not account ids: left as they are, not converted');
-  const ids = invalid.length ? accountIds.filter(isValidAccountId) : accountIds;
-  for (let i = 0; i < ids.length; i += CHECK_BATCH) {
-    const batch = ids.slice(i, i + CHECK_BATCH);
+  for (let i = 0; i < accountIds.length; i += CHECK_BATCH) {
+    const batch = accountIds.slice(i, i + CHECK_BATCH);
     const old = await Promise.all(batch.map(async (accountId) => {
       const keys = oldLayoutKeys(accountId);
       return (await redis.exists(keys.account, keys.listing)) > 0;

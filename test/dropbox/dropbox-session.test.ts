@@ -36,6 +36,8 @@ describe('a Dropbox session', () => {
     const listed = await other.filesListFolder({ path: '' });
     expect(listed.result.entries.map((e) => e.name)).toEqual(['a.txt']);
     // A later call of the stopped step fails at once instead of reaching Dropbox.
+    const served = emulator.stats.calls(account, 'files/list_folder');
     await expect(client.filesListFolder({ path: '' })).rejects.toThrow();
+    expect(emulator.stats.calls(account, 'files/list_folder')).toBe(served);
   });
 });

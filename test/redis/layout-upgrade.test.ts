@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenCipher } from '../../src/accounts/token-cipher.js';
+import { AccountStore } from '../../src/accounts/account-store.js';
 import type { DropboxCredentials } from '../../src/dropbox/dropbox-session.js';
 import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys, LINKED_ACCOUNTS_KEY, oldLayoutKeys } from '../../src/redis/keys.js';
@@ -207,7 +208,9 @@ describe('converting one account (layout-upgrade.lua)', () => {
   it('converts the others when the set of linked accounts holds something that is no account id', async () => {
     const accountId = 'dbid:next-to-a-bad-id';
     await writeOld(accountId, JSON.stringify({ accessToken: 't' }), { cursor: 'c1', mode: 'continue', ignoreRules: '[]' });
-    expect(await upgradeOldLayout(redis, ['not an id {}', accountId])).toBe(1);
+    await redis.sadd(LINKED_ACCOUNTS_KEY, 'not an id {}', accountId); // the bad one by hand, or by a tool gone wrong
+    // What the engine does at start: the linked ids, then the upgrade.
+    expect(await upgradeOldLayout(redis, await new AccountStore(redis).linkedIds())).toBe(1);
     expect(await redis.exists(accountKeys(accountId).credentials)).toBe(1);
   });
 
