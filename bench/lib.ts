@@ -86,6 +86,11 @@ function taskCpuUs(tid: number | string): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
 }
 
+/** Commands a redis-server has processed so far (`INFO stats` total_commands_processed). */
+export async function commandsProcessed(redis: Redis): Promise<number> {
+  return Number(/total_commands_processed:(\d+)/.exec(await redis.info('stats'))?.[1] ?? NaN);
+}
+
 /** CPU a redis-server has used so far, in µs (`INFO cpu`: its main thread and its background threads). */
 export async function redisCpuUs(redis: Redis): Promise<number> {
   const info = await redis.info('cpu');

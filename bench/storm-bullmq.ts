@@ -25,7 +25,7 @@ import { listChanges } from '../src/sync/list-changes.js';
 import type { SyncDeps } from '../src/sync/sync-deps.js';
 import { SyncStore } from '../src/sync/sync-store.js';
 import { BareSync } from './bare-sync.js';
-import { APP_KEY, APP_SECRET, postWebhook, redisCpuUs, startRedis, waitUntil, type BenchRedis } from './lib.js';
+import { APP_KEY, APP_SECRET, commandsProcessed, postWebhook, redisCpuUs, startRedis, waitUntil, type BenchRedis } from './lib.js';
 
 type SyncJob = { accountId: string };
 
@@ -194,7 +194,7 @@ export class BullmqBaseline {
 
   /** Commands its redis-server has processed so far (`INFO stats`). */
   async commandsProcessed(): Promise<number> {
-    return Number(/total_commands_processed:(\d+)/.exec(await this.redis.info('stats'))?.[1] ?? NaN);
+    return commandsProcessed(this.redis);
   }
 
   /** Posts signed webhooks for these batches of accounts, all at once; resolves when all are answered. */

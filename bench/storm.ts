@@ -1,12 +1,7 @@
 import { Redis } from 'ioredis';
 import { accountKeys } from '../src/redis/keys.js';
 import { BullmqBaseline, type BaselineWork } from './storm-bullmq.js';
-import { cpuMsPer, cpuNow, median, nowUs, pool, postWebhook, recordPhase, redisCpuUs, round, startStack, waitUntil, type BenchOptions, type FigureResult, type Stack } from './lib.js';
-
-/** Commands the redis-server has processed so far (`INFO stats` total_commands_processed). */
-export async function commandsProcessed(redis: Redis): Promise<number> {
-  return Number(/total_commands_processed:(\d+)/.exec(await redis.info('stats'))?.[1] ?? NaN);
-}
+import { commandsProcessed, cpuMsPer, cpuNow, median, nowUs, pool, postWebhook, recordPhase, redisCpuUs, round, startStack, waitUntil, type BenchOptions, type FigureResult, type Stack } from './lib.js';
 
 /**
  * Counts the commands every ioredis client of this process sends (the engine's and BullMQ's alike:
