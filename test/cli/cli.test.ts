@@ -20,8 +20,15 @@ function addAccount(accountId: string, files: Record<string, string>): string {
   return accessToken;
 }
 
+/**
+ * The flow test starts nine CLI processes one after another (each loads the CLI's TypeScript through
+ * tsx): about 1 s each alone, several seconds each when the whole suite shares 2 cores, which once
+ * took it past the default 30 s. It asserts what the commands print, never how fast.
+ */
+const NINE_PROCESS_STARTS_MS = 120_000;
+
 describe('mailroom CLI against a running server', () => {
-  it('links, shows the status, lists entries, resyncs and unlinks', async () => {
+  it('links, shows the status, lists entries, resyncs and unlinks', { timeout: NINE_PROCESS_STARTS_MS }, async () => {
     const account = 'dbid:cli-flow';
     const token = addAccount(account, { '/Posts/Hello.md': '# Hello\n\nworld', '/notes.txt': 'plain', '/skip/drafts.md': '# draft' });
 
