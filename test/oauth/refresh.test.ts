@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DropboxSession } from '../../src/dropbox/dropbox-session.js';
 import { APP_KEY, APP_SECRET, expectConverged, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
@@ -83,6 +84,8 @@ describe('concurrent refreshes of one account', () => {
     const s = session('refresh-concurrent');
     const before = h.emulator.stats.tokenRequests;
     const signal = new AbortController().signal;
+    // As a step's signal is (step-actors.ts): twelve calls in flight on it at once is the point here.
+    setMaxListeners(0, signal);
     const clients = await Promise.all(Array.from({ length: 12 }, () => s.client(signal)));
     expect(h.emulator.stats.tokenRequests).toBe(before + 1);
     // Every client works with the one token.
