@@ -1,7 +1,7 @@
 import { close, fsync, futimes, open, rename, write } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
 // The callback API, promisified, rather than fs/promises: through a FileHandle the same steps cost
@@ -43,7 +43,9 @@ export async function writeFileAtomically(
   beforeRename: () => Promise<boolean> = async () => true,
 ): Promise<boolean> {
   const folder = dirname(target);
-  const temp = join(folder, `.${basename(target).slice(0, 180)}.${randomBytes(6).toString('hex')}.mailroom-tmp`);
+  // Not derived from the target's name: a name within the file system's 255 bytes would be past
+  // them with a prefix and a suffix added (80 CJK characters are 240 bytes).
+  const temp = join(folder, `.${randomBytes(6).toString('hex')}.mailroom-tmp`);
   const fd = await openCreatingFolder(temp, folder);
   try {
     await writeFully(fd, bytes);

@@ -19,6 +19,14 @@ describe('writeFileAtomically', () => {
     expect(await readdir(join(dir, 'a', 'b'))).toEqual(['one.txt', 'two.txt']);
   });
 
+  it('writes a name at the file system limit of 255 bytes (85 CJK characters in UTF-8)', async () => {
+    const name = '字'.repeat(85);
+    expect(Buffer.byteLength(name)).toBe(255);
+    const target = join(dir, 'long-names', name);
+    expect(await writeFileAtomically(target, Buffer.from('long'), mtime)).toBe(true);
+    expect(await readdir(join(dir, 'long-names'))).toEqual([name]);
+  });
+
   it('writes every byte of a large file, and an empty one', async () => {
     const large = Buffer.alloc(5 * 1024 * 1024 + 7, 'x');
     large.write('the end', large.length - 7);
