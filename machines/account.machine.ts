@@ -11,6 +11,8 @@ import { retryDelayMs, type SyncFailure, toSyncFailure } from '../src/sync/sync-
  * - every invoke is named in `setup`, so restoring a snapshot recreates its child;
  * - every state has a way out: each invoke has `onError` leading to `backoff`, and `backoff` always
  *   ends (the deadline passes, or a RESYNC cuts it short);
+ * - no step that keeps failing holds back the account's other changes: a failed download lists
+ *   again before it is retried (and a file no retry can write is set aside by the step itself);
  * - the file lists (changes, download queue) live in Redis, not here: context stays small.
  */
 
@@ -76,7 +78,12 @@ export const accountMachine = setup({
     isRetrying: ({ context }, state: RetryableState) => context.retryState === state,
   },
   actions: {
-    stepSucceeded: assign({ attempt: 0, retryState: null, retryAt: null }),
+    // A retry that passes through other steps first (a failed download lists again before it is
+    // retried) counts as succeeding only once the step that failed does: until then its attempts
+    // keep adding up, so its backoff keeps growing.
+    stepSucceeded: assign(({ context }, params: { state: RetryableState }) =>
+      context.retryState === null || context.retryState === params.state ? { attempt: 0, retryState: null, retryAt: null } : {},
+    ),
     cancelRetry: assign({ attempt: 0, retryState: null, retryAt: null }),
     recordFailure: assign(({ context, event }, params: { state: RetryableState }) => {
       const failure = toSyncFailure((event as unknown as { error: unknown }).error);
@@ -118,7 +125,7 @@ export const accountMachine = setup({
         id: 'listChanges',
         src: 'listChanges',
         input: ({ context }) => ({ accountId: context.accountId }),
-        onDone: { target: 'applying', actions: 'stepSucceeded' },
+        onDone: { target: 'applying', actions: { type: 'stepSucceeded', params: { state: 'fetching' } } },
         onError: failedStep('fetching'),
       },
     },
@@ -127,7 +134,7 @@ export const accountMachine = setup({
         id: 'applyChanges',
         src: 'applyChanges',
         input: ({ context }) => ({ accountId: context.accountId }),
-        onDone: { target: 'downloading', actions: 'stepSucceeded' },
+        onDone: { target: 'downloading', actions: { type: 'stepSucceeded', params: { state: 'applying' } } },
         onError: failedStep('applying'),
       },
     },
@@ -136,7 +143,7 @@ export const accountMachine = setup({
         id: 'downloadQueue',
         src: 'downloadQueue',
         input: ({ context }) => ({ accountId: context.accountId }),
-        onDone: { target: 'finishing', actions: 'stepSucceeded' },
+        onDone: { target: 'finishing', actions: { type: 'stepSucceeded', params: { state: 'downloading' } } },
         onError: failedStep('downloading'),
       },
     },
@@ -146,8 +153,8 @@ export const accountMachine = setup({
         src: 'finishRun',
         input: ({ context }) => ({ accountId: context.accountId }),
         onDone: [
-          { guard: 'isDirty', target: 'fetching', actions: ['stepSucceeded', 'runCompleted'] },
-          { target: 'idle', actions: ['stepSucceeded', 'runCompleted'] },
+          { guard: 'isDirty', target: 'fetching', actions: [{ type: 'stepSucceeded', params: { state: 'finishing' } }, 'runCompleted'] },
+          { target: 'idle', actions: [{ type: 'stepSucceeded', params: { state: 'finishing' } }, 'runCompleted'] },
         ],
         onError: failedStep('finishing'),
       },
@@ -165,9 +172,13 @@ export const accountMachine = setup({
         src: 'waitUntil',
         input: ({ context }) => ({ until: context.retryAt ?? 0 }),
         onDone: [
+          // A listed page is applied before anything is listed after it, and a finished run is
+          // recorded before the next one starts: those two steps are retried where they failed.
           { guard: { type: 'isRetrying', params: 'applying' }, target: 'applying' },
-          { guard: { type: 'isRetrying', params: 'downloading' }, target: 'downloading' },
           { guard: { type: 'isRetrying', params: 'finishing' }, target: 'finishing' },
+          // A failed listing lists again; so does a failed download, before it is retried: the
+          // changes that arrived meanwhile are applied and queued, so one file that keeps failing
+          // to download never holds the account's other changes back.
           { target: 'fetching' },
         ],
         // A broken timer must not strand the account: retry the listing, which is always safe.

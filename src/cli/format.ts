@@ -18,6 +18,7 @@ export function formatStatus(status: AccountStatus, now: number): string {
   const rows: [string, string][] = [
     ['state', status.state],
     ['pending', `${status.pending} download${status.pending === 1 ? '' : 's'}`],
+    ...setAsideRows(status),
     ['dirty', status.dirty ? 'yes (a change is waiting to be listed)' : 'no'],
     ['last synced', formatTime(status.lastSyncedAt, now)],
     ['last error', status.lastError ? `${formatError(status.lastError)} (${formatTime(status.lastError.at, now)})` : '-'],
@@ -25,6 +26,18 @@ export function formatStatus(status: AccountStatus, now: number): string {
   ];
   const hint = status.lastError?.kind === 'auth' ? '\nDropbox refused the credentials: re-link the account (mailroom link <account> --refresh-token …).' : '';
   return `${status.accountId}\n${rows.map(([k, v]) => `  ${k.padEnd(13)}${v}`).join('\n')}${hint}`;
+}
+
+/** Files no retry could write at their path: how many, then each listed one on a line of its own. */
+function setAsideRows(status: AccountStatus): [string, string][] {
+  // A server from before set-aside files answers without the field.
+  const count = status.setAside ?? 0;
+  if (count === 0) return [];
+  const listed = status.setAsideFiles ?? [];
+  const rows: [string, string][] = [['set aside', `${count} file${count === 1 ? '' : 's'} that cannot be written at ${count === 1 ? 'its path' : 'their paths'} (a change to ${count === 1 ? 'it' : 'one'} or a resync tries again)`]];
+  for (const file of listed) rows.push(['', `${file.path}: ${file.kind}: ${file.message}`]);
+  if (listed.length < count) rows.push(['', `… and ${count - listed.length} more`]);
+  return rows;
 }
 
 /** Every account, one row each. */
@@ -48,12 +61,13 @@ export function formatEntries(entries: Entry[]): string {
 
 /** What `tail` compares between polls: a line is printed when any of it changes. */
 export function tailKey(status: AccountStatus): string {
-  return JSON.stringify([status.state, status.pending, status.lastError?.at ?? null, status.lastError?.message ?? null, status.lastSyncedAt]);
+  return JSON.stringify([status.state, status.pending, status.setAside ?? 0, status.lastError?.at ?? null, status.lastError?.message ?? null, status.lastSyncedAt]);
 }
 
 /** `2024-05-01T10:00:00.000Z  dbid:x  downloading  pending=12  error=-` (+ `synced` when a run just ended). */
 export function formatTailLine(status: AccountStatus, previous: AccountStatus | undefined, now: number): string {
   const parts = [new Date(now).toISOString(), status.accountId, status.state.padEnd(11), `pending=${status.pending}`];
+  if (status.setAside) parts.push(`set-aside=${status.setAside}`);
   parts.push(`error=${status.lastError ? formatError(status.lastError) : '-'}`);
   if (previous && status.lastSyncedAt && status.lastSyncedAt !== previous.lastSyncedAt) parts.push(`synced ${status.lastSyncedAt}`);
   return parts.join('  ');

@@ -22,6 +22,8 @@ export interface EngineEventMap {
   /** A file was removed from the mirror (deleted in Dropbox, ignored, or moved away). */
   fileRemoved: [{ accountId: string; path: string }];
   downloadFailed: [{ accountId: string; path: string; kind: FailureKind }];
+  /** A queued file that no retry could write was set aside so the rest of the account syncs (its status lists it). */
+  fileSetAside: [{ accountId: string; path: string; kind: FailureKind; message: string }];
   entrySet: [{ accountId: string; entry: Entry }];
   entryDropped: [{ accountId: string; path: string }];
   /** One HTTP call to Dropbox (each attempt). */

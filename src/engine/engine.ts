@@ -61,6 +61,9 @@ export const WAKE_CHANNEL = 'mr:wake';
 /** Mailboxes the sweep reads at once. */
 const SWEEP_BATCH = 500;
 
+/** The set-aside files an account's status lists (all of them are counted). */
+export const STATUS_SET_ASIDE_LIMIT = 20;
+
 type WakeMessage = { accountId: string; type: 'WEBHOOK' | 'RESYNC' | 'UNLINK' };
 
 export interface AccountStatus {
@@ -68,6 +71,13 @@ export interface AccountStatus {
   state: string;
   dirty: boolean;
   pending: number;
+  /**
+   * Files that no retry could write at their path (a name the disk refuses, a folder in the
+   * file's place), set aside so the rest syncs; each is tried again once a listing names it again
+   * (a change to it, a resync). `setAsideFiles` holds the first STATUS_SET_ASIDE_LIMIT by path.
+   */
+  setAside: number;
+  setAsideFiles: { path: string; kind: string; message: string; at: string }[];
   folder: string;
   lastSyncedAt: string | null;
   lastError: { kind: string; message: string; at: string } | null;
@@ -265,7 +275,12 @@ export class Engine {
   async status(accountId: string): Promise<AccountStatus | null> {
     const account = await this.accounts.get(accountId);
     if (!account) return null;
-    const [box, pending, stored] = await Promise.all([this.mailbox.read(accountId), this.store.pendingCount(accountId), this.persistence.load(accountId)]);
+    const [box, pending, stored, aside] = await Promise.all([
+      this.mailbox.read(accountId),
+      this.store.pendingCount(accountId),
+      this.persistence.load(accountId),
+      this.store.setAsideFiles(accountId, STATUS_SET_ASIDE_LIMIT),
+    ]);
     const live = this.host.actor(accountId)?.getSnapshot();
     const context = live?.context ?? (stored?.snapshot as { context?: AccountContext } | undefined)?.context;
     const lastError = context?.lastError ?? null;
@@ -274,6 +289,8 @@ export class Engine {
       state: live ? String(live.value) : stored?.state || 'idle',
       dirty: box.dirty,
       pending,
+      setAside: aside.count,
+      setAsideFiles: aside.files.map((file) => ({ path: file.path, kind: file.kind, message: file.message, at: new Date(file.at).toISOString() })),
       folder: mirrorFolder(this.options.dataDir, accountId),
       lastSyncedAt: context?.lastSyncedAt ? new Date(context.lastSyncedAt).toISOString() : null,
       lastError: lastError ? { kind: lastError.kind, message: lastError.message, at: new Date(lastError.at).toISOString() } : null,

@@ -70,6 +70,12 @@ export function accountKeys(accountId: string) {
     files: `${tag}:files`,
     /** HASH path_lower -> JSON of a listed file that the ignore rules keep off disk (to un-ignore it later). */
     ignored: `${tag}:ignored`,
+    /**
+     * HASH path_lower -> JSON { path, rev, kind, message, at }: queued files that no retry could
+     * write while their path stays as it is, set aside so the rest of the account syncs (shown by
+     * the account's status). Absent while there are none.
+     */
+    setAside: `${tag}:set-aside`,
     /** HASH Dropbox file id -> path_lower, to recognise a move by its id. */
     fileIds: `${tag}:file-ids`,
     /** HASH path_lower -> entry id. */

@@ -15,10 +15,28 @@ export interface DownloadOutput {
   downloaded: number;
   unchanged: number;
   dropped: number;
+  /** Files that no retry could write, set aside (SyncStore.setAside) so the rest syncs. */
+  setAside: number;
   bytes: number;
 }
 
 type Outcome = 'downloaded' | 'unchanged' | 'dropped';
+
+/**
+ * File-system errors that belong to one path and come back on every retry while the path stays as
+ * it is: the name is too long or has bytes the file system refuses, a folder stands where the file
+ * should go, a file where a folder should. Not a full or read-only disk, missing permissions or too
+ * many open files: those stop every file alike, so the step fails and backs off, and the queue is
+ * kept for when the disk is fixed.
+ */
+const PATH_ERRORS = new Set(['ENAMETOOLONG', 'EILSEQ', 'EINVAL', 'EISDIR', 'ENOTDIR', 'EEXIST']);
+
+/** The reason to set a file aside, when `error` is one that only a change to its path can cure. */
+export function pathFailure(error: unknown): { kind: 'filesystem'; message: string } | null {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  if (typeof code !== 'string' || !PATH_ERRORS.has(code)) return null;
+  return { kind: 'filesystem', message: (error as Error).message };
+}
 
 /** Bytes that do not match content_hash are fetched again this many times before the step fails. */
 const HASH_ATTEMPTS = 3;
@@ -47,7 +65,7 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
   // The queue as the apply step's commit left it, when this step follows it under the same lease
   // (nothing else writes an account's queue meanwhile); otherwise as Redis has it now.
   const items = handedOver?.items ?? (await deps.store.queued(accountId));
-  const output: DownloadOutput = { downloaded: 0, unchanged: 0, dropped: 0, bytes: 0 };
+  const output: DownloadOutput = { downloaded: 0, unchanged: 0, dropped: 0, setAside: 0, bytes: 0 };
   if (!items.length) return output;
   const session = await deps.session(accountId);
   const root = mirrorFolder(deps.dataDir, accountId);
@@ -73,9 +91,16 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       if (outcome === 'downloaded') output.bytes += item.size;
       if (outcome !== 'dropped') deps.events.report('fileSynced', { accountId, path: item.pathDisplay, bytes: item.size, downloaded: outcome === 'downloaded' });
     } catch (error) {
-      deps.events.report('downloadFailed', { accountId, path: item.pathDisplay, kind: error instanceof SyncError ? error.failure.kind : isRedisUnavailable(error) ? 'redis' : 'internal' });
+      const onePath = pathFailure(error);
+      deps.events.report('downloadFailed', { accountId, path: item.pathDisplay, kind: error instanceof SyncError ? error.failure.kind : onePath ? onePath.kind : isRedisUnavailable(error) ? 'redis' : 'internal' });
       if (isRedisUnavailable(error) || isFencedError(error)) halted ??= error;
-      throw error;
+      if (!onePath || signal.aborted) throw error;
+      // Retrying would fail the same way and hold the whole account in backoff.
+      if (await deps.store.setAside(accountId, item, { ...onePath, at: deps.clock.now() })) {
+        output.setAside++;
+        log.warn({ path: item.pathDisplay, reason: onePath.message }, 'set a file aside: it cannot be written at its path');
+        deps.events.report('fileSetAside', { accountId, path: item.pathDisplay, kind: onePath.kind, message: onePath.message });
+      }
     }
   });
   const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');

@@ -5,8 +5,20 @@ import type { IndexReadScope } from './index-reads.js';
 import type { FieldOps, Plan } from './plan-changes.js';
 import type { DownloadItem, ListedEntry, LocalRecord } from './records.js';
 import { cursorFromStored, storedCursor, type StoredCursor } from './stored-cursor.js';
+import type { FailureKind, SyncFailure } from './sync-failure.js';
 
 export type ListingMode = 'continue' | 'full';
+
+/** A queued file that no retry could write while its path stays as it is (SyncStore.setAside). */
+export interface SetAsideFile {
+  /** Its path in Dropbox, as listed. */
+  path: string;
+  rev: string;
+  kind: FailureKind;
+  message: string;
+  /** Epoch ms. */
+  at: number;
+}
 
 export interface ListingStart {
   mode: ListingMode;
@@ -143,7 +155,7 @@ export class SyncStore {
       this.redis,
       'changesCommit',
       this.fence(accountId),
-      [k.mailbox, k.pageCursor, k.cursor, k.changes, k.queue, k.files, k.fileIds, k.ignored],
+      [k.mailbox, k.pageCursor, k.cursor, k.changes, k.queue, k.files, k.fileIds, k.ignored, k.setAside],
       [pageId, consumed, JSON.stringify(ops), ignoreRules, HANDED_OVER_QUEUE_LIMIT],
     );
     if (reply === 0) return { committed: false };
@@ -203,6 +215,25 @@ export class SyncStore {
       'downloadCompleteEntry',
       this.fence(accountId), [k.queue, k.files, k.fileIds, ...entry.keys], [...completion, ...entry.args]);
     return { completed: done === 1, entry: entry.result(set) };
+  }
+
+  /**
+   * Takes a queued file that no retry can write off the queue, with the reason (SetAsideFile), so
+   * the rest of the account syncs; false when a newer listing queued another rev meanwhile.
+   */
+  async setAside(accountId: string, item: DownloadItem, failure: Pick<SyncFailure, 'kind' | 'message' | 'at'>): Promise<boolean> {
+    const k = accountKeys(accountId);
+    const record: SetAsideFile = { path: item.pathDisplay, rev: item.rev, kind: failure.kind, message: failure.message, at: failure.at };
+    return (await runFencedScript<number>(this.redis, 'downloadSetAside', this.fence(accountId), [k.queue, k.setAside], [item.pathLower, item.rev, JSON.stringify(record)])) === 1;
+  }
+
+  /** How many files are set aside, and the first `limit` of them by path. */
+  async setAsideFiles(accountId: string, limit: number): Promise<{ count: number; files: SetAsideFile[] }> {
+    const k = accountKeys(accountId);
+    const count = await this.redis.hlen(k.setAside);
+    if (count === 0) return { count, files: [] };
+    const files = [...parseValues<SetAsideFile>(await this.redis.hgetall(k.setAside)).values()];
+    return { count, files: files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)).slice(0, limit) };
   }
 
   async dropQueued(accountId: string, item: DownloadItem): Promise<void> {

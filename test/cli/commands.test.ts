@@ -10,6 +10,8 @@ const status = (over: Partial<AccountStatus> = {}): AccountStatus => ({
   state: 'idle',
   dirty: false,
   pending: 0,
+  setAside: 0,
+  setAsideFiles: [],
   folder: '/data/mirrors/dbid:a',
   lastSyncedAt: '2024-05-01T09:59:55.000Z',
   lastError: null,
@@ -100,6 +102,19 @@ describe('formatting', () => {
         'Dropbox refused the credentials: re-link the account (mailroom link <account> --refresh-token …).',
       ].join('\n'),
     );
+  });
+
+  it('one account with files set aside: how many, each listed one with its reason', () => {
+    const aside = (path: string) => ({ path, kind: 'filesystem', message: `EISDIR: illegal operation on a directory, rename '…${path}'`, at: '2024-05-01T09:00:00.000Z' });
+    const text = formatStatus(status({ setAside: 3, setAsideFiles: [aside('/a.md'), aside('/b.md')] }), NOW);
+    expect(text.split('\n').slice(2, 6)).toEqual([
+      '  pending      0 downloads',
+      '  set aside    3 files that cannot be written at their paths (a change to one or a resync tries again)',
+      "               /a.md: filesystem: EISDIR: illegal operation on a directory, rename '…/a.md'",
+      "               /b.md: filesystem: EISDIR: illegal operation on a directory, rename '…/b.md'",
+    ]);
+    expect(text.split('\n')[6]).toBe('               … and 1 more');
+    expect(formatTailLine(status({ setAside: 3 }), undefined, NOW)).toContain('pending=0  set-aside=3  error=-');
   });
 
   it('all accounts, and none', () => {

@@ -35,7 +35,8 @@ describe('docs/machine.md', () => {
     expect(edges).toContain('    idle --> fetching : WEBHOOK');
     expect(edges).toContain('    fetching --> backoff : error listChanges');
     expect(edges).toContain('    finishing --> fetching : done finishRun [isDirty]');
-    expect(edges).toContain('    backoff --> downloading : done waitUntil [isRetrying(downloading)]');
+    expect(edges).toContain('    backoff --> applying : done waitUntil [isRetrying(applying)]');
+    expect(edges.filter((edge) => edge.startsWith('    backoff --> downloading'))).toEqual([]);
     for (const edge of edges) expect(edge.split(' : ')[1]).toMatch(/^[^:;]+$/);
     // `after` timers are lost on restore (see machines/account.machine.ts)
     expect(mermaid).not.toMatch(/after/);

@@ -230,9 +230,10 @@ describe('restoring a snapshot', () => {
     await settle();
     expect(actor.getSnapshot().value).toBe('idle');
     expect(errors).toEqual([]);
-    // a restored step runs again; a restored backoff resumes the step that failed
+    // a restored step runs again; a restored backoff resumes the step that failed (a download by
+    // listing first)
     const firstStep = { idle: 'listChanges', fetching: 'listChanges', applying: 'applyChanges', downloading: 'downloadQueue', finishing: 'finishRun' } as Record<string, string>;
-    const retried = { fetching: 'listChanges', applying: 'applyChanges', downloading: 'downloadQueue', finishing: 'finishRun' } as Record<string, string>;
+    const retried = { fetching: 'listChanges', applying: 'applyChanges', downloading: 'listChanges', finishing: 'finishRun' } as Record<string, string>;
     const expected = r.value === 'backoff' ? retried[r.retryState ?? 'fetching'] : firstStep[r.value];
     expect(calls[0]?.split(' ')[1]).toBe(expected);
   });

@@ -120,7 +120,7 @@ describe('account machine: runs', () => {
 });
 
 describe('account machine: failures and backoff', () => {
-  it('a failed download waits out its deadline, then retries the download, not the listing', async () => {
+  it('a failed download waits out its deadline, lists again, then retries; its attempts keep adding up until it succeeds', async () => {
     const a = account({ downloadQueue: [{ fail: 'dropbox_unavailable', jitter: 0 }, { fail: 'dropbox_unavailable', jitter: 0 }] });
     await a.send('WEBHOOK');
     // attempt 1, jitter 0: half of the 1 s base delay
@@ -129,18 +129,25 @@ describe('account machine: failures and backoff', () => {
     await a.at(499);
     expect(a.state()).toBe('backoff');
     await a.at(500);
-    // attempt 2 fails again at t+500: the delay doubles (1 s with jitter 0)
+    // the listing and the apply before it succeed, but attempt 2 of the download fails again at
+    // t+500: the delay doubles (1 s with jitter 0)
     expect(a.actor.getSnapshot().context).toMatchObject({ attempt: 2, retryAt: T0 + 1500, retryState: 'downloading' });
     await a.at(1499);
     expect(a.state()).toBe('backoff');
     await a.at(1500);
     expect(a.state()).toBe('idle');
     expect(a.trace).toMatchSnapshot();
+    // Each retry lists first: changes that arrived during the backoff are applied and queued, so a
+    // download that keeps failing does not hold them back.
     expect(a.calls).toEqual([
       't+0 listChanges',
       't+0 applyChanges',
       't+0 downloadQueue',
+      't+500 listChanges',
+      't+500 applyChanges',
       't+500 downloadQueue',
+      't+1500 listChanges',
+      't+1500 applyChanges',
       't+1500 downloadQueue',
       't+1500 finishRun',
     ]);
@@ -208,7 +215,8 @@ describe('account machine: events while busy', () => {
     expect(a.actor.getSnapshot().context.retryAt).toBe(deadline);
     await a.at(500);
     expect(a.state()).toBe('idle');
-    expect(a.calls.filter((c) => c.endsWith('listChanges'))).toEqual(['t+0 listChanges']);
+    // One listing for the run, one before the download's retry: none for the WEBHOOKs themselves.
+    expect(a.calls.filter((c) => c.endsWith('listChanges'))).toEqual(['t+0 listChanges', 't+500 listChanges']);
     expect(a.actor.getSnapshot().context.runs).toBe(1);
     expect(a.trace).toMatchSnapshot();
   });

@@ -127,7 +127,7 @@ describe('diagram', () => {
     expect(graph.initial).toBe('idle');
     expect(graph.states).toEqual(['idle', 'fetching', 'applying', 'downloading', 'finishing', 'backoff']);
     const pairs = graph.edges.map((e) => `${e.source}>${e.target}`);
-    for (const pair of ['idle>fetching', 'fetching>applying', 'applying>downloading', 'downloading>finishing', 'finishing>idle', 'finishing>fetching', 'downloading>backoff', 'backoff>downloading']) {
+    for (const pair of ['idle>fetching', 'fetching>applying', 'applying>downloading', 'downloading>finishing', 'finishing>idle', 'finishing>fetching', 'downloading>backoff', 'backoff>applying', 'backoff>fetching']) {
       expect(pairs).toContain(pair);
     }
     expect(pairs).not.toContain('finishing>finishing'); // self-loops are not drawn
@@ -218,7 +218,7 @@ describe('TicketBook', () => {
 });
 
 function statusOf(accountId: string, state: string, extra: Partial<AccountStatus> = {}): AccountStatus {
-  return { accountId, state, dirty: false, pending: 0, folder: `/data/${accountId}`, lastSyncedAt: null, lastError: null, ...extra };
+  return { accountId, state, dirty: false, pending: 0, setAside: 0, setAsideFiles: [], folder: `/data/${accountId}`, lastSyncedAt: null, lastError: null, ...extra };
 }
 
 function fakeSource(statuses: Map<string, AccountStatus>, live: Map<string, string> = new Map()): StatusSource {

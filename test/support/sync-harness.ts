@@ -43,6 +43,8 @@ export interface StatusBody {
   state: string;
   dirty: boolean;
   pending: number;
+  setAside: number;
+  setAsideFiles: { path: string; kind: string; message: string; at: string }[];
   lastError: { kind: string; message: string } | null;
 }
 
@@ -220,5 +222,5 @@ export async function expectConverged(h: Harness, accountId: string): Promise<vo
   const entries = await h.engine.entries.list(accountId);
   expect(entries.map((e) => e.path).sort()).toEqual(posts.map((p) => p.pathDisplay).sort());
   expect(new Set(entries.map((e) => e.id)).size).toBe(entries.length);
-  expect(await h.status(accountId)).toMatchObject({ state: 'idle', dirty: false, pending: 0, lastError: null });
+  expect(await h.status(accountId)).toMatchObject({ state: 'idle', dirty: false, pending: 0, setAside: 0, lastError: null });
 }

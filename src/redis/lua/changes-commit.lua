@@ -1,10 +1,11 @@
--- keys: 8
+-- keys: 9
 -- fenced: only the current owner of the account's lease may run this (see scripts.ts)
 -- The end of `applying`: the plan's effects on the local index, the new downloads, and the cursor,
 -- all in one step. Until it runs, a restart re-applies the same changes (every local effect is
 -- idempotent); after it, they are gone and the committed cursor moves on.
 -- KEYS[1] mailbox (holds `mode`, `ignoreRules`), KEYS[2] page cursor (string), KEYS[3] committed
--- cursor (string), KEYS[4] changes (list), KEYS[5] queue, KEYS[6] files, KEYS[7] file ids, KEYS[8] ignored
+-- cursor (string), KEYS[4] changes (list), KEYS[5] queue, KEYS[6] files, KEYS[7] file ids, KEYS[8] ignored,
+-- KEYS[9] set-aside files (download-set-aside.lua)
 -- ARGV[1] the listed page the plan covered (its page id: SHA-1 hex of the stored page cursor, as
 -- lib/apply-read.lua gave it), ARGV[2] how many changes it consumed,
 -- ARGV[3] JSON { queue, files, fileIds, ignored }, each { set: [[field, value], ...], del: [field, ...] },
@@ -14,6 +15,22 @@
 -- not read it back, or { 1 } when it holds more.
 local page = redis.call('GET', KEYS[2])
 if not page or redis.sha1hex(page) ~= ARGV[1] then return 0 end
+-- A file set aside is tried again once a listing names its path, or a folder above it, again (the
+-- plan has queued it afresh if it still needs a download); a full listing names everything again.
+-- Rare, so the batch is read back only when something is set aside.
+if redis.call('EXISTS', KEYS[9]) == 1 then
+  if redis.call('HGET', KEYS[1], 'mode') == 'full' then
+    redis.call('DEL', KEYS[9])
+  else
+    local aside = redis.call('HKEYS', KEYS[9])
+    for _, raw in ipairs(redis.call('LRANGE', KEYS[4], 0, tonumber(ARGV[2]) - 1)) do
+      local listed = cjson.decode(raw).pathLower
+      for _, path in ipairs(aside) do
+        if path == listed or string.sub(path, 1, #listed + 1) == listed .. '/' then redis.call('HDEL', KEYS[9], path) end
+      end
+    end
+  end
+end
 local ops = cjson.decode(ARGV[3])
 local targets = { queue = KEYS[5], files = KEYS[6], fileIds = KEYS[7], ignored = KEYS[8] }
 for name, key in pairs(targets) do
