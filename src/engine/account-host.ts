@@ -113,7 +113,14 @@ export class AccountHost {
       }
       this.active.add(accountId); // the slot is taken now, not when the actor gets there
     }
-    const actor = await this.ensure(accountId);
+    let actor: AccountActor | null;
+    try {
+      actor = await this.ensure(accountId);
+    } catch (error) {
+      // A lease grant that failed (Redis timed out) must not keep the slot: nothing would free it.
+      if (startsRun) this.runEnded(accountId);
+      throw error;
+    }
     if (!actor) {
       if (startsRun) this.runEnded(accountId);
       return false;
@@ -131,6 +138,11 @@ export class AccountHost {
     const [nextId, event] = next.value;
     this.waiting.delete(nextId);
     this.send(nextId, event).catch((error: unknown) => this.options.log.error({ accountId: nextId, err: (error as Error).message }, 'could not start a waiting run; the reaper will retry'));
+  }
+
+  /** The account was unlinked: a wake waiting here for a run slot must not start an actor for it later. */
+  cancelWaiting(accountId: string): void {
+    this.waiting.delete(accountId);
   }
 
   /** Delivers to an actor already in memory only (a wake published by another process). */
@@ -266,6 +278,11 @@ export class AccountHost {
     const alog = log.child({ accountId });
     const lease = await this.options.leases.acquire(accountId);
     if (!lease) return null;
+    if (!lease.link) {
+      // Unlinked meanwhile (a wake that waited for a run slot, a late message): no actor to run.
+      await this.options.leases.release(lease).catch(() => null);
+      return null;
+    }
     this.leases.set(accountId, lease);
     const stored = parseStoredActor(accountId, lease.stored);
     let snapshot: unknown;
@@ -298,7 +315,10 @@ export class AccountHost {
           this.enteredAt.set(accountId, { state, at: now });
           this.scheduleIdle(accountId, actor, state);
           // (A new or restored actor's first snapshot is not the end of a run: its slot may be reserved.)
-          if (state === 'idle' && lastState) this.runEnded(accountId);
+          // A backoff gives its slot back: an account that keeps failing (a revoked token) would
+          // otherwise hold it for good, and enough of them would stop every other run here. Its
+          // retry takes a slot again without waiting for one, as a run already under way.
+          if ((state === 'idle' && lastState) || state === 'backoff') this.runEnded(accountId);
           else if (state !== 'idle') this.active.add(accountId);
         }
         lastState = state;

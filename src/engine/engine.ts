@@ -64,7 +64,8 @@ const SWEEP_BATCH = 500;
 /** The set-aside files an account's status lists (all of them are counted). */
 export const STATUS_SET_ASIDE_LIMIT = 20;
 
-type WakeMessage = { accountId: string; type: 'WEBHOOK' | 'RESYNC' | 'UNLINK' };
+/** `relinked`: the account's credentials were just replaced (a link), so its owner must build its session anew. */
+type WakeMessage = { accountId: string; type: 'WEBHOOK' | 'RESYNC' | 'UNLINK'; relinked?: true };
 
 export interface AccountStatus {
   accountId: string;
@@ -183,11 +184,12 @@ export class Engine {
     this.forgetSession(accountId);
     const wake = await this.accounts.link(accountId, credentials, ignore, this.clock.now());
     // A re-link cuts a backoff short (a revoked token is the usual reason to re-link).
-    await this.deliver({ accountId, type: wake ? 'WEBHOOK' : 'RESYNC' });
+    await this.deliver({ accountId, type: wake ? 'WEBHOOK' : 'RESYNC', relinked: true });
   }
 
   /** Unlinks: the unlink bumps the fence, so whichever process runs the actor has its writes refused. */
   async unlink(accountId: string): Promise<boolean> {
+    this.host.cancelWaiting(accountId);
     await this.host.stop(accountId);
     this.forgetSession(accountId);
     const existed = await this.accounts.unlink(accountId);
@@ -349,9 +351,12 @@ export class Engine {
         return;
       }
       if (message.type === 'UNLINK') {
+        this.host.cancelWaiting(message.accountId);
         if (this.host.actor(message.accountId)) void this.host.stop(message.accountId);
         this.forgetSession(message.accountId);
       } else {
+        // Linked again through another process: the owner's session still holds the old credentials.
+        if (message.relinked) this.forgetSession(message.accountId);
         this.host.deliverLocal(message.accountId, { type: message.type });
       }
     });

@@ -139,7 +139,7 @@ describe('link, status, entries, unlink', () => {
     const linked = await linkIdle(id, { '/posts/hello.md': '# Hello\n\nworld', '/img/a.bin': 'bytes' });
     const first = await json(linked);
     expect(first).toMatchObject({ accountId: id, folder: mirrorFolder(h.dataDir, id) });
-    expect(Object.keys(first).sort()).toEqual(['accountId', 'dirty', 'folder', 'lastError', 'lastSyncedAt', 'pending', 'state']);
+    expect(Object.keys(first).sort()).toEqual(['accountId', 'dirty', 'folder', 'lastError', 'lastSyncedAt', 'pending', 'setAside', 'setAsideFiles', 'state']);
 
     const status = await json(await h.api(`/accounts/${id}`));
     expect(status).toEqual({
@@ -147,6 +147,8 @@ describe('link, status, entries, unlink', () => {
       state: 'idle',
       dirty: false,
       pending: 0,
+      setAside: 0,
+      setAsideFiles: [],
       folder: mirrorFolder(h.dataDir, id),
       lastSyncedAt: expect.any(String),
       lastError: null,

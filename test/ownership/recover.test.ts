@@ -67,6 +67,8 @@ describe('an actor that errors', () => {
       watchdogIntervalMs: 60_000,
     });
     const account = 'dbid:recover';
+    // The host runs linked accounts only.
+    await new AccountStore(redis).link(account, { accessToken: 'token-recover' }, [], Date.now());
     expect(await host.send(account, { type: 'WEBHOOK' })).toBe(true);
     const first = host.actor(account);
     await waitUntil(() => lines.some((l) => l.includes('actor failed; restoring it from its last snapshot')), 5_000, 'the failure to be noticed');
