@@ -136,6 +136,15 @@ describe('planChanges: first sync and edits', () => {
     expect(after.queue.size).toBe(0);
   });
 
+  it('a new rev with the same content but another client_modified is queued, so the mtime on disk follows', () => {
+    const index = indexOf([file('/a.md', { rev: '01', hash: 'h1' })]);
+    const listed = { ...file('/a.md', { rev: '02', hash: 'h1' }), clientModified: '2024-06-01T08:30:00Z' };
+    const result = plan(index, [listed]);
+    expect(result.downloads.map((item) => [item.pathLower, item.clientModified])).toEqual([['/a.md', '2024-06-01T08:30:00Z']]);
+    // The index keeps saying what is on disk until the downloader has set the time.
+    expect(result.index.files).toEqual({ set: [], del: [] });
+  });
+
   it('a file reverted to what is on disk drops the queued download of the newer rev', () => {
     const index = indexOf([file('/a.md', { rev: '01', hash: 'h1' })], { queue: [file('/a.md', { rev: '02', hash: 'h2' })] });
     const result = plan(index, [file('/a.md', { rev: '03', hash: 'h1' })]);

@@ -225,6 +225,12 @@ export function planChanges(input: PlanInput): Plan {
     const unchanged = local?.kind === 'file' && local.contentHash === upsert.contentHash && !removedLocally(upsert.pathLower);
     // After a reset the index is not trusted: queue it, and the downloader skips it if the bytes on disk match.
     if (unchanged && !input.full) {
+      // The same bytes with another client_modified (a restore, a re-upload) still need the mtime
+      // on disk to follow: queued, the downloader finds the bytes in place and only sets the time.
+      if (local.clientModified !== item.clientModified) {
+        downloads.push(item);
+        continue;
+      }
       if (!sameItem(local, item)) setRecord({ kind: 'file', ...item });
       continue;
     }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectedMirror, readMirror, startHarness, type Harness } from '../support/sync-harness.js';
+import { expectConverged, expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 let h: Harness;
 beforeAll(async () => { h = await startHarness(); });
@@ -36,5 +36,27 @@ describe('linking an account', () => {
     const status = await (await h.api(`/accounts/${account}`)).json() as Record<string, unknown>;
     expect(status).toMatchObject({ accountId: account, state: 'idle', dirty: false, pending: 0, lastError: null });
     expect(typeof status.lastSyncedAt).toBe('string');
+  });
+});
+
+describe('a new revision with the same bytes', () => {
+  it('and another client_modified moves the mtime on disk, without a download', async () => {
+    const account = 'dbid:same-bytes-new-mtime';
+    h.emulator.model.addAccount(account, { accessToken: `tok-${account}` });
+    h.emulator.model.writeFile(account, '/photo.jpg', 'same bytes', { clientModified: new Date('2024-05-01T12:00:00Z') });
+    expect((await h.linkAccount(account, { accessToken: `tok-${account}` })).status).toBe(200);
+    await h.waitForIdle(account);
+    const downloads = h.emulator.stats.downloads(account, '/photo.jpg');
+
+    const restoredAt = new Date('2024-06-01T08:30:00Z');
+    h.emulator.model.writeFile(account, '/photo.jpg', 'same bytes', { clientModified: restoredAt });
+    const listed = h.emulator.stats.calls(account, 'files/list_folder/continue');
+    await h.engine.notify([account]);
+    await waitUntil(() => h.emulator.stats.calls(account, 'files/list_folder/continue') > listed, 10_000, 'the listing');
+    await h.waitForIdle(account);
+
+    expect((await readMirror(h.dataDir, account)).get('/photo.jpg')?.mtimeMs).toBe(restoredAt.getTime());
+    expect(h.emulator.stats.downloads(account, '/photo.jpg')).toBe(downloads);
+    await expectConverged(h, account);
   });
 });
