@@ -17,7 +17,7 @@ import type { Entry } from './entries/entry-store.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { WebhookOutcome } from './mailbox/mailbox.js';
 import { loadScriptsOn, openRedis } from './redis/connection.js';
-import { isValidAccountId } from './redis/keys.js';
+import { ACCOUNT_ID_RULE, isValidAccountId } from './redis/keys.js';
 import type { RedisClient } from './redis/scripts.js';
 import { createIgnoreRule } from './sync/paths.js';
 import { markdownEntryBuilder, mirrorFolder, type EntryBuilder } from './sync/sync-deps.js';
@@ -172,7 +172,7 @@ export async function createEngine(options: CreateEngineOptions): Promise<Mailro
 
   let closed: Promise<void> | undefined;
   const checkId = (accountId: string) => {
-    if (!isValidAccountId(accountId)) throw new InvalidInputError(`invalid account id ${JSON.stringify(accountId)}: 1-128 characters of A-Z a-z 0-9 : _ . -`);
+    if (!isValidAccountId(accountId)) throw new InvalidInputError(`invalid account id ${JSON.stringify(accountId)}: ${ACCOUNT_ID_RULE}`);
   };
 
   return {

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { ACCOUNT_ID_RULE, isValidAccountId } from '../redis/keys.js';
 import { UsageError } from './errors.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
@@ -45,8 +46,6 @@ const COMMAND_OPTIONS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = 
   tail: ['interval'],
 };
 
-/** Same rule as the server (account ids are 1-128 characters of A-Z a-z 0-9 : _ . -). */
-const ACCOUNT_ID = /^[A-Za-z0-9:_.-]{1,128}$/;
 
 /**
  * Parses `argv` (without node and the script) and the environment into what to do. Throws
@@ -82,7 +81,8 @@ export function parseInvocation(argv: readonly string[], env: Record<string, str
       if (required) throw new UsageError(`${commandName} needs an account id: mailroom ${commandName} <account>`);
       return undefined;
     }
-    if (!ACCOUNT_ID.test(id)) throw new UsageError(`"${id}" is not an account id (1-128 characters of A-Z a-z 0-9 : _ . -)`);
+    // The server's own rule: refused here, before a request that would only be refused there.
+    if (!isValidAccountId(id)) throw new UsageError(`"${id}" is not an account id (${ACCOUNT_ID_RULE})`);
     return id;
   };
 

@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import { credentialsSchema } from '../accounts/account-store.js';
 import type { Engine } from '../engine/engine.js';
-import { isValidAccountId } from '../redis/keys.js';
+import { ACCOUNT_ID_RULE, isValidAccountId } from '../redis/keys.js';
 import { createIgnoreRule, InvalidIgnorePatternError } from '../sync/paths.js';
 
 const linkSchema = z.intersection(credentialsSchema, z.object({ ignore: z.array(z.string().min(1).max(500)).max(200).optional() }));
@@ -12,11 +12,11 @@ export function accountRoutes(engine: Engine): Hono {
   const routes = new Hono();
 
   routes.use('/:accountId/*', async (c, next) => {
-    if (!isValidAccountId(c.req.param('accountId'))) return c.json({ error: 'invalid_account_id', message: 'account ids are 1-128 characters of A-Z a-z 0-9 : _ . -' }, 400);
+    if (!isValidAccountId(c.req.param('accountId'))) return c.json({ error: 'invalid_account_id', message: `account ids are ${ACCOUNT_ID_RULE}` }, 400);
     await next();
   });
   routes.use('/:accountId', async (c, next) => {
-    if (!isValidAccountId(c.req.param('accountId'))) return c.json({ error: 'invalid_account_id', message: 'account ids are 1-128 characters of A-Z a-z 0-9 : _ . -' }, 400);
+    if (!isValidAccountId(c.req.param('accountId'))) return c.json({ error: 'invalid_account_id', message: `account ids are ${ACCOUNT_ID_RULE}` }, 400);
     await next();
   });
 

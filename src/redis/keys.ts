@@ -6,16 +6,21 @@
 export type AccountKeys = ReturnType<typeof accountKeys>;
 
 const ACCOUNT_ID = /^[A-Za-z0-9:_.\-]{1,128}$/;
+/** `.` and `..` name folders of their own: an account's mirror folder (sync-deps.ts) would leave `mirrors/`. */
+const ONLY_DOTS = /^\.+$/;
+
+/** What a valid account id is, as the errors say it. */
+export const ACCOUNT_ID_RULE = '1-128 characters of A-Z a-z 0-9 : _ . -, not only dots';
 
 export class InvalidAccountIdError extends Error {
   constructor(readonly accountId: string) {
-    super(`invalid account id ${JSON.stringify(accountId.slice(0, 140))}: expected 1-128 characters of A-Z a-z 0-9 : _ . -`);
+    super(`invalid account id ${JSON.stringify(accountId.slice(0, 140))}: expected ${ACCOUNT_ID_RULE}`);
     this.name = 'InvalidAccountIdError';
   }
 }
 
 export function isValidAccountId(accountId: string): boolean {
-  return ACCOUNT_ID.test(accountId);
+  return ACCOUNT_ID.test(accountId) && !ONLY_DOTS.test(accountId);
 }
 
 export function accountKeys(accountId: string) {

@@ -175,7 +175,7 @@ describe('mailroom CLI against a running server', () => {
     [['link', '--access-token', 'x'], 'link needs an account id: mailroom link <account>'],
     [['unlink'], 'unlink needs an account id: mailroom unlink <account>'],
     [['status', 'a', 'b'], 'status takes one account, got 2: a b'],
-    [['status', 'bad id!'], '"bad id!" is not an account id (1-128 characters of A-Z a-z 0-9 : _ . -)'],
+    [['status', 'bad id!'], '"bad id!" is not an account id (1-128 characters of A-Z a-z 0-9 : _ . -, not only dots)'],
     [['status', '--wait'], 'status does not take --wait'],
     [['status', '--bogus'], "Unknown option '--bogus'"],
     [['link', 'a', '--access-token', 'x', '--timeout', '5'], '--timeout goes with --wait'],

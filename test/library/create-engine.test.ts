@@ -113,6 +113,8 @@ describe('createEngine', () => {
 
   it('refuses bad input before touching Redis', async () => {
     await expect(mailroom.link('bad id!', { accessToken: 'x' })).rejects.toBeInstanceOf(InvalidInputError);
+    // `.` and `..` would put the account's mirror beside (or above) every other account's.
+    for (const dots of ['.', '..', '...']) await expect(mailroom.link(dots, { accessToken: 'x' })).rejects.toThrow(/not only dots/);
     await expect(mailroom.link('dbid:x', {})).rejects.toThrow(/accessToken or refreshToken/);
     await expect(mailroom.link('dbid:x', { accessToken: 'x' }, { ignore: [''] })).rejects.toBeInstanceOf(InvalidInputError);
     await expect(createEngine({ dataDir })).rejects.toThrow(/redis/);
