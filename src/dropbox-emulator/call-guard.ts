@@ -72,7 +72,8 @@ export async function faultResponse(
       deps.faults.recordRateLimit(route, accountId, action.retryAfterSeconds);
       return rateLimited(action.retryAfterSeconds).toResponse();
     }
-    return new DropboxApiError(action.status, action.body ?? `Internal Server Error (injected fault on ${route})`).toResponse();
+    const headers: Record<string, string> = action.retryAfterSeconds === undefined ? {} : { 'Retry-After': String(action.retryAfterSeconds) };
+    return new DropboxApiError(action.status, action.body ?? `Internal Server Error (injected fault on ${route})`, headers).toResponse();
   }
   return undefined;
 }

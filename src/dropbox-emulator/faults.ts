@@ -3,7 +3,8 @@ import { lowerPath } from './paths.js';
 /** What to do instead of (or to) a normal answer. */
 export type FaultAction =
   | { status: 429; retryAfterSeconds: number }
-  | { status: 500 | 503; body?: string }
+  /** `retryAfterSeconds`: a Retry-After header on the answer (Dropbox may send one with a 503). */
+  | { status: 500 | 503; body?: string; retryAfterSeconds?: number }
   /** Never answer; the request ends when the client aborts or the emulator closes. */
   | { hang: true }
   /** files/download only: same length, bytes that no longer match content_hash. */

@@ -43,15 +43,36 @@ function errorTag(body: unknown): string {
 
 /** Retry-After in ms: the header, else the JSON body's retry_after, else 5 s (as the Python SDK). */
 export function retryAfterMs(error: ResponseErrorShape): number {
-  const header = Number(error.headers?.get('retry-after'));
-  if (Number.isFinite(header) && header >= 0 && error.headers?.get('retry-after') !== null) return header * 1000;
+  const header = retryAfterHeaderMs(error);
+  if (header !== undefined) return header;
   const body = (error.error as { error?: { retry_after?: unknown } } | null)?.error?.retry_after;
   return typeof body === 'number' ? body * 1000 : 5_000;
 }
 
+/** The Retry-After header (integer seconds) in ms, when the answer has one. */
+function retryAfterHeaderMs(error: ResponseErrorShape): number | undefined {
+  const raw = error.headers?.get('retry-after');
+  if (raw === null || raw === undefined || raw.trim() === '') return undefined;
+  const seconds = Number(raw);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
+}
+
+/**
+ * A 5xx or 408: retried with the exponential backoff, or after the server's Retry-After when it
+ * sends one (Dropbox may, on 503) and it is longer; that wait also becomes the least the actor's
+ * backoff waits if the call gives up.
+ */
+function unavailable(response: ResponseErrorShape, message: string, attempt: number, baseDelayMs: number, random: () => number) {
+  const waitMs = backoff(attempt, baseDelayMs, random);
+  const asked = retryAfterHeaderMs(response);
+  if (asked === undefined) return { kind: 'dropbox_unavailable' as const, message, waitMs, retry: true };
+  return { kind: 'dropbox_unavailable' as const, message: `${message}, retry after ${asked} ms`, waitMs: Math.max(waitMs, asked), retryAfterMs: asked, retry: true };
+}
+
 /**
  * Calls Dropbox through the SDK with the policy the SDK lacks: 429 waits at least Retry-After,
- * 5xx/408/timeouts/network errors retry with exponential backoff and jitter, a 401
+ * 5xx/408/timeouts/network errors retry with exponential backoff and jitter (at least a 5xx's
+ * Retry-After when it sends one), a 401
  * expired_access_token refreshes once, 409 becomes a typed DropboxEndpointError for the caller,
  * and anything else becomes a SyncError that the actor turns into a persisted backoff.
  */
@@ -94,7 +115,7 @@ export async function callDropbox<T>(label: string, call: (client: Dropbox) => P
         const wait = retryAfterMs(response);
         failure = { kind: 'rate_limited', message: `${label}: rate limited, retry after ${wait} ms`, waitMs: wait, retryAfterMs: wait, retry: true };
       } else if (response && (response.status >= 500 || response.status === 408)) {
-        failure = { kind: 'dropbox_unavailable', message: `${label}: Dropbox answered ${response.status}`, waitMs: backoff(attempt, baseDelayMs, random), retry: true };
+        failure = unavailable(response, `${label}: Dropbox answered ${response.status}`, attempt, baseDelayMs, random);
       } else if (response) {
         throw fail(options, 'internal', `${label}: Dropbox answered ${response.status}: ${summary(response.error)}`);
       } else if (isTransient(error)) {
@@ -118,9 +139,8 @@ function refreshFailure(options: CallOptions, label: string, error: unknown, att
     const wait = retryAfterMs(response);
     return { kind: 'rate_limited' as const, message, waitMs: wait, retryAfterMs: wait, retry: true };
   }
-  if ((response && (response.status >= 500 || response.status === 408)) || (!response && isTransient(error))) {
-    return { kind: 'dropbox_unavailable' as const, message, waitMs: backoff(attempt, baseDelayMs, random), retry: true };
-  }
+  if (response && (response.status >= 500 || response.status === 408)) return unavailable(response, message, attempt, baseDelayMs, random);
+  if (!response && isTransient(error)) return { kind: 'dropbox_unavailable' as const, message, waitMs: backoff(attempt, baseDelayMs, random), retry: true };
   throw fail(options, 'auth', `${message}; re-link the account`);
 }
 

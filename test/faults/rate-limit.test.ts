@@ -135,3 +135,27 @@ describe('429 Too Many Requests with Retry-After (fake time)', () => {
     ]);
   });
 });
+
+describe('503 Service Unavailable with Retry-After (fake time)', () => {
+  it('the in-call retry waits the full Retry-After, not the short exponential delay', async () => {
+    const account = 'dbid:faults-503-retry-after';
+    const model = h.emulator.model;
+    model.addAccount(account, { accessToken: 'tok-503' });
+    model.writeFile(account, '/posts/a.md', '# A', { clientModified: at });
+    h.emulator.faults.inject({ route: 'files/list_folder', accountId: account, status: 503, retryAfterSeconds: 30 });
+
+    expect((await h.linkAccount(account, { accessToken: 'tok-503' })).status).toBe(200);
+    await waitUntil(() => clock.waiting(RETRY_AFTER_MS), 10_000, 'the engine to sleep for Retry-After');
+    expect(h.emulator.stats.calls(account, 'files/list_folder')).toBe(1);
+
+    clock.increment(RETRY_AFTER_MS - 1);
+    await settle();
+    expect(h.emulator.stats.calls(account, 'files/list_folder')).toBe(1);
+    expect(h.engine.host.actor(account)?.getSnapshot().value).toBe('fetching');
+
+    clock.increment(1);
+    await h.waitForIdle(account);
+    expect(h.emulator.stats.calls(account, 'files/list_folder')).toBe(2);
+    await expectAccountConverged(h, account);
+  });
+});
