@@ -187,7 +187,10 @@ export async function createEngine(options: CreateEngineOptions): Promise<Mailro
         throw new InvalidInputError((error as Error).message);
       }
       const { accessToken, refreshToken } = parsed.data;
-      await engine.link(accountId, { ...(accessToken ? { accessToken } : {}), ...(refreshToken ? { refreshToken } : {}) }, ignore);
+      const linked = { ...(accessToken ? { accessToken } : {}), ...(refreshToken ? { refreshToken } : {}) };
+      const problem = engine.credentialsProblem(linked);
+      if (problem) throw new InvalidInputError(problem);
+      await engine.link(accountId, linked, ignore);
     },
     async unlink(accountId) {
       checkId(accountId);

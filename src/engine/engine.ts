@@ -179,6 +179,16 @@ export class Engine {
     });
   }
 
+  /**
+   * Why these credentials cannot work with this engine's settings, or null when they can: a refresh
+   * token alone is useless without the app key to exchange it (the account would sit in backoff
+   * with every call refused). Asked before a link, so the caller gets the reason at once.
+   */
+  credentialsProblem(credentials: DropboxCredentials): string | null {
+    if (credentials.accessToken || !credentials.refreshToken || this.options.dropbox.appKey) return null;
+    return 'a refreshToken alone needs the Dropbox app key to get access tokens (DROPBOX_APP_KEY, or dropbox.appKey of createEngine; with the app secret unless the token came from a PKCE flow): set it, or link with an accessToken';
+  }
+
   /** Links (or re-links) an account and starts a sync. */
   async link(accountId: string, credentials: DropboxCredentials, ignore: string[] = []): Promise<void> {
     this.forgetSession(accountId);

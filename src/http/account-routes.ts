@@ -43,7 +43,10 @@ export function accountRoutes(engine: Engine): Hono {
       throw error;
     }
     const accountId = c.req.param('accountId');
-    await engine.link(accountId, { ...(accessToken ? { accessToken } : {}), ...(refreshToken ? { refreshToken } : {}) }, ignore);
+    const credentials = { ...(accessToken ? { accessToken } : {}), ...(refreshToken ? { refreshToken } : {}) };
+    const problem = engine.credentialsProblem(credentials);
+    if (problem) return c.json({ error: 'invalid_body', message: problem }, 400);
+    await engine.link(accountId, credentials, ignore);
     return c.json(await engine.status(accountId), 200);
   });
 

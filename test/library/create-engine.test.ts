@@ -116,6 +116,9 @@ describe('createEngine', () => {
     // `.` and `..` would put the account's mirror beside (or above) every other account's.
     for (const dots of ['.', '..', '...']) await expect(mailroom.link(dots, { accessToken: 'x' })).rejects.toThrow(/not only dots/);
     await expect(mailroom.link('dbid:x', {})).rejects.toThrow(/accessToken or refreshToken/);
+    // This engine has no app key: a refresh token could never be exchanged.
+    await expect(mailroom.link('dbid:x', { refreshToken: 'r' })).rejects.toThrow(/needs the Dropbox app key/);
+    expect(await mailroom.status('dbid:x')).toBeNull();
     await expect(mailroom.link('dbid:x', { accessToken: 'x' }, { ignore: [''] })).rejects.toBeInstanceOf(InvalidInputError);
     await expect(createEngine({ dataDir })).rejects.toThrow(/redis/);
   });
