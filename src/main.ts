@@ -8,32 +8,61 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { DEMO_ACCOUNT, startDemo, type Demo } from './demo.js';
 import { Engine } from './engine/engine.js';
 import { createApp } from './http/app.js';
+import { serverUrl } from './http/server-url.js';
 import { createLogger } from './logger.js';
 import { startInspection } from './observability/inspector.js';
 import { openRedis, openRedisCluster } from './redis/connection.js';
 import { EmbeddedRedis } from './redis/embedded-redis.js';
 import { mirrorFolder } from './sync/sync-deps.js';
 
+/**
+ * What has been started so far, stopped in reverse order if the start fails: an embedded
+ * redis-server left running would outlive this process and share its data folder with the next one.
+ */
+class Started {
+  private readonly stops: (() => Promise<unknown>)[] = [];
+
+  add<T>(value: T, stop: (value: T) => Promise<unknown>): T {
+    this.stops.push(() => stop(value));
+    return value;
+  }
+
+  async stopAll(): Promise<void> {
+    for (const stop of this.stops.reverse()) await stop().catch(() => undefined);
+  }
+}
+
 async function main(config: Config): Promise<void> {
+  const started = new Started();
+  try {
+    await start(config, started);
+  } catch (error) {
+    await started.stopAll();
+    throw error;
+  }
+}
+
+async function start(config: Config, started: Started): Promise<void> {
   const log = createLogger({ level: config.logLevel });
   await mkdir(config.dataDir, { recursive: true });
 
-  const embedded = config.redisUrl || config.redisClusterNodes ? undefined : await EmbeddedRedis.start({ dir: join(config.dataDir, 'redis') });
+  const embedded = config.redisUrl || config.redisClusterNodes ? undefined : started.add(await EmbeddedRedis.start({ dir: join(config.dataDir, 'redis') }), (e) => e.stop());
   if (embedded) log.info({ url: embedded.url, dir: embedded.dir }, 'started an embedded redis-server (set REDIS_URL or REDIS_CLUSTER_NODES to use your own)');
   const redisOptions = { commandTimeoutMs: config.redisCommandTimeoutMs };
-  const redis = config.redisClusterNodes
-    ? await openRedisCluster(config.redisClusterNodes, redisOptions)
-    : await openRedis(config.redisUrl ?? embedded!.url, redisOptions);
+  const redis = started.add(
+    config.redisClusterNodes ? await openRedisCluster(config.redisClusterNodes, redisOptions) : await openRedis(config.redisUrl ?? embedded!.url, redisOptions),
+    async (r) => r.disconnect(),
+  );
   redis.on('error', (error: Error) => log.warn({ err: error.message }, 'redis connection error'));
 
-  const demo: Demo | undefined = config.dropboxAppSecret ? undefined : await startDemo(config.dataDir);
+  const demo: Demo | undefined = config.dropboxAppSecret ? undefined : started.add(await startDemo(config.dataDir), (d) => d.close());
   const appSecret = config.dropboxAppSecret ?? demo!.appSecret;
   const hosts = demo ? { api: demo.emulator.url, content: demo.emulator.url } : { api: config.dropboxApiUrl, content: config.dropboxContentUrl };
   const adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
   if (!config.adminToken) process.stdout.write(`ADMIN_TOKEN (generated for this run; set ADMIN_TOKEN to choose one): ${adminToken}\n`);
 
   // INSPECT=1: the Stately inspector's relay on 127.0.0.1:INSPECT_PORT, every account actor reporting to it.
-  const inspection = config.inspect ? await startInspection({ port: config.inspectPort, log }) : undefined;
+  const inspection = config.inspect ? started.add(await startInspection({ port: config.inspectPort, log }), (i) => i.close()) : undefined;
   const engine = new Engine({
     redis,
     dataDir: config.dataDir,
@@ -57,6 +86,7 @@ async function main(config: Config): Promise<void> {
     maxPollsPerSweep: config.maxPollsPerSweep,
     inspect: inspection?.inspect,
   });
+  started.add(engine, (e) => e.close());
   // Before the server listens: a webhook for an account still in the old layout would find it not linked.
   await engine.upgradeStoredLayout();
   let draining = false;
@@ -65,9 +95,10 @@ async function main(config: Config): Promise<void> {
     const created = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(created as Server));
     (created as Server).once('error', reject);
   });
+  started.add(server, (s) => new Promise((resolve) => s.close(resolve)));
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  const baseUrl = `http://${config.host}:${port}`;
+  const baseUrl = serverUrl(config.host, port);
   log.info({ url: baseUrl, webhook: `${baseUrl}/webhooks/dropbox` }, 'listening');
 
   const resumed = await engine.boot();
