@@ -4,7 +4,13 @@
  * server-side snapshot of an initial listing still being paged.
  */
 
-type CursorScope = { account: string; generation: number; scope: string; recursive: boolean; limit: number };
+/**
+ * `epoch`: the model the cursor points into (DropboxModel.epoch). A cursor from another model (an
+ * emulator started again, serving the same folder afresh) points into a journal that no longer
+ * exists: it is reset, as Dropbox resets a cursor it can no longer serve. Cursors written before
+ * epochs existed have none, and are reset too.
+ */
+type CursorScope = { account: string; epoch?: string; generation: number; scope: string; recursive: boolean; limit: number };
 export type JournalCursor = CursorScope & { kind: 'journal'; position: number };
 export type ListingCursor = CursorScope & { kind: 'listing'; listingId: string; offset: number };
 export type Cursor = JournalCursor | ListingCursor;
@@ -36,6 +42,7 @@ function isCursor(value: unknown): value is Cursor {
   const v = value as Record<string, unknown>;
   const scoped =
     typeof v.account === 'string' &&
+    (v.epoch === undefined || typeof v.epoch === 'string') &&
     typeof v.generation === 'number' &&
     typeof v.scope === 'string' &&
     typeof v.recursive === 'boolean' &&

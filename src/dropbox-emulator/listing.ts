@@ -44,13 +44,14 @@ export class ListingService {
       position: this.model.journalPosition(accountId),
     });
     const generation = this.model.generation(accountId);
-    return this.page({ kind: 'listing', account: accountId, generation, scope, recursive, limit, listingId, offset: 0 });
+    return this.page({ kind: 'listing', account: accountId, epoch: this.model.epoch, generation, scope, recursive, limit, listingId, offset: 0 });
   }
 
   latestCursor(accountId: string, scope: string, recursive: boolean, limit: number): string {
     return encodeCursor({
       kind: 'journal',
       account: accountId,
+      epoch: this.model.epoch,
       generation: this.model.generation(accountId),
       scope,
       recursive,
@@ -61,18 +62,23 @@ export class ListingService {
 
   /** The caller has already checked that the cursor belongs to the authenticated account. */
   continue(cursor: Cursor): ListFolderResult {
-    if (cursor.generation !== this.model.generation(cursor.account)) throw new CursorResetError();
+    if (!this.isCurrent(cursor)) throw new CursorResetError();
     if (!this.model.folderExists(cursor.account, cursor.scope)) throw new CursorFolderGoneError();
     return this.page(cursor);
   }
 
   /** For longpoll: whether continue would return anything now. */
   hasChanges(cursor: Cursor): boolean {
-    if (cursor.generation !== this.model.generation(cursor.account)) throw new CursorResetError();
+    if (!this.isCurrent(cursor)) throw new CursorResetError();
     if (cursor.kind === 'listing') return true;
     return this.model
       .journalAfter(cursor.account, cursor.position)
       .some((entry) => inScope(entry.metadata, cursor.scope, cursor.recursive));
+  }
+
+  /** Whether the cursor points into this model's journal as it is (not another model's, not before a reset). */
+  private isCurrent(cursor: Cursor): boolean {
+    return cursor.epoch === this.model.epoch && cursor.generation === this.model.generation(cursor.account);
   }
 
   private page(cursor: Cursor): ListFolderResult {

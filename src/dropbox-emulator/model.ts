@@ -112,6 +112,8 @@ function byPath(a: { pathLower: string }, b: { pathLower: string }): number {
  * journal of changes that cursors point into. Mutations are synchronous so tests can reason about order.
  */
 export class DropboxModel {
+  /** Names this model in its cursors (cursor.ts): a cursor of another one is reset. */
+  readonly epoch = randomBytes(6).toString('base64url');
   private readonly accounts = new Map<string, AccountState>();
   private readonly changeListeners = new Set<(accountId: string) => void>();
   readonly tokens: TokenRegistry;

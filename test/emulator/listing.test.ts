@@ -153,6 +153,27 @@ describe('list_folder through the SDK', () => {
     expect(seen).toEqual(['/f0.txt', '/f1.txt', '/f2.txt', '/f3.txt', '/f4.txt']);
   });
 
+  it('answers 409 reset for a cursor of another emulator (the demo started again serves its folder afresh)', async () => {
+    emulator.model.writeFile(accountId, '/a.txt', 'a');
+    const listing = await sdkFor(emulator.url, { accessToken: token }).filesListFolder({ path: '', recursive: true });
+    // The next run of the demo: a new emulator whose journal has nothing to do with the old one's.
+    const next = await startEmulator();
+    try {
+      next.model.addAccount(accountId, { accessToken: token });
+      next.model.writeFile(accountId, '/b.txt', 'b');
+      const dbx = sdkFor(next.url, { accessToken: token });
+      const error = await responseError(dbx.filesListFolderContinue({ cursor: listing.result.cursor }));
+      expect(error.status).toBe(409);
+      expect(error.error.error['.tag']).toBe('reset');
+      // A cursor written before cursors named their emulator is reset too.
+      const { epoch: _epoch, ...withoutEpoch } = JSON.parse(Buffer.from(listing.result.cursor, 'base64url').toString('utf8')) as Record<string, unknown>;
+      const older = Buffer.from(JSON.stringify(withoutEpoch)).toString('base64url');
+      expect((await responseError(sdkFor(emulator.url, { accessToken: token }).filesListFolderContinue({ cursor: older }))).error.error['.tag']).toBe('reset');
+    } finally {
+      await next.close();
+    }
+  });
+
   it('answers 409 reset for every cursor issued before reset()', async () => {
     emulator.model.writeFile(accountId, '/a.txt', 'a');
     const dbx = sdkFor(emulator.url, { accessToken: token });
