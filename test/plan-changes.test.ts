@@ -286,6 +286,32 @@ describe('planChanges: moves', () => {
     }
   });
 
+  it('a file listed under another case of its name is moved to it (and downloaded only if edited)', () => {
+    // Dropbox does not report a case-only rename; the file's next listing shows the new name.
+    for (const [hash, download] of [['hA', false], ['hZ', true]] as const) {
+      const renamed = file('/Notes/A.md', { id: 'id:A', rev: '02', hash });
+      const result = plan(base(), [renamed]);
+      expect(result.moves).toEqual([{ from: onDisk(a), to: item(renamed), download }]);
+      expect(result.removals).toEqual([]);
+      expect(result.downloads).toEqual(download ? [item(renamed)] : []);
+      expect(commit(base(), result).files.get('/notes/a.md')).toMatchObject({ pathDisplay: '/Notes/A.md' });
+    }
+  });
+
+  it('a file deleted and listed again at its path with its id is not removed: it stays, or moves to its new case', () => {
+    for (const name of ['/Notes/a.md', '/Notes/A.md']) {
+      const back = file(name, { id: 'id:A', rev: '03', hash: 'hA' });
+      const result = plan(base(), [deleted('/Notes/a.md'), deleted('/Notes/tmp.md'), back]);
+      expect(result.removals).toEqual(['/notes/tmp.md']);
+      expect(result.downloads).toEqual([]);
+      expect(result.moves).toEqual(name === '/Notes/a.md' ? [] : [{ from: onDisk(a), to: item(back), download: false }]);
+      expect(commit(base(), result).files.get('/notes/a.md')).toMatchObject({ rev: '03', pathDisplay: name });
+    }
+    // Another file (another id) at the path is a new file: the old one goes.
+    const other = file('/Notes/a.md', { id: 'id:other', hash: 'hA' });
+    expect(plan(base(), [deleted('/Notes/a.md'), other]).removals).toEqual(['/notes/a.md']);
+  });
+
   it('a moved and edited file is moved and then downloaded', () => {
     const moved = file('/Notes/b.md', { id: 'id:A', rev: '02', hash: 'hB' });
     const result = plan(base(), [deleted('/Notes/a.md'), moved]);

@@ -60,8 +60,9 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   if (diskWork || batch.mode === 'full') await mkdir(root, { recursive: true });
   const staging = stagingFolder(deps.dataDir, accountId);
   const staged = await stageMoves(plan.moves, root, staging);
-  // Entries move before the removals run: removing a moved file's old path must not drop its entry.
-  for (const move of plan.moves) await moveEntry(move, deps, accountId);
+  // A moved post's entry waits aside while the removals run, as its file does in staging: its old
+  // path is usually removed, and so may be its new one (deleted, then the file moved there).
+  for (const move of plan.moves) await parkEntry(move, deps, accountId);
   if (plan.removals.length) await checkpoint();
   for (const path of plan.removals) {
     const record = index.files.get(path);
@@ -74,6 +75,11 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   }
   if (plan.folders.length || staged.length) await checkpoint();
   for (const folder of plan.folders) await mkdir(localPathFor(root, folder.pathDisplay), { recursive: true });
+  // Every parked entry arrives, a lost move's too (its file comes with a download).
+  for (const move of plan.moves) await unparkEntry(move, deps, accountId);
+  // Entries an apply parked and never brought back (it was cut short, and the listing reset before
+  // the replay): a full listing is where they can go.
+  if (batch.mode === 'full') await deps.entries.dropUnder(accountId, PARKED_ENTRIES);
   for (const move of staged) await finishMove(move, root, staging, deps, accountId);
   const lost = plan.moves.filter((move) => !staged.includes(move));
   if (lost.length) patchLostMoves(plan, lost);
@@ -164,15 +170,32 @@ async function finishMove(move: PlannedMove, root: string, staging: string, deps
   }
 }
 
-/** A moved post keeps its entry id; a post renamed to a non-post name stops being an entry. */
-async function moveEntry(move: PlannedMove, deps: SyncDeps, accountId: string): Promise<void> {
+/**
+ * Where moved posts' entries wait while the removals run: no Dropbox path_lower is at or under it
+ * (it has capitals), so no removal reaches it. A move's place is named by its destination, so a
+ * replay of the same batch finds the entry where the cut-short apply left it.
+ */
+const PARKED_ENTRIES = '/.MAILROOM-MOVING';
+const parkedAt = (move: PlannedMove) => `${PARKED_ENTRIES}${move.to.pathLower}`;
+
+const keepsEntry = (move: PlannedMove, deps: SyncDeps) => {
   const builder = deps.entryBuilder ?? markdownEntryBuilder;
-  const wasPost = builder.isPost(move.from.pathLower);
-  if (wasPost && builder.isPost(move.to.pathLower)) {
-    await deps.entries.rename(accountId, move.from.pathLower, { pathLower: move.to.pathLower, path: move.to.pathDisplay });
-  } else if (wasPost && (await deps.entries.drop(accountId, move.from.pathLower))) {
+  return builder.isPost(move.from.pathLower) && builder.isPost(move.to.pathLower);
+};
+
+/** A moved post keeps its entry (parked until unparkEntry); a post renamed to a non-post name stops being an entry. */
+async function parkEntry(move: PlannedMove, deps: SyncDeps, accountId: string): Promise<void> {
+  const builder = deps.entryBuilder ?? markdownEntryBuilder;
+  if (keepsEntry(move, deps)) {
+    await deps.entries.rename(accountId, move.from.pathLower, { pathLower: parkedAt(move), path: move.to.pathDisplay });
+  } else if (builder.isPost(move.from.pathLower) && (await deps.entries.drop(accountId, move.from.pathLower))) {
     deps.events.report('entryDropped', { accountId, path: move.from.pathDisplay });
   }
+}
+
+/** The parked entry at its new path, with its id, created and updated. */
+async function unparkEntry(move: PlannedMove, deps: SyncDeps, accountId: string): Promise<void> {
+  if (keepsEntry(move, deps)) await deps.entries.rename(accountId, parkedAt(move), { pathLower: move.to.pathLower, path: move.to.pathDisplay });
 }
 
 /**

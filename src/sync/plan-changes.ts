@@ -125,13 +125,22 @@ export function planChanges(input: PlanInput): Plan {
     if (upserts.has(path) || input.full) return true;
     return input.rulesChanged && input.isIgnored(path);
   };
-  const removalCandidates = new Set<string>(deletedAt.keys());
+  // A file deleted and listed again at its path (renamed away and back, or to another casing through
+  // a temporary name) is the same file: it stays, and keeps its entry, instead of being removed and
+  // downloaded as new.
+  const relistedInPlace = (path: string): boolean => {
+    const upsert = kept.get(path);
+    const record = input.files.get(path);
+    return upsert?.tag === 'file' && record?.kind === 'file' && record.id === upsert.id;
+  };
+  const removalCandidates = new Set<string>([...deletedAt.keys()].filter((path) => !relistedInPlace(path)));
   for (const [path, record] of input.files) {
     // A wiped path goes with whatever wiped it: a folder replaced by a file is removed whole, even
     // when the index does not know the folder itself (made on disk for an un-ignored file).
     const wiper = wipedBy(path, -1);
-    if (wiper !== undefined) removalCandidates.add(wiper);
-    else if (goneLocally(path, record)) removalCandidates.add(path);
+    if (wiper !== undefined) {
+      if (!relistedInPlace(wiper)) removalCandidates.add(wiper);
+    } else if (goneLocally(path, record)) removalCandidates.add(path);
   }
   const removals = topmost([...removalCandidates]);
   const removalSet = new Set(removals);
@@ -211,7 +220,7 @@ export function planChanges(input: PlanInput): Plan {
       continue;
     }
     const item = toItem(upsert);
-    const movedFrom = movedFromRecord(upsert, input, removedLocally);
+    const movedFrom = movedFromRecord(upsert, input, removedLocally) ?? renamedInPlace(upsert, input, removedLocally);
     if (movedFrom && !movedSources.has(movedFrom.pathLower)) {
       movedSources.add(movedFrom.pathLower);
       const changed = movedFrom.contentHash !== upsert.contentHash;
@@ -279,6 +288,19 @@ function movedFromRecord(file: ListedFile, input: PlanInput, removedLocally: (pa
   if (!oldPath || oldPath === file.pathLower || !removedLocally(oldPath)) return undefined;
   const record = input.files.get(oldPath);
   return record?.kind === 'file' && record.id === file.id ? record : undefined;
+}
+
+/**
+ * The local file at this file's path_lower under another name: the same path for Dropbox (case, or
+ * Unicode normalisation, differs), another file on a case-sensitive disk. Dropbox does not report a
+ * case-only rename; the next listing of the file shows the new name. The file moves to it (and keeps
+ * its entry), or the download would write a second file beside the first, which nothing would ever
+ * remove.
+ */
+function renamedInPlace(file: ListedFile, input: PlanInput, removedLocally: (path: string) => boolean) {
+  const record = input.files.get(file.pathLower);
+  if (record?.kind !== 'file' || removedLocally(file.pathLower) || record.pathDisplay === file.pathDisplay) return undefined;
+  return record;
 }
 
 /** Whether `path` is one of `folders` or below one of them. */

@@ -1,0 +1,139 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectConverged, expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+
+/**
+ * What a user does with names in Dropbox, applied in one batch (all before the engine lists):
+ * each post keeps its entry (id and created) wherever its file goes, and the mirror ends as the
+ * Dropbox folder is, with no second copy under an old name.
+ */
+let h: Harness;
+beforeAll(async () => { h = await startHarness(); });
+afterAll(async () => { await h.close(); });
+
+const at = new Date('2024-05-01T12:00:00Z');
+
+async function linked(account: string, files: Record<string, string>) {
+  h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
+  for (const [path, content] of Object.entries(files)) h.emulator.model.writeFile(account, path, content, { clientModified: at });
+  expect((await h.linkAccount(account)).status).toBe(200);
+  await h.waitForIdle(account);
+}
+
+async function syncAgain(account: string) {
+  const before = h.emulator.stats.calls(account, 'files/list_folder/continue');
+  await h.engine.notify([account]);
+  await waitUntil(() => h.emulator.stats.calls(account, 'files/list_folder/continue') > before, 10_000, 'the listing');
+  await h.waitForIdle(account);
+}
+
+const entryAt = async (account: string, path: string) => (await h.engine.entries.list(account)).find((e) => e.path === path);
+
+describe('renames within one batch keep the entry', () => {
+  it('delete b.md, then rename a.md to b.md (one batch): the moved post keeps its id and created', async () => {
+    const account = 'dbid:renames-replace';
+    await linked(account, { '/a.md': '# A post', '/b.md': '# B post' });
+    const before = await entryAt(account, '/a.md');
+    expect(before).toBeDefined();
+
+    h.emulator.model.remove(account, '/b.md');
+    h.emulator.model.move(account, '/a.md', '/b.md');
+    await syncAgain(account);
+
+    const after = await entryAt(account, '/b.md');
+    expect(after?.title).toBe('A post');
+    expect(after?.id).toBe(before!.id);
+    expect(after?.created).toBe(before!.created);
+    await expectConverged(h, account);
+  });
+
+  it('rename a.md to tmp.md and back to a.md (one batch): the post keeps its id', async () => {
+    const account = 'dbid:renames-roundtrip';
+    await linked(account, { '/posts/hello.md': '# Hello' });
+    const before = await entryAt(account, '/posts/hello.md');
+
+    // e.g. a case-only rename done the portable way (via a temporary name)
+    h.emulator.model.move(account, '/posts/hello.md', '/posts/tmp.md');
+    h.emulator.model.move(account, '/posts/tmp.md', '/posts/Hello.md');
+    await syncAgain(account);
+
+    const after = await entryAt(account, '/posts/Hello.md');
+    expect(after).toBeDefined();
+    expect(after?.id).toBe(before!.id);
+    expect(after?.created).toBe(before!.created);
+    await expectConverged(h, account);
+  });
+
+  it('a post moved into a folder deleted and re-created in the same batch keeps its id', async () => {
+    const account = 'dbid:renames-into-recreated';
+    await linked(account, { '/a.md': '# A', '/Old/keep.txt': 'x' });
+    const before = await entryAt(account, '/a.md');
+
+    h.emulator.model.remove(account, '/Old');
+    h.emulator.model.mkdir(account, '/Old');
+    h.emulator.model.move(account, '/a.md', '/Old/a.md');
+    await syncAgain(account);
+
+    const after = await entryAt(account, '/Old/a.md');
+    expect(after?.id).toBe(before!.id);
+    await expectConverged(h, account);
+  });
+});
+
+describe('a swap of two posts within one batch', () => {
+  it('swapping two posts by name (a -> tmp, b -> a, tmp -> b) keeps both ids with their content', async () => {
+    const account = 'dbid:renames-swap';
+    await linked(account, { '/a.md': '# Alpha', '/b.md': '# Beta' });
+    const alpha = await entryAt(account, '/a.md');
+    const beta = await entryAt(account, '/b.md');
+    h.emulator.model.move(account, '/a.md', '/tmp.md');
+    h.emulator.model.move(account, '/b.md', '/a.md');
+    h.emulator.model.move(account, '/tmp.md', '/b.md');
+    await syncAgain(account);
+    const entries = await h.engine.entries.list(account);
+    expect(entries.map((e) => [e.path, e.title, e.id])).toEqual([['/a.md', 'Beta', beta!.id], ['/b.md', 'Alpha', alpha!.id]]);
+    await expectConverged(h, account);
+  });
+});
+
+describe('a rename that only changes the case, on a case-sensitive disk', () => {
+  it('a file renamed only in case and then edited leaves no stale copy under its old name', async () => {
+    const account = 'dbid:renames-case';
+    await linked(account, { '/notes/readme.txt': 'version 1' });
+
+    h.emulator.model.move(account, '/notes/readme.txt', '/notes/README.txt'); // not reported by continue
+    h.emulator.model.writeFile(account, '/notes/README.txt', 'version 2', { clientModified: at });
+    await syncAgain(account);
+
+    const mirror = await readMirror(h.dataDir, account);
+    expect([...mirror.keys()].sort()).toEqual(['/notes/README.txt']);
+    expect(mirror).toEqual(expectedMirror(h.emulator, account));
+
+    // and deleting it in Dropbox leaves nothing behind
+    h.emulator.model.remove(account, '/notes/README.txt');
+    await syncAgain(account);
+    expect([...(await readMirror(h.dataDir, account)).keys()]).toEqual([]);
+    await expectConverged(h, account);
+  });
+
+  it('a file renamed only in case, edited, then deleted in Dropbox is gone from the mirror', async () => {
+    const account = 'dbid:renames-case-delete';
+    await linked(account, { '/notes/readme.txt': 'version 1' });
+    h.emulator.model.move(account, '/notes/readme.txt', '/notes/README.txt');
+    h.emulator.model.writeFile(account, '/notes/README.txt', 'version 2', { clientModified: at });
+    await syncAgain(account);
+    h.emulator.model.remove(account, '/notes/README.txt');
+    await syncAgain(account);
+    expect(await readMirror(h.dataDir, account)).toEqual(expectedMirror(h.emulator, account));
+    await expectConverged(h, account);
+  });
+});
+
+describe('a file name near the limit of 255 bytes', () => {
+  it('of 80 CJK characters (240 bytes in UTF-8) syncs', async () => {
+    const account = 'dbid:renames-long-name';
+    const longName = `/${'字'.repeat(80)}.md`;
+    await linked(account, { [longName]: '# Long', '/ok.md': '# OK' });
+    await expectConverged(h, account);
+    expect((await h.engine.entries.list(account)).map((e) => e.title).sort()).toEqual(['Long', 'OK']);
+  });
+});
