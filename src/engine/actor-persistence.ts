@@ -39,7 +39,7 @@ export class ActorPersistence {
     const k = accountKeys(accountId);
     const idle = idleRecordOf(snapshot);
     const rest = idle ? [idle.runs, idle.lastSyncedAt ?? ''] : [JSON.stringify(snapshot), SNAPSHOT_SCHEMA];
-    const saved = await runFencedScript<number>(this.redis, 'actorSave', this.fence(accountId), [k.mailbox, k.actor], [version, now, idle ? 'idle' : state, ...rest]);
+    const saved = await runFencedScript<number>(this.redis, 'actorSave', this.fence(accountId), [k.mailbox, k.actor], [version, now, idle ? 'compact' : state, ...rest]);
     return saved === 1;
   }
 

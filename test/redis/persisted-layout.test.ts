@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActorPersistence } from '../../src/engine/actor-persistence.js';
+import { ActorPersistence, idleSnapshot } from '../../src/engine/actor-persistence.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import { waitUntil } from '../support/fixtures.js';
 import { startHarness, type Harness } from '../support/sync-harness.js';
@@ -83,5 +83,24 @@ describe('the persisted Redis layout of an account', () => {
     await h.waitForIdle(account);
     await waitUntil(async () => (await h.redis.exists(accountKeys(account).actor)) === 0, 5_000, 'the idle snapshot to replace the hash');
     expect(await h.redis.hget(accountKeys(account).mailbox, 'runs')).toBe('1');
+  });
+});
+
+describe('an idle snapshot that says more than the compact record', () => {
+  it('is stored whole, and loads back as the same snapshot', async () => {
+    // A machine that keeps lastError in idle, or a context field a newer one adds, is not compact.
+    const account = 'dbid:layout-idle-whole';
+    const persistence = new ActorPersistence(h.redis);
+    const idle = idleSnapshot(account, { runs: 3, lastSyncedAt: 1_700_000_000_000 }) as unknown as { context: Record<string, unknown> };
+    const saysMore = { ...idle, context: { ...idle.context, lastError: { kind: 'auth', message: 're-link', at: 1_700_000_000_000, jitter: 0.5 } } };
+
+    expect(await persistence.save(account, 1, saysMore, 'idle', Date.now())).toBe(true);
+
+    expect(await h.redis.hmget(accountKeys(account).mailbox, 'runs', 'lastSyncedAt')).toEqual([null, null]);
+    expect(await h.redis.hget(accountKeys(account).actor, 'state')).toBe('idle');
+    const loaded = await persistence.load(account);
+    expect(loaded).toMatchObject({ state: 'idle', version: 1 });
+    expect(loaded?.compact).toBeUndefined();
+    expect(loaded?.snapshot).toEqual(JSON.parse(JSON.stringify(saysMore)));
   });
 });

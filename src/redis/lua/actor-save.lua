@@ -5,13 +5,14 @@
 -- An idle actor is stored compactly in the mailbox (its run count and last sync; the machine's
 -- defaults are the rest) and its snapshot hash is dropped: most accounts are idle most of the time.
 -- KEYS[1] mailbox, KEYS[2] actor hash
--- ARGV[1] version, ARGV[2] updatedAt, ARGV[3] state name, then
---   for 'idle': ARGV[4] runs, ARGV[5] lastSyncedAt ('' when never)
---   otherwise:  ARGV[4] snapshot JSON, ARGV[5] schema
+-- ARGV[1] version, ARGV[2] updatedAt, ARGV[3] 'compact' for an idle actor's compact record, else
+-- the state name of a snapshot stored whole (an idle one too, when it says more than the record), then
+--   for 'compact': ARGV[4] runs, ARGV[5] lastSyncedAt ('' when never)
+--   otherwise:     ARGV[4] snapshot JSON, ARGV[5] schema
 local stored = tonumber(redis.call('HGET', KEYS[1], 'actorVersion') or '0')
 if tonumber(ARGV[1]) <= stored then return 0 end
 redis.call('HSET', KEYS[1], 'actorVersion', ARGV[1], 'actorUpdatedAt', ARGV[2])
-if ARGV[3] == 'idle' then
+if ARGV[3] == 'compact' then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'runs', ARGV[4])
   if ARGV[5] == '' then redis.call('HDEL', KEYS[1], 'lastSyncedAt') else redis.call('HSET', KEYS[1], 'lastSyncedAt', ARGV[5]) end
