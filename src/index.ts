@@ -216,7 +216,7 @@ export async function createEngine(options: CreateEngineOptions): Promise<Mailro
     },
     folder(accountId) {
       checkId(accountId);
-      return mirrorFolder(options.dataDir, accountId);
+      return mirrorFolder(engine.options.dataDir, accountId);
     },
     on(event, listener) {
       const wrapped = (payload: never) => {

@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import type { Cluster, Redis } from 'ioredis';
 import { accountMachine, type AccountContext } from '../../machines/account.machine.js';
 import { AccountStore, type StoredLink } from '../accounts/account-store.js';
@@ -111,7 +112,11 @@ export class Engine {
   private sweeping: Promise<{ reaped: number; polled: number }> | undefined;
   private upgrading: Promise<number> | undefined;
 
-  constructor(readonly options: EngineOptions) {
+  readonly options: EngineOptions;
+
+  constructor(options: EngineOptions) {
+    // Every path the engine reports (a status's folder) is absolute, whatever the caller passed.
+    this.options = { ...options, dataDir: resolve(options.dataDir) };
     const { redis, log } = options;
     this.clock = options.clock ?? systemClock;
     const fenceOf = (accountId: string) => this.host.fenceToken(accountId);
@@ -130,7 +135,7 @@ export class Engine {
       clock: this.clock,
       log,
       events: this.events,
-      dataDir: options.dataDir,
+      dataDir: this.options.dataDir,
       downloadSlots: new Semaphore(options.downloadConcurrency ?? 16),
       writeSlots: new Semaphore(options.downloadConcurrency ?? 16),
       downloadsPerAccount: options.downloadsPerAccount ?? 4,

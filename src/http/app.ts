@@ -35,6 +35,8 @@ export function createApp(options: AppOptions): Hono {
   app.route('/oauth', oauthRoutes(options));
   app.use('/metrics', requireAdmin(options.adminToken));
   app.route('/metrics', metricsRoutes(options.metrics ?? createMetrics(options.engine)));
+  // As every other error of the API: JSON, saying what is there (docs/contract.md).
+  app.notFound((c) => c.json({ error: 'not_found', message: `no route ${c.req.method} ${c.req.path} (docs/contract.md lists the API)` }, 404));
   app.onError((error, c) => {
     if (isRedisUnavailable(error)) {
       options.log.warn({ err: error.message, path: c.req.path }, 'request failed: Redis unavailable');

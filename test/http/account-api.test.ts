@@ -135,6 +135,18 @@ describe('PUT /accounts/:id validation', () => {
   });
 });
 
+describe('routes that do not exist', () => {
+  it.each([
+    ['GET', '/accounts/dbid:x/nothing-here'],
+    ['PATCH', '/accounts/dbid:x'],
+    ['GET', '/no-such-page'],
+  ])('%s %s is a JSON 404 naming the route', async (method, path) => {
+    const response = await h.api(path, { method });
+    expect(response.status).toBe(404);
+    expect(await json(response)).toEqual({ error: 'not_found', message: `no route ${method} ${path} (docs/contract.md lists the API)` });
+  });
+});
+
 describe('accounts that are not linked', () => {
   it.each([
     ['GET', '/accounts/dbid:unknown'],

@@ -1,6 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type RunningEmulator } from '../../src/dropbox-emulator/server.js';
 import { createEngine, InvalidInputError, type EngineEvent, type EntryBuilder, type MailroomEngine } from '../../src/index.js';
@@ -129,13 +129,16 @@ describe('createEngine', () => {
     const redis = await openRedis(ownServer.url);
     const dir = mkdtempSync(join(tmpdir(), 'mailroom-lib-own-'));
     try {
-      const second = await createEngine({ redis, dataDir: dir, dropbox: { apiUrl: emulator.url }, sweepIntervalMs: 0 });
+      // Given as a relative path: the folders the engine reports are absolute all the same.
+      const second = await createEngine({ redis, dataDir: relative(process.cwd(), dir), dropbox: { apiUrl: emulator.url }, sweepIntervalMs: 0 });
       const account = 'dbid:library-3';
+      expect(second.folder(account)).toBe(join(dir, 'mirrors', account));
       emulator.model.addAccount(account, { accessToken: 'tok-lib-3' });
       emulator.model.writeFile(account, '/Hello.md', '# Default builder');
       await second.link(account, { accessToken: 'tok-lib-3' });
       await waitUntil(async () => (await second.entries(account)).length === 1, 20_000, 'the default builder entry');
       expect((await second.entries(account))[0]).toMatchObject({ path: '/Hello.md', title: 'Default builder', html: '<h1>Default builder</h1>\n' });
+      expect((await second.status(account))?.folder).toBe(join(dir, 'mirrors', account));
       await second.unlink(account);
       await second.close();
       expect(await redis.ping()).toBe('PONG');
