@@ -32,6 +32,23 @@ function truncatedResponse(c: EmulatorContext, headers: Record<string, string>, 
   return RESPONSE_ALREADY_SENT;
 }
 
+/** Promises Content-Length bytes and sends them `chunkBytes` at a time, one chunk every `intervalMs`. */
+function dribbledResponse(c: EmulatorContext, deps: EmulatorDeps, headers: Record<string, string>, bytes: Uint8Array, pace: { chunkBytes: number; intervalMs: number }): Response {
+  const outgoing = c.env.outgoing;
+  outgoing.writeHead(200, { ...headers, 'Content-Length': String(bytes.length) });
+  let sent = 0;
+  const next = () => {
+    if (outgoing.destroyed || deps.closing.aborted) return;
+    const end = Math.min(bytes.length, sent + pace.chunkBytes);
+    outgoing.write(bytes.subarray(sent, end));
+    sent = end;
+    if (sent < bytes.length) setTimeout(next, pace.intervalMs).unref();
+    else outgoing.end();
+  };
+  next();
+  return RESPONSE_ALREADY_SENT;
+}
+
 export function registerDownloadRoute(app: Hono<EmulatorEnv>, deps: EmulatorDeps): void {
   const handler = async (c: EmulatorContext): Promise<Response> => {
     const accountId = authenticate(c, deps.model, ROUTE);
@@ -48,6 +65,7 @@ export function registerDownloadRoute(app: Hono<EmulatorEnv>, deps: EmulatorDeps
         'Dropbox-API-Result': headerSafeJson(untagged(metadata)),
       };
       if (action && 'truncate' in action) return truncatedResponse(c, headers, content);
+      if (action && 'dribble' in action) return dribbledResponse(c, deps, headers, content, action.dribble);
       const body = action && 'corrupt' in action ? corrupted(content) : content;
       return new Response(new Uint8Array(body), { status: 200, headers });
     });

@@ -10,7 +10,13 @@ export type FaultAction =
   /** files/download only: same length, bytes that no longer match content_hash. */
   | { corrupt: true }
   /** files/download only: headers and part of the body, then the socket is destroyed. */
-  | { truncate: true };
+  | { truncate: true }
+  /**
+   * files/download only: the body in chunks of `chunkBytes`, one every `intervalMs`: a slow link
+   * (a large file taking longer than a client's deadline as a whole), or, with an interval longer
+   * than that deadline, a transfer that stalls.
+   */
+  | { dribble: { chunkBytes: number; intervalMs: number } };
 
 export type FaultRule = FaultAction & {
   /** e.g. 'files/list_folder/continue', 'files/download', 'oauth2/token'. */

@@ -146,6 +146,34 @@ describe('5xx on files/download', () => {
   });
 });
 
+describe('a large download', () => {
+  // Over WHOLE_BODY_DEADLINE_BYTES (1 MiB): the deadline is for each chunk, not the whole body.
+  const large = `# Large\n\n${'0123456789abcdef'.repeat(96 * 1024)}`; // 1.5 MiB
+
+  it('that keeps arriving is not cut, though it takes longer than the call deadline', async () => {
+    const account = 'dbid:faults-dl-slow-link';
+    // 12 chunks of 128 KiB, one every 200 ms: about 2.2 s in all, against a 1 s deadline.
+    h.emulator.faults.inject({ route: 'files/download', accountId: account, path: '/video.md', dribble: { chunkBytes: 128 * 1024, intervalMs: 200 } });
+    const started = Date.now();
+    await linkWith(account, { '/video.md': large });
+    await h.waitForIdle(account);
+    expect(Date.now() - started).toBeGreaterThan(2 * CALL_TIMEOUT_MS);
+    expect(h.emulator.stats.downloads(account, '/video.md')).toBe(1);
+    await expectConverged(account);
+  }, 60_000);
+
+  it('that stops arriving is cut by the deadline, retried, and completed', async () => {
+    const account = 'dbid:faults-dl-stall';
+    // The first chunk, then nothing for longer than the deadline.
+    h.emulator.faults.inject({ route: 'files/download', accountId: account, path: '/video.md', dribble: { chunkBytes: 256 * 1024, intervalMs: 60_000 } });
+    await linkWith(account, { '/video.md': large });
+    await waitUntil(() => h.emulator.stats.downloads(account, '/video.md') >= 2, 30_000, 'the retry after the stall');
+    await h.waitForIdle(account);
+    expect(h.emulator.stats.downloads(account, '/video.md')).toBe(2);
+    await expectConverged(account);
+  }, 60_000);
+});
+
 describe('a hanging download', () => {
   it('is cut by the call deadline, retried, and completed', async () => {
     const account = 'dbid:faults-dl-hang';
