@@ -35,13 +35,6 @@ function expectedWithout(accountId: string, refused: (path: string) => boolean):
   return new Map([...expectedMirror(h.emulator, accountId)].filter(([path]) => !refused(path)));
 }
 
-async function sync(accountId: string): Promise<void> {
-  const before = h.emulator.stats.calls(accountId, 'files/list_folder/continue');
-  await h.engine.notify([accountId]);
-  await waitUntil(() => h.emulator.stats.calls(accountId, 'files/list_folder/continue') > before, 10_000, 'the listing');
-  await h.waitForIdle(accountId);
-}
-
 describe('names that are unsafe on disk', () => {
   it('are refused and logged while the rest syncs, and the account ends idle without an error', async () => {
     const account = 'dbid:faults-hostile-names';
@@ -81,7 +74,7 @@ describe('names that are unsafe on disk', () => {
     // A later change still syncs, and a hostile name renamed to a safe one arrives.
     model.move(account, `/posts/${longName}`, '/posts/short.md');
     model.writeFile(account, '/posts/fine.md', '# Fine v2', { clientModified: at });
-    await sync(account);
+    await h.syncChanges(account);
     expect(await readMirror(h.dataDir, account)).toEqual(expectedWithout(account, isHostile));
     expect((await readMirror(h.dataDir, account)).get('/posts/short.md')?.content).toBe('# Hostile');
     await expectIdle(account);
@@ -102,7 +95,7 @@ describe('kinds that change under one path', () => {
     // File -> folder (one sync).
     model.remove(account, '/Journal');
     model.writeFile(account, '/Journal/Day 1.md', '# Day 1', { clientModified: at });
-    await sync(account);
+    await h.syncChanges(account);
     expect(await readMirror(h.dataDir, account)).toEqual(expectedMirror(h.emulator, account));
     expect((await h.engine.entries.list(account)).map((e) => e.path).sort()).toEqual(['/Journal/Day 1.md', '/keep.md']);
     await expectIdle(account);
@@ -110,7 +103,7 @@ describe('kinds that change under one path', () => {
     // Folder -> file (one sync): the folder's post stops being an entry.
     model.remove(account, '/Journal');
     model.writeFile(account, '/Journal', 'a plain file again', { clientModified: at });
-    await sync(account);
+    await h.syncChanges(account);
     expect(await readMirror(h.dataDir, account)).toEqual(expectedMirror(h.emulator, account));
     expect((await h.engine.entries.list(account)).map((e) => e.path)).toEqual(['/keep.md']);
     await expectIdle(account);
@@ -122,7 +115,7 @@ describe('kinds that change under one path', () => {
     model.writeFile(account, '/Journal', 'short-lived', { clientModified: at });
     model.remove(account, '/Journal');
     model.writeFile(account, '/Journal/Day 3.md', '# Day 3', { clientModified: at });
-    await sync(account);
+    await h.syncChanges(account);
     expect(await readMirror(h.dataDir, account)).toEqual(expectedMirror(h.emulator, account));
     expect((await h.engine.entries.list(account)).map((e) => e.path).sort()).toEqual(['/Journal/Day 3.md', '/keep.md']);
 
@@ -132,7 +125,7 @@ describe('kinds that change under one path', () => {
     model.writeFile(account, '/Journal/x.md', '# X', { clientModified: at });
     model.remove(account, '/Journal');
     model.writeFile(account, '/Journal', 'a plain file again', { clientModified: at });
-    await sync(account);
+    await h.syncChanges(account);
     expect(await readMirror(h.dataDir, account)).toEqual(expectedMirror(h.emulator, account));
     expect((await h.engine.entries.list(account)).map((e) => e.path)).toEqual(['/keep.md']);
     await expectIdle(account);

@@ -32,6 +32,8 @@ export interface Harness {
   linkAccount(accountId: string, body?: Record<string, unknown>): Promise<Response>;
   api(path: string, init?: RequestInit): Promise<Response>;
   waitForIdle(accountId: string, timeoutMs?: number): Promise<void>;
+  /** Notifies the engine as a webhook would, then waits for the listing that follows and for the run to end. */
+  syncChanges(accountId: string): Promise<void>;
   /** GET /accounts/:id through the HTTP API. */
   status(accountId: string): Promise<StatusBody>;
   /** Another engine (as another process would be) on the same Redis, emulator and mirror folder. */
@@ -129,6 +131,18 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const api = (path: string, init: RequestInit = {}) =>
     fetch(url + path, { ...init, headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json', ...init.headers } });
 
+  const waitForIdle = async (accountId: string, timeoutMs = 20_000) => {
+    await waitUntil(async () => {
+      try {
+        const status = await engine.status(accountId);
+        const box = await engine.mailbox.read(accountId);
+        return status?.state === 'idle' && box.status === 'idle' && !box.dirty && status.pending === 0;
+      } catch {
+        return false; // Redis unreachable for a moment (fault tests): keep waiting
+      }
+    }, timeoutMs, `account ${accountId} to be idle`);
+  };
+
   return {
     redisServer,
     redis,
@@ -145,16 +159,13 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     async status(accountId) {
       return (await (await api(`/accounts/${accountId}`)).json()) as StatusBody;
     },
-    async waitForIdle(accountId, timeoutMs = 20_000) {
-      await waitUntil(async () => {
-        try {
-          const status = await engine.status(accountId);
-          const box = await engine.mailbox.read(accountId);
-          return status?.state === 'idle' && box.status === 'idle' && !box.dirty && status.pending === 0;
-        } catch {
-          return false; // Redis unreachable for a moment (fault tests): keep waiting
-        }
-      }, timeoutMs, `account ${accountId} to be idle`);
+    waitForIdle,
+    async syncChanges(accountId) {
+      const listed = () => emulator.stats.calls(accountId, 'files/list_folder/continue');
+      const before = listed();
+      await engine.notify([accountId]);
+      await waitUntil(() => listed() > before, 10_000, 'the listing');
+      await waitForIdle(accountId);
     },
     async startPeer(engineOptions, beforeBoot) {
       const peerLog = process.env.TEST_LOG ? createLogger({ level: process.env.TEST_LOG }).child({ engine: engineOptions.ownerId ?? 'peer' }) : silentLogger;

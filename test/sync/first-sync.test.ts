@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectConverged, expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+import { expectConverged, expectedMirror, readMirror, startHarness, type Harness } from '../support/sync-harness.js';
 
 let h: Harness;
 beforeAll(async () => { h = await startHarness(); });
@@ -50,10 +50,7 @@ describe('a new revision with the same bytes', () => {
 
     const restoredAt = new Date('2024-06-01T08:30:00Z');
     h.emulator.model.writeFile(account, '/photo.jpg', 'same bytes', { clientModified: restoredAt });
-    const listed = h.emulator.stats.calls(account, 'files/list_folder/continue');
-    await h.engine.notify([account]);
-    await waitUntil(() => h.emulator.stats.calls(account, 'files/list_folder/continue') > listed, 10_000, 'the listing');
-    await h.waitForIdle(account);
+    await h.syncChanges(account);
 
     expect((await readMirror(h.dataDir, account)).get('/photo.jpg')?.mtimeMs).toBe(restoredAt.getTime());
     expect(h.emulator.stats.downloads(account, '/photo.jpg')).toBe(downloads);

@@ -19,13 +19,6 @@ async function linked(account: string, files: Record<string, string>) {
   await h.waitForIdle(account);
 }
 
-async function syncAgain(account: string) {
-  const before = h.emulator.stats.calls(account, 'files/list_folder/continue');
-  await h.engine.notify([account]);
-  await waitUntil(() => h.emulator.stats.calls(account, 'files/list_folder/continue') > before, 10_000, 'the listing');
-  await h.waitForIdle(account);
-}
-
 const entryAt = async (account: string, path: string) => (await h.engine.entries.list(account)).find((e) => e.path === path);
 
 describe('renames within one batch keep the entry', () => {
@@ -37,7 +30,7 @@ describe('renames within one batch keep the entry', () => {
 
     h.emulator.model.remove(account, '/b.md');
     h.emulator.model.move(account, '/a.md', '/b.md');
-    await syncAgain(account);
+    await h.syncChanges(account);
 
     const after = await entryAt(account, '/b.md');
     expect(after?.title).toBe('A post');
@@ -54,7 +47,7 @@ describe('renames within one batch keep the entry', () => {
     // e.g. a case-only rename done the portable way (via a temporary name)
     h.emulator.model.move(account, '/posts/hello.md', '/posts/tmp.md');
     h.emulator.model.move(account, '/posts/tmp.md', '/posts/Hello.md');
-    await syncAgain(account);
+    await h.syncChanges(account);
 
     const after = await entryAt(account, '/posts/Hello.md');
     expect(after).toBeDefined();
@@ -71,7 +64,7 @@ describe('renames within one batch keep the entry', () => {
     h.emulator.model.remove(account, '/Old');
     h.emulator.model.mkdir(account, '/Old');
     h.emulator.model.move(account, '/a.md', '/Old/a.md');
-    await syncAgain(account);
+    await h.syncChanges(account);
 
     const after = await entryAt(account, '/Old/a.md');
     expect(after?.id).toBe(before!.id);
@@ -88,7 +81,7 @@ describe('a swap of two posts within one batch', () => {
     h.emulator.model.move(account, '/a.md', '/tmp.md');
     h.emulator.model.move(account, '/b.md', '/a.md');
     h.emulator.model.move(account, '/tmp.md', '/b.md');
-    await syncAgain(account);
+    await h.syncChanges(account);
     const entries = await h.engine.entries.list(account);
     expect(entries.map((e) => [e.path, e.title, e.id])).toEqual([['/a.md', 'Beta', beta!.id], ['/b.md', 'Alpha', alpha!.id]]);
     await expectConverged(h, account);
@@ -102,7 +95,7 @@ describe('a rename that only changes the case, on a case-sensitive disk', () => 
 
     h.emulator.model.move(account, '/notes/readme.txt', '/notes/README.txt'); // not reported by continue
     h.emulator.model.writeFile(account, '/notes/README.txt', 'version 2', { clientModified: at });
-    await syncAgain(account);
+    await h.syncChanges(account);
 
     const mirror = await readMirror(h.dataDir, account);
     expect([...mirror.keys()].sort()).toEqual(['/notes/README.txt']);
@@ -110,7 +103,7 @@ describe('a rename that only changes the case, on a case-sensitive disk', () => 
 
     // and deleting it in Dropbox leaves nothing behind
     h.emulator.model.remove(account, '/notes/README.txt');
-    await syncAgain(account);
+    await h.syncChanges(account);
     expect([...(await readMirror(h.dataDir, account)).keys()]).toEqual([]);
     await expectConverged(h, account);
   });
@@ -120,9 +113,9 @@ describe('a rename that only changes the case, on a case-sensitive disk', () => 
     await linked(account, { '/notes/readme.txt': 'version 1' });
     h.emulator.model.move(account, '/notes/readme.txt', '/notes/README.txt');
     h.emulator.model.writeFile(account, '/notes/README.txt', 'version 2', { clientModified: at });
-    await syncAgain(account);
+    await h.syncChanges(account);
     h.emulator.model.remove(account, '/notes/README.txt');
-    await syncAgain(account);
+    await h.syncChanges(account);
     expect(await readMirror(h.dataDir, account)).toEqual(expectedMirror(h.emulator, account));
     await expectConverged(h, account);
   });

@@ -15,13 +15,6 @@ afterAll(async () => { await h.close(); });
 
 const at = new Date('2024-05-01T12:00:00Z');
 
-async function syncAgain(account: string): Promise<void> {
-  const before = h.emulator.stats.calls(account, 'files/list_folder/continue');
-  await h.engine.notify([account]);
-  await waitUntil(() => h.emulator.stats.calls(account, 'files/list_folder/continue') > before, 10_000, 'the listing');
-  await h.waitForIdle(account);
-}
-
 describe('a file that cannot be written at its path', () => {
   it('is set aside and shown; the rest syncs, later changes too; a change to it brings it back', async () => {
     const account = 'dbid:set-aside';
@@ -35,7 +28,7 @@ describe('a file that cannot be written at its path', () => {
     await mkdir(join(blocked, 'inside'), { recursive: true });
     h.emulator.model.writeFile(account, '/blocked.md', '# Blocked', { clientModified: at });
     h.emulator.model.writeFile(account, '/next.md', '# Next', { clientModified: at });
-    await syncAgain(account);
+    await h.syncChanges(account);
 
     const status = await h.status(account);
     expect(status).toMatchObject({ state: 'idle', pending: 0, lastError: null, setAside: 1 });
@@ -46,7 +39,7 @@ describe('a file that cannot be written at its path', () => {
     // The account keeps syncing: a later change arrives, the set-aside file is not tried again.
     const downloadsOfBlocked = h.emulator.stats.downloads(account, '/blocked.md');
     h.emulator.model.writeFile(account, '/later.md', '# Later', { clientModified: at });
-    await syncAgain(account);
+    await h.syncChanges(account);
     expect((await readMirror(h.dataDir, account)).get('/later.md')?.content).toBe('# Later');
     expect(h.emulator.stats.downloads(account, '/blocked.md')).toBe(downloadsOfBlocked);
     expect((await h.status(account)).setAside).toBe(1);
@@ -54,7 +47,7 @@ describe('a file that cannot be written at its path', () => {
     // The folder is cleared away and the post edited: the listing names it again, and it syncs.
     await rm(blocked, { recursive: true });
     h.emulator.model.writeFile(account, '/blocked.md', '# Unblocked', { clientModified: at });
-    await syncAgain(account);
+    await h.syncChanges(account);
     expect((await h.status(account)).setAsideFiles).toEqual([]);
     await expectConverged(h, account);
   });
@@ -68,7 +61,7 @@ describe('a file that cannot be written at its path', () => {
     const blocked = join(mirrorFolder(h.dataDir, account), 'a', 'x.txt');
     await mkdir(join(blocked, 'inside'), { recursive: true });
     h.emulator.model.writeFile(account, '/a/x.txt', 'x', { clientModified: at });
-    await syncAgain(account);
+    await h.syncChanges(account);
     expect((await h.status(account)).setAside).toBe(1);
 
     await rm(blocked, { recursive: true });
@@ -80,10 +73,10 @@ describe('a file that cannot be written at its path', () => {
 
     await mkdir(join(blocked + '2', 'inside'), { recursive: true });
     h.emulator.model.writeFile(account, '/a/x.txt2', 'x2', { clientModified: at });
-    await syncAgain(account);
+    await h.syncChanges(account);
     expect((await h.status(account)).setAside).toBe(1);
     h.emulator.model.remove(account, '/a');
-    await syncAgain(account);
+    await h.syncChanges(account);
     expect(await h.status(account)).toMatchObject({ setAside: 0, setAsideFiles: [] });
   });
 });
