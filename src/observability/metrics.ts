@@ -91,6 +91,15 @@ export function createMetrics(engine: Engine): Registry {
     downloads.inc({ outcome: 'failed' });
     downloadErrors.inc({ kind });
   });
+  const setAside = new Counter({
+    name: 'mailroom_files_set_aside_total',
+    help: 'Files set aside because no retry could write them at their path (a name the disk refuses, a folder in the way): each needs a look, its account status lists it.',
+    registers,
+  });
+  events.on('fileSetAside', ({ accountId }) => {
+    seen(accountId);
+    setAside.inc();
+  });
 
   const stateDuration = new Histogram({
     name: 'mailroom_state_duration_seconds',

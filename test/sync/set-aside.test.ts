@@ -35,6 +35,8 @@ describe('a file that cannot be written at its path', () => {
     expect(status.setAsideFiles).toEqual([{ path: '/blocked.md', kind: 'filesystem', message: expect.stringContaining('EISDIR'), at: expect.any(String) }]);
     expect((await readMirror(h.dataDir, account)).get('/next.md')?.content).toBe('# Next');
     expect((await h.engine.entries.list(account)).map((e) => e.path).sort()).toEqual(['/next.md', '/ok.md']);
+    // Operators see it too, without an account id in the labels.
+    expect(await (await h.api('/metrics')).text()).toMatch(/^mailroom_files_set_aside_total 1$/m);
 
     // The account keeps syncing: a later change arrives, the set-aside file is not tried again.
     const downloadsOfBlocked = h.emulator.stats.downloads(account, '/blocked.md');
