@@ -44,7 +44,9 @@ export function accountKeys(accountId: string) {
      * - the link's settings: `ignore` (JSON patterns; absent when none), `linkedAt`;
      * - the listing's state: `mode` ('full' while a full listing is due or under way; absent:
      *   continue from the cursor), `resync` ('1' when a full re-list was asked for), `ignoreRules`
-     *   (the ignore patterns the index was built with, as JSON; absent before the first commit).
+     *   (the ignore patterns the index was built with, as JSON; absent before the first commit),
+     *   `movesPlaced` (the page whose apply has placed its moves and not yet committed: absent
+     *   between runs).
      */
     mailbox: `${tag}:mailbox`,
     /** STRING "<owner>|<token>" with a TTL: which process runs this account's actor. */

@@ -32,10 +32,12 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   // A stopped actor (lost lease, watchdog) must stop touching the disk, and a process that lost the
   // account while paused must not touch it at all: each phase of disk changes starts with a fenced check.
   let touchedDisk = false;
-  const checkpoint = async () => {
+  /** `movesPlacedOf`: the page whose moves are now placed, recorded by the same fenced round trip. */
+  const checkpoint = async (movesPlacedOf?: string) => {
     if (signal.aborted) throw new SyncError({ kind: 'internal', message: 'applying stopped', at: deps.clock.now(), jitter: deps.random() });
     try {
-      await deps.store.assertOwner(accountId);
+      if (movesPlacedOf) await deps.store.markMovesPlaced(accountId, movesPlacedOf);
+      else await deps.store.assertOwner(accountId);
     } catch (error) {
       // Changed the mirror, then lost the account: the new owner must look at the disk again.
       if (touchedDisk && isFencedError(error)) deps.requestReconcile(accountId, 'changed the mirror while applying, then found the account taken over');
@@ -54,26 +56,35 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
 
   // A fenced check before each phase that changes the disk (and only those: each costs a round trip).
   const diskWork = plan.moves.length + plan.removals.length + plan.folders.length > 0;
-  if (diskWork) await checkpoint();
-  // The mirror's folder exists from the first (full) listing on; a download makes its own folders.
-  // Not asking again on every run saves a thread-pool call on the path of every one-file change.
-  if (diskWork || batch.mode === 'full') await mkdir(root, { recursive: true });
   const staging = stagingFolder(deps.dataDir, accountId);
-  const staged = await stageMoves(plan.moves, root, staging);
-  // A moved post's entry waits aside while the removals run, as its file does in staging: its old
-  // path is usually removed, and so may be its new one (deleted, then the file moved there).
-  for (const move of plan.moves) await parkEntry(move, deps, accountId);
-  if (plan.removals.length) await checkpoint();
-  for (const path of plan.removals) {
-    const record = index.files.get(path);
-    const display = record?.pathDisplay ?? entries.find((e) => e.pathLower === path)?.pathDisplay;
-    const local = display ? safeLocalPath(root, display) : null;
-    if (local) await rm(local, { recursive: true, force: true });
-    const dropped = (await deps.entries.drop(accountId, path)) + (await deps.entries.dropUnder(accountId, path));
-    if (display) deps.events.report('fileRemoved', { accountId, path: display });
-    if (dropped) deps.events.report('entryDropped', { accountId, path: display ?? path });
+  // Staging and removing are safe to repeat until the moves are placed, and only until then: a
+  // replay after it would stage the files already moved onto the old paths (a swap) and remove
+  // files already moved into place. So once they are, the page says so, and a replay only places.
+  let staged: PlannedMove[];
+  if (batch.movesPlaced) {
+    staged = await placedBefore(plan.moves, root, staging);
+  } else {
+    if (diskWork) await checkpoint();
+    // The mirror's folder exists from the first (full) listing on; a download makes its own folders.
+    // Not asking again on every run saves a thread-pool call on the path of every one-file change.
+    if (diskWork || batch.mode === 'full') await mkdir(root, { recursive: true });
+    staged = await stageMoves(plan.moves, root, staging);
+    // A moved post's entry waits aside while the removals run, as its file does in staging: its old
+    // path is usually removed, and so may be its new one (deleted, then the file moved there).
+    for (const move of plan.moves) await parkEntry(move, deps, accountId);
+    if (plan.removals.length) await checkpoint();
+    for (const path of plan.removals) {
+      const record = index.files.get(path);
+      const display = record?.pathDisplay ?? entries.find((e) => e.pathLower === path)?.pathDisplay;
+      const local = display ? safeLocalPath(root, display) : null;
+      if (local) await rm(local, { recursive: true, force: true });
+      const dropped = (await deps.entries.drop(accountId, path)) + (await deps.entries.dropUnder(accountId, path));
+      if (display) deps.events.report('fileRemoved', { accountId, path: display });
+      if (dropped) deps.events.report('entryDropped', { accountId, path: display ?? path });
+    }
   }
-  if (plan.folders.length || staged.length) await checkpoint();
+  if (plan.moves.length && !batch.movesPlaced) await checkpoint(batch.pageId);
+  else if (plan.folders.length || staged.length) await checkpoint();
   for (const folder of plan.folders) await mkdir(localPathFor(root, folder.pathDisplay), { recursive: true });
   // Every parked entry arrives, a lost move's too (its file comes with a download).
   for (const move of plan.moves) await unparkEntry(move, deps, accountId);
@@ -147,6 +158,18 @@ async function stageMoves(moves: PlannedMove[], root: string, staging: string): 
     if (!move.download && (await isFile(localPathFor(root, move.to.pathDisplay)))) ready.push(move); // arrived before a crash
   }
   return ready;
+}
+
+/**
+ * The moves an apply cut short had placed (apply-moves-placed.lua), as stageMoves would have
+ * returned them: each file is in staging still, or already at its new path.
+ */
+async function placedBefore(moves: PlannedMove[], root: string, staging: string): Promise<PlannedMove[]> {
+  const placed: PlannedMove[] = [];
+  for (const move of moves) {
+    if ((await isFile(join(staging, stagedName(move)))) || (await isFile(localPathFor(root, move.to.pathDisplay)))) placed.push(move);
+  }
+  return placed;
 }
 
 async function finishMove(move: PlannedMove, root: string, staging: string, deps: SyncDeps, accountId: string): Promise<void> {

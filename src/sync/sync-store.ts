@@ -39,6 +39,8 @@ export interface PendingBatch {
   pageId: string | null;
   mode: ListingMode;
   ignoreRules: string | null;
+  /** An apply of this batch was cut short after it placed its moves (apply-moves-placed.lua): a replay only completes them. */
+  movesPlaced: boolean;
 }
 
 export interface ApplyInput {
@@ -62,7 +64,7 @@ export interface ApplyInput {
  */
 export const HANDED_OVER_QUEUE_LIMIT = 256;
 
-type ApplyLoadReply = [string[], string | null, string | null, string | null, string[], string[], string[], string[], string | null, IndexReadScope];
+type ApplyLoadReply = [string[], string | null, string | null, string | null, string[], string[], string[], string[], string | null, IndexReadScope, (string | null)?];
 
 export interface LocalIndex {
   files: Map<string, LocalRecord>;
@@ -168,6 +170,11 @@ export class SyncStore {
     return [...parseValues<DownloadItem>(await this.redis.hgetall(k.queue)).values()];
   }
 
+  /** Fenced: records that the apply of `pageId` has staged its moves and run its removals (apply-moves-placed.lua). */
+  async markMovesPlaced(accountId: string, pageId: string): Promise<void> {
+    await runFencedScript(this.redis, 'applyMovesPlaced', this.fence(accountId), [accountKeys(accountId).mailbox], [pageId]);
+  }
+
   /** Throws FENCED unless this process still owns the account: asked before touching the disk. */
   async assertOwner(accountId: string): Promise<void> {
     await runFencedScript(this.redis, 'ownerCheck', this.fence(accountId), []);
@@ -245,9 +252,9 @@ export class SyncStore {
 }
 
 /** apply-read.lua's answer (from applyLoad, or with a listing's last page) as the apply step's input. */
-function parseApplyLoadReply([changes, pageId, mode, ignoreRules, files, fileIds, ignored, queue, ignore, indexScope]: ApplyLoadReply): ApplyInput {
+function parseApplyLoadReply([changes, pageId, mode, ignoreRules, files, fileIds, ignored, queue, ignore, indexScope, movesPlaced]: ApplyLoadReply): ApplyInput {
   return {
-    batch: { entries: changes.map((line) => JSON.parse(line) as ListedEntry), pageId, mode: mode === 'full' ? 'full' : 'continue', ignoreRules },
+    batch: { entries: changes.map((line) => JSON.parse(line) as ListedEntry), pageId, mode: mode === 'full' ? 'full' : 'continue', ignoreRules, movesPlaced: !!pageId && movesPlaced === pageId },
     index: {
       files: parseFlatValues<LocalRecord>(files),
       fileIds: new Map(hashReplyEntries(fileIds)),

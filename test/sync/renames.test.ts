@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { SyncStore } from '../../src/sync/sync-store.js';
 import { expectConverged, expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /**
@@ -128,5 +129,56 @@ describe('a file name near the limit of 255 bytes', () => {
     await linked(account, { [longName]: '# Long', '/ok.md': '# OK' });
     await expectConverged(h, account);
     expect((await h.engine.entries.list(account)).map((e) => e.title).sort()).toEqual(['Long', 'OK']);
+  });
+});
+
+describe('an apply cut short after it placed its moves (its commit failed), then replayed', () => {
+  // The commit of the account's next batch fails once, as a Redis timeout or a lost lease would
+  // fail it: by then the files and entries are at their new paths, and the actor applies the same
+  // batch again after its backoff.
+  const commitPlan = SyncStore.prototype.commitPlan;
+  let failFor: string | null = null;
+  beforeAll(() => {
+    SyncStore.prototype.commitPlan = async function (this: SyncStore, ...args: Parameters<typeof commitPlan>) {
+      if (args[0] === failFor) {
+        failFor = null;
+        throw new Error('Command timed out');
+      }
+      return commitPlan.apply(this, args);
+    };
+  });
+  afterEach(() => { failFor = null; });
+  afterAll(() => { SyncStore.prototype.commitPlan = commitPlan; });
+
+  it('a swap of two posts keeps the files and the ids where they went', async () => {
+    const account = 'dbid:replay-swap';
+    await linked(account, { '/a.md': '# Alpha', '/b.md': '# Beta' });
+    const alpha = await entryAt(account, '/a.md');
+    const beta = await entryAt(account, '/b.md');
+    h.emulator.model.move(account, '/a.md', '/tmp.md');
+    h.emulator.model.move(account, '/b.md', '/a.md');
+    h.emulator.model.move(account, '/tmp.md', '/b.md');
+    failFor = account;
+    await h.syncChanges(account);
+    expect(failFor).toBeNull(); // the commit did fail once
+    const entries = await h.engine.entries.list(account);
+    expect(entries.map((e) => [e.path, e.title, e.id])).toEqual([['/a.md', 'Beta', beta!.id], ['/b.md', 'Alpha', alpha!.id]]);
+    await expectConverged(h, account);
+  });
+
+  it('a file moved onto a path deleted in the same batch stays in place, a post with its id', async () => {
+    const account = 'dbid:replay-replace';
+    await linked(account, { '/a.bin': 'AAA', '/b.bin': 'BBB', '/a.md': '# A post', '/b.md': '# B post' });
+    const post = await entryAt(account, '/a.md');
+    for (const ext of ['bin', 'md']) {
+      h.emulator.model.remove(account, `/b.${ext}`);
+      h.emulator.model.move(account, `/a.${ext}`, `/b.${ext}`);
+    }
+    failFor = account;
+    await h.syncChanges(account);
+    expect(failFor).toBeNull();
+    expect((await readMirror(h.dataDir, account)).get('/b.bin')?.content).toBe('AAA');
+    expect(await entryAt(account, '/b.md')).toMatchObject({ id: post!.id, created: post!.created, title: 'A post' });
+    await expectConverged(h, account);
   });
 });
