@@ -33,6 +33,11 @@ export interface AccountHostOptions {
   onReleased?: (accountId: string) => void;
   /** Called with the fresh lease just before an actor starts: what the grant read can serve its first steps. */
   onStarting?: (accountId: string, lease: Lease) => void;
+  /**
+   * A wake that waited here for a run slot found, once it got one, that another process owns the
+   * account: pass it on to that process (the engine publishes it on the wake channel).
+   */
+  forward?: (accountId: string, event: AccountEvent) => void;
   /** Longest a state may last before the watchdog restarts the actor from its last snapshot. */
   stateDeadlinesMs: Record<Exclude<AccountStateName, 'idle'>, number>;
   watchdogIntervalMs: number;
@@ -137,7 +142,10 @@ export class AccountHost {
     if (next.done || this.closed) return;
     const [nextId, event] = next.value;
     this.waiting.delete(nextId);
-    this.send(nextId, event).catch((error: unknown) => this.options.log.error({ accountId: nextId, err: (error as Error).message }, 'could not start a waiting run; the reaper will retry'));
+    this.send(nextId, event).then(
+      (delivered) => { if (!delivered) this.options.forward?.(nextId, event); },
+      (error: unknown) => this.options.log.error({ accountId: nextId, err: (error as Error).message }, 'could not start a waiting run; the reaper will retry'),
+    );
   }
 
   /** The account was unlinked: a wake waiting here for a run slot must not start an actor for it later. */

@@ -65,8 +65,12 @@ const SWEEP_BATCH = 500;
 /** The set-aside files an account's status lists (all of them are counted). */
 export const STATUS_SET_ASIDE_LIMIT = 20;
 
-/** `relinked`: the account's credentials were just replaced (a link), so its owner must build its session anew. */
-type WakeMessage = { accountId: string; type: 'WEBHOOK' | 'RESYNC' | 'UNLINK'; relinked?: true };
+/**
+ * Between processes, on WAKE_CHANNEL: deliver WEBHOOK or RESYNC to the account's actor, stop it
+ * (UNLINK), or forget the Dropbox session built from its old credentials (RELINKED: a link replaced
+ * them, and the owner may be any process).
+ */
+type WakeMessage = { accountId: string; type: 'WEBHOOK' | 'RESYNC' | 'UNLINK' | 'RELINKED' };
 
 export interface AccountStatus {
   accountId: string;
@@ -178,6 +182,9 @@ export class Engine {
         forgetHandovers(this.handovers, accountId);
       },
       onStarting: (accountId, lease) => this.linkAtStart.set(accountId, lease.link),
+      forward: (accountId, event) => {
+        this.publish({ accountId, type: event.type }).catch((error: unknown) => log.warn({ accountId, err: (error as Error).message }, 'could not pass a wake on to the owner; the sweep will find the account'));
+      },
       stateDeadlinesMs: { ...DEFAULT_STATE_DEADLINES_MS, ...options.stateDeadlinesMs },
       watchdogIntervalMs: options.watchdogIntervalMs ?? 5_000,
       inspect: options.inspect,
@@ -199,7 +206,13 @@ export class Engine {
     this.forgetSession(accountId);
     const wake = await this.accounts.link(accountId, credentials, ignore, this.clock.now());
     // A re-link cuts a backoff short (a revoked token is the usual reason to re-link).
-    await this.deliver({ accountId, type: wake ? 'WEBHOOK' : 'RESYNC', relinked: true });
+    // Again now that the new credentials are stored: a step of this process that built a session
+    // in between would have cached the old ones.
+    this.forgetSession(accountId);
+    // Always, before the wake: the owner may be another process, and the wake may not reach it
+    // from here (it waits for a run slot here, or goes by the reaper).
+    await this.publish({ accountId, type: 'RELINKED' });
+    await this.deliver({ accountId, type: wake ? 'WEBHOOK' : 'RESYNC' });
   }
 
   /** Unlinks: the unlink bumps the fence, so whichever process runs the actor has its writes refused. */
@@ -369,9 +382,12 @@ export class Engine {
         this.host.cancelWaiting(message.accountId);
         if (this.host.actor(message.accountId)) void this.host.stop(message.accountId);
         this.forgetSession(message.accountId);
+      } else if (message.type === 'RELINKED') {
+        this.forgetSession(message.accountId);
+        // As a link here would: the new credentials cut a backoff short (a revoked token is the usual
+        // reason to re-link), whether or not the wake that follows reaches this process.
+        if (this.host.actor(message.accountId)?.getSnapshot().value === 'backoff') this.host.deliverLocal(message.accountId, { type: 'RESYNC' });
       } else {
-        // Linked again through another process: the owner's session still holds the old credentials.
-        if (message.relinked) this.forgetSession(message.accountId);
         this.host.deliverLocal(message.accountId, { type: message.type });
       }
     });
