@@ -97,6 +97,8 @@ async function engineStepsProcessor(url: string, options: ProcessorOptions): Pro
     maxAttemptsPerCall: 4,
     retryBaseDelayMs: 250,
     lostOwnership: () => {},
+    // BullMQ's own concurrency bounds the jobs; the steps never wait in backoff here.
+    runSlot: async () => {},
     requestReconcile: () => {},
     own: () => ({ token: '', store, entries, mailbox }),
   };

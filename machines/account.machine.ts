@@ -69,7 +69,7 @@ export const accountMachine = setup({
     applyChanges: notProvided<unknown>('applyChanges'),
     downloadQueue: notProvided<unknown>('downloadQueue'),
     finishRun: notProvided<FinishOutput>('finishRun'),
-    waitUntil: fromPromise<void, { until: number }>(async () => {
+    waitUntil: fromPromise<void, { until: number; accountId?: string }>(async () => {
       throw new Error('actor waitUntil was not provided to the account machine');
     }),
   },
@@ -170,7 +170,8 @@ export const accountMachine = setup({
       invoke: {
         id: 'waitUntil',
         src: 'waitUntil',
-        input: ({ context }) => ({ until: context.retryAt ?? 0 }),
+        // The account too: leaving backoff starts a run again, which waits for a run slot (the host's).
+        input: ({ context }) => ({ until: context.retryAt ?? 0, accountId: context.accountId }),
         onDone: [
           // A listed page is applied before anything is listed after it, and a finished run is
           // recorded before the next one starts: those two steps are retried where they failed.

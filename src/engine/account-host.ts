@@ -9,7 +9,7 @@ import { isFencedError } from '../redis/scripts.js';
 import type { SyncStore } from '../sync/sync-store.js';
 import type { EngineEvents } from './engine-events.js';
 import { type ActorPersistence, parseStoredActor, validateSnapshot } from './actor-persistence.js';
-import { type Clock, sleep, systemClock } from './clock.js';
+import { AbortedError, type Clock, sleep, systemClock } from './clock.js';
 import { forEachBounded } from './semaphore.js';
 
 export type AccountActor = Actor<AccountMachine>;
@@ -79,6 +79,8 @@ export class AccountHost {
   /** Accounts with a run going here (actor not idle), and those waiting for a free run slot. */
   private readonly active = new Set<string>();
   private readonly waiting = new Map<string, AccountEvent>();
+  /** Retries leaving backoff that wait for a run slot; served before the waiting wakes (runs already under way). */
+  private readonly retries: { accountId: string; grant: () => void }[] = [];
   private readonly idleTimers = new Map<string, NodeJS.Timeout>();
   /** When each actor in memory entered its current state (real time: the watchdog's clock). */
   private readonly enteredAt = new Map<string, { state: string; at: number }>();
@@ -135,9 +137,43 @@ export class AccountHost {
     return true;
   }
 
-  /** A run ended (or its actor left): let the next waiting account start. */
+  /**
+   * Resolves once the account holds a run slot: a retry leaving backoff (which gave its slot back)
+   * waits its turn, so an outage that fails every run cannot make all of them retry at once.
+   */
+  runSlot(accountId: string, signal: AbortSignal): Promise<void> {
+    if (this.active.has(accountId) || this.active.size < this.options.maxActiveRuns) {
+      this.active.add(accountId);
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const waiter = {
+        accountId,
+        grant: () => {
+          signal.removeEventListener('abort', abandon);
+          this.active.add(accountId);
+          resolve();
+        },
+      };
+      const abandon = () => {
+        const at = this.retries.indexOf(waiter);
+        if (at >= 0) this.retries.splice(at, 1);
+        reject(new AbortedError());
+      };
+      if (signal.aborted) return abandon();
+      signal.addEventListener('abort', abandon, { once: true });
+      this.retries.push(waiter);
+    });
+  }
+
+  /** A run ended (or its actor left): let the next waiting retry, or else account, start. */
   private runEnded(accountId: string): void {
     if (!this.active.delete(accountId)) return;
+    const retry = this.retries.shift();
+    if (retry) {
+      retry.grant();
+      return;
+    }
     const next = this.waiting.entries().next();
     if (next.done || this.closed) return;
     const [nextId, event] = next.value;
@@ -325,7 +361,7 @@ export class AccountHost {
           // (A new or restored actor's first snapshot is not the end of a run: its slot may be reserved.)
           // A backoff gives its slot back: an account that keeps failing (a revoked token) would
           // otherwise hold it for good, and enough of them would stop every other run here. Its
-          // retry takes a slot again without waiting for one, as a run already under way.
+          // retry waits for a slot again (runSlot, from the backoff's waitUntil).
           if ((state === 'idle' && lastState) || state === 'backoff') this.runEnded(accountId);
           else if (state !== 'idle') this.active.add(accountId);
         }

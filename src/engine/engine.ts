@@ -149,6 +149,7 @@ export class Engine {
       retryBaseDelayMs: options.retryBaseDelayMs ?? 250,
       entryBuilder: options.entryBuilder,
       lostOwnership: (accountId, reason, token) => this.host.lostOwnership(accountId, reason, token),
+      runSlot: (accountId, signal) => this.host.runSlot(accountId, signal),
       requestReconcile: (accountId, reason) => {
         log.warn({ accountId, reason }, 'wrote to the mirror after losing the account: asking its owner for a full reconcile');
         this.resync(accountId).catch((error: unknown) => log.error({ accountId, err: (error as Error).message }, 'could not ask for a reconcile; POST /accounts/:id/resync repairs the mirror'));

@@ -69,7 +69,12 @@ export function createStepActors(deps: SyncDeps, handovers: StepHandovers = newS
     }),
     downloadQueue: step<unknown>('downloadQueue', (input, signal, owned, token) => downloadQueue(input.accountId, signal, owned, handovers.queues.take(input.accountId, token))),
     finishRun: step<FinishOutput>('finishRun', async (input, _signal, owned): Promise<FinishOutput> => ({ next: await owned.mailbox.finishRun(input.accountId), at: deps.clock.now() })),
-    waitUntil: fromPromise<void, { until: number }>(({ input, signal }) => sleep(deps.clock, input.until - deps.clock.now(), signal)),
+    waitUntil: fromPromise<void, { until: number; accountId?: string }>(async ({ input, signal }) => {
+      await sleep(deps.clock, input.until - deps.clock.now(), signal);
+      // A retry is a run: it waits its turn for a run slot as a new one does. (A snapshot persisted
+      // before the input named the account resumes without waiting.)
+      if (input.accountId) await deps.runSlot(input.accountId, signal);
+    }),
   };
 }
 

@@ -54,6 +54,8 @@ export interface SyncDeps {
   /** `limit` for list_folder (Dropbox: 1..2000). */
   pageLimit: number;
   random: () => number;
+  /** Resolves once the account holds one of the process's run slots (a retry leaving backoff waits for it). */
+  runSlot: (accountId: string, signal: AbortSignal) => Promise<void>;
   /** A write was refused as FENCED: another process owns the account now; stop its actor here. */
   lostOwnership: (accountId: string, reason: string, token: string) => void;
   /**

@@ -121,7 +121,7 @@ describe('persisted snapshot format', () => {
 
     const backoff = byState.backoff as Record<string, any>;
     expect(backoff.context).toMatchObject({ retryAt: T0 + 500, retryState: 'applying', attempt: 1, lastError: { kind: 'dropbox_unavailable', at: T0 } });
-    expect(backoff.children).toEqual({ waitUntil: { src: 'waitUntil', syncSnapshot: false, snapshot: { status: 'active', input: { until: T0 + 500 } } } });
+    expect(backoff.children).toEqual({ waitUntil: { src: 'waitUntil', syncSnapshot: false, snapshot: { status: 'active', input: { until: T0 + 500, accountId: 'acc-1' } } } });
     for (const [state, snapshot] of Object.entries(byState)) {
       expect(Object.keys((snapshot as Record<string, any>).children), state).toEqual(invokedChildren(state));
     }

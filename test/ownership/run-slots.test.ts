@@ -52,6 +52,40 @@ describe('run slots', () => {
     await h.waitForIdle(next, 10_000);
   });
 
+  it('retries leaving backoff wait for the slot too: an outage never runs more than maxActiveRuns at once', async () => {
+    const ids = ['dbid:slots-outage-0', 'dbid:slots-outage-1', 'dbid:slots-outage-2'];
+    for (const id of ids) addAccount(id);
+    // Dropbox fails every listing, slowly (200 ms, then 503): runs fail and back off, again and again.
+    h.emulator.faults.setLatency(200, 'files/list_folder');
+    h.emulator.faults.inject({ route: 'files/list_folder', status: 503, times: Infinity });
+    const running = new Set<string>();
+    let most = 0;
+    let failures = 0;
+    const onState = ({ accountId, to }: { accountId: string; to: string }) => {
+      if (!ids.includes(accountId)) return;
+      if (['fetching', 'applying', 'downloading', 'finishing'].includes(to)) running.add(accountId);
+      else running.delete(accountId);
+      most = Math.max(most, running.size);
+    };
+    const onFailed = ({ accountId }: { accountId: string }) => { if (ids.includes(accountId)) failures++; };
+    h.engine.events.on('state', onState);
+    h.engine.events.on('stepFailed', onFailed);
+    try {
+      for (const id of ids) expect((await h.linkAccount(id)).status).toBe(200);
+      // Each account failed twice: its retry came out of backoff at least once.
+      await waitUntil(() => failures >= 2 * ids.length, 30_000, 'two failures per account');
+      h.emulator.faults.clear();
+      h.emulator.faults.setLatency(0, 'files/list_folder');
+      for (const id of ids) await h.waitForIdle(id, 30_000);
+    } finally {
+      h.emulator.faults.clear();
+      h.emulator.faults.setLatency(0, 'files/list_folder');
+      h.engine.events.off('state', onState);
+      h.engine.events.off('stepFailed', onFailed);
+    }
+    expect(most).toBe(1);
+  }, 60_000);
+
   it('an account unlinked while it waits for a slot is not started when the slot frees', async () => {
     const busy = 'dbid:slots-busy';
     const gone = 'dbid:slots-gone';
