@@ -30,11 +30,16 @@ type Outcome = 'downloaded' | 'unchanged' | 'dropped';
  * kept for when the disk is fixed.
  */
 const PATH_ERRORS = new Set(['ENAMETOOLONG', 'EILSEQ', 'EINVAL', 'EISDIR', 'ENOTDIR', 'EEXIST']);
+/**
+ * The calls that look a path up. The same codes from a call on an open file (futimes, fsync: EINVAL
+ * on a file system that cannot do it) would fail every file alike.
+ */
+const PATH_CALLS = new Set(['open', 'rename', 'mkdir', 'utime', 'lutime']);
 
 /** The reason to set a file aside, when `error` is one that only a change to its path can cure. */
 export function pathFailure(error: unknown): { kind: 'filesystem'; message: string } | null {
-  const code = (error as NodeJS.ErrnoException | null)?.code;
-  if (typeof code !== 'string' || !PATH_ERRORS.has(code)) return null;
+  const { code, syscall } = (error ?? {}) as NodeJS.ErrnoException;
+  if (typeof code !== 'string' || !PATH_ERRORS.has(code) || typeof syscall !== 'string' || !PATH_CALLS.has(syscall)) return null;
   return { kind: 'filesystem', message: (error as Error).message };
 }
 
@@ -94,7 +99,8 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       const onePath = pathFailure(error);
       deps.events.report('downloadFailed', { accountId, path: item.pathDisplay, kind: error instanceof SyncError ? error.failure.kind : onePath ? onePath.kind : isRedisUnavailable(error) ? 'redis' : 'internal' });
       if (isRedisUnavailable(error) || isFencedError(error)) halted ??= error;
-      if (!onePath || signal.aborted) throw error;
+      // Not when the mirror's own folder is missing or not a folder: every file fails then (ENOTDIR).
+      if (!onePath || signal.aborted || !(await isFolder(root))) throw error;
       // Retrying would fail the same way and hold the whole account in backoff.
       if (await deps.store.setAside(accountId, item, { ...onePath, at: deps.clock.now() })) {
         output.setAside++;
@@ -208,6 +214,10 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
     const result = await deps.store.completeDownload(accountId, item, entry);
     if (result.entry?.applied) deps.events.report('entrySet', { accountId, entry: result.entry.entry });
   }
+}
+
+async function isFolder(path: string): Promise<boolean> {
+  return stat(path).then((info) => info.isDirectory(), () => false);
 }
 
 /**

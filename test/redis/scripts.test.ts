@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
@@ -126,5 +127,28 @@ describe('running the Lua scripts', () => {
     } finally {
       log.stop();
     }
+  });
+});
+
+describe('changes-commit.lua and the set-aside files', () => {
+  it('takes out those a listing names again, or whose folder it deletes or replaces with a file, and no other', async () => {
+    const account = 'dbid:scripts-set-aside';
+    const k = accountKeys(account);
+    const pageCursor = 'cursor-of-the-page';
+    const aside = ['/named.md', '/deleted/x.md', '/replaced/x.md', '/listed-folder/x.md', '/elsewhere/x.md', '/deletedness.md'];
+    await redis.hset(k.setAside, Object.fromEntries(aside.map((path) => [path, '{}'])));
+    await redis.set(k.pageCursor, pageCursor);
+    const entries = [
+      { tag: 'file', pathLower: '/named.md' },
+      { tag: 'deleted', pathLower: '/deleted' },
+      { tag: 'file', pathLower: '/replaced' },
+      { tag: 'folder', pathLower: '/listed-folder' },
+    ];
+    await redis.rpush(k.changes, ...entries.map((entry) => JSON.stringify(entry)));
+    const pageId = createHash('sha1').update(pageCursor).digest('hex');
+    const ops = JSON.stringify({ queue: { set: [], del: [] }, files: { set: [], del: [] }, fileIds: { set: [], del: [] }, ignored: { set: [], del: [] } });
+    const reply = await runScript<[number]>(redis, 'changesCommit', [k.fence, k.mailbox, k.pageCursor, k.cursor, k.changes, k.queue, k.files, k.fileIds, k.ignored, k.setAside], ['', pageId, entries.length, ops, '[]', 256]);
+    expect(reply[0]).toBe(1);
+    expect((await redis.hkeys(k.setAside)).sort()).toEqual(['/deletedness.md', '/elsewhere/x.md', '/listed-folder/x.md']);
   });
 });

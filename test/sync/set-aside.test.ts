@@ -1,6 +1,7 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pathFailure } from '../../src/sync/download-queue.js';
 import { mirrorFolder } from '../../src/sync/sync-deps.js';
 import { expectConverged, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
@@ -103,5 +104,40 @@ describe('a download that keeps failing for another reason', () => {
     await waitUntil(async () => (await readMirror(h.dataDir, account)).has('/bad.md'), 15_000, 'bad.md once the bytes are right');
     await h.waitForIdle(account);
     await expectConverged(h, account);
+  });
+});
+
+describe('what is set aside and what is not', () => {
+  it('only an error of a call that looks the path up, with a code of the path', () => {
+    const error = (code: string, syscall: string) => Object.assign(new Error(`${code}: ${syscall}`), { code, syscall });
+    expect(pathFailure(error('EISDIR', 'rename'))).toMatchObject({ kind: 'filesystem' });
+    expect(pathFailure(error('ENAMETOOLONG', 'open'))).toMatchObject({ kind: 'filesystem' });
+    // The same codes from a call on an open file fail every file alike; other codes are disk-wide.
+    expect(pathFailure(error('EINVAL', 'futime'))).toBeNull();
+    expect(pathFailure(error('EINVAL', 'fsync'))).toBeNull();
+    expect(pathFailure(error('ENOSPC', 'open'))).toBeNull();
+    expect(pathFailure(error('EACCES', 'open'))).toBeNull();
+  });
+
+  it('nothing, when the mirror folder itself is not a folder: the step backs off and keeps its queue', async () => {
+    const account = 'dbid:set-aside-root';
+    h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
+    h.emulator.model.writeFile(account, '/ok.md', '# OK', { clientModified: at });
+    expect((await h.linkAccount(account)).status).toBe(200);
+    await h.waitForIdle(account);
+
+    const root = mirrorFolder(h.dataDir, account);
+    await rm(root, { recursive: true });
+    await writeFile(root, 'a file where the mirror folder was');
+    h.emulator.model.writeFile(account, '/new.md', '# New', { clientModified: at });
+    await h.engine.notify([account]);
+    await waitUntil(async () => (await h.status(account)).lastError?.kind === 'filesystem', 10_000, 'the failed download');
+    expect(await h.status(account)).toMatchObject({ state: 'backoff', setAside: 0, pending: 1 });
+
+    await rm(root);
+    await mkdir(root);
+    await waitUntil(async () => (await readMirror(h.dataDir, account)).has('/new.md'), 15_000, 'new.md once the folder is back');
+    await h.waitForIdle(account);
+    expect((await h.status(account)).setAside).toBe(0);
   });
 });

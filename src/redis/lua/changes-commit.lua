@@ -15,19 +15,31 @@
 -- not read it back, or { 1 } when it holds more.
 local page = redis.call('GET', KEYS[2])
 if not page or redis.sha1hex(page) ~= ARGV[1] then return 0 end
--- A file set aside is tried again once a listing names its path, or a folder above it, again (the
--- plan has queued it afresh if it still needs a download); a full listing names everything again.
--- Rare, so the batch is read back only when something is set aside.
+-- A file set aside is tried again once a listing names its path again, or deletes a folder above it
+-- or puts a file there (the plan has queued it afresh if it still needs a download); a full listing
+-- names everything again. A folder listed above it says nothing of it. Rare, so the batch is read
+-- back only when something is set aside: once, into a table, then each set-aside path looks up
+-- itself and the folders above it.
 if redis.call('EXISTS', KEYS[9]) == 1 then
   if redis.call('HGET', KEYS[1], 'mode') == 'full' then
     redis.call('DEL', KEYS[9])
   else
-    local aside = redis.call('HKEYS', KEYS[9])
+    local named, wiped = {}, {}
     for _, raw in ipairs(redis.call('LRANGE', KEYS[4], 0, tonumber(ARGV[2]) - 1)) do
-      local listed = cjson.decode(raw).pathLower
-      for _, path in ipairs(aside) do
-        if path == listed or string.sub(path, 1, #listed + 1) == listed .. '/' then redis.call('HDEL', KEYS[9], path) end
+      local entry = cjson.decode(raw)
+      named[entry.pathLower] = true
+      if entry.tag ~= 'folder' then wiped[entry.pathLower] = true end
+    end
+    for _, path in ipairs(redis.call('HKEYS', KEYS[9])) do
+      local again = named[path]
+      local from = 2
+      while not again do
+        local slash = string.find(path, '/', from, true)
+        if not slash then break end
+        again = wiped[string.sub(path, 1, slash - 1)]
+        from = slash + 1
       end
+      if again then redis.call('HDEL', KEYS[9], path) end
     end
   end
 end
