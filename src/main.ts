@@ -1,5 +1,6 @@
 import { serve } from '@hono/node-server';
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
@@ -31,6 +32,9 @@ class Started {
     for (const stop of this.stops.reverse()) await stop().catch(() => undefined);
   }
 }
+
+/** How long a shutdown waits for requests in flight before it closes their connections. */
+const SHUTDOWN_GRACE_MS = 5_000;
 
 async function main(config: Config): Promise<void> {
   const started = new Started();
@@ -90,7 +94,10 @@ async function start(config: Config, started: Started): Promise<void> {
   // Before the server listens: a webhook for an account still in the old layout would find it not linked.
   await engine.upgradeStoredLayout();
   let draining = false;
-  const app = createApp({ engine, redis, appSecret, adminToken, log, draining: () => draining });
+  const closing = new AbortController();
+  // One listener per open status stream (up to its limit of 100), all removed as they end.
+  setMaxListeners(0, closing.signal);
+  const app = createApp({ engine, redis, appSecret, adminToken, log, draining: () => draining, closing: closing.signal });
   const server = await new Promise<Server>((resolve, reject) => {
     const created = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(created as Server));
     (created as Server).once('error', reject);
@@ -125,7 +132,13 @@ async function start(config: Config, started: Started): Promise<void> {
     log.info({ signal }, 'shutting down');
     clearInterval(sweeper);
     await demo?.close();
+    // The status page's streams end now; any other request gets a few seconds to finish.
+    closing.abort();
+    server.closeIdleConnections();
+    const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+    force.unref();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    clearTimeout(force);
     await engine.close();
     await inspection?.close();
     await redis.quit().catch(() => redis.disconnect());

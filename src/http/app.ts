@@ -20,6 +20,8 @@ export interface AppOptions {
   adminToken: string;
   log: Logger;
   draining?: () => boolean;
+  /** Aborted when the server shuts down: long-lived responses (the status page's streams) end. */
+  closing?: AbortSignal;
   /** The registry served at /metrics (default: a new one fed by the engine's events). */
   metrics?: Registry;
 }

@@ -17,7 +17,16 @@ export interface StatusPageOptions {
   ticketTtlMs?: number;
   /** Open streams at most (each costs a little memory and a share of every broadcast). */
   maxStreams?: number;
+  /** Aborted when the server shuts down: every stream ends (a stream never ends by itself, so it would hold the shutdown). */
+  closing?: AbortSignal;
 }
+
+/**
+ * What a stream may hold that its client has not read yet. A client that stops reading (a stalled
+ * proxy, a suspended laptop) would otherwise have every broadcast queued for it in this process;
+ * past this it is dropped, and its page reconnects with a fresh snapshot when it can.
+ */
+export const STREAM_BUFFER_LIMIT_BYTES = 1024 * 1024;
 
 /** What `statusPageRoutes` exposes besides the routes, for tests. */
 export interface StatusPageRoutes extends Hono {
@@ -59,6 +68,7 @@ export function statusPageRoutes(options: StatusPageOptions): StatusPageRoutes {
   });
 
   routes.get('/events', async (c) => {
+    if (options.closing?.aborted) return c.json({ error: 'unavailable', message: 'the server is shutting down' }, 503);
     if (!tickets.redeem(c.req.query('ticket'))) {
       return c.json({ error: 'unauthorized', message: 'open the stream with a fresh ticket from POST /events/ticket' }, 401);
     }
@@ -71,18 +81,37 @@ export function statusPageRoutes(options: StatusPageOptions): StatusPageRoutes {
     const close = () => {
       if (closed) return;
       closed = true;
+      options.closing?.removeEventListener('abort', end);
       disconnect?.();
     };
-    const body = new ReadableStream<Uint8Array>({
-      start: (ctl) => {
-        controller = ctl;
+    /** The server shuts down: the stream ends, so the connection can close. */
+    const end = () => {
+      close();
+      try {
+        controller.close();
+      } catch {
+        // already closed or errored
+      }
+    };
+    const body = new ReadableStream<Uint8Array>(
+      {
+        start: (ctl) => {
+          controller = ctl;
+        },
+        cancel: close,
       },
-      cancel: close,
-    });
+      new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }),
+    );
     c.req.raw.signal.addEventListener('abort', close, { once: true });
+    options.closing?.addEventListener('abort', end, { once: true });
     const client = {
       send: (chunk: string) => {
         if (closed) throw new Error('stream closed');
+        // desiredSize is the room left below the high-water mark: negative, what waits unread.
+        if ((controller.desiredSize ?? 0) < -STREAM_BUFFER_LIMIT_BYTES) {
+          end();
+          throw new Error('the client stopped reading its stream');
+        }
         controller.enqueue(encoder.encode(chunk));
       },
     };

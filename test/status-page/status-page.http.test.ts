@@ -1,6 +1,6 @@
 import { serve } from '@hono/node-server';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { statusPageRoutes, type StatusPageRoutes } from '../../src/status-page/routes.js';
 import { ADMIN_TOKEN, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
@@ -135,5 +135,61 @@ describe('a stream', () => {
     expect(text).toMatch(/event: transition\ndata: \{"type":"transition"[^\n]*"accountId":"dbid:http-2","from":"idle","to":"fetching"/);
     controller.abort();
     await waitUntil(() => routes.statusHub!.clientCount === 0, 5_000, 'the hub to drop the closed stream');
+  });
+});
+
+describe('streams and the server around them', () => {
+  let server: Server;
+  let url: string;
+  let routes: StatusPageRoutes;
+  const closing = new AbortController();
+
+  beforeAll(async () => {
+    // No heartbeat or refresh of their own: only what the test broadcasts.
+    routes = statusPageRoutes({ engine: h.engine, adminToken: ADMIN_TOKEN, closing: closing.signal, hub: { heartbeatMs: 600_000, refreshIntervalMs: 600_000 } });
+    server = await new Promise<Server>((resolve) => {
+      const created = serve({ fetch: routes.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(created as Server));
+    });
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    routes.statusHub!.stop();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  const newTicket = async () =>
+    ((await (await fetch(`${url}/events/ticket`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { ticket: string }).ticket;
+
+  it('a client that stops reading is dropped once a MiB waits for it, instead of being buffered without end', async () => {
+    // Opens its stream, reads the first bytes, then never reads again (a stalled proxy, a frozen tab).
+    const socket = connect(Number(new URL(url).port), '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write(`GET /events?ticket=${await newTicket()} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await new Promise<void>((resolve) => socket.once('data', () => { socket.pause(); resolve(); }));
+    await waitUntil(() => routes.statusHub!.clientCount === 1, 5_000, 'the stream to be open');
+
+    const accountId = `dbid:${'x'.repeat(120)}`;
+    let sent = 0;
+    // About 200 bytes a transition: 100,000 of them are 20 MB, far past what the socket takes.
+    while (routes.statusHub!.clientCount > 0 && sent < 100_000) {
+      for (let i = 0; i < 1_000; i++) h.engine.events.report('state', { accountId, from: 'downloading', to: 'finishing', durationMs: i });
+      sent += 1_000;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(routes.statusHub!.clientCount).toBe(0);
+    expect(sent).toBeLessThan(100_000);
+    socket.destroy();
+  });
+
+  it('every stream ends when the server shuts down, so the server can close', async () => {
+    const response = await fetch(`${url}/events?ticket=${await newTicket()}`);
+    expect(response.status).toBe(200);
+    await waitUntil(() => routes.statusHub!.clientCount === 1, 5_000, 'the stream to be open');
+    closing.abort();
+    await readStream(response, () => false); // returns when the stream ends
+    expect(routes.statusHub!.clientCount).toBe(0);
+    await new Promise<void>((resolve) => server.close(() => resolve())); // no connection holds it
+    expect((await fetch(`${url}/`).catch((error: Error) => error)) instanceof Error).toBe(true);
   });
 });
