@@ -2,6 +2,7 @@ import { ApiError, GaveUpError, UsageError, type ExitCode, EXIT } from './errors
 import type { AccountStatus, ApiClient } from './api-client.js';
 import type { Command } from './args.js';
 import { formatAccounts, formatEntries, formatError, formatStatus, formatTailLine, tailKey } from './format.js';
+import { printable } from './printable.js';
 import { advanceProgress, INITIAL_PROGRESS, renderSyncProgress, worthALine } from './progress.js';
 
 /** The outside world of a command: replaced in tests, `processIO()` in the real CLI. */
@@ -108,9 +109,9 @@ async function waitForSync(accountId: string, baseline: string | null, timeoutMs
       if (status.lastError && status.state === 'backoff') {
         if (status.lastError.kind === 'auth') {
           endLine();
-          throw new GaveUpError(`Dropbox refused the credentials of ${accountId} (${status.lastError.message}); link it again with a valid token`);
+          throw new GaveUpError(`Dropbox refused the credentials of ${accountId} (${printable(status.lastError.message)}); link it again with a valid token`);
         }
-        const report = `${status.lastError.kind}: ${status.lastError.message}`;
+        const report = printable(`${status.lastError.kind}: ${status.lastError.message}`);
         if (report !== lastReported) {
           if (tty) io.stdout.write('\n');
           io.stderr.write(`retrying after ${report}\n`);

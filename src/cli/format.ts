@@ -1,4 +1,5 @@
 import type { AccountStatus, Entry } from './api-client.js';
+import { printable } from './printable.js';
 import { formatDuration } from './progress.js';
 
 /** `2024-05-01T10:00:00.000Z (3m05s ago)`, or `never`. */
@@ -10,19 +11,19 @@ export function formatTime(iso: string | null, now: number): string {
 }
 
 export function formatError(error: AccountStatus['lastError']): string {
-  return error ? `${error.kind}: ${error.message}` : '-';
+  return error ? printable(`${error.kind}: ${error.message}`) : '-';
 }
 
 /** One account, one field per line. */
 export function formatStatus(status: AccountStatus, now: number): string {
   const rows: [string, string][] = [
-    ['state', status.state],
+    ['state', printable(status.state)],
     ['pending', `${status.pending} download${status.pending === 1 ? '' : 's'}`],
     ...setAsideRows(status),
     ['dirty', status.dirty ? 'yes (a change is waiting to be listed)' : 'no'],
     ['last synced', formatTime(status.lastSyncedAt, now)],
     ['last error', status.lastError ? `${formatError(status.lastError)} (${formatTime(status.lastError.at, now)})` : '-'],
-    ['folder', status.folder],
+    ['folder', printable(status.folder)],
   ];
   const hint = status.lastError?.kind === 'auth' ? '\nDropbox refused the credentials: re-link the account (mailroom link <account> --refresh-token …).' : '';
   return `${status.accountId}\n${rows.map(([k, v]) => `  ${k.padEnd(13)}${v}`).join('\n')}${hint}`;
@@ -35,7 +36,7 @@ function setAsideRows(status: AccountStatus): [string, string][] {
   if (count === 0) return [];
   const listed = status.setAsideFiles ?? [];
   const rows: [string, string][] = [['set aside', `${count} file${count === 1 ? '' : 's'} that cannot be written at ${count === 1 ? 'its path' : 'their paths'} (a change to ${count === 1 ? 'it' : 'one'} or a resync tries again)`]];
-  for (const file of listed) rows.push(['', `${file.path}: ${file.kind}: ${file.message}`]);
+  for (const file of listed) rows.push(['', printable(`${file.path}: ${file.kind}: ${file.message}`)]);
   if (listed.length < count) rows.push(['', `… and ${count - listed.length} more`]);
   return rows;
 }
@@ -66,14 +67,15 @@ export function tailKey(status: AccountStatus): string {
 
 /** `2024-05-01T10:00:00.000Z  dbid:x  downloading  pending=12  error=-` (+ `synced` when a run just ended). */
 export function formatTailLine(status: AccountStatus, previous: AccountStatus | undefined, now: number): string {
-  const parts = [new Date(now).toISOString(), status.accountId, status.state.padEnd(11), `pending=${status.pending}`];
+  const parts = [new Date(now).toISOString(), status.accountId, printable(status.state).padEnd(11), `pending=${status.pending}`];
   if (status.setAside) parts.push(`set-aside=${status.setAside}`);
   parts.push(`error=${status.lastError ? formatError(status.lastError) : '-'}`);
   if (previous && status.lastSyncedAt && status.lastSyncedAt !== previous.lastSyncedAt) parts.push(`synced ${status.lastSyncedAt}`);
   return parts.join('  ');
 }
 
-function table(rows: string[][]): string {
+function table(cells: string[][]): string {
+  const rows = cells.map((row) => row.map(printable));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ApiClient, type AccountStatus } from '../../src/cli/api-client.js';
 import { parseInvocation } from '../../src/cli/args.js';
 import { runCommand, type CliIO } from '../../src/cli/commands.js';
-import { formatAccounts, formatStatus, formatTailLine } from '../../src/cli/format.js';
+import { formatAccounts, formatEntries, formatStatus, formatTailLine } from '../../src/cli/format.js';
 
 const NOW = Date.parse('2024-05-01T10:00:00.000Z');
 const status = (over: Partial<AccountStatus> = {}): AccountStatus => ({
@@ -115,6 +115,17 @@ describe('formatting', () => {
     ]);
     expect(text.split('\n')[6]).toBe('               … and 1 more');
     expect(formatTailLine(status({ setAside: 3 }), undefined, NOW)).toContain('pending=0  set-aside=3  error=-');
+  });
+
+  it('writes the control characters of text from Dropbox as \\xNN: a post cannot drive the terminal', () => {
+    const title = '\x1b]0;PWNED\x07\x1b[2J\x1b[31mRed title\u009b';
+    const text = formatEntries([{ id: 'e1', path: '/esc.md', title, html: '', created: 0, updated: Date.parse('2024-05-01T10:00:00Z') }]);
+    // eslint-disable-next-line no-control-regex
+    expect(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/.test(text)).toBe(false); // no control character but the line break
+    expect(text.split('\n')[1]).toContain('\\x1b]0;PWNED\\x07\\x1b[2J\\x1b[31mRed title\\x9b');
+    const failing = status({ state: 'backoff', lastError: { kind: 'internal', message: 'bad \x1b[2J name', at: '2024-05-01T09:00:00.000Z' } });
+    expect(formatTailLine(failing, undefined, NOW)).toContain('error=internal: bad \\x1b[2J name');
+    expect(formatStatus(failing, NOW)).toContain('last error   internal: bad \\x1b[2J name');
   });
 
   it('all accounts, and none', () => {
