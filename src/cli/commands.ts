@@ -1,4 +1,4 @@
-import { ApiError, GaveUpError, UsageError, type ExitCode, EXIT } from './errors.js';
+import { ApiError, GaveUpError, UnreachableError, UsageError, type ExitCode, EXIT } from './errors.js';
 import type { AccountStatus, ApiClient } from './api-client.js';
 import type { Command } from './args.js';
 import { formatAccounts, formatEntries, formatError, formatStatus, formatTailLine, tailKey } from './format.js';
@@ -95,9 +95,30 @@ async function waitForSync(accountId: string, baseline: string | null, timeoutMs
   let lastReported = '';
   const interrupt = io.catchInterrupt();
   const endLine = () => { if (tty && lastDrawn) io.stdout.write('\n'); };
+  let passing = '';
   try {
     for (;;) {
-      const status = await ctx.client.status(accountId);
+      let status: AccountStatus | null;
+      try {
+        status = await ctx.client.status(accountId);
+      } catch (error) {
+        // The server restarting, or its Redis down for a moment: the sync goes on; keep asking.
+        if (!isPassing(error)) throw error;
+        if (!passing) {
+          endLine();
+          lastDrawn = undefined;
+          io.stderr.write(`${(error as Error).message}; retrying\n`);
+        }
+        passing = (error as Error).message;
+        if (timeoutMs !== undefined && io.now() - started >= timeoutMs) {
+          throw new GaveUpError(`gave up waiting after ${Math.round(timeoutMs / 1000)}s; the server could not be asked (${passing})`);
+        }
+        await io.sleep(WAIT_POLL_MS, interrupt.signal);
+        if (interrupt.signal.aborted) throw new GaveUpError('stopped waiting (Ctrl-C); the sync goes on in the server');
+        continue;
+      }
+      if (passing) io.stderr.write('server answering again\n');
+      passing = '';
       if (!status) throw new ApiError(404, 'not_linked', `${accountId} was unlinked while waiting`);
       counts = advanceProgress(counts, status.pending);
       const view = { accountId, state: status.state, done: counts.done, total: counts.total, elapsedMs: io.now() - started };
@@ -154,13 +175,13 @@ async function tail(accountId: string, intervalMs: number, ctx: CommandContext):
       try {
         status = await ctx.client.status(accountId);
       } catch (error) {
-        // A server restart should not end the tail: say so once, keep asking.
-        if ((error as { exitCode?: number }).exitCode !== EXIT.unreachable) throw error;
+        // A server restart, or its Redis down for a moment, should not end the tail: say so once, keep asking.
+        if (!isPassing(error)) throw error;
         if (!unreachable) io.stderr.write(`${(error as Error).message}; retrying\n`);
         unreachable = true;
         continue;
       }
-      if (unreachable) io.stderr.write('server reachable again\n');
+      if (unreachable) io.stderr.write('server answering again\n');
       unreachable = false;
       if (!status) throw new ApiError(404, 'not_linked', `${accountId} is no longer linked`);
       if (tailKey(status) !== tailKey(previous)) line(status, previous);
@@ -169,6 +190,11 @@ async function tail(accountId: string, intervalMs: number, ctx: CommandContext):
   } finally {
     interrupt.dispose();
   }
+}
+
+/** A failure the server gets over by itself: it is restarting (unreachable), or answers 502-504 (its Redis is down for a moment). */
+function isPassing(error: unknown): boolean {
+  return error instanceof UnreachableError || (error instanceof ApiError && error.status >= 502 && error.status <= 504);
 }
 
 async function requireStatus(accountId: string, ctx: CommandContext): Promise<AccountStatus> {

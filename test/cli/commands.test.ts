@@ -18,8 +18,11 @@ const status = (over: Partial<AccountStatus> = {}): AccountStatus => ({
   ...over,
 });
 
-/** A fake terminal and a scripted server: the statuses `GET /accounts/:id` answers in turn. */
-function fakeWorld(statuses: AccountStatus[], options: { tty?: boolean } = {}) {
+/**
+ * A fake terminal and a scripted server: what `GET /accounts/:id` answers in turn, a status, another
+ * response, or 'refused' (the connection is refused: the server is restarting).
+ */
+function fakeWorld(statuses: (AccountStatus | Response | 'refused')[], options: { tty?: boolean } = {}) {
   let out = '';
   let err = '';
   let clock = NOW;
@@ -38,7 +41,8 @@ function fakeWorld(statuses: AccountStatus[], options: { tty?: boolean } = {}) {
     if (path === '/accounts/dbid%3Aa' || path === '/accounts/dbid:a') {
       const next = statuses[Math.min(polls, statuses.length - 1)]!;
       polls++;
-      return Response.json(next);
+      if (next === 'refused') throw new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } });
+      return next instanceof Response ? next.clone() : Response.json(next);
     }
     return Response.json({ error: 'not_found', message: 'no' }, { status: 404 });
   }) as typeof fetch;
@@ -85,6 +89,38 @@ describe('link --wait (in process, scripted server)', () => {
     await expect(runCommand({ name: 'link', account: 'dbid:a', accessToken: 't', ignore: [], wait: true, timeoutMs: 1_000 }, { client: world.client, io: world.io, json: false }))
       .rejects.toMatchObject({ exitCode: 4, message: 'gave up waiting after 1s; the sync goes on in the server (state: backoff, pending: 0, last error: dropbox_unavailable: HTTP 503)' });
     expect(world.errors()).toBe('retrying after dropbox_unavailable: HTTP 503\n');
+  });
+});
+
+describe('the server out for a moment (in process, scripted server)', () => {
+  const redisDown = Response.json({ error: 'unavailable', message: 'Redis is unreachable; retry shortly' }, { status: 503 });
+  const gone = Response.json({ error: 'not_linked', message: 'not linked' }, { status: 404 });
+
+  it('tail keeps asking through a 503 and a restart, saying so once each time', async () => {
+    const world = fakeWorld([status(), redisDown, redisDown, 'refused', status({ state: 'fetching' }), gone]);
+    await expect(runCommand({ name: 'tail', account: 'dbid:a', intervalMs: 1_000 }, { client: world.client, io: world.io, json: false }))
+      .rejects.toMatchObject({ message: 'dbid:a is no longer linked' });
+    expect(world.errors()).toBe('Redis is unreachable; retry shortly; retrying\nserver answering again\n');
+    expect(world.output()).toMatch(/ idle +pending=0 .*\n.* fetching +pending=0 /);
+  });
+
+  it('link --wait waits through a restart of the server and ends when the sync does', async () => {
+    const world = fakeWorld([
+      status({ lastSyncedAt: null }),
+      status({ state: 'downloading', pending: 50, lastSyncedAt: null }),
+      'refused',
+      redisDown,
+      status({ state: 'idle', pending: 0, lastSyncedAt: '2024-05-01T10:01:00.000Z' }),
+    ]);
+    const code = await runCommand({ name: 'link', account: 'dbid:a', accessToken: 't', ignore: [], wait: true }, { client: world.client, io: world.io, json: false });
+    expect(code).toBe(0);
+    expect(world.errors()).toMatch(/^cannot reach the Mailroom server at http:\/\/server .*; retrying\nserver answering again\n$/);
+  });
+
+  it('link --wait still gives up at --timeout while the server cannot be asked', async () => {
+    const world = fakeWorld([status({ lastSyncedAt: null }), 'refused']);
+    await expect(runCommand({ name: 'link', account: 'dbid:a', accessToken: 't', ignore: [], wait: true, timeoutMs: 5_000 }, { client: world.client, io: world.io, json: false }))
+      .rejects.toMatchObject({ exitCode: 4, message: expect.stringMatching(/^gave up waiting after 5s; the server could not be asked \(cannot reach/) });
   });
 });
 
