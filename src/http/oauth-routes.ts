@@ -16,8 +16,14 @@ export interface OAuthRouteOptions {
   log: Logger;
 }
 
-/** The browser nonce that binds `state` to the browser that started the flow. */
-export const OAUTH_COOKIE = 'mailroom_oauth';
+/**
+ * The cookie holding the browser nonce that binds `state` to the browser that started the flow: one
+ * per flow, named after its state, so a second link started in the same browser (another tab, or
+ * starting again while on Dropbox's page) does not break the first.
+ */
+export function oauthCookieName(state: string): string {
+  return `mailroom_oauth_${createHash('sha256').update(state).digest('hex').slice(0, 16)}`;
+}
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
@@ -69,7 +75,7 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
     const codeVerifier = createCodeVerifier();
     await states.put(state, { browserNonce, codeVerifier, redirectUri, createdAt: engine.clock.now() });
     const callback = new URL(redirectUri);
-    setCookie(c, OAUTH_COOKIE, browserNonce, {
+    setCookie(c, oauthCookieName(state), browserNonce, {
       path: callback.pathname,
       httpOnly: true,
       sameSite: 'Lax',
@@ -84,7 +90,7 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
 
   routes.get('/callback', async (c) => {
     const q = c.req.query();
-    const cookie = getCookie(c, OAUTH_COOKIE);
+    const cookie = q.state ? getCookie(c, oauthCookieName(q.state)) : undefined;
     const refuse = (reason: string, title: string, message: string, status: 400 | 502 | 503 = 400) => {
       log.warn({ reason }, 'OAuth callback refused');
       return page(c, status, title, message);
@@ -95,7 +101,7 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
     if (!OAuthStateStore.sameBrowser(pending, cookie)) {
       return refuse('browser_mismatch', 'Link failed', 'This browser did not start this authorization (its state cookie is missing or different). Start again from /oauth/start in this browser.');
     }
-    deleteCookie(c, OAUTH_COOKIE, { path: new URL(pending.redirectUri).pathname });
+    deleteCookie(c, oauthCookieName(q.state), { path: new URL(pending.redirectUri).pathname });
     if (q.error) {
       const detail = q.error_description ? `${q.error}: ${q.error_description}` : q.error;
       return refuse('denied', 'Link cancelled', `Dropbox did not authorize the app (${detail}).`);

@@ -17,7 +17,7 @@ export async function startTrip(h: Harness): Promise<BrowserTrip> {
   const start = await fetch(`${h.url}/oauth/start?token=${encodeURIComponent(ADMIN_TOKEN)}`, { redirect: 'manual' });
   expect(start.status).toBe(302);
   const authorizeUrl = new URL(start.headers.get('location')!);
-  const setCookie = start.headers.getSetCookie().find((c) => c.startsWith('mailroom_oauth='));
+  const setCookie = start.headers.getSetCookie().find((c) => c.startsWith('mailroom_oauth_'));
   expect(setCookie).toBeDefined();
   const cookie = setCookie!.split(';')[0]!;
   const authorize = await fetch(authorizeUrl, { redirect: 'manual' });

@@ -142,10 +142,28 @@ describe('callbacks the engine refuses', () => {
 
     h.emulator.model.tokens.approveNextAuthorization(account);
     const other = await startTrip(h);
-    const wrongCookie = await callback(other.callbackUrl, 'mailroom_oauth=' + randomBytes(32).toString('base64url'));
+    const wrongCookie = await callback(other.callbackUrl, `${other.cookie.split('=')[0]}=${randomBytes(32).toString('base64url')}`);
     expect(wrongCookie.status).toBe(400);
     expect(wrongCookie.text).toMatch(/did not start this authorization/);
     expect(await linked(account)).toBe(false);
+  });
+
+  it('two links started in one browser both complete, each with its own cookie', async () => {
+    const first = 'dbid:oauth-two-tabs-1';
+    const second = 'dbid:oauth-two-tabs-2';
+    addAccount(first);
+    addAccount(second);
+    h.emulator.model.tokens.approveNextAuthorization(first);
+    const tab1 = await startTrip(h);
+    h.emulator.model.tokens.approveNextAuthorization(second);
+    const tab2 = await startTrip(h);
+    expect(tab1.cookie.split('=')[0]).not.toBe(tab2.cookie.split('=')[0]);
+    // The browser sends every cookie it holds for the callback's path.
+    const jar = `${tab1.cookie}; ${tab2.cookie}`;
+    expect((await callback(tab1.callbackUrl, jar)).status).toBe(200);
+    expect((await callback(tab2.callbackUrl, jar)).status).toBe(200);
+    expect(await linked(first)).toBe(true);
+    expect(await linked(second)).toBe(true);
   });
 
   it('an unknown or missing state: 400', async () => {
