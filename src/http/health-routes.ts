@@ -1,13 +1,19 @@
 import { Hono } from 'hono';
+import { Redis } from 'ioredis';
 import type { RedisClient } from '../redis/scripts.js';
 
-/** `/healthz`: the process answers. `/readyz`: Redis answers too (else 503). */
+/**
+ * `/healthz`: the process answers. `/readyz`: Redis answers too and takes writes (else 503): a
+ * replica answers PING, but every webhook would fail against it.
+ */
 export function healthRoutes(redis: RedisClient): Hono {
   const routes = new Hono();
   routes.get('/healthz', (c) => c.json({ ok: true }));
   routes.get('/readyz', async (c) => {
     try {
-      await redis.ping();
+      // A cluster client sends writes to each slot's primary itself; a single node must be one.
+      const role = redis instanceof Redis ? String((await redis.role())[0]) : ((await redis.ping()), 'master');
+      if (role !== 'master') return c.json({ ok: false, redis: 'read-only', message: `the Redis server is a ${role}: it takes no writes` }, 503);
       return c.json({ ok: true, redis: 'up' });
     } catch (error) {
       return c.json({ ok: false, redis: 'down', message: (error as Error).message }, 503);

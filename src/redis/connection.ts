@@ -12,7 +12,18 @@ function failFast(options: RedisConnectOptions) {
     maxRetriesPerRequest: 1,
     commandTimeout: options.commandTimeoutMs ?? 5_000,
     connectTimeout: 5_000,
+    reconnectOnError: reconnectAfterFailover,
   };
+}
+
+/**
+ * After a failover behind one address (a DNS name, a virtual IP, a managed primary endpoint) the
+ * old primary is a replica that keeps its clients connected, and answers every write with READONLY.
+ * Reconnecting reaches the new primary; without it every write failed until the process restarted.
+ * The command that got READONLY was not run, and fails (a webhook answers 503, Dropbox retries).
+ */
+export function reconnectAfterFailover(error: Error): 1 | false {
+  return error.message.startsWith('READONLY') ? 1 : false;
 }
 
 /**
