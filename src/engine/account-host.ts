@@ -174,14 +174,28 @@ export class AccountHost {
       retry.grant();
       return;
     }
-    const next = this.waiting.entries().next();
-    if (next.done || this.closed) return;
-    const [nextId, event] = next.value;
-    this.waiting.delete(nextId);
-    this.send(nextId, event).then(
-      (delivered) => { if (!delivered) this.options.forward?.(nextId, event); },
-      (error: unknown) => this.options.log.error({ accountId: nextId, err: (error as Error).message }, 'could not start a waiting run; the reaper will retry'),
-    );
+    void this.startWaiting();
+  }
+
+  /**
+   * Starts the next waiting account that still has work to do. While it waited, another process
+   * may have taken it over (the reaper: its mailbox said running and nobody held its lease) and
+   * synced it: a wake served then would be a whole run for nothing.
+   */
+  private async startWaiting(): Promise<void> {
+    while (!this.closed && this.active.size < this.options.maxActiveRuns) {
+      const next = this.waiting.entries().next();
+      if (next.done) return;
+      const [nextId, event] = next.value;
+      this.waiting.delete(nextId);
+      const box = await this.options.mailbox.read(nextId).catch(() => undefined);
+      if (box && box.status !== 'running' && !box.dirty) continue;
+      this.send(nextId, event).then(
+        (delivered) => { if (!delivered) this.options.forward?.(nextId, event); },
+        (error: unknown) => this.options.log.error({ accountId: nextId, err: (error as Error).message }, 'could not start a waiting run; the reaper will retry'),
+      );
+      return;
+    }
   }
 
   /** The account was unlinked: a wake waiting here for a run slot must not start an actor for it later. */
@@ -193,7 +207,12 @@ export class AccountHost {
   deliverLocal(accountId: string, event: AccountEvent): boolean {
     const actor = this.actors.get(accountId);
     if (!actor) return false;
-    actor.send(event);
+    if (actor.getSnapshot().value !== 'idle') {
+      actor.send(event);
+      return true;
+    }
+    // A wake that starts a run takes a run slot, or waits for one, as a wake from this process does.
+    this.send(accountId, event).catch((error: unknown) => this.options.log.error({ accountId, err: (error as Error).message }, 'could not deliver a wake from another process; the reaper will retry'));
     return true;
   }
 

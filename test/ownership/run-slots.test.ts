@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accountKeys } from '../../src/redis/keys.js';
-import { startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+import { readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /**
  * `maxActiveRuns` run slots per process, here one: whatever happens to an account, its slot comes
@@ -109,5 +109,81 @@ describe('run slots', () => {
     expect(await h.redis.get(accountKeys(gone).lease)).toBeNull();
     expect(await h.redis.exists(accountKeys(gone).actor)).toBe(0);
     expect(h.emulator.stats.calls(gone, 'files/list_folder')).toBe(0);
+  });
+});
+
+describe('run slots across processes', () => {
+  /** The most accounts of `ids` in a run state at once in this process, from its state events. */
+  function countRuns(ids: string[]) {
+    const running = new Set<string>();
+    const counted = { most: 0, stop: () => h.engine.events.off('state', onState) };
+    const onState = ({ accountId, to }: { accountId: string; to: string }) => {
+      if (!ids.includes(accountId)) return;
+      if (['fetching', 'applying', 'downloading', 'finishing'].includes(to)) running.add(accountId);
+      else running.delete(accountId);
+      counted.most = Math.max(counted.most, running.size);
+    };
+    h.engine.events.on('state', onState);
+    return counted;
+  }
+  const listings = (id: string) => h.emulator.stats.calls(id, 'files/list_folder') + h.emulator.stats.calls(id, 'files/list_folder/continue');
+
+  it('wakes published by another process take a slot here too', async () => {
+    const ids = ['dbid:slots-wake-0', 'dbid:slots-wake-1', 'dbid:slots-wake-2'];
+    for (const id of ids) {
+      addAccount(id);
+      expect((await h.linkAccount(id)).status).toBe(200);
+      await h.waitForIdle(id);
+    }
+    const other = await h.startPeer({ ownerId: 'slots-other', maxActiveRuns: 1 });
+    const counted = countRuns(ids);
+    try {
+      h.emulator.faults.setLatency(100, 'files/download');
+      for (const id of ids) h.emulator.model.writeFile(id, '/p/new.md', `# new ${id}`);
+      // The actors are idle in this process's memory: the other process publishes the wakes here.
+      await other.engine.notify(ids);
+      for (const id of ids) await waitUntil(async () => (await readMirror(h.dataDir, id)).has('/p/new.md'), 15_000, `${id} synced`);
+      for (const id of ids) await h.waitForIdle(id);
+    } finally {
+      h.emulator.faults.setLatency(0, 'files/download');
+      counted.stop();
+    }
+    expect(counted.most).toBe(1);
+  });
+
+  it('a waiting account another process took over and synced meanwhile is not run again here', async () => {
+    const busy = 'dbid:slots-reaped-busy';
+    const waiting = ['dbid:slots-reaped-0', 'dbid:slots-reaped-1'];
+    addAccount(busy, Object.fromEntries(Array.from({ length: 6 }, (_, n) => [`/p/${n}.md`, `# ${n}`])));
+    for (const id of waiting) addAccount(id);
+    const reaper = await h.startPeer({ ownerId: 'slots-reaper', idleTimeoutMs: 60_000 });
+    h.emulator.faults.setLatency(300, 'files/download');
+    try {
+      expect((await h.linkAccount(busy)).status).toBe(200);
+      await waitUntil(() => state(busy) === 'downloading', 10_000, 'the busy account downloading');
+      for (const id of waiting) expect((await h.linkAccount(id)).status).toBe(200);
+      expect(waiting.every((id) => h.engine.host.handles(id) && !h.engine.host.actor(id))).toBe(true);
+      // The other process's sweep finds them running with no lease, takes them and syncs them.
+      expect((await reaper.engine.sweep()).reaped).toBe(waiting.length);
+      for (const id of waiting) await waitUntil(async () => (await h.engine.mailbox.read(id)).status === 'idle' && (await readMirror(h.dataDir, id)).has('/p/a.md'), 15_000, `${id} synced by the other process`);
+    } finally {
+      h.emulator.faults.setLatency(0, 'files/download');
+    }
+    // Serving a wake means asking for the account's lease first: count those asks.
+    const asked: string[] = [];
+    const acquire = h.engine.leases.acquire.bind(h.engine.leases);
+    h.engine.leases.acquire = async (accountId) => {
+      asked.push(accountId);
+      return acquire(accountId);
+    };
+    try {
+      await h.waitForIdle(busy);
+      await waitUntil(() => waiting.every((id) => !h.engine.host.handles(id)), 10_000, 'the waiting wakes to be served');
+    } finally {
+      h.engine.leases.acquire = acquire;
+    }
+    expect(asked.filter((id) => waiting.includes(id))).toEqual([]);
+    expect(waiting.map(listings)).toEqual([1, 1]);
+    expect(waiting.map((id) => h.engine.host.actor(id))).toEqual([undefined, undefined]);
   });
 });
