@@ -10,6 +10,7 @@ import { EngineEvents } from '../../src/engine/engine-events.js';
 import { createLogger } from '../../src/logger.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
 import { Leases } from '../../src/ownership/leases.js';
+import { accountKeys } from '../../src/redis/keys.js';
 import { SyncStore } from '../../src/sync/sync-store.js';
 import { startTestRedisClient } from '../support/redis-server.js';
 import { waitUntil } from '../support/sync-harness.js';
@@ -67,8 +68,11 @@ describe('an actor that errors', () => {
       watchdogIntervalMs: 60_000,
     });
     const account = 'dbid:recover';
-    // The host runs linked accounts only.
+    // The host runs linked accounts only. The link asks for a sync (its mailbox says running); the
+    // fake steps here never clear that, so it is cleared by hand: the rebuilt actor must not find
+    // a webhook waiting, or it would start a third run.
     await new AccountStore(redis).link(account, { accessToken: 'token-recover' }, [], Date.now());
+    await redis.hset(accountKeys(account).mailbox, 'status', 'idle', 'dirty', '0');
     expect(await host.send(account, { type: 'WEBHOOK' })).toBe(true);
     const first = host.actor(account);
     await waitUntil(() => lines.some((l) => l.includes('actor failed; restoring it from its last snapshot')), 5_000, 'the failure to be noticed');
