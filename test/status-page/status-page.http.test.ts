@@ -2,7 +2,7 @@ import { serve } from '@hono/node-server';
 import type { Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { statusPageRoutes, type StatusPageRoutes } from '../../src/status-page/routes.js';
+import { statusPageRoutes, type StatusPageOptions, type StatusPageRoutes } from '../../src/status-page/routes.js';
 import { ADMIN_TOKEN, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /** The status page's HTTP surface through the real app: who may open what, and what a stream carries. */
@@ -35,6 +35,21 @@ async function readStream(response: Response, until: (text: string) => boolean, 
     await reader.cancel().catch(() => undefined);
   }
   return text;
+}
+
+/** The status page's routes on a server of their own, with the hub in reach. */
+async function serveRoutes(options: Omit<StatusPageOptions, 'engine' | 'adminToken'>): Promise<{ routes: StatusPageRoutes; server: Server; url: string }> {
+  const routes = statusPageRoutes({ engine: h.engine, adminToken: ADMIN_TOKEN, ...options });
+  const server = await new Promise<Server>((resolve) => {
+    const created = serve({ fetch: routes.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(created as Server));
+  });
+  return { routes, server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+async function stopServing(routes: StatusPageRoutes, server: Server): Promise<void> {
+  routes.statusHub!.stop();
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
 }
 
 describe('GET /', () => {
@@ -111,17 +126,9 @@ describe('a stream', () => {
 
   beforeAll(async () => {
     // The same routes on a server of their own, with a fast heartbeat and the hub in reach.
-    routes = statusPageRoutes({ engine: h.engine, adminToken: ADMIN_TOKEN, hub: { heartbeatMs: 30 } });
-    server = await new Promise<Server>((resolve) => {
-      const created = serve({ fetch: routes.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(created as Server));
-    });
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    ({ routes, server, url } = await serveRoutes({ hub: { heartbeatMs: 30 } }));
   });
-  afterAll(async () => {
-    routes.statusHub!.stop();
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
+  afterAll(async () => stopServing(routes, server));
 
   it('carries heartbeats and live updates, and is cleaned up when the client goes away', async () => {
     const { ticket: t } = (await (await fetch(`${url}/events/ticket`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { ticket: string };
@@ -146,17 +153,9 @@ describe('streams and the server around them', () => {
 
   beforeAll(async () => {
     // No heartbeat or refresh of their own: only what the test broadcasts.
-    routes = statusPageRoutes({ engine: h.engine, adminToken: ADMIN_TOKEN, closing: closing.signal, hub: { heartbeatMs: 600_000, refreshIntervalMs: 600_000 } });
-    server = await new Promise<Server>((resolve) => {
-      const created = serve({ fetch: routes.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(created as Server));
-    });
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    ({ routes, server, url } = await serveRoutes({ closing: closing.signal, hub: { heartbeatMs: 600_000, refreshIntervalMs: 600_000 } }));
   });
-  afterAll(async () => {
-    routes.statusHub!.stop();
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
+  afterAll(async () => stopServing(routes, server));
 
   const newTicket = async () =>
     ((await (await fetch(`${url}/events/ticket`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { ticket: string }).ticket;

@@ -22,6 +22,17 @@ async function linked(account: string, files: Record<string, string>) {
 
 const entryAt = async (account: string, path: string) => (await h.engine.entries.list(account)).find((e) => e.path === path);
 
+/** Two synced posts, /a.md and /b.md, swapped in Dropbox through a temporary name (not synced yet); their entries before. */
+async function swapTwoPosts(account: string) {
+  await linked(account, { '/a.md': '# Alpha', '/b.md': '# Beta' });
+  const alpha = await entryAt(account, '/a.md');
+  const beta = await entryAt(account, '/b.md');
+  h.emulator.model.move(account, '/a.md', '/tmp.md');
+  h.emulator.model.move(account, '/b.md', '/a.md');
+  h.emulator.model.move(account, '/tmp.md', '/b.md');
+  return { alpha, beta };
+}
+
 describe('renames within one batch keep the entry', () => {
   it('delete b.md, then rename a.md to b.md (one batch): the moved post keeps its id and created', async () => {
     const account = 'dbid:renames-replace';
@@ -76,12 +87,7 @@ describe('renames within one batch keep the entry', () => {
 describe('a swap of two posts within one batch', () => {
   it('swapping two posts by name (a -> tmp, b -> a, tmp -> b) keeps both ids with their content', async () => {
     const account = 'dbid:renames-swap';
-    await linked(account, { '/a.md': '# Alpha', '/b.md': '# Beta' });
-    const alpha = await entryAt(account, '/a.md');
-    const beta = await entryAt(account, '/b.md');
-    h.emulator.model.move(account, '/a.md', '/tmp.md');
-    h.emulator.model.move(account, '/b.md', '/a.md');
-    h.emulator.model.move(account, '/tmp.md', '/b.md');
+    const { alpha, beta } = await swapTwoPosts(account);
     await h.syncChanges(account);
     const entries = await h.engine.entries.list(account);
     expect(entries.map((e) => [e.path, e.title, e.id])).toEqual([['/a.md', 'Beta', beta!.id], ['/b.md', 'Alpha', alpha!.id]]);
@@ -152,12 +158,7 @@ describe('an apply cut short after it placed its moves (its commit failed), then
 
   it('a swap of two posts keeps the files and the ids where they went', async () => {
     const account = 'dbid:replay-swap';
-    await linked(account, { '/a.md': '# Alpha', '/b.md': '# Beta' });
-    const alpha = await entryAt(account, '/a.md');
-    const beta = await entryAt(account, '/b.md');
-    h.emulator.model.move(account, '/a.md', '/tmp.md');
-    h.emulator.model.move(account, '/b.md', '/a.md');
-    h.emulator.model.move(account, '/tmp.md', '/b.md');
+    const { alpha, beta } = await swapTwoPosts(account);
     failFor = account;
     await h.syncChanges(account);
     expect(failFor).toBeNull(); // the commit did fail once
