@@ -117,6 +117,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   } else if (production) {
     throw new ConfigError('TOKEN_ENCRYPTION_KEY', 'is required in production mode (MAILROOM_ENV or NODE_ENV is production): Dropbox tokens are encrypted at rest with it; generate one with: openssl rand -base64 32');
   }
+  // Generated, the token would have to be printed at start, into the logs of a production service.
+  if (production && c.ADMIN_TOKEN === undefined) {
+    throw new ConfigError('ADMIN_TOKEN', 'is required in production mode (MAILROOM_ENV or NODE_ENV is production): the account API\'s bearer token, at least 16 characters; generate one with: openssl rand -base64 24');
+  }
   return {
     port: c.PORT,
     host: c.HOST,

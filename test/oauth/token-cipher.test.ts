@@ -102,6 +102,13 @@ describe('configuration', () => {
     expect(loadConfig({ ...base }).tokenEncryptionKey).toBeUndefined();
   });
 
+  it('production mode without ADMIN_TOKEN is a start-up error: a generated one would be printed into the logs', () => {
+    const key = randomBytes(32).toString('base64');
+    expect(() => loadConfig({ ...base, MAILROOM_ENV: 'production', TOKEN_ENCRYPTION_KEY: key })).toThrow(/^invalid configuration: ADMIN_TOKEN is required in production mode/);
+    expect(loadConfig({ ...base, MAILROOM_ENV: 'production', TOKEN_ENCRYPTION_KEY: key, ADMIN_TOKEN: 'an-admin-token-of-some-length' }).adminToken).toBe('an-admin-token-of-some-length');
+    expect(loadConfig({ ...base }).adminToken).toBeUndefined(); // elsewhere one is generated and printed
+  });
+
   it('a bad key is a start-up error that does not print the key; a good one is read', () => {
     const bad = 'not-a-key-but-a-secret-anyway';
     let error: unknown;
@@ -114,7 +121,7 @@ describe('configuration', () => {
     expect((error as ConfigError).variable).toBe('TOKEN_ENCRYPTION_KEY');
     expect((error as Error).message).not.toContain(bad);
     const key = randomBytes(32);
-    const config = loadConfig({ ...base, MAILROOM_ENV: 'production', TOKEN_ENCRYPTION_KEY: key.toString('base64'), DROPBOX_AUTHORIZE_URL: 'https://example.test/oauth2/authorize', OAUTH_REDIRECT_URL: 'https://mailroom.example/oauth/callback' });
+    const config = loadConfig({ ...base, MAILROOM_ENV: 'production', ADMIN_TOKEN: 'an-admin-token-of-some-length', TOKEN_ENCRYPTION_KEY: key.toString('base64'), DROPBOX_AUTHORIZE_URL: 'https://example.test/oauth2/authorize', OAUTH_REDIRECT_URL: 'https://mailroom.example/oauth/callback' });
     expect(config.production).toBe(true);
     expect(config.tokenEncryptionKey?.equals(key)).toBe(true);
     expect(config.dropboxAuthorizeUrl).toBe('https://example.test/oauth2/authorize');
