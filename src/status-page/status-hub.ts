@@ -2,6 +2,10 @@ import type { Engine, AccountStatus } from '../engine/engine.js';
 import type { EngineEventMap, EngineEvents } from '../engine/engine-events.js';
 import { accountView, formatSse, sseComment, type StatusMessage } from './messages.js';
 import { ProgressTracker } from './progress-tracker.js';
+import { forEachBounded } from '../engine/semaphore.js';
+
+/** Account statuses read at once by a snapshot or a refresh. */
+const READ_CONCURRENCY = 32;
 
 /** Where the hub reads statuses and hears events: the engine, or a fake in tests. */
 export interface StatusSource {
@@ -138,10 +142,11 @@ export class StatusHub {
 
   /**
    * Reads every account, then (in one synchronous step, so no event falls between) sends the
-   * snapshot and adds the client. Returns the disconnect function. Rejects if the read fails.
+   * snapshot and adds the client. Returns the disconnect function. Rejects if the linked accounts
+   * cannot be read (an account whose own read fails is left out until the next refresh).
    */
   async connect(client: StatusClient): Promise<() => void> {
-    const statuses = await this.readAll();
+    const { statuses } = await this.readAll();
     for (const status of statuses) this.known.set(status.accountId, status);
     const message: StatusMessage = { type: 'snapshot', at: this.at(), accounts: statuses.map((s) => this.view(s)) };
     client.send(formatSse(message));
@@ -245,8 +250,8 @@ export class StatusHub {
   private refreshAll(): Promise<void> {
     this.refreshing ??= (async () => {
       try {
-        const statuses = await this.readAll();
-        const linked = new Set(statuses.map((s) => s.accountId));
+        const { linked: ids, statuses } = await this.readAll();
+        const linked = new Set(ids);
         for (const status of statuses) this.apply(status.accountId, status);
         for (const accountId of [...this.known.keys()]) if (!linked.has(accountId)) this.apply(accountId, null);
       } finally {
@@ -273,10 +278,21 @@ export class StatusHub {
     if (!before || JSON.stringify(before) !== JSON.stringify(status)) this.pushAccount(accountId);
   }
 
-  private async readAll(): Promise<AccountStatus[]> {
-    const ids = await this.source.linkedIds();
-    const statuses = await Promise.all(ids.map((id) => this.source.status(id)));
-    return statuses.filter((s): s is AccountStatus => s !== null).sort((a, b) => a.accountId.localeCompare(b.accountId));
+  /**
+   * Every linked account's status, READ_CONCURRENCY at a time: all at once would put a few Redis
+   * commands per account in flight together, tens of thousands with a large install. An account
+   * whose read fails is left out (and kept as it was by a refresh); the next refresh reads it again.
+   */
+  private async readAll(): Promise<{ linked: string[]; statuses: AccountStatus[] }> {
+    const linked = await this.source.linkedIds();
+    const statuses: AccountStatus[] = [];
+    const results = await forEachBounded(linked, READ_CONCURRENCY, async (id) => {
+      const status = await this.source.status(id);
+      if (status) statuses.push(status);
+    });
+    const failed = results.filter((result) => result.status === 'rejected');
+    if (failed.length) this.options.onError?.((failed[0] as PromiseRejectedResult).reason);
+    return { linked, statuses: statuses.sort((a, b) => a.accountId.localeCompare(b.accountId)) };
   }
 
   private guard(work: Promise<unknown>): void {

@@ -319,6 +319,34 @@ describe('StatusHub', () => {
     hub.stop();
   });
 
+  it('reads the accounts a few at a time, and leaves out one whose read fails instead of failing the page', async () => {
+    const ids = Array.from({ length: 100 }, (_, i) => `acct-${String(i).padStart(3, '0')}`);
+    const statuses = new Map<string, AccountStatus>(ids.map((id) => [id, statusOf(id, 'idle')]));
+    const source = fakeSource(statuses);
+    let inFlight = 0;
+    let most = 0;
+    const errors: unknown[] = [];
+    source.status = async (id) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      await tick();
+      inFlight--;
+      if (id === 'acct-042') throw new Error('Command timed out');
+      return statuses.get(id) ?? null;
+    };
+    const hub = new StatusHub(source, { refreshIntervalMs: 60_000, onError: (error) => errors.push(error) }).start();
+    const received: string[] = [];
+    const disconnect = await hub.connect({ send: (c) => received.push(c) });
+    const snapshot = parse(received)[0] as { type: string; accounts: { accountId: string }[] };
+    expect(snapshot.type).toBe('snapshot');
+    expect(snapshot.accounts).toHaveLength(99);
+    expect(snapshot.accounts.some((a) => a.accountId === 'acct-042')).toBe(false);
+    expect(most).toBe(32);
+    expect(errors).toHaveLength(1);
+    disconnect();
+    hub.stop();
+  });
+
   it('tracks progress while no page is open, so a page opened mid-run sees it', async () => {
     const source = fakeSource(new Map([['a', statusOf('a', 'downloading')]]));
     const hub = new StatusHub(source).start();
