@@ -55,11 +55,13 @@ export class AccountStore {
   /** Links (or re-links) and asks for a sync; true when the actor must be woken. */
   async link(accountId: string, credentials: DropboxCredentials, ignore: string[], now: number): Promise<boolean> {
     const k = accountKeys(accountId);
-    // The set first: the sweep, the poll and boot find accounts through it, so an account linked
-    // (mailbox running) but not in it, after a crash in between or a lost write, would never be
-    // woken again. A member that is not linked (yet) is harmless: its mailbox reads idle.
+    // In the set before and after: the sweep, the poll and boot find accounts through it, so an
+    // account linked (mailbox running) but not in it would never be woken again. Before, for a crash
+    // (or a lost write) between the two steps; after, for an unlink that ran its SREM in between. A
+    // member that is not linked is harmless: its mailbox reads idle.
     await this.redis.sadd(LINKED_ACCOUNTS_KEY, accountId);
     const wake = await runScript<number>(this.redis, 'accountLink', [k.credentials, k.mailbox, oldLayoutKeys(accountId).listing, k.cursor, k.pageCursor], [this.seal(accountId, credentials), now, JSON.stringify(ignore)]);
+    await this.redis.sadd(LINKED_ACCOUNTS_KEY, accountId);
     return wake === 1;
   }
 

@@ -12,7 +12,7 @@ export function healthRoutes(redis: RedisClient): Hono {
   routes.get('/readyz', async (c) => {
     try {
       // A cluster client sends writes to each slot's primary itself; a single node must be one.
-      const role = redis instanceof Redis ? String((await redis.role())[0]) : ((await redis.ping()), 'master');
+      const role = redis instanceof Redis ? await roleOf(redis) : ((await redis.ping()), 'master');
       if (role !== 'master') return c.json({ ok: false, redis: 'read-only', message: `the Redis server is a ${role}: it takes no writes` }, 503);
       return c.json({ ok: true, redis: 'up' });
     } catch (error) {
@@ -20,4 +20,15 @@ export function healthRoutes(redis: RedisClient): Hono {
     }
   });
   return routes;
+}
+
+/** The server's role; 'master' when ROLE is not allowed (an ACL without it, a proxy hiding it) and PING answers. */
+async function roleOf(redis: Redis): Promise<string> {
+  try {
+    return String((await redis.role())[0]);
+  } catch (error) {
+    if (!/NOPERM|unknown command/i.test((error as Error).message)) throw error;
+    await redis.ping();
+    return 'master';
+  }
 }

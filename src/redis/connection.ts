@@ -23,7 +23,9 @@ function failFast(options: RedisConnectOptions) {
  * The command that got READONLY was not run, and fails (a webhook answers 503, Dropbox retries).
  */
 export function reconnectAfterFailover(error: Error): 1 | false {
-  return error.message.startsWith('READONLY') ? 1 : false;
+  // Redis 7 answers a script's write on a replica with READONLY too; Redis 6 wraps it in
+  // "ERR Error running script ... -READONLY ...".
+  return error.message.includes('READONLY') ? 1 : false;
 }
 
 /**

@@ -109,8 +109,12 @@ export function statusPageRoutes(options: StatusPageOptions): StatusPageRoutes {
         if (closed) throw new Error('stream closed');
         // desiredSize is the room left below the high-water mark: negative, what waits unread.
         if ((controller.desiredSize ?? 0) < -STREAM_BUFFER_LIMIT_BYTES) {
-          end();
-          throw new Error('the client stopped reading its stream');
+          // An error, not a close: a closed stream keeps what is queued until the client reads it,
+          // and its connection open; an errored one drops both.
+          close();
+          const reason = new Error('the client stopped reading its stream');
+          controller.error(reason);
+          throw reason;
         }
         controller.enqueue(encoder.encode(chunk));
       },
