@@ -1,6 +1,6 @@
 import { callDropbox, DropboxEndpointError } from '../dropbox/call-dropbox.js';
 import type { SyncDeps } from './sync-deps.js';
-import type { ApplyInput } from './sync-store.js';
+import type { ApplyInput, ListingStart } from './sync-store.js';
 import { storedCursor } from './stored-cursor.js';
 import { fromDropboxMetadata, MalformedEntryError, type ListedEntry } from './records.js';
 import { SyncError } from './sync-failure.js';
@@ -24,7 +24,14 @@ export async function listChanges(accountId: string, signal: AbortSignal, deps: 
   const call = { session, clock: deps.clock, signal, random: deps.random, maxAttempts: deps.maxAttemptsPerCall, baseDelayMs: deps.retryBaseDelayMs,
     onRetry: (info: { attempt: number; waitMs: number; reason: string }) => log.warn(info, 'dropbox call retried'),
     onCall: (info: { route: string; durationMs: number; status: number | 'network' | 'timeout' }) => deps.events.report('dropboxCall', info) };
-  let { mode, from, fromStored } = await deps.store.beginListing(accountId, deps.clock.now());
+  const start = await deps.store.beginListing(accountId, deps.clock.now());
+  if (start.mode === 'placed') {
+    // A page whose moves are placed waits for its commit: the apply step replays it first, and the
+    // webhooks that came meanwhile (still dirty) make the run list once more after it.
+    log.info('a listed page waits for its commit: applying it before listing');
+    return { mode: 'continue', pages: 0, entries: 0 };
+  }
+  let { mode, from, fromStored } = start as ListingStart & { mode: 'continue' | 'full' };
   let pages = 0;
   let total = 0;
   let resets = 0;
@@ -39,7 +46,8 @@ export async function listChanges(accountId: string, signal: AbortSignal, deps: 
         resets++;
         log.warn({ tag: error.tag }, 'cursor no longer valid: listing everything again');
         await deps.store.resetListing(accountId);
-        ({ mode, from, fromStored } = await deps.store.beginListing(accountId, deps.clock.now()));
+        // No page can have been placed in between: this step is the account's only writer.
+        ({ mode, from, fromStored } = (await deps.store.beginListing(accountId, deps.clock.now())) as ListingStart & { mode: 'continue' | 'full' });
         continue;
       }
       if (error instanceof DropboxEndpointError) {

@@ -21,7 +21,11 @@ export interface SetAsideFile {
 }
 
 export interface ListingStart {
-  mode: ListingMode;
+  /**
+   * `placed`: nothing may be listed now: a listed page whose apply placed its moves waits for its
+   * commit (listing-begin.lua). The apply step comes first.
+   */
+  mode: ListingMode | 'placed';
   /** '' means list_folder from scratch; otherwise list_folder/continue from this cursor. */
   from: string;
   /** `from` exactly as Redis holds it: what the first page's save compares with (stored-cursor.ts). */
@@ -30,7 +34,8 @@ export interface ListingStart {
 
 /** listing-begin.lua's `{ mode, from }`, read as bytes (the cursor may be: stored-cursor.ts), as a ListingStart. */
 function listingStartOf([mode, from]: readonly [Buffer, Buffer]): ListingStart {
-  return { mode: mode.toString('utf8') === 'full' ? 'full' : 'continue', from: cursorFromStored(from), fromStored: from };
+  const name = mode.toString('utf8');
+  return { mode: name === 'full' || name === 'placed' ? name : 'continue', from: cursorFromStored(from), fromStored: from };
 }
 
 export interface PendingBatch {

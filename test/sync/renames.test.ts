@@ -167,6 +167,23 @@ describe('an apply cut short after it placed its moves (its commit failed), then
     await expectConverged(h, account);
   });
 
+  it('a re-link while it backs off lists nothing before the replay: the swap stays, the later change comes after', async () => {
+    const account = 'dbid:replay-swap-relink';
+    const { alpha, beta } = await swapTwoPosts(account);
+    failFor = account;
+    await h.engine.notify([account]);
+    await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the backoff after the failed commit');
+    // One more change, then a re-link, which cuts the backoff short (to fetching).
+    h.emulator.model.writeFile(account, '/c.md', '# Gamma');
+    expect((await h.linkAccount(account)).status).toBe(200);
+    await waitUntil(async () => (await readMirror(h.dataDir, account)).has('/c.md'), 10_000, 'the later change');
+    await h.waitForIdle(account);
+    const entries = await h.engine.entries.list(account);
+    expect(entries.filter((e) => e.path !== '/c.md').map((e) => [e.path, e.title, e.id])).toEqual([['/a.md', 'Beta', beta!.id], ['/b.md', 'Alpha', alpha!.id]]);
+    await expectConverged(h, account);
+    expect(await h.redis.hexists(`mr:{${account}}:mailbox`, 'movesPlaced')).toBe(0);
+  });
+
   it('a file moved onto a path deleted in the same batch stays in place, a post with its id', async () => {
     const account = 'dbid:replay-replace';
     await linked(account, { '/a.bin': 'AAA', '/b.bin': 'BBB', '/a.md': '# A post', '/b.md': '# B post' });
