@@ -45,8 +45,8 @@ export function accountKeys(accountId: string) {
      * - the listing's state: `mode` ('full' while a full listing is due or under way; absent:
      *   continue from the cursor), `resync` ('1' when a full re-list was asked for), `ignoreRules`
      *   (the ignore patterns the index was built with, as JSON; absent before the first commit),
-     *   `movesPlaced` (the page whose apply has placed its moves and not yet committed: absent
-     *   between runs).
+     *   `moves` (how far the apply of the page not yet committed has got with its moves,
+     *   'staging <page id>' or 'placed <page id>': absent between runs).
      */
     mailbox: `${tag}:mailbox`,
     /** STRING "<owner>|<token>" with a TTL: which process runs this account's actor. */

@@ -32,11 +32,11 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   // A stopped actor (lost lease, watchdog) must stop touching the disk, and a process that lost the
   // account while paused must not touch it at all: each phase of disk changes starts with a fenced check.
   let touchedDisk = false;
-  /** `movesPlacedOf`: the page whose moves are now placed, recorded by the same fenced round trip. */
-  const checkpoint = async (movesPlacedOf?: string) => {
+  /** `moves`: how far this page's moves have got, recorded by the same fenced round trip (apply-moves.lua). */
+  const checkpoint = async (moves?: 'staging' | 'placed') => {
     if (signal.aborted) throw new SyncError({ kind: 'internal', message: 'applying stopped', at: deps.clock.now(), jitter: deps.random() });
     try {
-      if (movesPlacedOf) await deps.store.markMovesPlaced(accountId, movesPlacedOf);
+      if (moves) await deps.store.markMoves(accountId, moves, batch.pageId!);
       else await deps.store.assertOwner(accountId);
     } catch (error) {
       // Changed the mirror, then lost the account: the new owner must look at the disk again.
@@ -64,7 +64,7 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   if (batch.movesPlaced) {
     staged = await placedBefore(plan.moves, root, staging);
   } else {
-    if (diskWork) await checkpoint();
+    if (diskWork) await checkpoint(plan.moves.length ? 'staging' : undefined);
     // The mirror's folder exists from the first (full) listing on; a download makes its own folders.
     // Not asking again on every run saves a thread-pool call on the path of every one-file change.
     if (diskWork || batch.mode === 'full') await mkdir(root, { recursive: true });
@@ -83,14 +83,11 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
       if (dropped) deps.events.report('entryDropped', { accountId, path: display ?? path });
     }
   }
-  if (plan.moves.length && !batch.movesPlaced) await checkpoint(batch.pageId);
+  if (plan.moves.length && !batch.movesPlaced) await checkpoint('placed');
   else if (plan.folders.length || staged.length) await checkpoint();
   for (const folder of plan.folders) await mkdir(localPathFor(root, folder.pathDisplay), { recursive: true });
   // Every parked entry arrives, a lost move's too (its file comes with a download).
   for (const move of plan.moves) await unparkEntry(move, deps, accountId);
-  // Entries an apply parked and never brought back (it was cut short, and the listing reset before
-  // the replay): a full listing is where they can go.
-  if (batch.mode === 'full') await deps.entries.dropUnder(accountId, PARKED_ENTRIES);
   for (const move of staged) await finishMove(move, root, staging, deps, accountId);
   const lost = plan.moves.filter((move) => !staged.includes(move));
   if (lost.length) patchLostMoves(plan, lost);
@@ -161,7 +158,7 @@ async function stageMoves(moves: PlannedMove[], root: string, staging: string): 
 }
 
 /**
- * The moves an apply cut short had placed (apply-moves-placed.lua), as stageMoves would have
+ * The moves an apply cut short had placed (apply-moves.lua), as stageMoves would have
  * returned them: each file is in staging still, or already at its new path.
  */
 async function placedBefore(moves: PlannedMove[], root: string, staging: string): Promise<PlannedMove[]> {
@@ -195,8 +192,9 @@ async function finishMove(move: PlannedMove, root: string, staging: string, deps
 
 /**
  * Where moved posts' entries wait while the removals run: no Dropbox path_lower is at or under it
- * (it has capitals), so no removal reaches it. A move's place is named by its destination, so a
- * replay of the same batch finds the entry where the cut-short apply left it.
+ * (it has capitals), so no removal reaches it. A move's place is named by its destination, and
+ * nothing is listed until the page is committed (apply-moves.lua), so a replay of the page finds the
+ * entry where the cut-short apply left it.
  */
 const PARKED_ENTRIES = '/.MAILROOM-MOVING';
 const parkedAt = (move: PlannedMove) => `${PARKED_ENTRIES}${move.to.pathLower}`;

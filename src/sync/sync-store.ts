@@ -44,7 +44,7 @@ export interface PendingBatch {
   pageId: string | null;
   mode: ListingMode;
   ignoreRules: string | null;
-  /** An apply of this batch was cut short after it placed its moves (apply-moves-placed.lua): a replay only completes them. */
+  /** An apply of this batch was cut short after it placed its moves (apply-moves.lua): a replay only completes them. */
   movesPlaced: boolean;
 }
 
@@ -175,9 +175,12 @@ export class SyncStore {
     return [...parseValues<DownloadItem>(await this.redis.hgetall(k.queue)).values()];
   }
 
-  /** Fenced: records that the apply of `pageId` has staged its moves and run its removals (apply-moves-placed.lua). */
-  async markMovesPlaced(accountId: string, pageId: string): Promise<void> {
-    await runFencedScript(this.redis, 'applyMovesPlaced', this.fence(accountId), [accountKeys(accountId).mailbox], [pageId]);
+  /**
+   * Fenced: records how far the apply of `pageId` has got with its moves (apply-moves.lua):
+   * 'staging' as it begins them, 'placed' once they and the page's removals are done.
+   */
+  async markMoves(accountId: string, phase: 'staging' | 'placed', pageId: string): Promise<void> {
+    await runFencedScript(this.redis, 'applyMoves', this.fence(accountId), [accountKeys(accountId).mailbox], [phase, pageId]);
   }
 
   /** Throws FENCED unless this process still owns the account: asked before touching the disk. */
@@ -257,9 +260,9 @@ export class SyncStore {
 }
 
 /** apply-read.lua's answer (from applyLoad, or with a listing's last page) as the apply step's input. */
-function parseApplyLoadReply([changes, pageId, mode, ignoreRules, files, fileIds, ignored, queue, ignore, indexScope, movesPlaced]: ApplyLoadReply): ApplyInput {
+function parseApplyLoadReply([changes, pageId, mode, ignoreRules, files, fileIds, ignored, queue, ignore, indexScope, moves]: ApplyLoadReply): ApplyInput {
   return {
-    batch: { entries: changes.map((line) => JSON.parse(line) as ListedEntry), pageId, mode: mode === 'full' ? 'full' : 'continue', ignoreRules, movesPlaced: !!pageId && movesPlaced === pageId },
+    batch: { entries: changes.map((line) => JSON.parse(line) as ListedEntry), pageId, mode: mode === 'full' ? 'full' : 'continue', ignoreRules, movesPlaced: !!pageId && moves === `placed ${pageId}` },
     index: {
       files: parseFlatValues<LocalRecord>(files),
       fileIds: new Map(hashReplyEntries(fileIds)),

@@ -138,7 +138,7 @@ describe('a file name near the limit of 255 bytes', () => {
   });
 });
 
-describe('an apply cut short after it placed its moves (its commit failed), then replayed', () => {
+describe('an apply cut short while it moved files (a step failed), then replayed', () => {
   // The commit of the account's next batch fails once, as a Redis timeout or a lost lease would
   // fail it: by then the files and entries are at their new paths, and the actor applies the same
   // batch again after its backoff.
@@ -181,7 +181,38 @@ describe('an apply cut short after it placed its moves (its commit failed), then
     const entries = await h.engine.entries.list(account);
     expect(entries.filter((e) => e.path !== '/c.md').map((e) => [e.path, e.title, e.id])).toEqual([['/a.md', 'Beta', beta!.id], ['/b.md', 'Alpha', alpha!.id]]);
     await expectConverged(h, account);
-    expect(await h.redis.hexists(`mr:{${account}}:mailbox`, 'movesPlaced')).toBe(0);
+    expect(await h.redis.hexists(`mr:{${account}}:mailbox`, 'moves')).toBe(0);
+  });
+
+  it('cut short before its moves were placed, then a later move listed: the entry is neither lost nor left parked', async () => {
+    const account = 'dbid:replay-staging';
+    await linked(account, { '/a.md': '# A post' });
+    const post = await entryAt(account, '/a.md');
+    // The record of the moves being placed fails once: files and entries are aside, nothing placed.
+    const markMoves = SyncStore.prototype.markMoves;
+    let failed = false;
+    SyncStore.prototype.markMoves = async function (this: SyncStore, ...args: Parameters<typeof markMoves>) {
+      if (args[0] === account && args[1] === 'placed' && !failed) {
+        failed = true;
+        throw new Error('Command timed out');
+      }
+      return markMoves.apply(this, args);
+    };
+    try {
+      h.emulator.model.move(account, '/a.md', '/b.md');
+      await h.engine.notify([account]);
+      await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the backoff after the failed step');
+      // Moved once more, then a re-link cuts the backoff short: the first page is applied before this is listed.
+      h.emulator.model.move(account, '/b.md', '/c.md');
+      expect((await h.linkAccount(account)).status).toBe(200);
+      await waitUntil(async () => (await readMirror(h.dataDir, account)).has('/c.md'), 10_000, 'the second move');
+      await h.waitForIdle(account);
+    } finally {
+      SyncStore.prototype.markMoves = markMoves;
+    }
+    expect(failed).toBe(true);
+    expect(await h.engine.entries.list(account)).toEqual([expect.objectContaining({ path: '/c.md', id: post!.id, created: post!.created })]);
+    await expectConverged(h, account);
   });
 
   it('a file moved onto a path deleted in the same batch stays in place, a post with its id', async () => {

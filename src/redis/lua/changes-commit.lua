@@ -56,7 +56,7 @@ redis.call('LTRIM', KEYS[4], tonumber(ARGV[2]), -1)
 redis.call('SET', KEYS[3], page)
 redis.call('DEL', KEYS[2])
 -- Continue from the cursor from now on: that is the mode with no field (the mailbox stays small).
-redis.call('HDEL', KEYS[1], 'mode', 'movesPlaced')
+redis.call('HDEL', KEYS[1], 'mode', 'moves')
 redis.call('HSET', KEYS[1], 'ignoreRules', ARGV[4])
 if redis.call('HLEN', KEYS[5]) <= tonumber(ARGV[5]) then return { 1, redis.call('HGETALL', KEYS[5]) } end
 return { 1 }

@@ -7,10 +7,10 @@
 -- Returns { mode, from } where from = '' means "list_folder from scratch", else a stored cursor
 -- (src/sync/stored-cursor.ts: may be bytes, so the caller reads the reply as bytes); or
 -- { 'placed', '' } when nothing may be listed now (below), with the dirty flag left as it is.
--- A listed page whose apply has placed its moves (apply-moves-placed.lua) is applied before
--- anything is listed after it, or in its place: its replay must find the very same page, or it would
--- stage and remove again against an index that does not know the moves happened.
-if redis.call('HEXISTS', KEYS[1], 'movesPlaced') == 1 then return { 'placed', '' } end
+-- A listed page whose apply has begun to move files (apply-moves.lua) is applied before anything
+-- is listed after it, or in its place: its replay must find the very same page, or it would stage
+-- and remove again against an index that does not know the moves happened, or leave an entry parked.
+if redis.call('HEXISTS', KEYS[1], 'moves') == 1 then return { 'placed', '' } end
 redis.call('HSET', KEYS[1], 'dirty', '0', 'listedAt', ARGV[1])
 if redis.call('HGET', KEYS[1], 'resync') == '1' then
   redis.call('HDEL', KEYS[1], 'resync')

@@ -2,13 +2,13 @@
 -- state, the part of the index of what is on disk that the batch can touch, and the account's
 -- ignore patterns. Used by apply-load.lua (the apply step's own read) and listing-save-page.lua
 -- (the last page of a listing hands the apply step its input in the same step).
--- Returns { changes, pageId, mode, ignoreRules, files, fileIds, ignored, queue, ignore, scope, movesPlaced }
+-- Returns { changes, pageId, mode, ignoreRules, files, fileIds, ignored, queue, ignore, scope, moves }
 -- with each hash part as HGETALL's flat list and a missing field as nil. pageId names the listed
 -- page the batch ends with: the SHA-1 (hex) of its stored cursor, nil (or '') when there is none;
 -- the cursor itself may be bytes (src/sync/stored-cursor.ts), and this reply is read as text.
 -- scope says what was read: 'whole' (every hash whole), 'targeted' (only what this batch can
--- touch), 'none' (no page to apply). movesPlaced is the page id an apply cut short had placed its
--- moves for (apply-moves-placed.lua), if any.
+-- touch), 'none' (no page to apply). moves is how far an apply cut short had got with its
+-- moves ('staging <page id>' or 'placed <page id>', apply-moves.lua), if it had begun them.
 --
 -- The rule is src/sync/index-reads.ts (its comment says why it is enough); a test runs both on the
 -- same cases. In short: the whole index for a full listing, for ignore rules that may have changed,
@@ -16,15 +16,15 @@
 -- each listed path and the folders above it; `file-ids` for the listed files' ids and those of the
 -- records read; `queue` and `ignored` at or under a listed path.
 local function apply_read(changes_key, mailbox_key, page_cursor_key, files_key, file_ids_key, ignored_key, queue_key)
-  local state = redis.call('HMGET', mailbox_key, 'mode', 'ignoreRules', 'ignore', 'movesPlaced')
-  local mode, ignore_rules, ignore, moves_placed = state[1], state[2], state[3], state[4]
+  local state = redis.call('HMGET', mailbox_key, 'mode', 'ignoreRules', 'ignore', 'moves')
+  local mode, ignore_rules, ignore, moves = state[1], state[2], state[3], state[4]
   local page_cursor = redis.call('GET', page_cursor_key)
   local changes = redis.call('LRANGE', changes_key, 0, -1)
 
   local page_id = page_cursor
   if page_cursor and page_cursor ~= '' then page_id = redis.sha1hex(page_cursor) end
   local function reply(scope, files, file_ids, ignored, queue)
-    return { changes, page_id, mode, ignore_rules, files, file_ids, ignored, queue, ignore, scope, moves_placed }
+    return { changes, page_id, mode, ignore_rules, files, file_ids, ignored, queue, ignore, scope, moves }
   end
   local function whole()
     return reply('whole', redis.call('HGETALL', files_key), redis.call('HGETALL', file_ids_key), redis.call('HGETALL', ignored_key), redis.call('HGETALL', queue_key))
