@@ -65,11 +65,7 @@ describe('PUT /accounts/:id validation', () => {
   it('refuses a refresh token alone with 400 when the server has no app key to exchange it', async () => {
     const keyless = await h.startPeer({ ownerId: 'keyless', dropbox: { hosts: { api: h.emulator.url, content: h.emulator.url }, callTimeoutMs: 2_000 } });
     try {
-      const response = await fetch(`${keyless.url}/accounts/dbid:v-refresh-only`, {
-        method: 'PUT',
-        headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' },
-        body: JSON.stringify({ refreshToken: 'a-refresh-token' }),
-      });
+      const response = await keyless.api('/accounts/dbid:v-refresh-only', { method: 'PUT', body: JSON.stringify({ refreshToken: 'a-refresh-token' }) });
       expect(response.status).toBe(400);
       expect(await json(response)).toMatchObject({ error: 'invalid_body', message: expect.stringContaining('DROPBOX_APP_KEY') });
       expect((await h.api('/accounts/dbid:v-refresh-only')).status).toBe(404); // nothing linked

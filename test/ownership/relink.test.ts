@@ -4,7 +4,7 @@ import { sendWebhook } from '../../src/dropbox-emulator/webhook-sender.js';
 import { WAKE_CHANNEL } from '../../src/engine/engine.js';
 import { openRedis } from '../../src/redis/connection.js';
 import { TestRedis } from '../support/redis-server.js';
-import { ADMIN_TOKEN, APP_SECRET, readMirror, startHarness, waitUntil, type EngineServer, type Harness } from '../support/sync-harness.js';
+import { APP_SECRET, readMirror, startHarness, waitUntil, type EngineServer, type Harness } from '../support/sync-harness.js';
 
 /**
  * A re-link or a webhook that reaches a process X while another, O, owns the account, and X's only
@@ -31,26 +31,43 @@ afterAll(async () => {
   await redisServer?.stop();
 });
 
-const putVia = (url: string, accountId: string, body: unknown) =>
-  fetch(`${url}/accounts/${accountId}`, { method: 'PUT', headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+const putVia = (server: EngineServer, accountId: string, body: unknown) => server.api(`/accounts/${accountId}`, { method: 'PUT', body: JSON.stringify(body) });
+
+/** An account linked on O with a token Dropbox refuses: O's actor waits in auth backoff. */
+async function inAuthBackoff(account: string): Promise<void> {
+  h.emulator.model.addAccount(account, { accessToken: 'the-valid-token' });
+  h.emulator.model.writeFile(account, '/posts/a.md', '# A');
+  expect((await h.linkAccount(account, { accessToken: 'a-revoked-token' })).status).toBe(200);
+  await waitUntil(async () => (await h.status(account)).lastError?.kind === 'auth', 10_000, 'the auth failure');
+  expect(h.engine.host.actor(account)).toBeDefined();
+}
+
+describe('a re-link at a process that does not own the account', () => {
+  it("replaces the credentials the owner's actor uses: an account in auth backoff recovers", async () => {
+    const account = 'dbid:relink-idle-x';
+    await inAuthBackoff(account);
+    const owner = h.engine.host.actor(account);
+    expect((await putVia(x, account, { accessToken: 'the-valid-token' })).status).toBe(200);
+    await waitUntil(async () => (await readMirror(h.dataDir, account)).has('/posts/a.md'), 10_000, 'the owner to sync with the new token');
+    await h.waitForIdle(account);
+    expect(h.engine.host.actor(account)).toBe(owner);
+    expect(x.engine.host.actor(account)).toBeUndefined();
+  });
+});
 
 describe('a re-link at a busy process that does not own the account', () => {
   it("reaches the owner, whose account in auth backoff then syncs with the new token", async () => {
     const account = 'dbid:relink-busy';
-    h.emulator.model.addAccount(account, { accessToken: 'the-valid-token' });
-    h.emulator.model.writeFile(account, '/posts/a.md', '# A');
-    expect((await h.linkAccount(account, { accessToken: 'a-revoked-token' })).status).toBe(200);
-    await waitUntil(async () => (await h.status(account)).lastError?.kind === 'auth', 10_000, 'the auth failure');
-    expect(h.engine.host.actor(account)).toBeDefined();
+    await inAuthBackoff(account);
 
     // X's only run slot: an account of its own whose listing hangs.
     const busy = 'dbid:relink-busy-x';
     h.emulator.model.addAccount(busy, { accessToken: `token-${busy}` });
     h.emulator.faults.inject({ route: 'files/list_folder', accountId: busy, hang: true, times: Infinity });
-    expect((await putVia(x.url, busy, { accessToken: `token-${busy}` })).status).toBe(200);
+    expect((await putVia(x, busy, { accessToken: `token-${busy}` })).status).toBe(200);
     await waitUntil(() => String(x.engine.host.actor(busy)?.getSnapshot().value) === 'fetching', 5_000, 'X busy');
 
-    expect((await putVia(x.url, account, { accessToken: 'the-valid-token' })).status).toBe(200);
+    expect((await putVia(x, account, { accessToken: 'the-valid-token' })).status).toBe(200);
     expect(x.engine.host.handles(account)).toBe(true); // the wake waits in X for the slot
     await waitUntil(async () => (await readMirror(h.dataDir, account)).has('/posts/a.md'), 10_000, 'the owner to sync with the new token');
     await h.waitForIdle(account);
@@ -72,7 +89,7 @@ describe('a webhook at a busy process that does not own the account', () => {
     const busy = 'dbid:forward-busy-x';
     h.emulator.model.addAccount(busy, { accessToken: `token-${busy}` });
     h.emulator.faults.inject({ route: 'files/list_folder', accountId: busy, hang: true, times: 1 });
-    expect((await putVia(x.url, busy, { accessToken: `token-${busy}` })).status).toBe(200);
+    expect((await putVia(x, busy, { accessToken: `token-${busy}` })).status).toBe(200);
     await waitUntil(() => String(x.engine.host.actor(busy)?.getSnapshot().value) === 'fetching', 5_000, 'X busy');
 
     h.emulator.model.writeFile(account, '/posts/new.md', '# New');

@@ -6,7 +6,7 @@ import type { Lease } from '../../src/ownership/leases.js';
 import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import { TestRedis } from '../support/redis-server.js';
-import { ADMIN_TOKEN, APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness, type EngineServer } from '../support/sync-harness.js';
+import { APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness, type EngineServer } from '../support/sync-harness.js';
 import { storedActorState } from '../support/stored-actor.js';
 
 /**
@@ -112,27 +112,5 @@ describe('a webhook at a process that does not own the account', () => {
     const entries = Object.values(await h.redis.hgetall(k.entries)).map((raw) => JSON.parse(raw) as { id: string });
     expect(new Set(entries.map((e) => e.id)).size).toBe(21);
     expect(entries).toHaveLength(21);
-  });
-});
-
-describe('a re-link at a process that does not own the account', () => {
-  it("replaces the credentials the owner's actor uses: an account in auth backoff recovers", async () => {
-    const acc = 'dbid:wake-relink';
-    h.emulator.model.addAccount(acc, { accessToken: 'the-valid-token' });
-    h.emulator.model.writeFile(acc, '/posts/a.md', '# A');
-    expect((await h.linkAccount(acc, { accessToken: 'a-revoked-token' })).status).toBe(200);
-    await waitUntil(async () => (await h.status(acc)).lastError?.kind === 'auth', 10_000, 'the auth failure');
-    const owner = h.engine.host.actor(acc);
-    expect(owner).toBeDefined();
-
-    const put = await fetch(`${x.url}/accounts/${acc}`, {
-      method: 'PUT',
-      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ accessToken: 'the-valid-token' }),
-    });
-    expect(put.status).toBe(200);
-    await waitUntil(() => settled(acc, '/posts/a.md'), 10_000, 'the owner to sync with the new token');
-    expect(h.engine.host.actor(acc)).toBe(owner);
-    expect(x.engine.host.actor(acc)).toBeUndefined();
   });
 });

@@ -30,6 +30,8 @@ export interface Harness {
   dataDir: string;
   /** Creates an account in the emulator and links it through the HTTP API. */
   linkAccount(accountId: string, body?: Record<string, unknown>): Promise<Response>;
+  /** A new account holding `files` (path -> content, with `clientModified` when given), linked, its first sync done. */
+  linkSynced(accountId: string, files: Record<string, string>, clientModified?: Date): Promise<void>;
   api(path: string, init?: RequestInit): Promise<Response>;
   waitForIdle(accountId: string, timeoutMs?: number): Promise<void>;
   /** Notifies the engine as a webhook would, then waits for the listing that follows and for the run to end. */
@@ -67,6 +69,8 @@ export interface EngineServer {
   engine: Engine;
   redis: Redis;
   url: string;
+  /** A request to this server's API with the admin token, as `Harness.api`. */
+  api(path: string, init?: RequestInit): Promise<Response>;
   close(): Promise<void>;
 }
 
@@ -75,6 +79,11 @@ export interface EngineServer {
  * worth of engines on one machine (shared Redis, emulator and mirror folder) starts more with
  * `h.startPeer`.
  */
+/** A request with the admin token and a JSON body type, as the CLI and an operator send them. */
+function adminFetch(url: string, init: RequestInit): Promise<Response> {
+  return fetch(url, { ...init, headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json', ...init.headers } });
+}
+
 export async function startEngineServer(options: {
   redisUrl: string;
   dataDir: string;
@@ -104,10 +113,12 @@ export async function startEngineServer(options: {
   const server = await new Promise<Server>((resolve) => {
     const created = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(created as Server));
   });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     engine,
     redis,
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url,
+    api: (path, init = {}) => adminFetch(url + path, init),
     async close() {
       await engine.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -128,8 +139,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const { engine, redis, url } = main;
   const peers: EngineServer[] = [];
 
-  const api = (path: string, init: RequestInit = {}) =>
-    fetch(url + path, { ...init, headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json', ...init.headers } });
+  const api = (path: string, init: RequestInit = {}) => adminFetch(url + path, init);
 
   const waitForIdle = async (accountId: string, timeoutMs = 20_000) => {
     await waitUntil(async () => {
@@ -155,6 +165,12 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       const accessToken = `token-${accountId}`;
       if (!emulator.model.hasAccount(accountId)) emulator.model.addAccount(accountId, { accessToken });
       return api(`/accounts/${accountId}`, { method: 'PUT', body: JSON.stringify(body ?? { accessToken }) });
+    },
+    async linkSynced(accountId, files, clientModified) {
+      emulator.model.addAccount(accountId, { accessToken: `token-${accountId}` });
+      for (const [path, content] of Object.entries(files)) emulator.model.writeFile(accountId, path, content, clientModified ? { clientModified } : {});
+      expect((await api(`/accounts/${accountId}`, { method: 'PUT', body: JSON.stringify({ accessToken: `token-${accountId}` }) })).status).toBe(200);
+      await waitForIdle(accountId);
     },
     async status(accountId) {
       return (await (await api(`/accounts/${accountId}`)).json()) as StatusBody;

@@ -42,10 +42,7 @@ describe('linking an account', () => {
 describe('a new revision with the same bytes', () => {
   it('and another client_modified moves the mtime on disk, without a download', async () => {
     const account = 'dbid:same-bytes-new-mtime';
-    h.emulator.model.addAccount(account, { accessToken: `tok-${account}` });
-    h.emulator.model.writeFile(account, '/photo.jpg', 'same bytes', { clientModified: new Date('2024-05-01T12:00:00Z') });
-    expect((await h.linkAccount(account, { accessToken: `tok-${account}` })).status).toBe(200);
-    await h.waitForIdle(account);
+    await h.linkSynced(account, { '/photo.jpg': 'same bytes' }, new Date('2024-05-01T12:00:00Z'));
     const downloads = h.emulator.stats.downloads(account, '/photo.jpg');
 
     const restoredAt = new Date('2024-06-01T08:30:00Z');

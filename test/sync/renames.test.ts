@@ -13,14 +13,23 @@ afterAll(async () => { await h.close(); });
 
 const at = new Date('2024-05-01T12:00:00Z');
 
-async function linked(account: string, files: Record<string, string>) {
-  h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
-  for (const [path, content] of Object.entries(files)) h.emulator.model.writeFile(account, path, content, { clientModified: at });
-  expect((await h.linkAccount(account)).status).toBe(200);
-  await h.waitForIdle(account);
-}
+const linked = (account: string, files: Record<string, string>) => h.linkSynced(account, files, at);
 
 const entryAt = async (account: string, path: string) => (await h.engine.entries.list(account)).find((e) => e.path === path);
+
+/**
+ * Notifies the engine of what is in Dropbox (a step of that run is made to fail by the test), waits
+ * for the backoff, makes `change`, then re-links, which cuts the backoff short (to fetching), and
+ * waits until `path` is in the mirror and the account is idle.
+ */
+async function relinkDuringBackoff(account: string, change: () => void, path: string): Promise<void> {
+  await h.engine.notify([account]);
+  await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the backoff after the failed step');
+  change();
+  expect((await h.linkAccount(account)).status).toBe(200);
+  await waitUntil(async () => (await readMirror(h.dataDir, account)).has(path), 10_000, `${path} after the re-link`);
+  await h.waitForIdle(account);
+}
 
 /** Two synced posts, /a.md and /b.md, swapped in Dropbox through a temporary name (not synced yet); their entries before. */
 async function swapTwoPosts(account: string) {
@@ -171,13 +180,7 @@ describe('an apply cut short while it moved files (a step failed), then replayed
     const account = 'dbid:replay-swap-relink';
     const { alpha, beta } = await swapTwoPosts(account);
     failFor = account;
-    await h.engine.notify([account]);
-    await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the backoff after the failed commit');
-    // One more change, then a re-link, which cuts the backoff short (to fetching).
-    h.emulator.model.writeFile(account, '/c.md', '# Gamma');
-    expect((await h.linkAccount(account)).status).toBe(200);
-    await waitUntil(async () => (await readMirror(h.dataDir, account)).has('/c.md'), 10_000, 'the later change');
-    await h.waitForIdle(account);
+    await relinkDuringBackoff(account, () => h.emulator.model.writeFile(account, '/c.md', '# Gamma'), '/c.md');
     const entries = await h.engine.entries.list(account);
     expect(entries.filter((e) => e.path !== '/c.md').map((e) => [e.path, e.title, e.id])).toEqual([['/a.md', 'Beta', beta!.id], ['/b.md', 'Alpha', alpha!.id]]);
     await expectConverged(h, account);
@@ -200,13 +203,8 @@ describe('an apply cut short while it moved files (a step failed), then replayed
     };
     try {
       h.emulator.model.move(account, '/a.md', '/b.md');
-      await h.engine.notify([account]);
-      await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the backoff after the failed step');
-      // Moved once more, then a re-link cuts the backoff short: the first page is applied before this is listed.
-      h.emulator.model.move(account, '/b.md', '/c.md');
-      expect((await h.linkAccount(account)).status).toBe(200);
-      await waitUntil(async () => (await readMirror(h.dataDir, account)).has('/c.md'), 10_000, 'the second move');
-      await h.waitForIdle(account);
+      // Moved once more during the backoff: the first page is applied before this is listed.
+      await relinkDuringBackoff(account, () => h.emulator.model.move(account, '/b.md', '/c.md'), '/c.md');
     } finally {
       SyncStore.prototype.markMoves = markMoves;
     }

@@ -19,10 +19,7 @@ const at = new Date('2024-05-01T12:00:00Z');
 describe('a file that cannot be written at its path', () => {
   it('is set aside and shown; the rest syncs, later changes too; a change to it brings it back', async () => {
     const account = 'dbid:set-aside';
-    h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
-    h.emulator.model.writeFile(account, '/ok.md', '# OK', { clientModified: at });
-    expect((await h.linkAccount(account)).status).toBe(200);
-    await h.waitForIdle(account);
+    await h.linkSynced(account, { '/ok.md': '# OK' }, at);
 
     // A folder stands where a new post must go (left in the mirror by hand): renaming onto it fails.
     const blocked = join(mirrorFolder(h.dataDir, account), 'blocked.md');
@@ -57,10 +54,7 @@ describe('a file that cannot be written at its path', () => {
 
   it('a file set aside is tried again by a resync, and by a deletion of its folder is forgotten', async () => {
     const account = 'dbid:set-aside-resync';
-    h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
-    h.emulator.model.writeFile(account, '/a/ok.txt', 'ok', { clientModified: at });
-    expect((await h.linkAccount(account)).status).toBe(200);
-    await h.waitForIdle(account);
+    await h.linkSynced(account, { '/a/ok.txt': 'ok' }, at);
     const blocked = join(mirrorFolder(h.dataDir, account), 'a', 'x.txt');
     await mkdir(join(blocked, 'inside'), { recursive: true });
     h.emulator.model.writeFile(account, '/a/x.txt', 'x', { clientModified: at });
@@ -121,10 +115,7 @@ describe('what is set aside and what is not', () => {
 
   it('nothing, when the mirror folder itself is not a folder: the step backs off and keeps its queue', async () => {
     const account = 'dbid:set-aside-root';
-    h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
-    h.emulator.model.writeFile(account, '/ok.md', '# OK', { clientModified: at });
-    expect((await h.linkAccount(account)).status).toBe(200);
-    await h.waitForIdle(account);
+    await h.linkSynced(account, { '/ok.md': '# OK' }, at);
 
     const root = mirrorFolder(h.dataDir, account);
     await rm(root, { recursive: true });
