@@ -51,7 +51,7 @@ function dribbledResponse(c: EmulatorContext, deps: EmulatorDeps, headers: Recor
 
 export function registerDownloadRoute(app: Hono<EmulatorEnv>, deps: EmulatorDeps): void {
   const handler = async (c: EmulatorContext): Promise<Response> => {
-    const accountId = authenticate(c, deps.model, ROUTE);
+    const accountId = authenticate(c, deps, ROUTE);
     return accountedCall(deps, ROUTE, accountId, async () => {
       const arg = readArgument(c);
       const path = arg.rev !== undefined ? `rev:${arg.rev}` : arg.path;

@@ -19,7 +19,7 @@ export function registerRpcRoutes(app: Hono<EmulatorEnv>, deps: EmulatorDeps): v
   /** Auth, accounting and faults around a route body that receives the raw request text. */
   function rpc(route: string, handle: (accountId: string, body: string) => unknown): void {
     app.post(`/2/${route}`, async (c) => {
-      const accountId = authenticate(c, model, route);
+      const accountId = authenticate(c, deps, route);
       return accountedCall(deps, route, accountId, async () => {
         const fault = await faultResponse(c, deps, route, accountId, deps.faults.take(route, accountId));
         if (fault) return fault;

@@ -1,5 +1,7 @@
 type AccountStats = {
   calls: Map<string, number>;
+  /** Calls answered 401 for a token the account had (expired, revoked), by route: not in `calls`. */
+  refused: Map<string, number>;
   listingsInFlight: number;
   maxListingsInFlight: number;
   downloadsInFlight: number;
@@ -32,6 +34,19 @@ export class EmulatorStats {
       return once(() => (stats.downloadsInFlight -= 1));
     }
     return () => {};
+  }
+
+  recordRefusal(accountId: string, route: string): void {
+    const refused = this.account(accountId).refused;
+    refused.set(route, (refused.get(route) ?? 0) + 1);
+  }
+
+  /** Calls refused with a 401 for a token the account had (expired, revoked). */
+  refused(accountId: string, route?: string): number {
+    const refused = this.accounts.get(accountId)?.refused;
+    if (!refused) return 0;
+    if (route !== undefined) return refused.get(route) ?? 0;
+    return [...refused.values()].reduce((sum, n) => sum + n, 0);
   }
 
   recordDownload(accountId: string, pathLower: string): void {
@@ -91,7 +106,7 @@ export class EmulatorStats {
   private account(accountId: string): AccountStats {
     let stats = this.accounts.get(accountId);
     if (!stats) {
-      stats = { calls: new Map(), listingsInFlight: 0, maxListingsInFlight: 0, downloadsInFlight: 0, maxDownloadsInFlight: 0, downloads: new Map() };
+      stats = { calls: new Map(), refused: new Map(), listingsInFlight: 0, maxListingsInFlight: 0, downloadsInFlight: 0, maxDownloadsInFlight: 0, downloads: new Map() };
       this.accounts.set(accountId, stats);
     }
     return stats;

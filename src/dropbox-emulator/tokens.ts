@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
-export type TokenCheck = { ok: true; accountId: string } | { ok: false; reason: 'invalid_access_token' | 'expired_access_token' };
+/** A refused token names its account when the registry knows it (expired, or revoked): for the emulator's accounting only. */
+export type TokenCheck = { ok: true; accountId: string } | { ok: false; reason: 'invalid_access_token' | 'expired_access_token'; accountId?: string };
 
 type AccessToken = { accountId: string; expiresAt: number; expired: boolean };
 
@@ -48,6 +49,8 @@ function sameString(a: string, b: string): boolean {
 /** Short-lived access tokens and non-rotating refresh tokens, as Dropbox issues them. */
 export class TokenRegistry {
   private readonly accessTokens = new Map<string, AccessToken>();
+  /** Revoked access tokens, by the account they were issued to: still refused, but counted for it. */
+  private readonly revokedAccessTokens = new Map<string, string>();
   private readonly refreshTokens = new Map<string, string>();
   private readonly codes = new Map<string, AuthorizationCode>();
   private readonly decisions: AuthorizationDecision[] = [];
@@ -115,8 +118,11 @@ export class TokenRegistry {
 
   check(token: string): TokenCheck {
     const entry = this.accessTokens.get(token);
-    if (!entry) return { ok: false, reason: 'invalid_access_token' };
-    if (entry.expired || Date.now() >= entry.expiresAt) return { ok: false, reason: 'expired_access_token' };
+    if (!entry) {
+      const revokedFrom = this.revokedAccessTokens.get(token);
+      return { ok: false, reason: 'invalid_access_token', ...(revokedFrom === undefined ? {} : { accountId: revokedFrom }) };
+    }
+    if (entry.expired || Date.now() >= entry.expiresAt) return { ok: false, reason: 'expired_access_token', accountId: entry.accountId };
     return { ok: true, accountId: entry.accountId };
   }
 
@@ -135,7 +141,11 @@ export class TokenRegistry {
   }
 
   revokeAccount(accountId: string): void {
-    for (const [token, entry] of this.accessTokens) if (entry.accountId === accountId) this.accessTokens.delete(token);
+    for (const [token, entry] of this.accessTokens) {
+      if (entry.accountId !== accountId) continue;
+      this.accessTokens.delete(token);
+      this.revokedAccessTokens.set(token, accountId);
+    }
     for (const [token, owner] of this.refreshTokens) if (owner === accountId) this.refreshTokens.delete(token);
   }
 }
