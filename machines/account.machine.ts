@@ -10,7 +10,9 @@ import { retryDelayMs, type SyncFailure, toSyncFailure } from '../src/sync/sync-
  *   `waitUntil` actor sleeps until it, so a restored `backoff` resumes with the time that is left;
  * - every invoke is named in `setup`, so restoring a snapshot recreates its child;
  * - every state has a way out: each invoke has `onError` leading to `backoff`, and `backoff` always
- *   ends (the deadline passes, or a RESYNC cuts it short);
+ *   ends (the deadline passes, or a RESYNC cuts it short); credentials Dropbox refused lead to
+ *   `awaitingRelink` instead, which a re-link, a resync or a wake ends (no retry could succeed
+ *   before one of them, so none is made: the account rests, passivated, until then);
  * - no step that keeps failing holds back the account's other changes: a failed download lists
  *   again before it is retried (and a file no retry can write is set aside by the step itself);
  * - the file lists (changes, download queue) live in Redis, not here: context stays small.
@@ -55,7 +57,24 @@ function notProvided<TOutput>(name: string) {
 }
 
 function failedStep(state: RetryableState) {
-  return { target: 'backoff' as const, actions: { type: 'recordFailure' as const, params: { state } } };
+  return [
+    { guard: 'isAuthFailure' as const, target: 'awaitingRelink' as const, actions: { type: 'recordAuthFailure' as const, params: { state } } },
+    { target: 'backoff' as const, actions: { type: 'recordFailure' as const, params: { state } } },
+  ];
+}
+
+/**
+ * Back to the step that failed, by the rule `backoff` follows: a listed page is applied before
+ * anything is listed after it, and a finished run is recorded before the next one starts; anything
+ * else lists first (a failed download too: the changes that arrived meanwhile are applied and
+ * queued, so one file that keeps failing never holds the account's other changes back).
+ */
+function retryFailedStep<TActions>(actions: TActions) {
+  return [
+    { guard: { type: 'isRetrying' as const, params: 'applying' as const }, target: 'applying' as const, actions },
+    { guard: { type: 'isRetrying' as const, params: 'finishing' as const }, target: 'finishing' as const, actions },
+    { target: 'fetching' as const, actions },
+  ];
 }
 
 export const accountMachine = setup({
@@ -76,6 +95,7 @@ export const accountMachine = setup({
   guards: {
     isDirty: ({ event }) => (event as unknown as { output?: FinishOutput }).output?.next === 'again',
     isRetrying: ({ context }, state: RetryableState) => context.retryState === state,
+    isAuthFailure: ({ event }) => toSyncFailure((event as unknown as { error: unknown }).error).kind === 'auth',
   },
   actions: {
     // A retry that passes through other steps first (a failed download lists again before it is
@@ -95,6 +115,15 @@ export const accountMachine = setup({
         retryAt: failure.at + retryDelayMs(attempt, failure),
       };
     }),
+    // No deadline: only new credentials (or an operator) can make the step succeed.
+    recordAuthFailure: assign(({ context, event }, params: { state: RetryableState }) => ({
+      attempt: context.attempt + 1,
+      lastError: toSyncFailure((event as unknown as { error: unknown }).error),
+      retryState: params.state,
+      retryAt: null,
+    })),
+    // New credentials start the failed step's count afresh; it still counts as retried until it succeeds.
+    resumeAfterRelink: assign({ attempt: 0, retryAt: null }),
     runCompleted: assign(({ context, event }) => ({
       runs: context.runs + 1,
       lastSyncedAt: (event as unknown as { output: FinishOutput }).output.at,
@@ -172,16 +201,7 @@ export const accountMachine = setup({
         src: 'waitUntil',
         // The account too: leaving backoff starts a run again, which waits for a run slot (the host's).
         input: ({ context }) => ({ until: context.retryAt ?? 0, accountId: context.accountId }),
-        onDone: [
-          // A listed page is applied before anything is listed after it, and a finished run is
-          // recorded before the next one starts: those two steps are retried where they failed.
-          { guard: { type: 'isRetrying', params: 'applying' }, target: 'applying' },
-          { guard: { type: 'isRetrying', params: 'finishing' }, target: 'finishing' },
-          // A failed listing lists again; so does a failed download, before it is retried: the
-          // changes that arrived meanwhile are applied and queued, so one file that keeps failing
-          // to download never holds the account's other changes back.
-          { target: 'fetching' },
-        ],
+        onDone: retryFailedStep([]),
         // A broken timer must not strand the account: retry the listing, which is always safe.
         onError: { target: 'fetching', actions: 'cancelRetry' },
       },
@@ -190,9 +210,21 @@ export const accountMachine = setup({
         RESYNC: { target: 'fetching', actions: 'cancelRetry' },
       },
     },
+    awaitingRelink: {
+      // Dropbox refused the account's credentials (revoked, expired, a scope missing). Nothing is
+      // invoked and nothing is retried on a timer: the host passivates the actor like an idle one,
+      // and the mailbox says `parked`, so webhooks only mark it dirty and neither the sweep nor a
+      // boot wakes it. A re-link (which wakes it), an operator's resync or any wake ends it.
+      on: {
+        WEBHOOK: retryFailedStep('resumeAfterRelink'),
+        RESYNC: retryFailedStep('resumeAfterRelink'),
+      },
+    },
   },
 });
 
 export type AccountMachine = typeof accountMachine;
-export type AccountStateName = 'idle' | 'fetching' | 'applying' | 'downloading' | 'finishing' | 'backoff';
-export const ACCOUNT_STATES: readonly AccountStateName[] = ['idle', 'fetching', 'applying', 'downloading', 'finishing', 'backoff'];
+export type AccountStateName = 'idle' | 'fetching' | 'applying' | 'downloading' | 'finishing' | 'backoff' | 'awaitingRelink';
+export const ACCOUNT_STATES: readonly AccountStateName[] = ['idle', 'fetching', 'applying', 'downloading', 'finishing', 'backoff', 'awaitingRelink'];
+/** States in which no run is going: the actor holds no run slot and is passivated once it has rested for the idle timeout. */
+export const RESTING_STATES: readonly AccountStateName[] = ['idle', 'awaitingRelink'];

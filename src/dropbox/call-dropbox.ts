@@ -111,6 +111,8 @@ export async function callDropbox<T>(label: string, call: (client: Dropbox) => P
         refreshed = false;
       } else if (response?.status === 400 && isInvalidGrant(response.error)) {
         throw fail(options, 'auth', `${label}: the refresh token was revoked; re-link the account`);
+      } else if (response?.status === 400 && isAppRejected(response.error)) {
+        throw fail(options, 'app_credentials', appRejectedMessage(label));
       } else if (response?.status === 429) {
         const wait = retryAfterMs(response);
         failure = { kind: 'rate_limited', message: `${label}: rate limited, retry after ${wait} ms`, waitMs: wait, retryAfterMs: wait, retry: true };
@@ -141,6 +143,9 @@ function refreshFailure(options: CallOptions, label: string, error: unknown, att
   }
   if (response && (response.status >= 500 || response.status === 408)) return unavailable(response, message, attempt, baseDelayMs, random);
   if (!response && isTransient(error)) return { kind: 'dropbox_unavailable' as const, message, waitMs: backoff(attempt, baseDelayMs, random), retry: true };
+  // The app's own key or secret, not the account's token: re-linking would not help, fixing the
+  // engine's settings does, and every account retries on its own backoff meanwhile.
+  if (response && isAppRejected(response.error)) throw fail(options, 'app_credentials', appRejectedMessage(label));
   throw fail(options, 'auth', `${message}; re-link the account`);
 }
 
@@ -161,6 +166,15 @@ function summary(body: unknown): string {
 
 function isInvalidGrant(body: unknown): boolean {
   return (body as { error?: unknown } | null)?.error === 'invalid_grant';
+}
+
+function appRejectedMessage(label: string): string {
+  return `${label}: Dropbox refused the app's key or secret at /oauth2/token (invalid_client): check DROPBOX_APP_KEY and DROPBOX_APP_SECRET`;
+}
+
+function isAppRejected(body: unknown): boolean {
+  const error = (body as { error?: unknown } | null)?.error;
+  return error === 'invalid_client' || error === 'unauthorized_client';
 }
 
 /** Timeouts (our AbortSignal.timeout), dropped connections and refused connections are worth retrying. */

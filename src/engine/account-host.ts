@@ -1,9 +1,9 @@
 import { createActor, type Actor, type InspectionEvent, type Observer } from 'xstate';
-import type { AccountEvent, AccountMachine, AccountStateName } from '../../machines/account.machine.js';
+import { type AccountEvent, type AccountMachine, type AccountStateName, RESTING_STATES } from '../../machines/account.machine.js';
 import { MAX_RETRY_DELAY_MS } from '../sync/sync-failure.js';
 import type { AccountStore } from '../accounts/account-store.js';
 import type { Logger } from '../logger.js';
-import type { Mailbox } from '../mailbox/mailbox.js';
+import { hasWork, type Mailbox } from '../mailbox/mailbox.js';
 import type { Lease, Leases } from '../ownership/leases.js';
 import { isFencedError } from '../redis/scripts.js';
 import type { SyncStore } from '../sync/sync-store.js';
@@ -38,8 +38,8 @@ export interface AccountHostOptions {
    * account: pass it on to that process (the engine publishes it on the wake channel).
    */
   forward?: (accountId: string, event: AccountEvent) => void;
-  /** Longest a state may last before the watchdog restarts the actor from its last snapshot. */
-  stateDeadlinesMs: Record<Exclude<AccountStateName, 'idle'>, number>;
+  /** Longest a state may last before the watchdog restarts the actor from its last snapshot (resting states have none). */
+  stateDeadlinesMs: Record<Exclude<AccountStateName, 'idle' | 'awaitingRelink'>, number>;
   watchdogIntervalMs: number;
   /** Passed to every actor (the Stately inspector when INSPECT=1). */
   inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
@@ -59,6 +59,14 @@ export const DEFAULT_STATE_DEADLINES_MS: AccountHostOptions['stateDeadlinesMs'] 
 };
 
 const BOOT_CONCURRENCY = 32;
+
+const isResting = (state: unknown) => (RESTING_STATES as readonly unknown[]).includes(state);
+
+/**
+ * A state from which an event can start a run: resting, or a backoff that a RESYNC cuts short.
+ * Such a run takes a run slot first, or waits for one, like any other.
+ */
+const holdsNoSlot = (state: unknown) => isResting(state) || state === 'backoff';
 
 /** A token no fence ever holds: what this process writes with for an account it does not own. */
 const NOT_OWNER = 'not-owner';
@@ -111,7 +119,7 @@ export class AccountHost {
     // idle account waits its turn here (its mailbox already says running, so nothing is lost, and
     // the reaper would find it if this process died).
     const current = this.actors.get(accountId);
-    const startsRun = (!current || current.getSnapshot().value === 'idle') && !this.active.has(accountId);
+    const startsRun = (!current || holdsNoSlot(current.getSnapshot().value)) && !this.active.has(accountId);
     if (startsRun) {
       if (this.active.size >= this.options.maxActiveRuns) {
         const waiting = this.waiting.get(accountId);
@@ -133,7 +141,8 @@ export class AccountHost {
       return false;
     }
     actor.send(event);
-    if (startsRun && actor.getSnapshot().value === 'idle') this.runEnded(accountId);
+    // The event started nothing (a WEBHOOK in backoff, an event the state ignores): give the slot back.
+    if (startsRun && holdsNoSlot(actor.getSnapshot().value)) this.runEnded(accountId);
     return true;
   }
 
@@ -189,7 +198,7 @@ export class AccountHost {
       const [nextId, event] = next.value;
       this.waiting.delete(nextId);
       const box = await this.options.mailbox.read(nextId).catch(() => undefined);
-      if (box && box.status !== 'running' && !box.dirty) continue;
+      if (box && !hasWork(box)) continue;
       this.send(nextId, event).then(
         (delivered) => { if (!delivered) this.options.forward?.(nextId, event); },
         (error: unknown) => this.options.log.error({ accountId: nextId, err: (error as Error).message }, 'could not start a waiting run; the reaper will retry'),
@@ -207,7 +216,7 @@ export class AccountHost {
   deliverLocal(accountId: string, event: AccountEvent): boolean {
     const actor = this.actors.get(accountId);
     if (!actor) return false;
-    if (actor.getSnapshot().value !== 'idle') {
+    if (!holdsNoSlot(actor.getSnapshot().value)) {
       actor.send(event);
       return true;
     }
@@ -239,7 +248,9 @@ export class AccountHost {
     const ids = await accounts.linkedIds();
     const results = await forEachBounded(ids, BOOT_CONCURRENCY, async (accountId) => {
       const [box, stored, pending] = await Promise.all([mailbox.read(accountId), persistence.load(accountId), store.pendingCount(accountId)]);
-      const busy = (stored !== null && stored.state !== 'idle') || box.status === 'running' || box.dirty || pending > 0;
+      // Parked until a re-link: a restart gives its credentials no better chance.
+      if (box.status === 'parked') return;
+      const busy = (stored !== null && stored.state !== 'idle') || hasWork(box) || pending > 0;
       if (!busy) return;
       const actor = await this.ensure(accountId);
       if (!actor) return;
@@ -378,11 +389,11 @@ export class AccountHost {
           this.enteredAt.set(accountId, { state, at: now });
           this.scheduleIdle(accountId, actor, state);
           // (A new or restored actor's first snapshot is not the end of a run: its slot may be reserved.)
-          // A backoff gives its slot back: an account that keeps failing (a revoked token) would
-          // otherwise hold it for good, and enough of them would stop every other run here. Its
-          // retry waits for a slot again (runSlot, from the backoff's waitUntil).
-          if ((state === 'idle' && lastState) || state === 'backoff') this.runEnded(accountId);
-          else if (state !== 'idle') this.active.add(accountId);
+          // A backoff gives its slot back: an account that keeps failing would otherwise hold it
+          // for good, and enough of them would stop every other run here. Its retry waits for a
+          // slot again (runSlot, from the backoff's waitUntil).
+          if ((isResting(state) && lastState) || state === 'backoff') this.runEnded(accountId);
+          else if (!isResting(state)) this.active.add(accountId);
         }
         lastState = state;
         if (unchangedSinceRestore) unchangedSinceRestore = false;
@@ -405,24 +416,24 @@ export class AccountHost {
   private scheduleIdle(accountId: string, actor: AccountActor, state: string): void {
     clearTimeout(this.idleTimers.get(accountId));
     this.idleTimers.delete(accountId);
-    if (state !== 'idle') return;
+    if (!isResting(state)) return;
     const timer = setTimeout(() => void this.passivate(accountId, actor), this.options.idleTimeoutMs);
     timer.unref();
     this.idleTimers.set(accountId, timer);
   }
 
   /**
-   * Drops an idle actor from memory. A webhook that arrives meanwhile is never lost: either it woke
+   * Drops a resting actor from memory (idle, or awaiting a re-link). A webhook that arrives meanwhile is never lost: either it woke
    * the actor before it stopped (then it is no longer idle and stays), or it finds the lease
    * released and starts a new actor, or it found the lease still held and published a wake that
    * arrived here too late; the mailbox check after the release catches that last case.
    */
   private async passivate(accountId: string, actor: AccountActor): Promise<void> {
-    if (this.actors.get(accountId) !== actor || actor.getSnapshot().value !== 'idle') return;
+    if (this.actors.get(accountId) !== actor || !isResting(actor.getSnapshot().value)) return;
     const { workWaiting } = await this.stop(accountId);
     this.options.log.debug({ accountId }, 'passivated');
     // Read by the release itself when there was a lease to release (one round trip instead of two).
-    const work = workWaiting ?? (await this.options.mailbox.read(accountId).then((box) => box.status === 'running' || box.dirty, () => false));
+    const work = workWaiting ?? (await this.options.mailbox.read(accountId).then(hasWork, () => false));
     if (work && !this.closed) {
       await this.send(accountId, { type: 'WEBHOOK' }).catch(() => false);
     }
@@ -435,8 +446,8 @@ export class AccountHost {
   private checkDeadlines(): void {
     const now = Date.now();
     for (const [accountId, entered] of this.enteredAt) {
-      if (entered.state === 'idle') continue;
-      const deadline = this.options.stateDeadlinesMs[entered.state as Exclude<AccountStateName, 'idle'>];
+      if (isResting(entered.state)) continue;
+      const deadline = this.options.stateDeadlinesMs[entered.state as keyof AccountHostOptions['stateDeadlinesMs']];
       if (deadline === undefined || now - entered.at < deadline) continue;
       this.options.log.error({ accountId, state: entered.state, overstayedMs: now - entered.at - deadline }, 'state overstayed its deadline: restarting the actor from its last snapshot');
       this.enteredAt.delete(accountId);
@@ -468,7 +479,7 @@ export class AccountHost {
     const actor = await this.ensure(accountId);
     if (!actor || actor.getSnapshot().value !== 'idle') return;
     const box = await this.options.mailbox.read(accountId);
-    if (box.status === 'running' || box.dirty) await this.send(accountId, { type: 'WEBHOOK' });
+    if (hasWork(box)) await this.send(accountId, { type: 'WEBHOOK' });
   }
 
   /** An actor that errored is rebuilt from its last persisted snapshot. */

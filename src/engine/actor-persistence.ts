@@ -110,6 +110,7 @@ const CHILD_OF_STATE: Record<string, string | undefined> = {
   downloading: 'downloadQueue',
   finishing: 'finishRun',
   backoff: 'waitUntil',
+  awaitingRelink: undefined,
 };
 
 export type SnapshotCheck = { ok: true; snapshot: Snapshot<unknown> } | { ok: false; reason: string };

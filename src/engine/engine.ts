@@ -8,7 +8,7 @@ import type { TokenCipher } from '../accounts/token-cipher.js';
 import { DropboxSession, type DropboxAppSettings, type DropboxCredentials } from '../dropbox/dropbox-session.js';
 import { EntryStore } from '../entries/entry-store.js';
 import type { Logger } from '../logger.js';
-import { Mailbox, type WebhookOutcome } from '../mailbox/mailbox.js';
+import { hasWork, Mailbox, type WebhookOutcome } from '../mailbox/mailbox.js';
 import { Leases } from '../ownership/leases.js';
 import { isValidAccountId } from '../redis/keys.js';
 import { upgradeOldLayout } from '../redis/layout-upgrade.js';
@@ -285,7 +285,7 @@ export class Engine {
       // during a storm that is most of them, and waking them again would only re-queue them.
       const batch = ids.slice(i, i + SWEEP_BATCH).filter((accountId) => !this.host.handles(accountId));
       const boxes = await Promise.all(batch.map((accountId) => this.mailbox.read(accountId)));
-      const unfinished = batch.filter((_, j) => boxes[j]!.status === 'running' || boxes[j]!.dirty);
+      const unfinished = batch.filter((_, j) => hasWork(boxes[j]!));
       const holders = new Map(await Promise.all(unfinished.map(async (accountId) => [accountId, await this.leases.holder(accountId)] as const)));
       for (const [j, accountId] of batch.entries()) {
         const box = boxes[j]!;
@@ -294,7 +294,8 @@ export class Engine {
           if (holders.get(accountId)) continue;
           this.wakeInBackground(accountId);
           reaped++;
-        } else if (pollIntervalMs > 0 && polled < maxPolls && now - box.listedAt >= pollIntervalMs) {
+        } else if (pollIntervalMs > 0 && polled < maxPolls && box.status !== 'parked' && now - box.listedAt >= pollIntervalMs) {
+          // (A parked account is not polled: it would use up the sweep's polls, never listed until a re-link.)
           polled++;
           if ((await this.mailbox.markDirty(accountId)) === 'wake') this.wakeInBackground(accountId);
         }
@@ -385,9 +386,10 @@ export class Engine {
         this.forgetSession(message.accountId);
       } else if (message.type === 'RELINKED') {
         this.forgetSession(message.accountId);
-        // As a link here would: the new credentials cut a backoff short (a revoked token is the usual
-        // reason to re-link), whether or not the wake that follows reaches this process.
-        if (this.host.actor(message.accountId)?.getSnapshot().value === 'backoff') this.host.deliverLocal(message.accountId, { type: 'RESYNC' });
+        // As a link here would: the new credentials cut a backoff short and end a wait for a
+        // re-link, whether or not the wake that follows reaches this process.
+        const state = this.host.actor(message.accountId)?.getSnapshot().value;
+        if (state === 'backoff' || state === 'awaitingRelink') this.host.deliverLocal(message.accountId, { type: 'RESYNC' });
       } else {
         this.host.deliverLocal(message.accountId, { type: message.type });
       }

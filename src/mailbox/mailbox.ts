@@ -1,11 +1,13 @@
 import { accountKeys } from '../redis/keys.js';
 import { runFencedScript, runScript, UNFENCED, type Fence, type FenceTokenOf, type RedisClient } from '../redis/scripts.js';
 
-export type WebhookOutcome = 'unknown' | 'wake' | 'running';
+/** `parked`: recorded, but the account waits for a re-link (its credentials were refused), so nothing runs. */
+export type WebhookOutcome = 'unknown' | 'wake' | 'running' | 'parked';
 
 export interface MailboxState {
   dirty: boolean;
-  status: 'idle' | 'running';
+  /** `parked`: the actor awaits a re-link (set with its snapshot, actor-save.lua); no run goes until then. */
+  status: 'idle' | 'running' | 'parked';
   webhooks: number;
   /** When the last listing started (epoch ms), 0 if never. */
   listedAt: number;
@@ -28,7 +30,7 @@ export class Mailbox {
   async markDirty(accountId: string): Promise<WebhookOutcome> {
     const k = accountKeys(accountId);
     const result = await runScript<number>(this.redis, 'mailboxMarkDirty', [k.credentials, k.mailbox]);
-    return result === -1 ? 'unknown' : result === 1 ? 'wake' : 'running';
+    return result === -1 ? 'unknown' : result === 1 ? 'wake' : result === 2 ? 'parked' : 'running';
   }
 
   async requestResync(accountId: string): Promise<WebhookOutcome> {
@@ -47,6 +49,14 @@ export class Mailbox {
 
   async read(accountId: string): Promise<MailboxState> {
     const raw = await this.redis.hgetall(accountKeys(accountId).mailbox);
-    return { dirty: raw.dirty === '1', status: raw.status === 'running' ? 'running' : 'idle', webhooks: Number(raw.webhooks ?? 0), listedAt: Number(raw.listedAt ?? 0) };
+    return { dirty: raw.dirty === '1', status: raw.status === 'running' || raw.status === 'parked' ? raw.status : 'idle', webhooks: Number(raw.webhooks ?? 0), listedAt: Number(raw.listedAt ?? 0) };
   }
+}
+
+/**
+ * Whether the mailbox asks for a run: one is going (its owner may have died), or a webhook came in.
+ * A parked account's dirty flag waits for the re-link that unparks it.
+ */
+export function hasWork(box: Pick<MailboxState, 'status' | 'dirty'>): boolean {
+  return box.status === 'running' || (box.dirty && box.status !== 'parked');
 }

@@ -70,8 +70,9 @@ export const BOX = { width: 104, height: 34, gapX: 28, gapY: 40, margin: 12, arc
  * initial state until it comes back to a state already placed: for the account machine that is
  * the happy path idle, fetching, applying, downloading, finishing. Every other state goes in a row
  * below, centred under the spine states it is connected to (so `backoff` sits under the middle of
- * the steps that fail into it), one row further down if that spot is taken. Pure: the same graph
- * always gives the same layout.
+ * the steps that fail into it); when that spot is taken, one column to its left or right
+ * (`awaitingRelink` beside `backoff`), and only when those are taken too a row further down. Pure:
+ * the same graph always gives the same layout.
  */
 export function layoutDiagram(graph: StateGraph): DiagramLayout {
   const column = new Map<string, number>();
@@ -89,10 +90,16 @@ export function layoutDiagram(graph: StateGraph): DiagramLayout {
     const scored = rest.map((state) => ({ state, placed: [...new Set(neighbours(state))].filter((n) => column.has(n)) }));
     const best = scored.reduce((a, b) => (b.placed.length > a.placed.length ? b : a));
     const want = best.placed.length ? best.placed.reduce((sum, n) => sum + column.get(n)!, 0) / best.placed.length : 0;
-    let r = 1;
-    while ([...column.keys()].some((s) => row.get(s) === r && Math.abs(column.get(s)! - want) < 1)) r++;
-    column.set(best.state, want);
-    row.set(best.state, r);
+    // Beside a state already in the row before a row further down: a line from a lower row up to
+    // the spine would cross the boxes between them.
+    const taken = (r: number, c: number) => [...column.keys()].some((s) => row.get(s) === r && Math.abs(column.get(s)! - c) < 1);
+    let spot: { r: number; c: number } | undefined;
+    for (let r = 1; !spot; r++) {
+      const c = [0, -1, 1, -2, 2].map((offset) => want + offset).find((candidate) => candidate >= 0 && !taken(r, candidate));
+      if (c !== undefined) spot = { r, c };
+    }
+    column.set(best.state, spot.c);
+    row.set(best.state, spot.r);
     rest = rest.filter((s) => s !== best.state);
   }
 

@@ -78,7 +78,8 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
   const onDisk = new MirrorFiles([...targets.values()].filter((t): t is string => typeof t === 'string'), handedOver?.notInIndex);
 
   // Once Redis is unreachable (or the lease is lost) nothing more can be recorded: start no new
-  // downloads, or every queued file would be fetched and thrown away before the step fails.
+  // downloads, or every queued file would be fetched and thrown away before the step fails. Once
+  // Dropbox refuses the credentials, every other download would be refused too.
   let halted: unknown;
   // The network and the disk are separate resources: a download's slot (per account, and the
   // process-wide ones) is held only while its bytes arrive, so `downloadsPerAccount` downloads stay
@@ -98,7 +99,7 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
     } catch (error) {
       const onePath = pathFailure(error);
       deps.events.report('downloadFailed', { accountId, path: item.pathDisplay, kind: error instanceof SyncError ? error.failure.kind : onePath ? onePath.kind : isRedisUnavailable(error) ? 'redis' : 'internal' });
-      if (isRedisUnavailable(error) || isFencedError(error)) halted ??= error;
+      if (isRedisUnavailable(error) || isFencedError(error) || refusesEveryCall(error)) halted ??= error;
       // Not when the mirror's own folder is missing or not a folder: every file fails then (ENOTDIR).
       if (!onePath || signal.aborted || !(await isFolder(root))) throw error;
       // Retrying would fail the same way and hold the whole account in backoff.
@@ -279,4 +280,9 @@ export class MirrorFiles {
  */
 function foldName(name: string): string {
   return name.normalize('NFC').toLowerCase();
+}
+
+/** A failure no other call with the same credentials could escape: the account's token, or the app's key. */
+function refusesEveryCall(error: unknown): boolean {
+  return error instanceof SyncError && (error.failure.kind === 'auth' || error.failure.kind === 'app_credentials');
 }

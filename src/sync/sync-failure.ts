@@ -5,7 +5,8 @@
 export type FailureKind =
   | 'rate_limited' // Dropbox 429: wait at least Retry-After
   | 'dropbox_unavailable' // 5xx, timeouts, network errors after the in-call retries
-  | 'auth' // token invalid or revoked: re-link the account
+  | 'auth' // token invalid or revoked: the account awaits a re-link (no retry until then)
+  | 'app_credentials' // Dropbox refused the app's own key or secret: fix the engine's settings
   | 'redis' // Redis unreachable or a command timed out
   | 'content_mismatch' // downloaded bytes did not match content_hash
   | 'filesystem' // the local folder could not be written

@@ -1,14 +1,15 @@
 import { SimulatedClock } from 'xstate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectedMirror, readMirror, startHarness, waitUntil, type Harness, expectConverged as expectAccountConverged } from '../support/sync-harness.js';
+import { APP_KEY, expectedMirror, readMirror, startHarness, waitUntil, type Harness, expectConverged as expectAccountConverged } from '../support/sync-harness.js';
 
 /**
  * Tokens: a short-lived access token that expires mid-life is refreshed once and the sync goes on;
- * a revoked refresh token or an invalid access token parks the account in `backoff` with an `auth`
- * error telling the user to re-link, and re-linking cuts that backoff short.
+ * a revoked refresh token or an invalid access token parks the account in `awaitingRelink` with an
+ * `auth` error telling the user to re-link, and the re-link ends the wait; the app's own key or
+ * secret refused is not the account's fault: a backoff, retried, telling the operator what to fix.
  *
  * The engine runs on a SimulatedClock that the test never advances: a backoff deadline can then
- * never pass by itself, so an account that leaves `backoff` did so because of the re-link.
+ * never pass by itself, so an account that leaves a wait did so because of the re-link.
  */
 let h: Harness;
 const clock = new SimulatedClock();
@@ -122,7 +123,7 @@ describe('credentials Dropbox refuses', () => {
     (model.tokens as unknown as { refreshTokens: Map<string, string> }).refreshTokens.delete('refresh-er');
     model.writeFile(account, '/posts/b.md', '# B', { clientModified: at });
     await h.engine.notify([account]);
-    await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the auth backoff');
+    await waitUntil(async () => (await h.status(account)).state === 'awaitingRelink', 10_000, 'the wait for a re-link');
     const parked = await h.status(account);
     expect(parked.lastError?.kind).toBe('auth');
     expect(parked.lastError?.message).toMatch(/re-link/);
@@ -134,7 +135,7 @@ describe('credentials Dropbox refuses', () => {
     await expectAccountConverged(h, account);
   });
 
-  it('a revoked refresh token: backoff with an auth error saying to re-link; re-linking cuts the backoff short', async () => {
+  it('a revoked refresh token: an auth error saying to re-link, and the account waits for it', async () => {
     const account = 'dbid:faults-token-revoked';
     const model = h.emulator.model;
     model.addAccount(account, { accessToken: 'unused-revoked', refreshToken: 'refresh-good' });
@@ -142,7 +143,7 @@ describe('credentials Dropbox refuses', () => {
 
     // The user revoked the app: Dropbox answers invalid_grant to the refresh.
     expect((await put(account, { refreshToken: 'refresh-revoked' })).status).toBe(200);
-    await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the auth backoff');
+    await waitUntil(async () => (await h.status(account)).state === 'awaitingRelink', 10_000, 'the wait for a re-link');
     const parked = await h.status(account);
     expect(parked.lastError?.kind).toBe('auth');
     expect(parked.lastError?.message).toMatch(/re-link/);
@@ -150,14 +151,14 @@ describe('credentials Dropbox refuses', () => {
     expect(h.emulator.stats.calls(account)).toBe(0); // nothing reached the API
     expect(await readMirror(h.dataDir, account)).toEqual(new Map());
 
-    // Fake time never moves, so only the re-link can end this backoff.
+    // Fake time never moves, but nothing waits for time here: only the re-link ends the wait.
     expect((await put(account, { refreshToken: 'refresh-good' })).status).toBe(200);
     await waitUntil(() => h.emulator.stats.calls(account, 'files/list_folder') > 0, 10_000, 'the listing after the re-link');
     await h.waitForIdle(account);
     await expectAccountConverged(h, account);
   });
 
-  it('an invalid access token: backoff with an auth error saying to re-link; a re-link with a good token syncs', async () => {
+  it('an invalid access token: an auth error saying to re-link; a re-link with a good token syncs', async () => {
     const account = 'dbid:faults-token-invalid';
     const model = h.emulator.model;
     model.addAccount(account, { accessToken: 'access-good' });
@@ -172,7 +173,7 @@ describe('credentials Dropbox refuses', () => {
     model.writeFile(account, '/posts/two.md', '# Two', { clientModified: at });
     model.remove(account, '/posts/one.md');
     await h.engine.notify([account]);
-    await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the auth backoff');
+    await waitUntil(async () => (await h.status(account)).state === 'awaitingRelink', 10_000, 'the wait for a re-link');
     const parked = await h.status(account);
     expect(parked.lastError?.kind).toBe('auth');
     expect(parked.lastError?.message).toMatch(/invalid_access_token.*re-link/);
@@ -185,5 +186,31 @@ describe('credentials Dropbox refuses', () => {
     await h.waitForIdle(account);
     await expectAccountConverged(h, account);
     expect((await readMirror(h.dataDir, account)).has('/posts/one.md')).toBe(false);
+  });
+});
+
+describe("the app's own credentials refused", () => {
+  it("a wrong app secret is not the account's fault: a backoff that retries, saying which setting to fix, never a wait for a re-link", async () => {
+    const account = 'dbid:faults-token-app-secret';
+    const model = h.emulator.model;
+    model.addAccount(account, { accessToken: 'unused-app-secret', refreshToken: 'refresh-app-secret' });
+    model.writeFile(account, '/posts/a.md', '# A', { clientModified: at });
+    // A process of the same deployment with a mistyped DROPBOX_APP_SECRET: /oauth2/token answers invalid_client.
+    const misconfigured = await h.startPeer({
+      ownerId: 'peer-wrong-secret',
+      dropbox: { appKey: APP_KEY, appSecret: 'not-the-app-secret', hosts: { api: h.emulator.url, content: h.emulator.url }, callTimeoutMs: 2_000 },
+    });
+    try {
+      const linked = await misconfigured.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ refreshToken: 'refresh-app-secret' }) });
+      expect(linked.status).toBe(200);
+      await waitUntil(async () => (await misconfigured.engine.status(account))?.lastError?.kind === 'app_credentials', 10_000, 'the refused app secret');
+      const status = (await misconfigured.engine.status(account))!;
+      expect(status.state).not.toBe('awaitingRelink');
+      expect(status.lastError?.message).toMatch(/DROPBOX_APP_SECRET/);
+      expect(status.lastError?.message).not.toContain('not-the-app-secret');
+      expect((await misconfigured.engine.mailbox.read(account)).status).toBe('running');
+    } finally {
+      await misconfigured.engine.unlink(account);
+    }
   });
 });

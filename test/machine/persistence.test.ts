@@ -15,7 +15,7 @@ import { walkReachableStates } from '../support/machine-walk.js';
 const T0 = 1_700_000_000_000;
 const ACCOUNT = 'acc-1';
 type Step = 'listChanges' | 'applyChanges' | 'downloadQueue' | 'finishRun';
-type Outcome = 'ok' | { gate: Promise<void> } | { fail: 'rate_limited' | 'dropbox_unavailable'; retryAfterMs?: number };
+type Outcome = 'ok' | { gate: Promise<void> } | { fail: 'rate_limited' | 'dropbox_unavailable' | 'auth'; retryAfterMs?: number };
 
 /** The machine with engine-like fakes: steps throw SyncError stamped with `clock`, waitUntil sleeps on it. */
 function machineWith(clock: SimulatedClock, script: Partial<Record<Step, Outcome[]>> = {}, calls: string[] = []) {
@@ -84,7 +84,7 @@ describe('persisted snapshot format', () => {
     const downloading = gate();
     const finishing = gate();
     const machine = machineWith(clock, {
-      listChanges: [listing, 'ok'],
+      listChanges: [listing, 'ok', { fail: 'auth' }],
       applyChanges: [applying, { fail: 'dropbox_unavailable' }],
       downloadQueue: [downloading],
       finishRun: [finishing],
@@ -117,11 +117,25 @@ describe('persisted snapshot format', () => {
     expect(actor.getSnapshot().value).toBe('backoff');
     expectRaw();
     byState.backoff = persisted(actor);
+    const backoffRecord = byState.backoff;
+    clock.set(T0 + 500);
+    await settle();
+    expect(actor.getSnapshot().value).toBe('idle');
+    actor.send({ type: 'WEBHOOK' }); // third run: Dropbox refuses the token
+    await settle();
+    expect(actor.getSnapshot().value).toBe('awaitingRelink');
+    expectRaw();
+    byState.awaitingRelink = persisted(actor);
+    byState.backoff = backoffRecord;
     expect(errors).toEqual([]);
 
     const backoff = byState.backoff as Record<string, any>;
     expect(backoff.context).toMatchObject({ retryAt: T0 + 500, retryState: 'applying', attempt: 1, lastError: { kind: 'dropbox_unavailable', at: T0 } });
     expect(backoff.children).toEqual({ waitUntil: { src: 'waitUntil', syncSnapshot: false, snapshot: { status: 'active', input: { until: T0 + 500, accountId: 'acc-1' } } } });
+    // No deadline and no child: nothing runs until a re-link.
+    const awaiting = byState.awaitingRelink as Record<string, any>;
+    expect(awaiting.context).toMatchObject({ retryAt: null, retryState: 'fetching', attempt: 1, lastError: { kind: 'auth', at: T0 + 500 } });
+    expect(awaiting.children).toEqual({});
     for (const [state, snapshot] of Object.entries(byState)) {
       expect(Object.keys((snapshot as Record<string, any>).children), state).toEqual(invokedChildren(state));
     }
@@ -224,7 +238,7 @@ describe('restoring a snapshot', () => {
     expect(snap.value).toBe(r.value);
     expect(Object.keys(snap.children)).toEqual(invokedChildren(r.value));
 
-    if (r.value === 'idle') actor.send({ type: 'WEBHOOK' });
+    if (r.value === 'idle' || r.value === 'awaitingRelink') actor.send({ type: 'WEBHOOK' });
     await settle();
     clock.set(T0 + 60_000); // past any deadline in these snapshots
     await settle();
@@ -234,7 +248,7 @@ describe('restoring a snapshot', () => {
     // listing first)
     const firstStep = { idle: 'listChanges', fetching: 'listChanges', applying: 'applyChanges', downloading: 'downloadQueue', finishing: 'finishRun' } as Record<string, string>;
     const retried = { fetching: 'listChanges', applying: 'applyChanges', downloading: 'listChanges', finishing: 'finishRun' } as Record<string, string>;
-    const expected = r.value === 'backoff' ? retried[r.retryState ?? 'fetching'] : firstStep[r.value];
+    const expected = r.value === 'backoff' || r.value === 'awaitingRelink' ? retried[r.retryState ?? 'fetching'] : firstStep[r.value];
     expect(calls[0]?.split(' ')[1]).toBe(expected);
   });
 

@@ -196,6 +196,36 @@ describe('account machine: failures and backoff', () => {
   });
 });
 
+describe('account machine: credentials Dropbox refused', () => {
+  it('wait for a re-link with no deadline; the wake of the re-link retries the failed step, listing first', async () => {
+    const a = account({ downloadQueue: [{ fail: 'dropbox_unavailable', jitter: 0 }, { fail: 'auth' }] });
+    await a.send('WEBHOOK');
+    await a.at(500); // the backoff's retry lists, applies, and the download is refused
+    expect(a.state()).toBe('awaitingRelink');
+    expect(a.actor.getSnapshot().context).toMatchObject({ attempt: 2, retryAt: null, retryState: 'downloading', lastError: { kind: 'auth', at: T0 + 500 } });
+    expect(a.actor.getSnapshot().children).toEqual({}); // nothing running, nothing to wait for
+    await a.at(30 * 24 * 3_600_000); // a month later: no step was tried again on its own
+    expect(a.state()).toBe('awaitingRelink');
+    expect(a.calls).toHaveLength(6);
+    await a.send('WEBHOOK'); // the re-link's wake
+    expect(a.state()).toBe('idle');
+    expect(a.calls.slice(6)).toEqual(['t+2592000000 listChanges', 't+2592000000 applyChanges', 't+2592000000 downloadQueue', 't+2592000000 finishRun']);
+    expect(a.actor.getSnapshot().context).toMatchObject({ attempt: 0, retryState: null, lastError: null, runs: 1 });
+    expect(a.trace).toMatchSnapshot();
+  });
+
+  it('refused again after the re-link: back to waiting, its count started afresh', async () => {
+    const a = account({ listChanges: [{ fail: 'auth' }, { fail: 'auth' }] });
+    await a.send('WEBHOOK');
+    expect(a.state()).toBe('awaitingRelink');
+    expect(a.actor.getSnapshot().context).toMatchObject({ attempt: 1, retryState: 'fetching' });
+    await a.send('RESYNC'); // an operator's resync, or a re-link with a token that is no better
+    expect(a.state()).toBe('awaitingRelink');
+    expect(a.actor.getSnapshot().context).toMatchObject({ attempt: 1, retryState: 'fetching', lastError: { kind: 'auth' } });
+    expect(a.calls).toEqual(['t+0 listChanges', 't+0 listChanges']);
+  });
+});
+
 describe('account machine: events while busy', () => {
   it('WEBHOOKs during a run or a backoff change nothing: the Redis mailbox records them', async () => {
     const listing = gate();
@@ -237,12 +267,12 @@ describe('account machine: events while busy', () => {
     expect(a.calls.filter((c) => c.endsWith('listChanges'))).toHaveLength(2);
   });
 
-  it('accepts WEBHOOK only in idle and finishing, and RESYNC in idle, finishing and backoff', () => {
+  it('accepts WEBHOOK only in idle, finishing and awaitingRelink, and RESYNC there and in backoff', () => {
     const { context } = createActor(accountMachine, { input: { accountId: 'acc-1' } }).getSnapshot();
     const accepted = Object.keys(accountMachine.root.states).map((state) => {
       const snap = accountMachine.resolveState({ value: state, context });
       return `${state}: ${(['WEBHOOK', 'RESYNC'] as const).filter((type) => snap.can({ type })).join(', ') || '-'}`;
     });
-    expect(accepted).toEqual(['idle: WEBHOOK, RESYNC', 'fetching: -', 'applying: -', 'downloading: -', 'finishing: WEBHOOK, RESYNC', 'backoff: RESYNC']);
+    expect(accepted).toEqual(['idle: WEBHOOK, RESYNC', 'fetching: -', 'applying: -', 'downloading: -', 'finishing: WEBHOOK, RESYNC', 'backoff: RESYNC', 'awaitingRelink: WEBHOOK, RESYNC']);
   });
 });

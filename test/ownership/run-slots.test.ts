@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SimulatedClock } from 'xstate';
 import { accountKeys } from '../../src/redis/keys.js';
-import { readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+import { APP_KEY, APP_SECRET, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /**
  * `maxActiveRuns` run slots per process, here one: whatever happens to an account, its slot comes
@@ -18,19 +19,37 @@ function addAccount(accountId: string, files: Record<string, string> = { '/p/a.m
 }
 
 describe('run slots', () => {
-  it('an account that keeps failing (a revoked token) gives its slot back while it backs off', async () => {
-    const revoked = 'dbid:slots-revoked';
+  it('an account that keeps failing gives its slot back while it backs off', async () => {
+    const failing = 'dbid:slots-failing';
     const healthy = 'dbid:slots-healthy';
+    addAccount(failing);
+    h.emulator.faults.inject({ route: 'files/list_folder', accountId: failing, status: 503, times: Infinity });
+    try {
+      expect((await h.linkAccount(failing)).status).toBe(200);
+      await waitUntil(async () => (await h.status(failing)).lastError?.kind === 'dropbox_unavailable', 10_000, 'the failure');
+
+      addAccount(healthy);
+      expect((await h.linkAccount(healthy)).status).toBe(200);
+      await h.waitForIdle(healthy, 10_000);
+      // Still failing, still in memory, retrying on its own deadline.
+      expect(h.engine.host.actor(failing)).toBeDefined();
+    } finally {
+      h.emulator.faults.clear();
+    }
+    await h.waitForIdle(failing, 15_000);
+  });
+
+  it('an account whose credentials Dropbox refuses gives its slot back while it waits for a re-link', async () => {
+    const revoked = 'dbid:slots-revoked';
+    const healthy = 'dbid:slots-healthy-2';
     addAccount(revoked);
     expect((await h.linkAccount(revoked, { accessToken: 'a-token-dropbox-refuses' })).status).toBe(200);
-    await waitUntil(async () => (await h.status(revoked)).lastError?.kind === 'auth', 10_000, 'the auth failure');
-    expect(state(revoked)).toBe('backoff');
+    await waitUntil(async () => (await h.status(revoked)).state === 'awaitingRelink', 10_000, 'the wait for a re-link');
 
     addAccount(healthy);
     expect((await h.linkAccount(healthy)).status).toBe(200);
     await h.waitForIdle(healthy, 10_000);
-    // Still failing, still in memory, retrying on its own deadline.
-    expect(h.engine.host.actor(revoked)).toBeDefined();
+    expect(state(revoked)).toBe('awaitingRelink'); // (passivated after the idle timeout: awaiting-relink.test.ts)
   });
 
   it('a lease grant that fails (Redis timed out) gives the slot back', async () => {
@@ -185,5 +204,43 @@ describe('run slots across processes', () => {
     expect(asked.filter((id) => waiting.includes(id))).toEqual([]);
     expect(waiting.map(listings)).toEqual([1, 1]);
     expect(waiting.map((id) => h.engine.host.actor(id))).toEqual([undefined, undefined]);
+  });
+});
+
+describe('an event that cuts a backoff short', () => {
+  it("waits for a run slot like any other run: an operator's resync never runs past maxActiveRuns", async () => {
+    // A process on a clock that never moves, so a backoff never ends by itself, whose calls get one
+    // attempt each and a deadline longer than the test.
+    const clock = new SimulatedClock();
+    clock.set(Date.now());
+    const dropbox = { appKey: APP_KEY, appSecret: APP_SECRET, hosts: { api: h.emulator.url, content: h.emulator.url }, callTimeoutMs: 60_000 };
+    const p = await h.startPeer({ ownerId: 'slots-fake-time', maxActiveRuns: 1, clock, maxAttemptsPerCall: 1, dropbox });
+    const failing = 'dbid:slots-cut-short';
+    const busy = 'dbid:slots-cut-short-busy';
+    addAccount(failing);
+    addAccount(busy);
+    const link = (id: string) => p.api(`/accounts/${id}`, { method: 'PUT', body: JSON.stringify({ accessToken: `token-${id}` }) });
+    const stateOf = (id: string) => String(p.engine.host.actor(id)?.getSnapshot().value);
+    try {
+      h.emulator.faults.inject({ route: 'files/list_folder', accountId: failing, status: 503 });
+      expect((await link(failing)).status).toBe(200);
+      await waitUntil(() => stateOf(failing) === 'backoff', 10_000, 'the backoff');
+      // The busy account's listing hangs: its run holds the only slot.
+      h.emulator.faults.inject({ route: 'files/list_folder', accountId: busy, hang: true });
+      expect((await link(busy)).status).toBe(200);
+      await waitUntil(() => h.emulator.stats.calls(busy, 'files/list_folder') === 1, 10_000, 'the busy account in its listing');
+      expect(stateOf(busy)).toBe('fetching');
+
+      expect((await p.api(`/accounts/${failing}/resync`, { method: 'POST' })).status).toBe(202);
+      expect(stateOf(failing)).toBe('backoff'); // waiting for the slot, not running
+      expect(p.engine.host.handles(failing)).toBe(true);
+
+      // The slot frees (the busy account is unlinked): the resync runs.
+      expect((await p.api(`/accounts/${busy}`, { method: 'DELETE' })).status).toBe(204);
+      await waitUntil(async () => (await readMirror(h.dataDir, failing)).has('/p/a.md'), 10_000, 'the resync to sync');
+      await waitUntil(() => stateOf(failing) === 'idle', 10_000, 'the resync to finish');
+    } finally {
+      h.emulator.faults.clear();
+    }
   });
 });

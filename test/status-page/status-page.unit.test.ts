@@ -125,9 +125,9 @@ describe('diagram', () => {
 
   it('takes the states and transitions from the machine definition', () => {
     expect(graph.initial).toBe('idle');
-    expect(graph.states).toEqual(['idle', 'fetching', 'applying', 'downloading', 'finishing', 'backoff']);
+    expect(graph.states).toEqual(['idle', 'fetching', 'applying', 'downloading', 'finishing', 'backoff', 'awaitingRelink']);
     const pairs = graph.edges.map((e) => `${e.source}>${e.target}`);
-    for (const pair of ['idle>fetching', 'fetching>applying', 'applying>downloading', 'downloading>finishing', 'finishing>idle', 'finishing>fetching', 'downloading>backoff', 'backoff>applying', 'backoff>fetching']) {
+    for (const pair of ['idle>fetching', 'fetching>applying', 'applying>downloading', 'downloading>finishing', 'finishing>idle', 'finishing>fetching', 'downloading>backoff', 'backoff>applying', 'backoff>fetching', 'fetching>awaitingRelink', 'awaitingRelink>fetching']) {
       expect(pairs).toContain(pair);
     }
     expect(pairs).not.toContain('finishing>finishing'); // self-loops are not drawn
@@ -135,11 +135,13 @@ describe('diagram', () => {
     expect(graph.edges.find((e) => e.source === 'finishing' && e.target === 'fetching')!.labels).toEqual(['done finishRun [isDirty]']);
   });
 
-  it('lays the happy path out on one row and backoff below it, boxes never overlapping', () => {
+  it('lays the happy path out on one row, backoff below it and awaitingRelink beside backoff, boxes never overlapping', () => {
     const layout = layoutDiagram(graph);
     const at = Object.fromEntries(layout.nodes.map((n) => [n.id, n]));
     expect(['idle', 'fetching', 'applying', 'downloading', 'finishing'].map((s) => [at[s]!.column, at[s]!.row])).toEqual([[0, 0], [1, 0], [2, 0], [3, 0], [4, 0]]);
     expect([at.backoff!.column, at.backoff!.row]).toEqual([2.5, 1]);
+    // Not under backoff: the lines from a lower row up to the spine would cross its box.
+    expect([at.awaitingRelink!.column, at.awaitingRelink!.row]).toEqual([1.5, 1]);
     for (const a of layout.nodes) {
       expect(a.x).toBeGreaterThanOrEqual(0);
       expect(a.y).toBeGreaterThanOrEqual(0);

@@ -4,7 +4,7 @@ import { accountMachine, type AccountEvent, type FinishOutput } from '../../mach
 import { SyncError } from '../../src/sync/sync-failure.js';
 
 export interface ReachableState {
-  /** e.g. "backoff (retryState downloading)" */
+  /** e.g. "backoff (retryState downloading)", "awaitingRelink (retryState fetching)" */
   name: string;
   value: string;
   retryState: string | null;
@@ -22,6 +22,7 @@ export interface ReachableState {
  */
 export function walkReachableStates(accountId: string, failedAt: number): ReachableState[] {
   const failure = new SyncError({ kind: 'dropbox_unavailable', message: 'step failed', at: failedAt, jitter: 0 });
+  const refused = new SyncError({ kind: 'auth', message: 'credentials refused', at: failedAt, jitter: 0 });
   const events = [
     { type: 'WEBHOOK' },
     { type: 'RESYNC' },
@@ -30,6 +31,7 @@ export function walkReachableStates(accountId: string, failedAt: number): Reacha
     { type: 'xstate.done.actor.finishRun', output: { next: 'idle', at: failedAt } satisfies FinishOutput },
     { type: 'xstate.done.actor.waitUntil', output: undefined },
     ...['listChanges', 'applyChanges', 'downloadQueue', 'finishRun'].map((id) => ({ type: `xstate.error.actor.${id}`, error: failure })),
+    ...['listChanges', 'applyChanges', 'downloadQueue', 'finishRun'].map((id) => ({ type: `xstate.error.actor.${id}`, error: refused })),
     { type: 'xstate.error.actor.waitUntil', error: new Error('timer broke') },
   ] as unknown as AccountEvent[];
   const paths = getShortestPaths(accountMachine, {

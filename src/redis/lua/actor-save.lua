@@ -12,6 +12,15 @@
 local stored = tonumber(redis.call('HGET', KEYS[1], 'actorVersion') or '0')
 if tonumber(ARGV[1]) <= stored then return 0 end
 redis.call('HSET', KEYS[1], 'actorVersion', ARGV[1], 'actorUpdatedAt', ARGV[2])
+-- The mailbox's status follows an actor that awaits a re-link: `parked` keeps webhooks, the sweep
+-- and a boot from waking it (no call could succeed with the refused credentials), and whatever
+-- state it saves next (a re-link or a resync woke it) is a run again. In the same step as the
+-- snapshot, so the two never disagree, whatever order the saves of a quick succession ran in.
+if ARGV[3] == 'awaitingRelink' then
+  redis.call('HSET', KEYS[1], 'status', 'parked')
+elseif redis.call('HGET', KEYS[1], 'status') == 'parked' then
+  redis.call('HSET', KEYS[1], 'status', 'running')
+end
 if ARGV[3] == 'compact' then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'runs', ARGV[4])

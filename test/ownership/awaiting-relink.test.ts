@@ -1,0 +1,106 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectConverged, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+
+/**
+ * An account whose credentials Dropbox refuses (the user revoked the app) waits for a re-link in
+ * `awaitingRelink`: its actor leaves memory like an idle one, its mailbox says `parked`, and nothing
+ * (a webhook, the sweep's reaper or poll, a restart) calls Dropbox for it again until a re-link or
+ * an operator's resync. Before, it retried every 5 minutes for good, holding a lease, its memory
+ * and, in a backoff, the account's place in every sweep.
+ */
+let h: Harness;
+
+beforeAll(async () => {
+  // The poll would mark any account not listed for 1 ms dirty: a parked one must not be among them.
+  h = await startHarness({ engine: { idleTimeoutMs: 200, leaseTtlMs: 2_000, pollIntervalMs: 1 } });
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+/** Calls that reached the emulator for the account, the ones refused for its revoked token included. */
+const dropboxCalls = (account: string) => h.emulator.stats.calls(account) + h.emulator.stats.refused(account);
+
+/** A synced account whose token the user then revoked, refused at its next listing. */
+async function revokedAndRefused(account: string): Promise<void> {
+  await h.linkSynced(account, { '/posts/a.md': '# A' });
+  h.emulator.model.tokens.revokeAccount(account);
+  h.emulator.model.writeFile(account, '/posts/b.md', '# B');
+  await h.engine.notify([account]);
+  await waitUntil(async () => (await h.status(account)).state === 'awaitingRelink', 10_000, 'the account to await a re-link');
+}
+
+describe('an account whose credentials Dropbox refused', () => {
+  it('is passivated, parked, and left alone by webhooks, the sweep and a restart until it is re-linked', async () => {
+    const account = 'dbid:awaiting-relink';
+    await revokedAndRefused(account);
+    expect(h.emulator.stats.refused(account)).toBeGreaterThan(0); // what dropboxCalls counts below
+    const status = await h.status(account);
+    expect(status.lastError?.kind).toBe('auth');
+    expect(status.lastError?.message).toMatch(/re-link/);
+    await waitUntil(async () => (await h.engine.mailbox.read(account)).status === 'parked', 5_000, 'the mailbox to say parked');
+    // A webhook while the actor is still in memory: recorded for the re-link, and it does not keep
+    // the actor from leaving (nor wake it again as it leaves).
+    const callsBefore = dropboxCalls(account);
+    expect(h.engine.host.actor(account)).toBeDefined();
+    expect(await h.engine.notify([account])).toEqual({ [account]: 'parked' });
+
+    // Passivated like an idle actor: no memory, no lease.
+    await waitUntil(() => h.engine.host.actor(account) === undefined, 5_000, 'the actor to leave memory');
+    expect(await h.engine.leases.holder(account)).toBeNull();
+
+    expect(await h.engine.notify([account])).toEqual({ [account]: 'parked' });
+    // Neither the reaper nor the poll wakes it, though it is dirty and was not listed for long.
+    const swept = await h.engine.sweep();
+    expect(swept).toEqual({ reaped: 0, polled: 0 });
+    // Nor does another process's boot.
+    const peer = await h.startPeer({ idleTimeoutMs: 200, leaseTtlMs: 2_000, ownerId: 'peer-after-restart' });
+    expect(await peer.engine.host.boot()).toBe(0);
+    expect(peer.engine.host.actor(account)).toBeUndefined();
+    expect(h.engine.host.actor(account)).toBeUndefined();
+    expect(dropboxCalls(account)).toBe(callsBefore);
+    expect(await h.status(account)).toMatchObject({ state: 'awaitingRelink', dirty: true });
+    expect((await readMirror(h.dataDir, account)).has('/posts/b.md')).toBe(false);
+
+    // The re-link ends it: the change that came meanwhile is synced.
+    h.emulator.model.tokens.registerAccessToken(account, 'token-after-relink');
+    expect((await h.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: 'token-after-relink' }) })).status).toBe(200);
+    await h.waitForIdle(account);
+    await expectConverged(h, account);
+    expect((await h.engine.mailbox.read(account)).status).toBe('idle');
+  });
+
+  it("an operator's resync tries the credentials once more, and parks again when they are still refused", async () => {
+    const account = 'dbid:awaiting-relink-resync';
+    await revokedAndRefused(account);
+    await waitUntil(() => h.engine.host.actor(account) === undefined, 5_000, 'the actor to leave memory');
+    const callsBefore = dropboxCalls(account);
+
+    expect((await h.api(`/accounts/${account}/resync`, { method: 'POST' })).status).toBe(202);
+    await waitUntil(() => dropboxCalls(account) > callsBefore, 5_000, 'the listing of the resync');
+    await waitUntil(async () => (await h.engine.mailbox.read(account)).status === 'parked', 5_000, 'the account to be parked again');
+    expect((await h.status(account)).state).toBe('awaitingRelink');
+    expect(dropboxCalls(account)).toBe(callsBefore + 1); // one refused listing, no retries
+  });
+
+  it('a token revoked during the downloads stops them: the rest of the queue is not tried with it', async () => {
+    const account = 'dbid:awaiting-relink-downloads';
+    const files = 40;
+    h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
+    for (let n = 0; n < files; n++) h.emulator.model.writeFile(account, `/posts/${n}.md`, `# ${n}`);
+    h.emulator.faults.setLatency(100, 'files/download');
+    try {
+      expect((await h.linkAccount(account)).status).toBe(200);
+      await waitUntil(() => h.emulator.stats.downloads(account) > 0, 10_000, 'the first downloads');
+      h.emulator.model.tokens.revokeAccount(account);
+      await waitUntil(async () => (await h.status(account)).state === 'awaitingRelink', 10_000, 'the account to await a re-link');
+    } finally {
+      h.emulator.faults.setLatency(0, 'files/download');
+    }
+    const downloaded = h.emulator.stats.downloads(account);
+    expect(downloaded).toBeLessThan(files);
+    // At most the downloads already started when the first refusal came back (downloadsPerAccount, 4).
+    expect(h.emulator.stats.refused(account, 'files/download')).toBeLessThanOrEqual(4);
+    expect((await h.status(account)).pending).toBe(files - downloaded); // still queued for after the re-link
+  });
+});
