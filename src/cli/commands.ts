@@ -80,13 +80,17 @@ async function link(command: Extract<Command, { name: 'link' }>, ctx: CommandCon
     return EXIT.ok;
   }
   if (!ctx.json) print(ctx, `linked ${command.account}; waiting for the sync to finish (Ctrl-C stops waiting, not the sync)`);
-  const final = await waitForSync(command.account, before?.lastSyncedAt ?? null, command.timeoutMs, ctx);
+  const final = await waitForSync(command.account, { lastSyncedAt: before?.lastSyncedAt ?? null, errorAt: before?.lastError?.at ?? null }, command.timeoutMs, ctx);
   print(ctx, ctx.json ? JSON.stringify(final, null, 2) : `${command.account} is in sync (${final.lastSyncedAt}); mirror: ${final.folder}`);
   return EXIT.ok;
 }
 
-/** Polls the status, drawing the progress, until a run ended after `baseline` and nothing is left. */
-async function waitForSync(accountId: string, baseline: string | null, timeoutMs: number | undefined, ctx: CommandContext): Promise<AccountStatus> {
+/**
+ * Polls the status, drawing the progress, until a run ended after the link (`before.lastSyncedAt`)
+ * and nothing is left. The credentials' refusal from before the link (`before.errorAt`) is not this
+ * link's: the account may still show it until its wake arrives.
+ */
+async function waitForSync(accountId: string, before: { lastSyncedAt: string | null; errorAt: string | null }, timeoutMs: number | undefined, ctx: CommandContext): Promise<AccountStatus> {
   const { io } = ctx;
   const started = io.now();
   const tty = Boolean(io.stdout.isTTY) && !ctx.json;
@@ -127,8 +131,8 @@ async function waitForSync(accountId: string, baseline: string | null, timeoutMs
         else if (worthALine(lastDrawn, view)) io.stdout.write(`${renderSyncProgress(view)}\n`);
         lastDrawn = view;
       }
-      if (status.lastError && status.state === 'backoff') {
-        if (status.lastError.kind === 'auth') {
+      if (status.lastError && (status.state === 'backoff' || status.state === 'awaitingRelink')) {
+        if (status.lastError.kind === 'auth' && status.lastError.at !== before.errorAt) {
           endLine();
           throw new GaveUpError(`Dropbox refused the credentials of ${accountId} (${printable(status.lastError.message)}); link it again with a valid token`);
         }
@@ -139,7 +143,7 @@ async function waitForSync(accountId: string, baseline: string | null, timeoutMs
           lastReported = report;
         }
       }
-      if (status.state === 'idle' && !status.dirty && status.pending === 0 && status.lastSyncedAt !== null && status.lastSyncedAt !== baseline) {
+      if (status.state === 'idle' && !status.dirty && status.pending === 0 && status.lastSyncedAt !== null && status.lastSyncedAt !== before.lastSyncedAt) {
         endLine();
         return status;
       }

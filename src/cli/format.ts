@@ -65,9 +65,9 @@ export function tailKey(status: AccountStatus): string {
   return JSON.stringify([status.state, status.pending, status.setAside ?? 0, status.lastError?.at ?? null, status.lastError?.message ?? null, status.lastSyncedAt]);
 }
 
-/** `2024-05-01T10:00:00.000Z  dbid:x  downloading  pending=12  error=-` (+ `synced` when a run just ended). */
+/** `2024-05-01T10:00:00.000Z  dbid:x  downloading     pending=12  error=-` (+ `synced` when a run just ended); the state padded to the longest, awaitingRelink. */
 export function formatTailLine(status: AccountStatus, previous: AccountStatus | undefined, now: number): string {
-  const parts = [new Date(now).toISOString(), status.accountId, printable(status.state).padEnd(11), `pending=${status.pending}`];
+  const parts = [new Date(now).toISOString(), status.accountId, printable(status.state).padEnd(14), `pending=${status.pending}`];
   if (status.setAside) parts.push(`set-aside=${status.setAside}`);
   parts.push(`error=${status.lastError ? formatError(status.lastError) : '-'}`);
   if (previous && status.lastSyncedAt && status.lastSyncedAt !== previous.lastSyncedAt) parts.push(`synced ${status.lastSyncedAt}`);

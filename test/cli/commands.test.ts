@@ -83,6 +83,19 @@ describe('link --wait (in process, scripted server)', () => {
     expect(world.output()).toContain('is in sync (2024-05-01T10:00:00.500Z)');
   });
 
+  it('a re-link of an account awaiting one waits past the refusal from before the link, and stops at a new one', async () => {
+    const refusedBefore = { kind: 'auth', message: 'invalid_access_token', at: '2024-05-01T09:00:00.000Z' };
+    const awaiting = status({ state: 'awaitingRelink', lastSyncedAt: null, lastError: refusedBefore });
+    // The wake of the re-link is still on its way: the first polls show the old refusal.
+    const relinked = fakeWorld([awaiting, awaiting, awaiting, status({ state: 'fetching', lastSyncedAt: null }), status({ state: 'idle', lastSyncedAt: '2024-05-01T10:00:01.000Z' })]);
+    expect(await runCommand({ name: 'link', account: 'dbid:a', accessToken: 't', ignore: [], wait: true, timeoutMs: 60_000 }, { client: relinked.client, io: relinked.io, json: false })).toBe(0);
+
+    const refusedAgain = status({ state: 'awaitingRelink', lastSyncedAt: null, lastError: { ...refusedBefore, at: '2024-05-01T10:00:00.200Z' } });
+    const stillBad = fakeWorld([awaiting, awaiting, refusedAgain]);
+    await expect(runCommand({ name: 'link', account: 'dbid:a', accessToken: 't', ignore: [], wait: true, timeoutMs: 60_000 }, { client: stillBad.client, io: stillBad.io, json: false }))
+      .rejects.toMatchObject({ exitCode: 4, message: 'Dropbox refused the credentials of dbid:a (invalid_access_token); link it again with a valid token' });
+  });
+
   it('reports retries on stderr and gives up after --timeout with exit 4', async () => {
     const failing = status({ state: 'backoff', lastSyncedAt: null, lastError: { kind: 'dropbox_unavailable', message: 'HTTP 503', at: '2024-05-01T10:00:00.000Z' } });
     const world = fakeWorld([status({ lastSyncedAt: null }), failing]);
@@ -178,7 +191,7 @@ describe('formatting', () => {
 
   it('a tail line notes a finished run', () => {
     expect(formatTailLine(status({ lastSyncedAt: '2024-05-01T10:00:00.000Z' }), status(), NOW)).toBe(
-      '2024-05-01T10:00:00.000Z  dbid:a  idle         pending=0  error=-  synced 2024-05-01T10:00:00.000Z',
+      '2024-05-01T10:00:00.000Z  dbid:a  idle            pending=0  error=-  synced 2024-05-01T10:00:00.000Z',
     );
   });
 });
