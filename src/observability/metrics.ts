@@ -101,6 +101,12 @@ export function createMetrics(engine: Engine): Registry {
     setAside.inc();
   });
 
+  const refused = new Counter({
+    name: 'mailroom_credentials_refused_total',
+    help: 'Times an account was refused its credentials by Dropbox (revoked, expired for good): it waits in awaitingRelink, passivated and not retried, until it is linked again.',
+    registers,
+  });
+
   const stateDuration = new Histogram({
     name: 'mailroom_state_duration_seconds',
     help: 'Time an account actor spent in a state, observed when it left it.',
@@ -109,8 +115,10 @@ export function createMetrics(engine: Engine): Registry {
     registers,
   });
   events.on('state', ({ accountId, from, to, durationMs }) => {
-    if (to === 'idle') active.delete(accountId);
+    // A run ends in idle, or in a wait for a re-link: no queue of it moves until then.
+    if (to === 'idle' || to === 'awaitingRelink') active.delete(accountId);
     else seen(accountId);
+    if (to === 'awaitingRelink') refused.inc();
     stateDuration.observe({ state: from }, durationMs / 1000);
   });
 

@@ -115,6 +115,32 @@ describe('/metrics', () => {
   });
 });
 
+describe('mailroom_credentials_refused_total', () => {
+  it('counts accounts Dropbox refused, which then leave the queue depth: they wait for a re-link', async () => {
+    const account = 'dbid:metrics-refused';
+    expect(value((await scrape()).samples, 'mailroom_credentials_refused_total')).toBe(0);
+    // No other account's queue in the gauge (an earlier test's retry may still be under way).
+    await waitUntil(async () => value((await scrape()).samples, 'mailroom_queue_depth') === 0, 10_000, 'no queue in the gauge');
+    h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
+    // More files than downloads at once (4): some are asked for after the token is revoked.
+    for (let n = 0; n < 12; n++) h.emulator.model.writeFile(account, `/${n}.md`, `# ${n}`);
+    h.emulator.faults.setLatency(200, 'files/download');
+    try {
+      await h.linkAccount(account);
+      await waitUntil(() => h.emulator.stats.calls(account, 'files/download') > 0, 10_000, 'the downloads');
+      h.emulator.model.tokens.revokeAccount(account);
+      await waitUntil(async () => (await h.status(account)).state === 'awaitingRelink', 10_000, 'the wait for a re-link');
+    } finally {
+      h.emulator.faults.setLatency(0, 'files/download');
+    }
+    const { text, samples } = await scrape();
+    expect(value(samples, 'mailroom_credentials_refused_total')).toBe(1);
+    expect((await h.status(account)).pending).toBeGreaterThan(0);
+    expect(value(samples, 'mailroom_queue_depth')).toBe(0); // its queue waits for the re-link
+    expect(text).not.toContain('metrics-refused');
+  });
+});
+
 describe('mailroom_queue_depth', () => {
   it('reads only the queues of accounts with a run going: an idle account is dropped at once, not kept until its actor leaves', async () => {
     const events = new EngineEvents();
