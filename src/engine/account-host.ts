@@ -87,8 +87,13 @@ export class AccountHost {
   /** Accounts with a run going here (actor not idle), and those waiting for a free run slot. */
   private readonly active = new Set<string>();
   private readonly waiting = new Map<string, AccountEvent>();
-  /** Retries leaving backoff that wait for a run slot; served before the waiting wakes (runs already under way). */
+  /**
+   * Runs already under way that wait for a run slot (a retry leaving backoff, an actor restored
+   * mid-run); served before the waiting wakes. `slotWaiters` holds their accounts: the watchdog
+   * does not count that wait against the state's deadline.
+   */
   private readonly retries: { accountId: string; grant: () => void }[] = [];
+  private readonly slotWaiters = new Set<string>();
   private readonly idleTimers = new Map<string, NodeJS.Timeout>();
   /** When each actor in memory entered its current state (real time: the watchdog's clock). */
   private readonly enteredAt = new Map<string, { state: string; at: number }>();
@@ -147,8 +152,9 @@ export class AccountHost {
   }
 
   /**
-   * Resolves once the account holds a run slot: a retry leaving backoff (which gave its slot back)
-   * waits its turn, so an outage that fails every run cannot make all of them retry at once.
+   * Resolves once the account holds a run slot (at once when it does already: every step asks).
+   * A retry leaving backoff (which gave its slot back) and an actor restored mid-run wait their
+   * turn, so neither an outage that fails every run nor a restart can run all of them at once.
    */
   runSlot(accountId: string, signal: AbortSignal): Promise<void> {
     if (this.active.has(accountId) || this.active.size < this.options.maxActiveRuns) {
@@ -160,18 +166,24 @@ export class AccountHost {
         accountId,
         grant: () => {
           signal.removeEventListener('abort', abandon);
+          this.slotWaiters.delete(accountId);
           this.active.add(accountId);
+          // The state's deadline counts from here: the wait for the slot was not the step's.
+          const entered = this.enteredAt.get(accountId);
+          if (entered) entered.at = Date.now();
           resolve();
         },
       };
       const abandon = () => {
         const at = this.retries.indexOf(waiter);
         if (at >= 0) this.retries.splice(at, 1);
+        if (!this.retries.some((r) => r.accountId === accountId)) this.slotWaiters.delete(accountId);
         reject(new AbortedError());
       };
       if (signal.aborted) return abandon();
       signal.addEventListener('abort', abandon, { once: true });
       this.retries.push(waiter);
+      this.slotWaiters.add(accountId);
     });
   }
 
@@ -250,11 +262,13 @@ export class AccountHost {
       const [box, stored, pending] = await Promise.all([mailbox.read(accountId), persistence.load(accountId), store.pendingCount(accountId)]);
       // Parked until a re-link: a restart gives its credentials no better chance.
       if (box.status === 'parked') return;
-      const busy = (stored !== null && stored.state !== 'idle') || hasWork(box) || pending > 0;
-      if (!busy) return;
-      const actor = await this.ensure(accountId);
-      if (!actor) return;
-      if (actor.getSnapshot().value === 'idle') actor.send({ type: 'WEBHOOK' });
+      const midRun = stored !== null && stored.state !== 'idle';
+      if (!midRun && !hasWork(box) && pending === 0) return;
+      // Restored at once, each actor in its state; its step waits for a run slot (runSlot), and an
+      // idle one's wake waits in line as any wake does: a restart never runs past maxActiveRuns.
+      if (midRun) {
+        if (!(await this.ensure(accountId))) return;
+      } else if (!(await this.send(accountId, { type: 'WEBHOOK' }))) return;
       resumed++;
     });
     results.forEach((result, index) => {
@@ -388,12 +402,13 @@ export class AccountHost {
           if (lastState === 'idle' && state === 'fetching') this.options.events.report('syncStarted', { accountId });
           this.enteredAt.set(accountId, { state, at: now });
           this.scheduleIdle(accountId, actor, state);
-          // (A new or restored actor's first snapshot is not the end of a run: its slot may be reserved.)
+          // (A new or restored actor's first snapshot is not the end of a run: its slot may be
+          // reserved. Nor does a restored run take a slot here: its step asks for one, runSlot.)
           // A backoff gives its slot back: an account that keeps failing would otherwise hold it
           // for good, and enough of them would stop every other run here. Its retry waits for a
           // slot again (runSlot, from the backoff's waitUntil).
           if ((isResting(state) && lastState) || state === 'backoff') this.runEnded(accountId);
-          else if (!isResting(state)) this.active.add(accountId);
+          else if (!isResting(state) && lastState) this.active.add(accountId);
         }
         lastState = state;
         if (unchangedSinceRestore) unchangedSinceRestore = false;
@@ -446,7 +461,7 @@ export class AccountHost {
   private checkDeadlines(): void {
     const now = Date.now();
     for (const [accountId, entered] of this.enteredAt) {
-      if (isResting(entered.state)) continue;
+      if (isResting(entered.state) || this.slotWaiters.has(accountId)) continue;
       const deadline = this.options.stateDeadlinesMs[entered.state as keyof AccountHostOptions['stateDeadlinesMs']];
       if (deadline === undefined || now - entered.at < deadline) continue;
       this.options.log.error({ accountId, state: entered.state, overstayedMs: now - entered.at - deadline }, 'state overstayed its deadline: restarting the actor from its last snapshot');

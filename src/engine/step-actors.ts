@@ -40,6 +40,9 @@ export function createStepActors(deps: SyncDeps, handovers: StepHandovers = newS
       setMaxListeners(0, signal);
       const owned = deps.own(input.accountId);
       try {
+        // At once for a run that holds its slot; an actor restored mid-run (a boot, the reaper)
+        // waits for one here, so a restart after a crash mid-storm does not run every account at once.
+        await deps.runSlot(input.accountId, signal);
         return await run(input, signal, { ...deps, store: owned.store, entries: owned.entries, mailbox: owned.mailbox }, owned.token);
       } catch (error) {
         if (isFencedError(error)) deps.lostOwnership(input.accountId, `${name}: a write was refused (FENCED)`, owned.token);

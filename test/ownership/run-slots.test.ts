@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SimulatedClock } from 'xstate';
+import { ActorPersistence } from '../../src/engine/actor-persistence.js';
 import { accountKeys } from '../../src/redis/keys.js';
+import { walkReachableStates } from '../support/machine-walk.js';
 import { APP_KEY, APP_SECRET, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /**
@@ -243,4 +245,51 @@ describe('an event that cuts a backoff short', () => {
       h.emulator.faults.clear();
     }
   });
+});
+
+describe('a restart with more accounts mid-run than run slots', () => {
+  it('restores every one at once and runs them maxActiveRuns at a time; the wait for a slot is not held against a state', async () => {
+    const ids = Array.from({ length: 5 }, (_, n) => `dbid:slots-boot-${n}`);
+    const placeholder = 'dbid:placeholder';
+    const fetching = walkReachableStates(placeholder, Date.now()).find((s) => s.name === 'fetching')!;
+    for (const id of ids) {
+      addAccount(id);
+      // Linked, then "crashed" mid-listing: no process owns it.
+      await h.engine.accounts.link(id, { accessToken: `token-${id}` }, [], Date.now());
+      const snapshot = JSON.parse(JSON.stringify(fetching.snapshot).replaceAll(placeholder, id)) as unknown;
+      await new ActorPersistence(h.redis).save(id, 1, snapshot, 'fetching', Date.now());
+    }
+    // Which accounts have a Dropbox request in flight at once (the engine calls through global fetch).
+    const realFetch = globalThis.fetch;
+    const inFlight = new Map<string, number>();
+    let most = 0;
+    globalThis.fetch = async (input, init) => {
+      const auth = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined)).get('authorization') ?? '';
+      const id = ids.find((candidate) => auth === `Bearer token-${candidate}`);
+      if (!id) return realFetch(input, init);
+      inFlight.set(id, (inFlight.get(id) ?? 0) + 1);
+      most = Math.max(most, [...inFlight.values()].filter((n) => n > 0).length);
+      try {
+        return await realFetch(input, init);
+      } finally {
+        inFlight.set(id, inFlight.get(id)! - 1);
+      }
+    };
+    // Each run lists for 300 ms, so the last account waits well over a second for the slot: longer
+    // than its state's deadline, which the watchdog checks every 50 ms.
+    h.emulator.faults.setLatency(300, 'files/list_folder');
+    try {
+      const peer = await h.startPeer({ ownerId: 'slots-boot', maxActiveRuns: 1, stateDeadlinesMs: { fetching: 1_000 }, watchdogIntervalMs: 50 });
+      const restored = ids.map((id) => peer.engine.host.actor(id));
+      expect(restored.every(Boolean)).toBe(true); // all in memory once boot resolved
+      for (const id of ids) await h.waitForIdle(id, 20_000);
+      // The same actors: none was restarted by the watchdog while it waited for the slot.
+      expect(ids.map((id) => peer.engine.host.actor(id))).toEqual(restored);
+    } finally {
+      globalThis.fetch = realFetch;
+      h.emulator.faults.setLatency(0, 'files/list_folder');
+    }
+    for (const id of ids) expect((await readMirror(h.dataDir, id)).has('/p/a.md')).toBe(true);
+    expect(most).toBe(1);
+  }, 30_000);
 });
