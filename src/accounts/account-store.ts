@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { accountKeys, isValidAccountId, LINKED_ACCOUNTS_KEY, oldLayoutKeys } from '../redis/keys.js';
 import { runScript, runScriptForBytes, type RedisClient } from '../redis/scripts.js';
@@ -16,8 +17,21 @@ export interface LinkedAccount {
   accountId: string;
   /** Decrypted on first read: throws TokenDecryptError when TOKEN_ENCRYPTION_KEY cannot open them. */
   readonly credentials: DropboxCredentials;
+  /**
+   * Names the stored credentials (credentialsDigest of their bytes): a refusal recorded with the
+   * digest of credentials a re-link has since replaced is not a reason to wait for a re-link.
+   */
+  readonly credentialsDigest: string;
   ignore: string[];
   linkedAt: number;
+}
+
+/**
+ * The first 16 hex digits of the SHA-1 of the stored credential bytes, as actor-save.lua computes
+ * it (`redis.sha1hex`). A sealed envelope has a fresh IV, so every link gives a new digest.
+ */
+export function credentialsDigest(stored: Buffer | string): string {
+  return createHash('sha1').update(stored).digest('hex').slice(0, 16);
 }
 
 /**
@@ -88,6 +102,7 @@ export class AccountStore {
       get credentials() {
         return open();
       },
+      credentialsDigest: credentialsDigest(stored.credentials),
       ignore: stored.ignore ? (JSON.parse(stored.ignore) as string[]) : [],
       linkedAt: Number(stored.linkedAt ?? 0),
     };

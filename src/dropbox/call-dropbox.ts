@@ -155,7 +155,15 @@ function backoff(attempt: number, baseMs: number, random: () => number): number 
 }
 
 function fail(options: CallOptions, kind: FailureKind, message: string, retryAfterMs?: number): SyncError {
-  return new SyncError({ kind, message, at: options.clock.now(), jitter: (options.random ?? Math.random)(), ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
+  const refused = kind === 'auth' ? options.session.credentialsDigest : undefined;
+  return new SyncError({
+    kind,
+    message,
+    at: options.clock.now(),
+    jitter: (options.random ?? Math.random)(),
+    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    ...(refused !== undefined ? { credentials: refused } : {}),
+  });
 }
 
 function summary(body: unknown): string {

@@ -35,7 +35,8 @@ export class DropboxSession {
    */
   private readonly clients = new WeakMap<AbortSignal, Dropbox>();
 
-  constructor(readonly credentials: DropboxCredentials, private readonly app: DropboxAppSettings) {
+  /** `credentialsDigest`: which stored credentials these are (see LinkedAccount); an auth failure carries it. */
+  constructor(readonly credentials: DropboxCredentials, private readonly app: DropboxAppSettings, readonly credentialsDigest?: string) {
     this.auth = new DropboxAuth({
       accessToken: credentials.accessToken,
       accessTokenExpiresAt: credentials.accessTokenExpiresAt ? new Date(credentials.accessTokenExpiresAt) : undefined,

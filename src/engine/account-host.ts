@@ -262,7 +262,9 @@ export class AccountHost {
       const [box, stored, pending] = await Promise.all([mailbox.read(accountId), persistence.load(accountId), store.pendingCount(accountId)]);
       // Parked until a re-link: a restart gives its credentials no better chance.
       if (box.status === 'parked') return;
-      const midRun = stored !== null && stored.state !== 'idle';
+      // (A resting actor with work in its mailbox is woken like an idle one: an account awaiting a
+      // re-link whose mailbox says running was re-linked, and its owner died before the wake.)
+      const midRun = stored !== null && !isResting(stored.state);
       if (!midRun && !hasWork(box) && pending === 0) return;
       // Restored at once, each actor in its state; its step waits for a run slot (runSlot), and an
       // idle one's wake waits in line as any wake does: a restart never runs past maxActiveRuns.
@@ -385,7 +387,10 @@ export class AccountHost {
     }
     const inspect = this.options.inspect ? { inspect: this.options.inspect } : {};
     const actor = createActor(machine, snapshot ? { snapshot: snapshot as never, input: { accountId }, ...inspect } : { input: { accountId }, ...inspect });
-    const writer = new SnapshotWriter(accountId, stored?.version ?? 0, this.options, (reason) => this.lostOwnership(accountId, reason, String(lease.token)));
+    const writer = new SnapshotWriter(accountId, stored?.version ?? 0, this.options, {
+      onFenced: (reason) => this.lostOwnership(accountId, reason, String(lease.token)),
+      onRelinked: () => this.relinkedWhileRefused(accountId, actor),
+    });
     this.writers.set(accountId, writer);
     let lastState = '';
     // The first snapshot of a restored actor is the one just read: writing it again is a wasted command.
@@ -426,6 +431,17 @@ export class AccountHost {
       actor.send({ type: 'RESYNC' });
     }
     return actor;
+  }
+
+  /**
+   * The actor's credentials were refused, but a re-link replaced them before its snapshot was saved
+   * (while the refused step ran, or just after): the save did not park the account, and the
+   * re-link's own wake may have found the run still going. Wake it now, as a re-link would.
+   */
+  private relinkedWhileRefused(accountId: string, actor: AccountActor): void {
+    if (this.actors.get(accountId) !== actor || actor.getSnapshot().value !== 'awaitingRelink') return;
+    this.options.log.info({ accountId }, 'credentials refused, but replaced by a re-link since: trying the new ones');
+    this.send(accountId, { type: 'RESYNC' }).catch((error: unknown) => this.options.log.error({ accountId, err: (error as Error).message }, 'could not wake the re-linked account; the reaper will retry'));
   }
 
   private scheduleIdle(accountId: string, actor: AccountActor, state: string): void {
@@ -486,13 +502,13 @@ export class AccountHost {
   }
 
   /**
-   * Restores the actor from its last persisted snapshot (it carries on where it was); an idle one is
-   * woken only if its mailbox has work. No event is sent to a restored run: it needs none.
+   * Restores the actor from its last persisted snapshot (it carries on where it was); a resting one
+   * is woken only if its mailbox has work. No event is sent to a restored run: it needs none.
    */
   private async resume(accountId: string): Promise<void> {
     if (this.closed) return;
     const actor = await this.ensure(accountId);
-    if (!actor || actor.getSnapshot().value !== 'idle') return;
+    if (!actor || !isResting(actor.getSnapshot().value)) return;
     const box = await this.options.mailbox.read(accountId);
     if (hasWork(box)) await this.send(accountId, { type: 'WEBHOOK' });
   }
@@ -527,7 +543,7 @@ class SnapshotWriter {
     private readonly accountId: string,
     private version: number,
     private readonly options: AccountHostOptions,
-    private readonly onFenced: (reason: string) => void,
+    private readonly on: { onFenced: (reason: string) => void; onRelinked: () => void },
   ) {}
 
   push(snapshot: unknown, state: string): void {
@@ -563,13 +579,14 @@ class SnapshotWriter {
     while (this.latest && !this.abandoned) {
       const next = this.latest;
       try {
-        await this.options.persistence.save(this.accountId, next.version, next.snapshot, next.state, this.options.clock.now());
+        const saved = await this.options.persistence.save(this.accountId, next.version, next.snapshot, next.state, this.options.clock.now());
         if (this.latest === next) this.latest = undefined;
         failures = 0;
+        if (saved === 'relinked') this.on.onRelinked();
       } catch (error) {
         if (isFencedError(error)) {
           this.abandon();
-          this.onFenced('a snapshot write was refused (FENCED)');
+          this.on.onFenced('a snapshot write was refused (FENCED)');
           return;
         }
         failures++;

@@ -35,12 +35,16 @@ export class ActorPersistence {
     return { key: accountKeys(accountId).fence, token: this.fenceOf(accountId) };
   }
 
-  async save(accountId: string, version: number, snapshot: unknown, state: string, now: number): Promise<boolean> {
+  /**
+   * `relinked`: saved, but the account was not parked although the snapshot awaits a re-link: the
+   * credentials Dropbox refused have been replaced since (the caller wakes the actor).
+   */
+  async save(accountId: string, version: number, snapshot: unknown, state: string, now: number): Promise<'saved' | 'stale' | 'relinked'> {
     const k = accountKeys(accountId);
     const idle = idleRecordOf(snapshot);
-    const rest = idle ? [idle.runs, idle.lastSyncedAt ?? ''] : [JSON.stringify(snapshot), SNAPSHOT_SCHEMA];
-    const saved = await runFencedScript<number>(this.redis, 'actorSave', this.fence(accountId), [k.mailbox, k.actor], [version, now, idle ? 'compact' : state, ...rest]);
-    return saved === 1;
+    const rest = idle ? [idle.runs, idle.lastSyncedAt ?? ''] : [JSON.stringify(snapshot), SNAPSHOT_SCHEMA, state === 'awaitingRelink' ? refusedCredentials(snapshot) : ''];
+    const saved = await runFencedScript<number>(this.redis, 'actorSave', this.fence(accountId), [k.mailbox, k.actor, k.credentials], [version, now, idle ? 'compact' : state, ...rest]);
+    return saved === 2 ? 'relinked' : saved === 1 ? 'saved' : 'stale';
   }
 
   async load(accountId: string): Promise<StoredActor | null> {
@@ -51,6 +55,12 @@ export class ActorPersistence {
     for (const [error] of replies) if (error) throw error;
     return parseStoredActor(accountId, { actor: replies[0]![1] as Record<string, string>, mailbox: replies[1]![1] as (string | null)[] });
   }
+}
+
+/** The digest of the credentials whose refusal the snapshot waits on ('' when it does not say). */
+function refusedCredentials(snapshot: unknown): string {
+  const refused = (snapshot as { context?: { lastError?: { credentials?: unknown } } } | null)?.context?.lastError?.credentials;
+  return typeof refused === 'string' ? refused : '';
 }
 
 /** The mailbox fields that belong to the actor, in the order `StoredActorFields.mailbox` lists them. */

@@ -21,6 +21,11 @@ export interface SyncFailure {
   retryAfterMs?: number;
   /** A number in [0, 1) drawn when the failure happened: the jitter of its backoff. */
   jitter: number;
+  /**
+   * `auth` only: the digest of the stored credentials Dropbox refused (LinkedAccount's
+   * credentialsDigest). The account is parked only if they are still the stored ones.
+   */
+  credentials?: string;
 }
 
 /** An error that carries its SyncFailure; every engine step throws these. */

@@ -104,3 +104,90 @@ describe('an account whose credentials Dropbox refused', () => {
     expect((await h.status(account)).pending).toBe(files - downloaded); // still queued for after the re-link
   });
 });
+
+describe('a re-link whose wake was lost', () => {
+  it('is found by the next boot: an account awaiting a re-link whose mailbox says running is woken', async () => {
+    const account = 'dbid:relink-wake-lost';
+    await revokedAndRefused(account);
+    await waitUntil(() => h.engine.host.actor(account) === undefined, 5_000, 'the actor to leave memory');
+    // Re-linked by a process that died before it could wake the account: the link is stored, the
+    // mailbox says running, nobody holds the account.
+    h.emulator.model.tokens.registerAccessToken(account, 'token-after-relink');
+    await h.engine.accounts.link(account, { accessToken: 'token-after-relink' }, [], Date.now());
+    const peer = await h.startPeer({ ownerId: 'relink-wake-lost-peer', idleTimeoutMs: 60_000 });
+    expect(await peer.engine.host.boot()).toBe(1);
+    await h.waitForIdle(account);
+    await expectConverged(h, account);
+  });
+});
+
+describe('a re-link that races the refusal of the credentials it replaces', () => {
+  it('during the downloads that still hold the old token: the refusal does not park the account, the new token syncs it', async () => {
+    const account = 'dbid:relink-mid-download';
+    h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
+    for (let n = 0; n < 40; n++) h.emulator.model.writeFile(account, `/posts/${n}.md`, `# ${n}`);
+    h.emulator.faults.setLatency(1_000, 'files/download');
+    try {
+      expect((await h.linkAccount(account)).status).toBe(200);
+      await waitUntil(() => h.emulator.stats.calls(account, 'files/download') > 0, 10_000, 'the first downloads');
+      // The user revokes the app and links it again at once, while four downloads are under way.
+      h.emulator.model.tokens.revokeAccount(account);
+      h.emulator.model.tokens.registerAccessToken(account, 'token-after-relink');
+      expect((await h.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: 'token-after-relink' }) })).status).toBe(200);
+    } finally {
+      h.emulator.faults.setLatency(0, 'files/download');
+    }
+    // The step's next download still uses the session it started with: refused.
+    await waitUntil(() => h.emulator.stats.refused(account) > 0, 10_000, 'a call with the old token');
+    await h.waitForIdle(account);
+    await expectConverged(h, account);
+  });
+
+  it('while the snapshot that would park it is being written, the only run slot taken: the account syncs once the slot frees', async () => {
+    const account = 'dbid:relink-during-park';
+    const busy = 'dbid:relink-during-park-busy';
+    const peer = await h.startPeer({ ownerId: 'relink-park-peer', maxActiveRuns: 1, idleTimeoutMs: 60_000, leaseTtlMs: 2_000 });
+    const put = (id: string, token: string) => peer.api(`/accounts/${id}`, { method: 'PUT', body: JSON.stringify({ accessToken: token }) });
+    h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
+    h.emulator.model.writeFile(account, '/posts/a.md', '# A');
+    expect((await put(account, `token-${account}`)).status).toBe(200);
+    await h.waitForIdle(account);
+
+    // The snapshot write of awaitingRelink waits for the test to let it go.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let landed = false;
+    const persistence = peer.engine.persistence;
+    const save = persistence.save.bind(persistence);
+    persistence.save = async (...args) => {
+      if (args[3] !== 'awaitingRelink') return save(...args);
+      await held;
+      const saved = await save(...args);
+      landed = true;
+      return saved;
+    };
+    h.emulator.model.tokens.revokeAccount(account);
+    h.emulator.model.writeFile(account, '/posts/b.md', '# B');
+    await peer.engine.notify([account]);
+    await waitUntil(() => String(peer.engine.host.actor(account)?.getSnapshot().value) === 'awaitingRelink', 5_000, 'the refusal');
+    expect((await peer.engine.mailbox.read(account)).status).toBe('running'); // not parked yet
+
+    // The only run slot is taken by an account whose listing hangs (until its call deadline).
+    h.emulator.model.addAccount(busy, { accessToken: `token-${busy}` });
+    h.emulator.faults.inject({ route: 'files/list_folder', accountId: busy, hang: true });
+    expect((await put(busy, `token-${busy}`)).status).toBe(200);
+    await waitUntil(() => String(peer.engine.host.actor(busy)?.getSnapshot().value) === 'fetching', 5_000, 'the slot taken');
+
+    // The re-link finds a run going (the mailbox says running): it only leaves a RESYNC, which waits for the slot.
+    h.emulator.model.tokens.registerAccessToken(account, 'token-after-relink');
+    expect((await put(account, 'token-after-relink')).status).toBe(200);
+    release();
+    await waitUntil(() => landed, 5_000, 'the held write to land');
+    expect((await peer.engine.mailbox.read(account)).status).toBe('running'); // the re-link came after the refusal: not parked
+
+    await h.waitForIdle(busy);
+    await h.waitForIdle(account);
+    await expectConverged(h, account);
+    persistence.save = save;
+  }, 30_000);
+});
