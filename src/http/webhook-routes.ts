@@ -133,11 +133,13 @@ export function webhookRoutes(options: WebhookRouteOptions): Hono<{ Bindings: Bi
       refused('unavailable');
       return c.text('temporarily unavailable', 503);
     }
+    const marked: string[] = [];
     for (const accountId in outcomes) {
       const outcome = outcomes[accountId];
       if (outcome === 'unknown' || outcome === 'invalid') log.info({ accountId, outcome }, 'webhook for an account that is not linked');
+      else marked.push(accountId);
     }
-    engine.events.report('webhook', { outcome: 'accepted', accounts: accounts.length });
+    engine.events.report('webhook', { outcome: 'accepted', accounts: accounts.length, accountIds: marked });
     return c.text('', 200);
   }
 

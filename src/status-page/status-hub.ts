@@ -12,6 +12,11 @@ export interface StatusSource {
   events: EngineEvents;
   linkedIds(): Promise<string[]>;
   status(accountId: string): Promise<AccountStatus | null>;
+  /**
+   * A cheap read that changes whenever the account's status does (a few commands instead of a
+   * whole status): the periodic refresh reads the whole status only of accounts whose fingerprint moved.
+   */
+  fingerprint(accountId: string): Promise<string>;
   /** The state of the actor if this process runs it right now (fresher than any read of Redis). */
   liveState(accountId: string): string | undefined;
 }
@@ -21,6 +26,7 @@ export function engineSource(engine: Engine): StatusSource {
     events: engine.events,
     linkedIds: () => engine.accounts.linkedIds(),
     status: (accountId) => engine.status(accountId),
+    fingerprint: (accountId) => engine.statusFingerprint(accountId),
     liveState: (accountId) => {
       const actor = engine.host.actor(accountId);
       return actor ? String(actor.getSnapshot().value) : undefined;
@@ -34,7 +40,10 @@ export interface StatusClient {
 }
 
 export interface StatusHubOptions {
-  /** Every account is re-read this often while a page is open (catches links, unlinks, dirty marks). */
+  /**
+   * Every account's fingerprint is re-read this often while a page is open, and the status of those
+   * whose fingerprint moved (catches links, unlinks, dirty marks, runs in other processes).
+   */
   refreshIntervalMs?: number;
   /** `fileSynced` bursts are coalesced into at most one update per account this often. */
   progressIntervalMs?: number;
@@ -50,14 +59,13 @@ export interface StatusHubOptions {
   onError?: (error: unknown) => void;
 }
 
-const ALL = '*';
-
 /**
  * Fans the engine's events out to the open status pages: a snapshot when a page connects, then
  * one message per change. Progress comes from the in-memory `ProgressTracker` (always fed, so a
  * page opened mid-run sees that run); state from the live actor; dirty flag, queue, last sync and
- * last error from `engine.status`, re-read when an event names the account and every
- * `refreshIntervalMs` while at least one page is open. No timers run while no page is open.
+ * last error from `engine.status`, re-read when an event names the account (a webhook: the accounts
+ * it names), and every `refreshIntervalMs` while at least one page is open for the accounts whose
+ * fingerprint moved. No timers run while no page is open.
  */
 export class StatusHub {
   readonly progress: ProgressTracker;
@@ -66,6 +74,8 @@ export class StatusHub {
   private readonly toRefresh = new Set<string>();
   private readonly progressDue = new Set<string>();
   private readonly readAt = new Map<string, number>();
+  /** The fingerprint read just before each account's last whole status read by a refresh. */
+  private readonly fingerprints = new Map<string, string>();
   private settleTimer: NodeJS.Timeout | undefined;
   private progressTimer: NodeJS.Timeout | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
@@ -115,9 +125,10 @@ export class StatusHub {
         this.pushProgressSoon(e.accountId);
       },
       stepFailed: (e) => this.refreshSoon(e.accountId),
-      // A webhook marks accounts dirty (and may wake idle ones): re-read them all.
+      // A webhook marks its accounts dirty (and may wake idle ones): re-read those. Re-reading every
+      // account on each webhook kept a large install's Redis busy for as long as webhooks came.
       webhook: (e) => {
-        if (e.outcome === 'accepted') this.refreshSoon(ALL);
+        for (const accountId of e.accountIds ?? []) this.refreshSoon(accountId);
       },
     };
     for (const [name, listener] of Object.entries(listeners)) events.on(name as keyof EngineEventMap, listener as never);
@@ -176,6 +187,7 @@ export class StatusHub {
   private forgetStatuses(): void {
     this.known.clear();
     this.readAt.clear();
+    this.fingerprints.clear();
   }
 
   private view(status: AccountStatus) {
@@ -232,12 +244,12 @@ export class StatusHub {
   private refreshSoon(accountId: string): void {
     if (this.clients.size === 0) return;
     this.toRefresh.add(accountId);
-    if (accountId !== ALL) this.readAt.set(accountId, this.now());
+    this.readAt.set(accountId, this.now());
     this.settleTimer ??= setTimeout(() => {
       this.settleTimer = undefined;
       const ids = [...this.toRefresh];
       this.toRefresh.clear();
-      this.guard(ids.includes(ALL) ? this.refreshAll() : Promise.all(ids.map((id) => this.refreshOne(id))).then(() => undefined));
+      this.guard(Promise.all(ids.map((id) => this.refreshOne(id))).then(() => undefined));
     }, this.options.settleMs ?? 50).unref();
   }
 
@@ -246,19 +258,38 @@ export class StatusHub {
     this.apply(accountId, status);
   }
 
-  /** Re-reads every linked account; sends what changed since the last read, and the removals. */
+  /**
+   * Re-reads every linked account whose fingerprint moved since the refresh before; sends what
+   * changed, and the removals.
+   */
   private refreshAll(): Promise<void> {
     this.refreshing ??= (async () => {
       try {
-        const { linked: ids, statuses } = await this.readAll();
+        const ids = await this.source.linkedIds();
+        const results = await forEachBounded(ids, READ_CONCURRENCY, (id) => this.refreshIfMoved(id));
+        const failed = results.filter((result) => result.status === 'rejected');
+        if (failed.length) this.options.onError?.((failed[0] as PromiseRejectedResult).reason);
         const linked = new Set(ids);
-        for (const status of statuses) this.apply(status.accountId, status);
         for (const accountId of [...this.known.keys()]) if (!linked.has(accountId)) this.apply(accountId, null);
+        for (const accountId of [...this.fingerprints.keys()]) if (!linked.has(accountId)) this.fingerprints.delete(accountId);
       } finally {
         this.refreshing = undefined;
       }
     })();
     return this.refreshing;
+  }
+
+  /**
+   * The fingerprint is read before the status, so a change between the two reads moves it again
+   * for the next refresh; it is kept only once the status read succeeded, so a failed read is
+   * tried again.
+   */
+  private async refreshIfMoved(accountId: string): Promise<void> {
+    const fingerprint = await this.source.fingerprint(accountId);
+    if (this.known.has(accountId) && this.fingerprints.get(accountId) === fingerprint) return;
+    const status = await this.source.status(accountId);
+    this.apply(accountId, status);
+    if (status && this.clients.size > 0) this.fingerprints.set(accountId, fingerprint);
   }
 
   private apply(accountId: string, status: AccountStatus | null): void {
@@ -279,9 +310,9 @@ export class StatusHub {
   }
 
   /**
-   * Every linked account's status, READ_CONCURRENCY at a time: all at once would put a few Redis
-   * commands per account in flight together, tens of thousands with a large install. An account
-   * whose read fails is left out (and kept as it was by a refresh); the next refresh reads it again.
+   * Every linked account's status (a page's snapshot), READ_CONCURRENCY at a time: all at once
+   * would put a few Redis commands per account in flight together, tens of thousands with a large
+   * install. An account whose read fails is left out; the next refresh reads it.
    */
   private async readAll(): Promise<{ linked: string[]; statuses: AccountStatus[] }> {
     const linked = await this.source.linkedIds();

@@ -113,6 +113,22 @@ describe('GET /events', () => {
     await again.body?.cancel();
   });
 
+  it("an account's status fingerprint holds still while its status does, and moves with it", async () => {
+    const account = 'dbid:status-fingerprint';
+    await h.linkSynced(account, { '/a.md': '# A' });
+    const fingerprint = () => h.engine.statusFingerprint(account);
+    const first = await fingerprint();
+    expect(await fingerprint()).toBe(first);
+    // A webhook (dirty), then the run it starts (states saved, the last sync moves).
+    h.emulator.model.writeFile(account, '/b.md', '# B');
+    const before = await h.engine.status(account);
+    await h.syncChanges(account);
+    expect(await h.engine.status(account)).not.toEqual(before);
+    const after = await fingerprint();
+    expect(after).not.toBe(first);
+    expect(await fingerprint()).toBe(after);
+  });
+
   it('never writes the admin token or a ticket to the log', () => {
     expect(logLines.length).toBeGreaterThan(0);
     expect(logLines.join('\n')).not.toContain(ADMIN_TOKEN);

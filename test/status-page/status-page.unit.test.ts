@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { accountMachine } from '../../machines/account.machine.js';
 import type { AccountStatus } from '../../src/engine/engine.js';
 import { EngineEvents } from '../../src/engine/engine-events.js';
@@ -228,6 +228,7 @@ function fakeSource(statuses: Map<string, AccountStatus>, live: Map<string, stri
     events: new EngineEvents(),
     linkedIds: async () => [...statuses.keys()],
     status: async (id) => statuses.get(id) ?? null,
+    fingerprint: async (id) => JSON.stringify(statuses.get(id) ?? null),
     liveState: (id) => live.get(id),
   };
 }
@@ -277,15 +278,12 @@ describe('StatusHub', () => {
     expect(accounts.filter((m) => m.account.progress?.done === 12)).toHaveLength(1);
     expect(accounts.at(-1)!.account).toMatchObject({ state: 'downloading', progress: { total: 80, done: 12, bytes: 12 * 1024 }, progressText: '12 / 80 files · 12 KB' });
 
-    // An unlinked account is reported removed by the next refresh an event triggers.
+    // A webhook re-reads the accounts it names.
     received.length = 0;
-    statuses.delete('b');
     statuses.set('a', statusOf('a', 'idle', { dirty: true }));
-    events.report('webhook', { outcome: 'accepted', accounts: 1 });
+    events.report('webhook', { outcome: 'accepted', accounts: 1, accountIds: ['a'] });
     await tick(20);
-    const after = parse(received);
-    expect(after).toContainEqual(expect.objectContaining({ type: 'removed', accountId: 'b' }));
-    expect(after).toContainEqual(expect.objectContaining({ type: 'account', account: expect.objectContaining({ accountId: 'a', dirty: true }) }));
+    expect(parse(received)).toContainEqual(expect.objectContaining({ type: 'account', account: expect.objectContaining({ accountId: 'a', dirty: true }) }));
 
     disconnect();
     disconnect();
@@ -295,6 +293,48 @@ describe('StatusHub', () => {
     await tick(20);
     expect(received).toEqual([]);
     hub.stop();
+  });
+
+  it('a webhook re-reads only the accounts it names; the periodic refresh only those whose fingerprint moved, and reports removals', async () => {
+    vi.useFakeTimers();
+    try {
+      const ids = ['a', 'b', 'c', 'd'];
+      const statuses = new Map(ids.map((id) => [id, statusOf(id, 'idle')]));
+      const source = fakeSource(statuses);
+      const reads: string[] = [];
+      const read = source.status;
+      source.status = async (id) => (reads.push(id), read(id));
+      const hub = new StatusHub(source, { settleMs: 1, refreshIntervalMs: 1_000 }).start();
+      const received: string[] = [];
+      const disconnect = await hub.connect({ send: (c) => received.push(c) });
+      expect(reads.sort()).toEqual(ids); // the snapshot reads everything once
+
+      reads.length = 0;
+      statuses.set('b', statusOf('b', 'idle', { dirty: true }));
+      source.events.report('webhook', { outcome: 'accepted', accounts: 2, accountIds: ['b', 'c'] });
+      await vi.advanceTimersByTimeAsync(1);
+      expect(reads.sort()).toEqual(['b', 'c']);
+
+      // The first refresh reads whole statuses (it has no fingerprints yet); the next ones only
+      // what moved.
+      await vi.advanceTimersByTimeAsync(1_000);
+      reads.length = 0;
+      received.length = 0;
+      statuses.set('d', statusOf('d', 'downloading', { pending: 3 }));
+      statuses.delete('a');
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(reads).toEqual(['d']);
+      const after = parse(received);
+      expect(after).toContainEqual(expect.objectContaining({ type: 'removed', accountId: 'a' }));
+      expect(after).toContainEqual(expect.objectContaining({ type: 'account', account: expect.objectContaining({ accountId: 'd', pending: 3 }) }));
+      reads.length = 0;
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(reads).toEqual([]);
+      disconnect();
+      hub.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('re-reads the queue length while files sync, at most once per statusReadIntervalMs', async () => {
