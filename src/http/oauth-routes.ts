@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { Engine } from '../engine/engine.js';
@@ -6,8 +6,10 @@ import type { Logger } from '../logger.js';
 import { authorizeEndpoint, buildAuthorizeUrl } from '../oauth/authorize-url.js';
 import { exchangeCode, OAuthExchangeError } from '../oauth/code-exchange.js';
 import { codeChallengeOf, createCodeVerifier, randomToken } from '../oauth/pkce.js';
+import { START_TICKET_TTL_SECONDS, OAuthStartTickets } from '../oauth/start-tickets.js';
 import { OAuthStateStore, STATE_TTL_SECONDS } from '../oauth/state-store.js';
 import type { RedisClient } from '../redis/scripts.js';
+import { adminBearerCheck, requireAdmin } from './admin-auth.js';
 
 export interface OAuthRouteOptions {
   engine: Engine;
@@ -25,7 +27,10 @@ export function oauthCookieName(state: string): string {
   return `mailroom_oauth_${createHash('sha256').update(state).digest('hex').slice(0, 16)}`;
 }
 
-const digest = (value: string) => createHash('sha256').update(value).digest();
+const GET_A_LINK = 'Get a one-time start link: run "mailroom link-url", or POST /oauth/start with Authorization: Bearer <ADMIN_TOKEN> and open the url it answers';
+const NEEDS_LINK = `Starting a Dropbox link needs a one-time start link. ${GET_A_LINK}. (A script may send Authorization: Bearer <ADMIN_TOKEN> with this GET instead.)`;
+const STALE_LINK = `This start link is unknown, already used or expired: each opens once, within ${START_TICKET_TTL_SECONDS / 60} minutes. ${GET_A_LINK}.`;
+const NOT_CONFIGURED = 'Set DROPBOX_APP_KEY (the app key of your Dropbox app) to link accounts through Dropbox.';
 
 function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
@@ -44,10 +49,13 @@ function page(c: Context, status: 200 | 400 | 401 | 502 | 503, title: string, me
 /**
  * Linking an account the way Dropbox apps do: the OAuth 2 code flow with offline access and PKCE.
  *
- * - `GET /oauth/start` needs the admin token (`Authorization: Bearer`, or `?token=` since a browser
- *   cannot send the header when the link is opened). It stores `state` -> PKCE verifier in Redis
- *   for ten minutes, sets an HttpOnly, SameSite=Lax cookie with a random nonce bound to that state,
- *   and redirects to Dropbox's authorize page.
+ * - `POST /oauth/start` (admin token) answers a one-time start link, `GET /oauth/start?ticket=…`:
+ *   a browser opening a link cannot send the admin token as a header, and the token must not be in
+ *   a URL (see start-tickets.ts).
+ * - `GET /oauth/start` needs that ticket (once, within its TTL) or `Authorization: Bearer` (scripts
+ *   that follow the redirect themselves) or, for now, `?token=`. It stores `state` -> PKCE verifier in
+ *   Redis for ten minutes, sets an HttpOnly, SameSite=Lax cookie with a random nonce bound to that
+ *   state, and redirects to Dropbox's authorize page.
  * - `GET /oauth/callback` (no admin token: reached by Dropbox's redirect) takes the state once,
  *   checks the cookie, exchanges the code with the verifier, links the account under the id Dropbox
  *   returns (its ignore patterns kept on a re-link) and starts its first sync.
@@ -58,17 +66,41 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
   const { engine, log } = options;
   const settings = engine.options.dropbox;
   const states = new OAuthStateStore(options.redis, engine.options.tokenCipher);
-  const expectedAdmin = digest(options.adminToken);
+  const tickets = new OAuthStartTickets(options.redis);
+  const isAdmin = adminBearerCheck(options.adminToken);
+
+  /**
+   * Where a browser reaches this server: the redirect URI's origin when OAUTH_REDIRECT_URL is set (the
+   * public origin behind a proxy, and the host the state cookie must be set on to come back to the
+   * callback), else the origin the request came to.
+   */
+  const publicOrigin = (c: Context) => new URL(settings.redirectUrl ?? c.req.url).origin;
   const routes = new Hono();
 
+  routes.post('/start', requireAdmin(options.adminToken), async (c) => {
+    c.header('Cache-Control', 'no-store');
+    if (!settings.appKey) return c.json({ error: 'oauth_not_configured', message: NOT_CONFIGURED }, 503);
+    const { ticket, expiresInMs } = await tickets.issue();
+    const url = new URL(c.req.path, publicOrigin(c));
+    url.searchParams.set('ticket', ticket);
+    log.info({ expiresInMs }, 'OAuth start link issued');
+    return c.json({ url: url.href, expiresInMs });
+  });
+
   routes.get('/start', async (c) => {
-    const bearer = /^Bearer +(.+)$/i.exec(c.req.header('Authorization') ?? '')?.[1];
-    const given = bearer ?? c.req.query('token');
-    if (!given || !timingSafeEqual(digest(given), expectedAdmin)) {
+    const refuse = (reason: string, message: string, level: 'info' | 'warn' = 'info') => {
+      log[level]({ reason }, 'OAuth start refused');
       c.header('WWW-Authenticate', 'Bearer');
-      return page(c, 401, 'Not allowed', 'Starting a Dropbox link needs the admin token: open /oauth/start?token=<ADMIN_TOKEN> or send Authorization: Bearer <ADMIN_TOKEN>.');
+      return page(c, 401, 'Not allowed', message);
+    };
+    const ticket = c.req.query('ticket');
+    if (ticket !== undefined) {
+      if (!(await tickets.redeem(ticket))) return refuse('unknown_ticket', STALE_LINK);
+    } else {
+      const token = c.req.query('token');
+      if (!isAdmin(c.req.header('Authorization') ?? (token === undefined ? undefined : `Bearer ${token}`))) return refuse('no_credentials', NEEDS_LINK);
     }
-    if (!settings.appKey) return page(c, 503, 'OAuth is not configured', 'Set DROPBOX_APP_KEY (the app key of your Dropbox app) to link accounts through Dropbox.');
+    if (!settings.appKey) return page(c, 503, 'OAuth is not configured', NOT_CONFIGURED);
     const redirectUri = settings.redirectUrl ?? new URL(c.req.path.replace(/\/start$/, '/callback'), c.req.url).href;
     const state = randomToken();
     const browserNonce = randomToken();

@@ -108,3 +108,12 @@ export function oldLayoutKeys(accountId: string) {
   const tag = `mr:{${accountId}}`;
   return { account: `${tag}:account`, listing: `${tag}:listing` };
 }
+
+/**
+ * STRING with a TTL: a one-time ticket that opens `GET /oauth/start` in a browser
+ * (src/oauth/start-tickets.ts), named by the ticket's SHA-256 so that the key, a dump or MONITOR
+ * never shows a ticket that still works. Global; single-key commands only.
+ */
+export function oauthStartTicketKey(ticketHash: string): string {
+  return `mr:oauth:start-ticket:${ticketHash}`;
+}

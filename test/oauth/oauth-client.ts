@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import { ADMIN_TOKEN, type Harness } from '../support/sync-harness.js';
+import type { EngineServer } from '../support/sync-harness.js';
 
 /** What one trip through the browser flow produced (the way a browser would carry it). */
 export interface BrowserTrip {
@@ -12,10 +12,25 @@ export interface BrowserTrip {
   callbackUrl: URL;
 }
 
-/** GET /oauth/start with the admin token, then the emulator's (auto-approving) authorize page; stops before the callback. */
-export async function startTrip(h: Harness): Promise<BrowserTrip> {
-  const start = await fetch(`${h.url}/oauth/start?token=${encodeURIComponent(ADMIN_TOKEN)}`, { redirect: 'manual' });
-  expect(start.status).toBe(302);
+/** A one-time start link, as `POST /oauth/start` answers it. */
+export interface StartLink {
+  url: URL;
+  expiresInMs: number;
+}
+
+/** `POST /oauth/start` with the admin token, as `mailroom link-url` asks for a link. */
+export async function issueStartLink(server: Pick<EngineServer, 'api'>): Promise<StartLink> {
+  const res = await server.api('/oauth/start', { method: 'POST' });
+  const body = await res.text();
+  expect(res.status, body).toBe(200);
+  const { url, expiresInMs } = JSON.parse(body) as { url: string; expiresInMs: number };
+  return { url: new URL(url), expiresInMs };
+}
+
+/** A browser opening a start URL, then the emulator's (auto-approving) authorize page; stops before the callback. */
+export async function openStartLink(url: URL | string): Promise<BrowserTrip> {
+  const start = await fetch(url, { redirect: 'manual' });
+  expect(start.status, await start.clone().text()).toBe(302);
   const authorizeUrl = new URL(start.headers.get('location')!);
   const setCookie = start.headers.getSetCookie().find((c) => c.startsWith('mailroom_oauth_'));
   expect(setCookie).toBeDefined();
@@ -23,6 +38,11 @@ export async function startTrip(h: Harness): Promise<BrowserTrip> {
   const authorize = await fetch(authorizeUrl, { redirect: 'manual' });
   expect(authorize.status, await authorize.clone().text()).toBe(302);
   return { authorizeUrl, cookie, setCookie: setCookie!, callbackUrl: new URL(authorize.headers.get('location')!) };
+}
+
+/** A start link from the engine, opened in a browser: the operator's way in; stops before the callback. */
+export async function startTrip(server: Pick<EngineServer, 'api'>): Promise<BrowserTrip> {
+  return openStartLink((await issueStartLink(server)).url);
 }
 
 /** The browser following the redirect back to the engine, with (or without) its cookie. */

@@ -1,14 +1,17 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AccountStore } from '../../src/accounts/account-store.js';
 import { TokenCipher, TokenDecryptError } from '../../src/accounts/token-cipher.js';
 import { codeChallengeOf } from '../../src/oauth/pkce.js';
+import { OAuthStartTickets } from '../../src/oauth/start-tickets.js';
+import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import { ADMIN_TOKEN, APP_KEY, expectConverged, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
-import { callback, startTrip } from './oauth-client.js';
+import { callback, issueStartLink, openStartLink, startTrip, type StartLink } from './oauth-client.js';
 
 /**
- * The OAuth code flow end to end over real HTTP: the engine's /oauth/start, the emulator's
+ * The OAuth code flow end to end over real HTTP: a one-time start link from the engine's
+ * POST /oauth/start, opened as a browser would (GET /oauth/start?ticket=), the emulator's
  * authorize page (auto-approving the account the test chose), the engine's /oauth/callback carrying
  * the browser's cookie, then the account's first sync. Tokens are encrypted in Redis and appear in
  * no log line, status, event or actor snapshot.
@@ -123,6 +126,141 @@ describe('linking through the OAuth code flow', () => {
     expect(await h.redis.ttl(key!)).toBeGreaterThan(500);
     expect(await h.redis.ttl(key!)).toBeLessThanOrEqual(600);
     await h.redis.del(key!);
+  });
+});
+
+/** The Redis key of a start link's ticket: the SHA-256 of the ticket, never the ticket. */
+function ticketKey(link: StartLink): string {
+  return `mr:oauth:start-ticket:${createHash('sha256').update(link.url.searchParams.get('ticket')!).digest('base64url')}`;
+}
+
+/** A start link whose ticket the final test looks for in the logs. */
+async function issueWatched(server: Parameters<typeof issueStartLink>[0]): Promise<StartLink> {
+  const link = await issueStartLink(server);
+  secrets.add(link.url.searchParams.get('ticket')!);
+  return link;
+}
+
+async function refusedStart(url: URL | string): Promise<{ status: number; text: string; cookies: string[]; authenticate: string | null }> {
+  const res = await fetch(url, { redirect: 'manual' });
+  return { status: res.status, text: await res.text(), cookies: res.headers.getSetCookie(), authenticate: res.headers.get('www-authenticate') };
+}
+
+describe('one-time start links', () => {
+  it('POST /oauth/start needs the admin token and answers a link to GET /oauth/start with a ticket', async () => {
+    const anonymous = await fetch(`${h.url}/oauth/start`, { method: 'POST' });
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.json()).toMatchObject({ error: 'unauthorized' });
+    const wrong = await fetch(`${h.url}/oauth/start`, { method: 'POST', headers: { Authorization: 'Bearer wrong-token-0123456789' } });
+    expect(wrong.status).toBe(401);
+
+    const link = await issueWatched(h);
+    expect(link.url.origin + link.url.pathname).toBe(`${h.url}/oauth/start`);
+    expect([...link.url.searchParams.keys()]).toEqual(['ticket']);
+    expect(link.url.searchParams.get('ticket')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(link.expiresInMs).toBe(600_000);
+    await h.redis.del(ticketKey(link));
+  });
+
+  it('the link is on the public origin of OAUTH_REDIRECT_URL when it is set: the state cookie must be set on that host', async () => {
+    const behindProxy = await h.startPeer({ tokenCipher: cipher, ownerId: 'oauth-behind-proxy', dropbox: { ...h.engine.options.dropbox, redirectUrl: 'https://mailroom.example.com/oauth/callback' } });
+    try {
+      const link = await issueWatched(behindProxy);
+      expect(link.url.origin + link.url.pathname).toBe('https://mailroom.example.com/oauth/start');
+      await h.redis.del(ticketKey(link));
+    } finally {
+      await behindProxy.close();
+    }
+  });
+
+  it('no link without DROPBOX_APP_KEY: 503 saying what to set', async () => {
+    const keyless = await h.startPeer({ ownerId: 'oauth-keyless', dropbox: { ...h.engine.options.dropbox, appKey: undefined } });
+    try {
+      const res = await keyless.api('/oauth/start', { method: 'POST' });
+      expect(res.status).toBe(503);
+      expect(await res.json()).toMatchObject({ error: 'oauth_not_configured', message: expect.stringContaining('DROPBOX_APP_KEY') });
+    } finally {
+      await keyless.close();
+    }
+  });
+
+  it('only the ticket\'s hash is in Redis, with the link\'s lifetime as its TTL', async () => {
+    const link = await issueWatched(h);
+    const ticket = link.url.searchParams.get('ticket')!;
+    const ttl = await h.redis.pttl(ticketKey(link));
+    expect(ttl).toBeGreaterThan(link.expiresInMs - 10_000);
+    expect(ttl).toBeLessThanOrEqual(link.expiresInMs);
+    expect((await h.redis.keys('*')).filter((key) => key.includes(ticket))).toEqual([]);
+    expect(await h.redis.get(ticketKey(link))).not.toContain(ticket);
+    await h.redis.del(ticketKey(link));
+  });
+
+  it('a link opens once: a second opening is refused with a page saying how to get a fresh one', async () => {
+    const link = await issueWatched(h);
+    const first = await fetch(link.url, { redirect: 'manual' });
+    expect(first.status).toBe(302);
+    expect(new URL(first.headers.get('location')!).searchParams.get('redirect_uri')).toBe(`${h.url}/oauth/callback`);
+    const states = (await h.redis.keys('mr:oauth:state:*')).length;
+
+    const again = await refusedStart(link.url);
+    expect(again.status).toBe(401);
+    expect(again.authenticate).toBe('Bearer');
+    expect(again.text).toContain('unknown, already used or expired');
+    expect(again.text).toContain('mailroom link-url');
+    expect(again.text).toContain('POST /oauth/start');
+    expect(again.cookies).toEqual([]);
+    expect((await h.redis.keys('mr:oauth:state:*')).length).toBe(states); // nothing started
+  });
+
+  it('redeemed at once by several processes, a ticket is good for exactly one of them', async () => {
+    // Each connection sends all its commands before any answer comes back: a check-then-delete
+    // would see the ticket from every call. Two connections, as two processes would have.
+    const other = await openRedis(h.redisServer.url);
+    try {
+      const stores = [new OAuthStartTickets(h.redis), new OAuthStartTickets(other)];
+      const { ticket } = await stores[0]!.issue();
+      const answers = await Promise.all(stores.flatMap((store) => Array.from({ length: 5 }, () => store.redeem(ticket))));
+      expect(answers.filter(Boolean)).toHaveLength(1);
+    } finally {
+      other.disconnect();
+    }
+  });
+
+  it('an expired link is refused', async () => {
+    const link = await issueWatched(h);
+    // Ten minutes pass, as far as Redis is concerned.
+    await h.redis.pexpire(ticketKey(link), 1);
+    await waitUntil(async () => (await h.redis.exists(ticketKey(link))) === 0, 2_000, 'the ticket to expire');
+    const expired = await refusedStart(link.url);
+    expect(expired.status).toBe(401);
+    expect(expired.text).toContain('unknown, already used or expired');
+    expect(expired.cookies).toEqual([]);
+  });
+
+  it('an unknown or malformed ticket is refused', async () => {
+    for (const ticket of [randomBytes(32).toString('base64url'), 'short', '', 'x'.repeat(5_000)]) {
+      const refused = await refusedStart(`${h.url}/oauth/start?ticket=${encodeURIComponent(ticket)}`);
+      expect(refused.status, ticket.slice(0, 20)).toBe(401);
+      expect(refused.text).toContain('unknown, already used or expired');
+    }
+  });
+
+  it('a link issued by one process opens at another behind the same load balancer, which completes the link', async () => {
+    const peer = await h.startPeer({ tokenCipher: cipher, ownerId: 'oauth-peer' });
+    const account = 'dbid:oauth-peer';
+    addAccount(account, { '/posts/peer.md': '# Peer' });
+    h.emulator.model.tokens.approveNextAuthorization(account);
+    const link = await issueWatched(h);
+    const trip = await openStartLink(new URL(link.url.pathname + link.url.search, peer.url));
+    expect(trip.authorizeUrl.searchParams.get('redirect_uri')).toBe(`${peer.url}/oauth/callback`);
+    const done = await callback(trip.callbackUrl, trip.cookie);
+    expect(done.status, done.text).toBe(200);
+    await h.waitForIdle(account);
+    expect(await linked(account)).toBe(true);
+    const stored = (await h.engine.accounts.get(account))!.credentials;
+    secrets.add(stored.refreshToken!).add(stored.accessToken!);
+    // Spent for every process, the one that issued it included.
+    expect((await refusedStart(link.url)).status).toBe(401);
   });
 });
 
