@@ -30,6 +30,7 @@ export function oauthCookieName(state: string): string {
 const GET_A_LINK = 'Get a one-time start link: run "mailroom link-url", or POST /oauth/start with Authorization: Bearer <ADMIN_TOKEN> and open the url it answers';
 const NEEDS_LINK = `Starting a Dropbox link needs a one-time start link. ${GET_A_LINK}. (A script may send Authorization: Bearer <ADMIN_TOKEN> with this GET instead.)`;
 const STALE_LINK = `This start link is unknown, already used or expired: each opens once, within ${START_TICKET_TTL_SECONDS / 60} minutes. ${GET_A_LINK}.`;
+const TOKEN_IN_URL = `The admin token is no longer accepted in the URL (?token=): URLs end up in browser history and proxy logs. ${GET_A_LINK}. If what you sent was the admin token, consider changing ADMIN_TOKEN.`;
 const NOT_CONFIGURED = 'Set DROPBOX_APP_KEY (the app key of your Dropbox app) to link accounts through Dropbox.';
 
 function escapeHtml(text: string): string {
@@ -53,7 +54,7 @@ function page(c: Context, status: 200 | 400 | 401 | 502 | 503, title: string, me
  *   a browser opening a link cannot send the admin token as a header, and the token must not be in
  *   a URL (see start-tickets.ts).
  * - `GET /oauth/start` needs that ticket (once, within its TTL) or `Authorization: Bearer` (scripts
- *   that follow the redirect themselves) or, for now, `?token=`. It stores `state` -> PKCE verifier in
+ *   that follow the redirect themselves); `?token=` is refused. It stores `state` -> PKCE verifier in
  *   Redis for ten minutes, sets an HttpOnly, SameSite=Lax cookie with a random nonce bound to that
  *   state, and redirects to Dropbox's authorize page.
  * - `GET /oauth/callback` (no admin token: reached by Dropbox's redirect) takes the state once,
@@ -93,12 +94,14 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
       c.header('WWW-Authenticate', 'Bearer');
       return page(c, 401, 'Not allowed', message);
     };
+    // Refused even when it is the right token: it is in a URL now, and accepting it would keep such
+    // links (bookmarks, scripts) alive. A warning, since the operator may want to change the token.
+    if (c.req.query('token') !== undefined) return refuse('token_in_url', TOKEN_IN_URL, 'warn');
     const ticket = c.req.query('ticket');
     if (ticket !== undefined) {
       if (!(await tickets.redeem(ticket))) return refuse('unknown_ticket', STALE_LINK);
-    } else {
-      const token = c.req.query('token');
-      if (!isAdmin(c.req.header('Authorization') ?? (token === undefined ? undefined : `Bearer ${token}`))) return refuse('no_credentials', NEEDS_LINK);
+    } else if (!isAdmin(c.req.header('Authorization'))) {
+      return refuse('no_credentials', NEEDS_LINK);
     }
     if (!settings.appKey) return page(c, 503, 'OAuth is not configured', NOT_CONFIGURED);
     const redirectUri = settings.redirectUrl ?? new URL(c.req.path.replace(/\/start$/, '/callback'), c.req.url).href;

@@ -115,9 +115,12 @@ describe('linking through the OAuth code flow', () => {
     secrets.add(stored.credentials.refreshToken!).add(stored.credentials.accessToken!);
   });
 
-  it('start needs the admin token (header or ?token=)', async () => {
-    expect((await fetch(`${h.url}/oauth/start`, { redirect: 'manual' })).status).toBe(401);
-    expect((await fetch(`${h.url}/oauth/start?token=wrong-token-0123456789`, { redirect: 'manual' })).status).toBe(401);
+  it('GET /oauth/start without a ticket needs Authorization: Bearer (a script following the redirect); a browser without either is told how to get a link', async () => {
+    const anonymous = await fetch(`${h.url}/oauth/start`, { redirect: 'manual' });
+    expect(anonymous.status).toBe(401);
+    const page = await anonymous.text();
+    expect(page).toContain('mailroom link-url');
+    expect(page).toContain('POST /oauth/start');
     expect(await h.redis.keys('mr:oauth:state:*')).toHaveLength(0);
     const withHeader = await fetch(`${h.url}/oauth/start`, { redirect: 'manual', headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
     expect(withHeader.status).toBe(302);
@@ -126,6 +129,33 @@ describe('linking through the OAuth code flow', () => {
     expect(await h.redis.ttl(key!)).toBeGreaterThan(500);
     expect(await h.redis.ttl(key!)).toBeLessThanOrEqual(600);
     await h.redis.del(key!);
+  });
+
+  it('?token= is refused, the right admin token too, with a page explaining the new way that does not echo it', async () => {
+    const warnings = () => logLines.filter((line) => line.includes('"level":40') && line.includes('"reason":"token_in_url"')).length;
+    const before = warnings();
+    const attempts: [string, Record<string, string>][] = [
+      [ADMIN_TOKEN, {}],
+      ['wrong-token-<b>0123456789</b>', {}],
+      // A valid header does not make the token in the URL acceptable: the link would stay in use.
+      [ADMIN_TOKEN, { Authorization: `Bearer ${ADMIN_TOKEN}` }],
+    ];
+    for (const [token, headers] of attempts) {
+      const res = await fetch(`${h.url}/oauth/start?token=${encodeURIComponent(token)}`, { redirect: 'manual', headers });
+      const page = await res.text();
+      expect(res.status).toBe(401);
+      expect(page).toContain('no longer accepted in the URL');
+      expect(page).toContain('mailroom link-url');
+      expect(page).toContain('POST /oauth/start');
+      expect(page).not.toContain(token);
+      expect(page).not.toContain(encodeURIComponent(token));
+      expect(page).not.toContain('0123456789');
+      expect(res.headers.getSetCookie()).toEqual([]);
+    }
+    expect(await h.redis.keys('mr:oauth:state:*')).toHaveLength(0);
+    // Logged as a warning (the operator may want to change the token), without the token.
+    expect(warnings()).toBe(before + attempts.length);
+    expect(logLines.join('\n')).not.toContain(ADMIN_TOKEN);
   });
 });
 
