@@ -14,6 +14,12 @@ export interface Entry {
   updated: number;
 }
 
+/** What `POST /oauth/start` answers: a one-time link for a browser to start the OAuth flow. */
+export interface StartLink {
+  url: string;
+  expiresInMs: number;
+}
+
 export interface LinkBody {
   accessToken?: string;
   refreshToken?: string;
@@ -44,6 +50,11 @@ export class ApiClient {
 
   link(accountId: string, body: LinkBody): Promise<AccountStatus> {
     return this.request('PUT', this.accountPath(accountId), body);
+  }
+
+  /** A one-time start link (POST /oauth/start): the admin token stays out of the URL a browser opens. */
+  startLink(): Promise<StartLink> {
+    return this.request('POST', '/oauth/start');
   }
 
   async unlink(accountId: string): Promise<void> {

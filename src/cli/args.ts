@@ -8,6 +8,7 @@ export type Command =
   | { name: 'help' }
   | { name: 'status'; account?: string }
   | { name: 'link'; account: string; accessToken?: string; refreshToken?: string; ignore: string[]; wait: boolean; timeoutMs?: number }
+  | { name: 'link-url' }
   | { name: 'unlink'; account: string }
   | { name: 'resync'; account: string }
   | { name: 'entries'; account: string }
@@ -40,6 +41,7 @@ type OptionName = keyof typeof OPTIONS;
 const COMMAND_OPTIONS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
   status: [],
   link: ['access-token', 'refresh-token', 'ignore', 'wait', 'timeout'],
+  'link-url': [],
   unlink: [],
   resync: [],
   entries: [],
@@ -108,6 +110,11 @@ export function parseInvocation(argv: readonly string[], env: Record<string, str
       };
       break;
     }
+    case 'link-url':
+      // Dropbox says which account it is once someone signs in through the link.
+      if (rest.length) throw new UsageError(`link-url takes no account (the one signed in to Dropbox through the link is linked), got: ${rest.join(' ')}`);
+      command = { name: 'link-url' };
+      break;
     case 'tail':
       command = { name: 'tail', account: account(true)!, intervalMs: values.interval === undefined ? 1000 : Math.max(50, positiveNumber(values.interval, '--interval')) };
       break;

@@ -1,7 +1,7 @@
 import { ApiError, GaveUpError, UnreachableError, UsageError, type ExitCode, EXIT } from './errors.js';
 import type { AccountStatus, ApiClient } from './api-client.js';
 import type { Command } from './args.js';
-import { formatAccounts, formatEntries, formatError, formatStatus, formatTailLine, tailKey } from './format.js';
+import { formatAccounts, formatEntries, formatError, formatStartLink, formatStatus, formatTailLine, tailKey } from './format.js';
 import { printable } from './printable.js';
 import { advanceProgress, INITIAL_PROGRESS, renderSyncProgress, worthALine } from './progress.js';
 
@@ -32,6 +32,11 @@ export async function runCommand(command: Exclude<Command, { name: 'help' }>, ct
       return command.account === undefined ? statusAll(ctx) : statusOne(command.account, ctx);
     case 'link':
       return link(command, ctx);
+    case 'link-url': {
+      const link = await ctx.client.startLink();
+      print(ctx, ctx.json ? JSON.stringify(link, null, 2) : formatStartLink(link));
+      return EXIT.ok;
+    }
     case 'unlink':
       await ctx.client.unlink(command.account).catch(notLinkedHint(command.account));
       print(ctx, `unlinked ${command.account}; its mirror and entries stay (link it again to continue from where it stopped)`);

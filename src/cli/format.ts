@@ -1,4 +1,4 @@
-import type { AccountStatus, Entry } from './api-client.js';
+import type { AccountStatus, Entry, StartLink } from './api-client.js';
 import { printable } from './printable.js';
 import { formatDuration } from './progress.js';
 
@@ -53,6 +53,11 @@ export function formatAccounts(accounts: AccountStatus[], now: number): string {
     a.lastError ? a.lastError.kind : '-',
   ]);
   return table([header, ...rows]) + (accounts.some((a) => a.dirty) ? '\n* a change is waiting to be listed' : '');
+}
+
+/** The link alone on the first line (to copy, or `| head -1`), then what to do with it. */
+export function formatStartLink(link: StartLink): string {
+  return `${printable(link.url)}\nopen it in a browser within ${formatDuration(link.expiresInMs)}; it works once, and links (or re-links) the Dropbox account signed in there`;
 }
 
 export function formatEntries(entries: Entry[]): string {

@@ -9,6 +9,7 @@ Commands:
       --ignore <glob>           a path never synced (repeatable), e.g. --ignore 'drafts/**'
       --wait                    show the sync's progress and return when it is idle
       --timeout <seconds>       with --wait: give up after this long (exit 4)
+  link-url                      a one-time link that links an account through Dropbox in a browser
   unlink <account>              stop syncing; the mirror and entries stay
   resync <account>              the next listing is a full one, checked against the mirror
   entries <account>             the account's entries (path and title)
@@ -18,7 +19,7 @@ Commands:
 Options:
   --url <url>        the server (default $MAILROOM_URL, else http://127.0.0.1:8080)
   --token <token>    the admin token (default $ADMIN_TOKEN)
-  --json             print JSON (status, link, entries, tail)
+  --json             print JSON (status, link, link-url, entries, tail)
   -h, --help         this text
 
 Exit codes: 0 ok, 1 the server refused (its message is printed), 2 usage error,

@@ -136,6 +136,25 @@ describe('mailroom CLI against a running server', () => {
     expect(result.stderr).toBe('');
   });
 
+  it('link-url prints a one-time start link that opens the OAuth flow once; --json prints the server\'s answer', async () => {
+    const result = await runCli(['link-url'], env);
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    const [url, hint, ...more] = result.stdout.split('\n');
+    expect(url).toMatch(new RegExp(`^${h.url}/oauth/start\\?ticket=[A-Za-z0-9_-]{43}$`));
+    expect(hint).toBe('open it in a browser within 10m00s; it works once, and links (or re-links) the Dropbox account signed in there');
+    expect(more).toEqual(['']);
+    const opened = await fetch(url!, { redirect: 'manual' });
+    expect(opened.status).toBe(302);
+    expect(opened.headers.get('location')).toMatch(new RegExp(`^${h.emulator.url}/oauth2/authorize\\?`));
+    expect((await fetch(url!, { redirect: 'manual' })).status).toBe(401);
+
+    const asJson = await runCli(['link-url', '--json'], env);
+    expect(asJson).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(asJson.stdout)).toEqual({ url: expect.stringMatching(new RegExp(`^${h.url}/oauth/start\\?ticket=`)), expiresInMs: 600_000 });
+    // Each call is a new link.
+    expect(JSON.parse(asJson.stdout).url).not.toBe(url);
+  });
+
   it('a wrong admin token exits 1 with a clear message', async () => {
     const result = await runCli(['status'], { ...env, ADMIN_TOKEN: 'wrong-token-0123456789' });
     expect(result.code).toBe(1);
@@ -177,6 +196,8 @@ describe('mailroom CLI against a running server', () => {
     [['status', 'a', 'b'], 'status takes one account, got 2: a b'],
     [['status', 'bad id!'], '"bad id!" is not an account id (1-128 characters of A-Z a-z 0-9 : _ . -, not only dots)'],
     [['status', '--wait'], 'status does not take --wait'],
+    [['link-url', 'dbid:a'], 'link-url takes no account (the one signed in to Dropbox through the link is linked), got: dbid:a'],
+    [['link-url', '--wait'], 'link-url does not take --wait'],
     [['status', '--bogus'], "Unknown option '--bogus'"],
     [['link', 'a', '--access-token', 'x', '--timeout', '5'], '--timeout goes with --wait'],
     [['tail', 'a', '--interval', 'soon'], '--interval must be a positive number, got "soon"'],
