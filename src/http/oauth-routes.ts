@@ -31,6 +31,8 @@ const GET_A_LINK = 'Get a one-time start link: run "mailroom link-url", or POST 
 const NEEDS_LINK = `Starting a Dropbox link needs a one-time start link. ${GET_A_LINK}. (A script may send Authorization: Bearer <ADMIN_TOKEN> with this GET instead.)`;
 const STALE_LINK = `This start link is unknown, already used or expired: each opens once, within ${START_TICKET_TTL_SECONDS / 60} minutes. ${GET_A_LINK}.`;
 const TOKEN_IN_URL = `The admin token is no longer accepted in the URL (?token=): URLs end up in browser history and proxy logs. ${GET_A_LINK}. If what you sent was the admin token, consider changing ADMIN_TOKEN.`;
+/** Where a failed callback sends its reader: /oauth/start itself no longer opens without a start link. */
+const START_AGAIN = 'Start again with a new start link (mailroom link-url gives one)';
 const NOT_CONFIGURED = 'Set DROPBOX_APP_KEY (the app key of your Dropbox app) to link accounts through Dropbox.';
 
 function escapeHtml(text: string): string {
@@ -130,26 +132,26 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
       log.warn({ reason }, 'OAuth callback refused');
       return page(c, status, title, message);
     };
-    if (!q.state) return refuse('missing_state', 'Link failed', 'The callback has no state parameter. Start again from /oauth/start.');
+    if (!q.state) return refuse('missing_state', 'Link failed', `The callback has no state parameter. ${START_AGAIN}.`);
     const pending = await states.take(q.state);
-    if (!pending) return refuse('unknown_state', 'Link failed', 'This authorization is unknown, already used or expired (10 minutes). Start again from /oauth/start.');
+    if (!pending) return refuse('unknown_state', 'Link failed', `This authorization is unknown, already used or expired (10 minutes). ${START_AGAIN}.`);
     if (!OAuthStateStore.sameBrowser(pending, cookie)) {
-      return refuse('browser_mismatch', 'Link failed', 'This browser did not start this authorization (its state cookie is missing or different). Start again from /oauth/start in this browser.');
+      return refuse('browser_mismatch', 'Link failed', `This browser did not start this authorization (its state cookie is missing or different). ${START_AGAIN}, opened in this browser.`);
     }
     deleteCookie(c, oauthCookieName(q.state), { path: new URL(pending.redirectUri).pathname });
     if (q.error) {
       const detail = q.error_description ? `${q.error}: ${q.error_description}` : q.error;
       return refuse('denied', 'Link cancelled', `Dropbox did not authorize the app (${detail}).`);
     }
-    if (!q.code) return refuse('missing_code', 'Link failed', 'The callback has no code parameter. Start again from /oauth/start.');
+    if (!q.code) return refuse('missing_code', 'Link failed', `The callback has no code parameter. ${START_AGAIN}.`);
 
     let grant;
     try {
       grant = await exchangeCode(settings, { code: q.code, redirectUri: pending.redirectUri, codeVerifier: pending.codeVerifier }, engine.clock.now());
     } catch (error) {
       if (!(error instanceof OAuthExchangeError)) throw error;
-      if (error.kind === 'refused') return refuse('code_refused', 'Link failed', `Dropbox refused the authorization code (${error.message}): it expired or was already used. Start again from /oauth/start.`);
-      if (error.kind === 'unavailable') return refuse('dropbox_unavailable', 'Link failed', `${error.message}. Start again from /oauth/start in a moment.`, 502);
+      if (error.kind === 'refused') return refuse('code_refused', 'Link failed', `Dropbox refused the authorization code (${error.message}): it expired or was already used. ${START_AGAIN}.`);
+      if (error.kind === 'unavailable') return refuse('dropbox_unavailable', 'Link failed', `${error.message}. In a moment: ${START_AGAIN}.`, 502);
       return refuse('invalid_answer', 'Link failed', error.message, 502);
     }
     const existing = await engine.accounts.get(grant.accountId);

@@ -303,6 +303,7 @@ describe('callbacks the engine refuses', () => {
     const noCookie = await callback(trip.callbackUrl, undefined);
     expect(noCookie.status).toBe(400);
     expect(noCookie.text).toMatch(/did not start this authorization/);
+    expect(noCookie.text).toContain('a new start link (mailroom link-url gives one), opened in this browser');
     // The legitimate browser cannot use it any more either: start again.
     const later = await callback(trip.callbackUrl, trip.cookie);
     expect(later.status).toBe(400);
@@ -346,6 +347,8 @@ describe('callbacks the engine refuses', () => {
     const missing = await callback(forged, trip.cookie);
     expect(missing.status).toBe(400);
     expect(missing.text).toMatch(/no state/);
+    // Not back to a bare /oauth/start, which no longer opens without a start link.
+    expect(missing.text).toContain('Start again with a new start link (mailroom link-url gives one)');
     expect(await linked(account)).toBe(false);
   });
 
