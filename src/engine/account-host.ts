@@ -31,6 +31,11 @@ export interface AccountHostOptions {
   maxActiveRuns: number;
   /** Called once an actor left memory (passivation, loss, stop): drop what is cached for it. */
   onReleased?: (accountId: string) => void;
+  /**
+   * The credentials an actor was refused have been replaced (a re-link this process may not have
+   * heard of): drop whatever was built from the old ones before the actor tries again.
+   */
+  onCredentialsReplaced?: (accountId: string) => void;
   /** Called with the fresh lease just before an actor starts: what the grant read can serve its first steps. */
   onStarting?: (accountId: string, lease: Lease) => void;
   /**
@@ -176,8 +181,11 @@ export class AccountHost {
       };
       const abandon = () => {
         const at = this.retries.indexOf(waiter);
-        if (at >= 0) this.retries.splice(at, 1);
-        if (!this.retries.some((r) => r.accountId === accountId)) this.slotWaiters.delete(accountId);
+        // (One waiter per account at most: its actor invokes one step at a time.)
+        if (at >= 0) {
+          this.retries.splice(at, 1);
+          this.slotWaiters.delete(accountId);
+        }
         reject(new AbortedError());
       };
       if (signal.aborted) return abandon();
@@ -185,6 +193,11 @@ export class AccountHost {
       this.retries.push(waiter);
       this.slotWaiters.add(accountId);
     });
+  }
+
+  private dropWaiters(accountId: string): void {
+    if (!this.slotWaiters.delete(accountId)) return;
+    for (let at = this.retries.length - 1; at >= 0; at--) if (this.retries[at]!.accountId === accountId) this.retries.splice(at, 1);
   }
 
   /** A run ended (or its actor left): let the next waiting retry, or else account, start. */
@@ -340,6 +353,9 @@ export class AccountHost {
 
   private forget(accountId: string): void {
     this.actors.delete(accountId);
+    // Its own place in line first: the slot it gives back must go to another account, not to a
+    // waiter of the actor being stopped (whose step then rejects, aborted).
+    this.dropWaiters(accountId);
     this.runEnded(accountId);
     this.options.onReleased?.(accountId);
     this.enteredAt.delete(accountId);
@@ -408,12 +424,13 @@ export class AccountHost {
           this.enteredAt.set(accountId, { state, at: now });
           this.scheduleIdle(accountId, actor, state);
           // (A new or restored actor's first snapshot is not the end of a run: its slot may be
-          // reserved. Nor does a restored run take a slot here: its step asks for one, runSlot.)
+          // reserved.) A run's slot is taken by the wake that starts it (send) or by its step
+          // (runSlot), never here: taking one here without the limit would count an account that
+          // is still waiting in line.
           // A backoff gives its slot back: an account that keeps failing would otherwise hold it
           // for good, and enough of them would stop every other run here. Its retry waits for a
           // slot again (runSlot, from the backoff's waitUntil).
           if ((isResting(state) && lastState) || state === 'backoff') this.runEnded(accountId);
-          else if (!isResting(state) && lastState) this.active.add(accountId);
         }
         lastState = state;
         if (unchangedSinceRestore) unchangedSinceRestore = false;
@@ -441,6 +458,9 @@ export class AccountHost {
   private relinkedWhileRefused(accountId: string, actor: AccountActor): void {
     if (this.actors.get(accountId) !== actor || actor.getSnapshot().value !== 'awaitingRelink') return;
     this.options.log.info({ accountId }, 'credentials refused, but replaced by a re-link since: trying the new ones');
+    // A session cached from the old credentials (a RELINKED message this process missed) would be
+    // refused again at once, and again after every wake, with no backoff in between.
+    this.options.onCredentialsReplaced?.(accountId);
     this.send(accountId, { type: 'RESYNC' }).catch((error: unknown) => this.options.log.error({ accountId, err: (error as Error).message }, 'could not wake the re-linked account; the reaper will retry'));
   }
 

@@ -183,6 +183,7 @@ export class Engine {
         forgetHandovers(this.handovers, accountId);
       },
       onStarting: (accountId, lease) => this.linkAtStart.set(accountId, lease.link),
+      onCredentialsReplaced: (accountId) => this.forgetSession(accountId),
       forward: (accountId, event) => {
         this.publish({ accountId, type: event.type }).catch((error: unknown) => log.warn({ accountId, err: (error as Error).message }, 'could not pass a wake on to the owner; the sweep will find the account'));
       },

@@ -190,4 +190,22 @@ describe('a re-link that races the refusal of the credentials it replaces', () =
     await expectConverged(h, account);
     persistence.save = save;
   }, 30_000);
+
+  it('a re-link whose RELINKED message this process missed: the session of the old credentials is dropped, not retried in a loop', async () => {
+    const account = 'dbid:relink-missed-message';
+    const peer = await h.startPeer({ ownerId: 'relink-missed-peer', idleTimeoutMs: 60_000 });
+    h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
+    h.emulator.model.writeFile(account, '/posts/a.md', '# A');
+    expect((await peer.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: `token-${account}` }) })).status).toBe(200);
+    await h.waitForIdle(account); // the peer's actor stays in memory with the session it built
+    h.emulator.model.tokens.revokeAccount(account);
+    h.emulator.model.tokens.registerAccessToken(account, 'token-after-relink');
+    h.emulator.model.writeFile(account, '/posts/b.md', '# B');
+    // Another process stores the new credentials; its RELINKED never reaches the peer, its wake does.
+    await h.engine.accounts.link(account, { accessToken: 'token-after-relink' }, [], Date.now());
+    await peer.engine.host.send(account, { type: 'WEBHOOK' });
+    await h.waitForIdle(account, 5_000);
+    await expectConverged(h, account);
+    expect(h.emulator.stats.refused(account)).toBe(1); // the cached session's one call
+  });
 });

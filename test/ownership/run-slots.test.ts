@@ -293,3 +293,31 @@ describe('a restart with more accounts mid-run than run slots', () => {
     expect(most).toBe(1);
   }, 30_000);
 });
+
+describe('a restored actor whose snapshot cannot be restored (a fresh actor and a resync)', () => {
+  it('takes a run slot only through its step: unlinked while it waits, it keeps none for good', async () => {
+    const ids = ['dbid:slots-leak-0', 'dbid:slots-leak-1'];
+    for (const id of ids) {
+      addAccount(id);
+      await h.engine.accounts.link(id, { accessToken: `token-${id}` }, [], Date.now());
+      // A snapshot from a newer engine: its state is unknown here.
+      await new ActorPersistence(h.redis).save(id, 1, { status: 'active', value: 'somethingNew', context: { accountId: id } }, 'somethingNew', Date.now());
+    }
+    h.emulator.faults.setLatency(300, 'files/list_folder');
+    let peer;
+    try {
+      peer = await h.startPeer({ ownerId: 'slots-leak', maxActiveRuns: 1 });
+      // The second waits in line for the only slot; it is unlinked there.
+      expect((await peer.api(`/accounts/${ids[1]}`, { method: 'DELETE' })).status).toBe(204);
+      await waitUntil(async () => (await peer!.engine.mailbox.read(ids[0]!)).status === 'idle', 20_000, 'the first account synced');
+    } finally {
+      h.emulator.faults.setLatency(0, 'files/list_folder');
+    }
+    // The slot is free: a new account syncs.
+    const next = 'dbid:slots-leak-next';
+    addAccount(next);
+    expect((await peer.api(`/accounts/${next}`, { method: 'PUT', body: JSON.stringify({ accessToken: `token-${next}` }) })).status).toBe(200);
+    await waitUntil(async () => (await peer!.engine.mailbox.read(next)).status === 'idle' && (await readMirror(h.dataDir, next)).has('/p/a.md'), 5_000, 'the new account synced');
+  }, 40_000);
+});
+
