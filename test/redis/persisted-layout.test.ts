@@ -67,6 +67,19 @@ describe('the persisted Redis layout of an account', () => {
     expect((stored!.snapshot as { context: { lastSyncedAt: number } }).context.lastSyncedAt).toBeGreaterThan(0);
   });
 
+  it('keeps an account awaiting a re-link parked, passivated, its whole snapshot kept: no fence key or lease', async () => {
+    const account = 'dbid:layout-parked';
+    h.emulator.model.addAccount(account, { accessToken: 'tok-parked' });
+    h.emulator.model.writeFile(account, '/posts/hello.md', '# Hello');
+    expect((await h.linkAccount(account, { accessToken: 'tok-parked' })).status).toBe(200);
+    await h.waitForIdle(account);
+    h.emulator.model.tokens.revokeAccount(account);
+    await h.engine.notify([account]);
+    await waitUntil(async () => (await h.redis.hget(accountKeys(account).mailbox, 'status')) === 'parked', 5_000, 'the account parked');
+    await waitUntil(async () => (await h.redis.exists(accountKeys(account).lease)) === 0, 5_000, 'the actor to be passivated');
+    expect(await layout(account)).toMatchSnapshot();
+  });
+
   it('keeps the whole snapshot while a run is going, and drops it again when the run ends', async () => {
     const account = 'dbid:layout-running';
     h.emulator.model.addAccount(account, { accessToken: 'tok-running' });
@@ -94,7 +107,7 @@ describe('an idle snapshot that says more than the compact record', () => {
     const idle = idleSnapshot(account, { runs: 3, lastSyncedAt: 1_700_000_000_000 }) as unknown as { context: Record<string, unknown> };
     const saysMore = { ...idle, context: { ...idle.context, lastError: { kind: 'auth', message: 're-link', at: 1_700_000_000_000, jitter: 0.5 } } };
 
-    expect(await persistence.save(account, 1, saysMore, 'idle', Date.now())).toBe(true);
+    expect(await persistence.save(account, 1, saysMore, 'idle', Date.now())).toBe('saved');
 
     expect(await h.redis.hmget(accountKeys(account).mailbox, 'runs', 'lastSyncedAt')).toEqual([null, null]);
     expect(await h.redis.hget(accountKeys(account).actor, 'state')).toBe('idle');
