@@ -89,7 +89,7 @@ export class AccountHost {
   private readonly writers = new Map<string, SnapshotWriter>();
   private readonly leases = new Map<string, Lease>();
   private readonly stopping = new Map<string, Promise<StopOutcome>>();
-  /** Accounts with a run going here (actor not idle), and those waiting for a free run slot. */
+  /** Accounts holding a run slot: a run going here, or one a wake reserved as it starts the actor. */
   private readonly active = new Set<string>();
   private readonly waiting = new Map<string, AccountEvent>();
   /**
@@ -474,8 +474,9 @@ export class AccountHost {
   }
 
   /**
-   * Drops a resting actor from memory (idle, or awaiting a re-link). A webhook that arrives meanwhile is never lost: either it woke
-   * the actor before it stopped (then it is no longer idle and stays), or it finds the lease
+   * Drops a resting actor from memory (idle, or awaiting a re-link). A webhook that arrives
+   * meanwhile is never lost: either it woke the actor before it stopped (then it is no longer
+   * resting and stays), or it finds the lease
    * released and starts a new actor, or it found the lease still held and published a wake that
    * arrived here too late; the mailbox check after the release catches that last case.
    */
