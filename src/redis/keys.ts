@@ -117,3 +117,11 @@ export function oldLayoutKeys(accountId: string) {
 export function oauthStartTicketKey(ticketHash: string): string {
   return `mr:oauth:start-ticket:${ticketHash}`;
 }
+
+/**
+ * STRING with a TTL: a one-time ticket that opens one status page stream (`GET /events`), named by
+ * the ticket's SHA-256 as the OAuth start tickets are. Global; single-key commands only.
+ */
+export function statusTicketKey(ticketHash: string): string {
+  return `mr:status:ticket:${ticketHash}`;
+}

@@ -3,10 +3,11 @@ import { accountMachine } from '../../machines/account.machine.js';
 import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
 import { requireAdmin } from '../http/admin-auth.js';
+import { OneTimeTickets } from '../http/one-time-tickets.js';
+import { statusTicketKey } from '../redis/keys.js';
 import { sseRetry } from './messages.js';
 import { renderStatusPage, type StatusPage } from './page.js';
 import { engineSource, StatusHub, type StatusHubOptions } from './status-hub.js';
-import { TicketBook } from './tickets.js';
 
 export interface StatusPageOptions {
   engine: Engine;
@@ -31,7 +32,7 @@ export const STREAM_BUFFER_LIMIT_BYTES = 1024 * 1024;
 /** What `statusPageRoutes` exposes besides the routes, for tests. */
 export interface StatusPageRoutes extends Hono {
   statusHub?: StatusHub;
-  tickets?: TicketBook;
+  tickets?: OneTimeTickets;
 }
 
 let page: StatusPage | undefined;
@@ -43,7 +44,8 @@ let page: StatusPage | undefined;
  */
 export function statusPageRoutes(options: StatusPageOptions): StatusPageRoutes {
   const routes: StatusPageRoutes = new Hono();
-  const tickets = new TicketBook({ ttlMs: options.ticketTtlMs ?? 30_000 });
+  // In Redis: behind a load balancer, the page's POST and its stream may reach two processes.
+  const tickets = new OneTimeTickets(options.engine.options.redis, statusTicketKey, options.ticketTtlMs ?? 30_000);
   const hub = new StatusHub(engineSource(options.engine), {
     onError: (error) => options.log?.warn({ err: (error as Error).message }, 'status page: could not read account statuses'),
     ...options.hub,
@@ -61,15 +63,15 @@ export function statusPageRoutes(options: StatusPageOptions): StatusPageRoutes {
     return c.html(page.html);
   });
 
-  routes.post('/events/ticket', requireAdmin(options.adminToken), (c) => {
-    const { ticket, expiresAt } = tickets.issue();
+  routes.post('/events/ticket', requireAdmin(options.adminToken), async (c) => {
+    const { ticket, expiresInMs } = await tickets.issue();
     c.header('Cache-Control', 'no-store');
-    return c.json({ ticket, expiresInMs: expiresAt - Date.now() });
+    return c.json({ ticket, expiresInMs });
   });
 
   routes.get('/events', async (c) => {
     if (options.closing?.aborted) return c.json({ error: 'unavailable', message: 'the server is shutting down' }, 503);
-    if (!tickets.redeem(c.req.query('ticket'))) {
+    if (!(await tickets.redeem(c.req.query('ticket')))) {
       return c.json({ error: 'unauthorized', message: 'open the stream with a fresh ticket from POST /events/ticket' }, 401);
     }
     if (hub.clientCount >= maxStreams) return c.json({ error: 'busy', message: 'too many open status streams' }, 503);

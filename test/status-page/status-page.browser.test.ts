@@ -147,7 +147,7 @@ describe.skipIf(!HAS_CHROMIUM)('the status page in Chromium', () => {
     // The token never went out in a URL (so never into an access log): only in the ticket request's header.
     expect(requested.length).toBeGreaterThan(0);
     for (const url of requested) expect(url).not.toContain(ADMIN_TOKEN);
-    expect(requested.some((url) => /\/events\?ticket=[A-Za-z0-9_-]{32}$/.test(url))).toBe(true);
+    expect(requested.some((url) => /\/events\?ticket=[A-Za-z0-9_-]{43}$/.test(url))).toBe(true);
     await page.context().close();
   });
 });

@@ -72,7 +72,7 @@ describe('POST /events/ticket', () => {
     const response = await ticket();
     expect(response.status).toBe(200);
     const body = (await response.json()) as { ticket: string; expiresInMs: number };
-    expect(body.ticket).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect(body.ticket).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(body.ticket).not.toContain(ADMIN_TOKEN);
     expect(body.expiresInMs).toBeGreaterThan(25_000);
     expect(body.expiresInMs).toBeLessThanOrEqual(30_000);
@@ -111,6 +111,29 @@ describe('GET /events', () => {
     const again = await fetch(`${h.url}/events?ticket=${t}`);
     expect(again.status).toBe(401);
     await again.body?.cancel();
+  });
+
+  it('opens a stream at another process than the one that issued the ticket, once; an expired ticket opens none', async () => {
+    const peer = await h.startPeer({ ownerId: 'status-ticket-peer' });
+    const issue = async () => ((await (await ticket()).json()) as { ticket: string }).ticket;
+    const t = await issue();
+    // Only its hash is in Redis, with the ticket's lifetime.
+    const stored = await h.redis.keys('mr:status:ticket:*');
+    expect(stored.some((key) => key.includes(t))).toBe(false);
+    expect(stored.length).toBeGreaterThan(0);
+    const opened = await fetch(`${peer.url}/events?ticket=${t}`);
+    expect(opened.status).toBe(200);
+    await opened.body?.cancel();
+    const again = await fetch(`${h.url}/events?ticket=${t}`);
+    expect(again.status).toBe(401);
+    await again.body?.cancel();
+
+    const late = await issue();
+    for (const key of await h.redis.keys('mr:status:ticket:*')) await h.redis.pexpire(key, 1);
+    await waitUntil(async () => (await h.redis.keys('mr:status:ticket:*')).length === 0, 2_000, 'the ticket to expire');
+    const expired = await fetch(`${peer.url}/events?ticket=${late}`);
+    expect(expired.status).toBe(401);
+    await expired.body?.cancel();
   });
 
   it("an account's status fingerprint holds still while its status does, and moves with it", async () => {

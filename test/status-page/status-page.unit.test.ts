@@ -8,7 +8,6 @@ import { accountView, formatBytes, formatSse, progressText, sseComment, type Sta
 import { renderStatusPage } from '../../src/status-page/page.js';
 import { ProgressTracker } from '../../src/status-page/progress-tracker.js';
 import { StatusHub, type StatusSource } from '../../src/status-page/status-hub.js';
-import { TicketBook } from '../../src/status-page/tickets.js';
 import { waitUntil } from '../support/fixtures.js';
 
 describe('ProgressTracker', () => {
@@ -184,38 +183,6 @@ describe('the page', () => {
     expect(contentSecurityPolicy).toMatch(/default-src 'none'/);
     expect(contentSecurityPolicy).toMatch(/script-src 'sha256-[A-Za-z0-9+/=]+'/);
     expect(contentSecurityPolicy).not.toMatch(/unsafe/);
-  });
-});
-
-describe('TicketBook', () => {
-  it('redeems a ticket once, before it expires, and never an unknown one', () => {
-    let now = 0;
-    const book = new TicketBook({ ttlMs: 30_000, now: () => now });
-    const a = book.issue();
-    const b = book.issue();
-    expect(a.ticket).not.toBe(b.ticket);
-    expect(a.ticket).toMatch(/^[A-Za-z0-9_-]{32}$/);
-    expect(a.expiresAt).toBe(30_000);
-    expect(book.redeem(a.ticket)).toBe(true);
-    expect(book.redeem(a.ticket)).toBe(false);
-    expect(book.redeem('nope')).toBe(false);
-    expect(book.redeem(undefined)).toBe(false);
-    expect(book.redeem('')).toBe(false);
-    now = 30_000;
-    expect(book.redeem(b.ticket)).toBe(false);
-  });
-
-  it('forgets expired tickets and holds at most `max`', () => {
-    let now = 0;
-    const book = new TicketBook({ ttlMs: 10, max: 3, now: () => now });
-    const first = book.issue();
-    book.issue();
-    book.issue();
-    book.issue();
-    expect(book.outstanding).toBe(3);
-    expect(book.redeem(first.ticket)).toBe(false); // pushed out
-    now = 10;
-    expect(book.outstanding).toBe(0);
   });
 });
 
