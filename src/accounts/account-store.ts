@@ -96,13 +96,17 @@ export class AccountStore {
   fromStored(accountId: string, stored: StoredLink | null): LinkedAccount | null {
     if (!stored) return null;
     let credentials: DropboxCredentials | undefined;
+    let digest: string | undefined;
     const open = () => (credentials ??= this.open(accountId, stored.credentials));
     return {
       accountId,
       get credentials() {
         return open();
       },
-      credentialsDigest: credentialsDigest(stored.credentials),
+      // Only a refusal needs it: not hashed for every actor start and status read.
+      get credentialsDigest() {
+        return (digest ??= credentialsDigest(stored.credentials));
+      },
       ignore: stored.ignore ? (JSON.parse(stored.ignore) as string[]) : [],
       linkedAt: Number(stored.linkedAt ?? 0),
     };

@@ -35,8 +35,8 @@ export class DropboxSession {
    */
   private readonly clients = new WeakMap<AbortSignal, Dropbox>();
 
-  /** `credentialsDigest`: which stored credentials these are (see LinkedAccount); an auth failure carries it. */
-  constructor(readonly credentials: DropboxCredentials, private readonly app: DropboxAppSettings, readonly credentialsDigest?: string) {
+  /** `digestOf`: which stored credentials these are (LinkedAccount's credentialsDigest); an auth failure carries it. */
+  constructor(readonly credentials: DropboxCredentials, private readonly app: DropboxAppSettings, private readonly digestOf?: () => string) {
     this.auth = new DropboxAuth({
       accessToken: credentials.accessToken,
       accessTokenExpiresAt: credentials.accessTokenExpiresAt ? new Date(credentials.accessTokenExpiresAt) : undefined,
@@ -45,6 +45,10 @@ export class DropboxSession {
       clientSecret: app.appSecret,
       fetch: createDropboxFetch(app.hosts, { timeoutMs: app.callTimeoutMs }),
     });
+  }
+
+  get credentialsDigest(): string | undefined {
+    return this.digestOf?.();
   }
 
   get canRefresh(): boolean {

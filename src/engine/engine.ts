@@ -424,7 +424,7 @@ export class Engine {
       const readAtStart = this.linkAtStart.delete(accountId);
       const account = readAtStart ? this.accounts.fromStored(accountId, link ?? null) : await this.accounts.get(accountId);
       if (!account) throw new Error(`account ${accountId} is not linked`);
-      session = new DropboxSession(account.credentials, this.options.dropbox, account.credentialsDigest);
+      session = new DropboxSession(account.credentials, this.options.dropbox, () => account.credentialsDigest);
       // Cached only for an actor in memory: passivation (onReleased) is the only eviction, so a
       // session built after its actor left (a step outliving a passivation or a lost lease) would stay.
       if (this.host.actor(accountId)) this.sessions.set(accountId, session);
