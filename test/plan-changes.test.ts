@@ -100,6 +100,27 @@ const sorted = (list: Iterable<string>) => [...list].sort();
 
 // ---------- behaviour ----------
 
+describe('planChanges: a server that lists no content_hash', () => {
+  // Dropbox always lists one; a compatible server may not, and two empty hashes say nothing.
+  const noHash = (display: string, rev: string, id?: string) => file(display, { rev, hash: '', ...(id ? { id } : {}) });
+
+  it('an edited file (a new rev) is queued; the same rev listed again is not', () => {
+    const index = indexOf([noHash('/a.md', '01')]);
+    const edited = noHash('/a.md', '02');
+    expect(plan(index, [edited]).downloads).toEqual([item(edited)]);
+    expect(plan(index, [noHash('/a.md', '01')]).downloads).toEqual([]);
+  });
+
+  it('a moved file keeps its bytes when its rev did not change, and is downloaded when it did', () => {
+    const index = indexOf([noHash('/a.md', '01', 'id:a')]);
+    const moved = plan(index, [deleted('/a.md'), noHash('/b.md', '01', 'id:a')]);
+    expect(moved.moves).toEqual([expect.objectContaining({ download: false })]);
+    expect(moved.downloads).toEqual([]);
+    const movedAndEdited = plan(index, [deleted('/a.md'), noHash('/b.md', '02', 'id:a')]);
+    expect(movedAndEdited.moves).toEqual([expect.objectContaining({ download: true })]);
+  });
+});
+
 describe('planChanges: first sync and edits', () => {
   it('first full listing creates folders parents first and queues every file', () => {
     const entries = [

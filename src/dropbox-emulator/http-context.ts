@@ -18,6 +18,8 @@ export type EmulatorDeps = {
   /** When set, /oauth2/token checks client_id / client_secret against these. */
   appKey: string | undefined;
   appSecret: string | undefined;
+  /** False: listings carry no `content_hash`, as a Dropbox-compatible server might (Dropbox always sends one). */
+  listsContentHash: boolean;
 };
 
 export type EmulatorEnv = { Bindings: HttpBindings };

@@ -4,6 +4,8 @@ import { authenticate } from './auth.js';
 import { accountedCall, faultResponse } from './call-guard.js';
 import { decodeCursor, InvalidCursorError, type Cursor } from './cursor.js';
 import type { EmulatorContext, EmulatorDeps, EmulatorEnv } from './http-context.js';
+import type { ListFolderResult } from './listing.js';
+import type { Metadata } from './metadata.js';
 import {
   getMetadataArg,
   listFolderArg,
@@ -47,15 +49,26 @@ export function registerRpcRoutes(app: Hono<EmulatorEnv>, deps: EmulatorDeps): v
     };
   }
 
+  /** A listing as this server sends it: without `content_hash` when it is set not to compute them. */
+  function asListed(result: ListFolderResult): ListFolderResult {
+    if (deps.listsContentHash) return result;
+    const withoutHash = (entry: Metadata): Metadata => {
+      if (entry['.tag'] !== 'file') return entry;
+      const { content_hash: _dropped, ...rest } = entry;
+      return rest as Metadata;
+    };
+    return { ...result, entries: result.entries.map(withoutHash) };
+  }
+
   rpc('files/list_folder', (accountId, body) => {
     const { scope, recursive, limit } = listingScope('files/list_folder', accountId, body);
-    return listings.start(accountId, scope, recursive, limit);
+    return asListed(listings.start(accountId, scope, recursive, limit));
   });
 
   rpc('files/list_folder/continue', (accountId, body) => {
     const route = 'files/list_folder/continue';
     const arg = parseArgument(route, 'request body', body, listFolderContinueArg);
-    return listings.continue(cursorFor(accountId, arg.cursor));
+    return asListed(listings.continue(cursorFor(accountId, arg.cursor)));
   });
 
   rpc('files/list_folder/get_latest_cursor', (accountId, body) => {

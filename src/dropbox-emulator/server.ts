@@ -20,6 +20,8 @@ export type EmulatorOptions = {
   /** Page size when a client sends no `limit`; Dropbox pages hold about 500 entries. */
   pageLimit?: number;
   accessTokenLifetimeSeconds?: number;
+  /** False: listings carry no `content_hash` (a compatible server that does not compute them). Default true. */
+  listsContentHash?: boolean;
   /** Notify this endpoint after model changes; `appSecret` defaults to the emulator's. */
   autoWebhook?: Omit<AutoWebhookOptions, 'appSecret'> & { appSecret?: string };
 };
@@ -52,6 +54,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
     closing: closing.signal,
     appKey: options.appKey,
     appSecret: options.appSecret,
+    listsContentHash: options.listsContentHash ?? true,
   });
 
   const autoWebhook = options.autoWebhook;

@@ -223,7 +223,7 @@ export function planChanges(input: PlanInput): Plan {
     const movedFrom = movedFromRecord(upsert, input, removedLocally) ?? renamedInPlace(upsert, input, removedLocally);
     if (movedFrom && !movedSources.has(movedFrom.pathLower)) {
       movedSources.add(movedFrom.pathLower);
-      const changed = movedFrom.contentHash !== upsert.contentHash;
+      const changed = !sameContent(movedFrom, upsert);
       moves.push({ from: movedFrom, to: item, download: changed });
       // The index says what is on disk: until the download lands, that is the old content at the new path.
       setRecord(changed ? { ...movedFrom, pathLower: item.pathLower, pathDisplay: item.pathDisplay } : { kind: 'file', ...item });
@@ -231,7 +231,7 @@ export function planChanges(input: PlanInput): Plan {
       continue;
     }
     const local = input.files.get(upsert.pathLower);
-    const unchanged = local?.kind === 'file' && local.contentHash === upsert.contentHash && !removedLocally(upsert.pathLower);
+    const unchanged = local?.kind === 'file' && sameContent(local, upsert) && !removedLocally(upsert.pathLower);
     // After a reset the index is not trusted: queue it, and the downloader skips it if the bytes on disk match.
     if (unchanged && !input.full) {
       // The same bytes with another client_modified (a restore, a re-upload) still need the mtime
@@ -323,6 +323,16 @@ function topmost(paths: string[]): string[] {
     kept.add(path);
   }
   return result;
+}
+
+/**
+ * Whether the file on record has the listed content. Dropbox always lists a content_hash; a
+ * compatible server that lists none (`''`) is trusted by revision instead: two empty hashes say
+ * nothing, and taking them as equal would keep every later edit of the file off the disk.
+ */
+export function sameContent(record: { contentHash: string; rev: string }, listed: { contentHash: string; rev: string }): boolean {
+  if (listed.contentHash === '' || record.contentHash === '') return listed.rev === record.rev;
+  return listed.contentHash === record.contentHash;
 }
 
 function sameItem(record: LocalRecord & { kind: 'file' }, item: DownloadItem): boolean {
