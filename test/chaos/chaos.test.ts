@@ -20,7 +20,8 @@ import { seededRandom } from '../support/seeded-random.js';
  * Chaos: several engine processes share one Redis and one data folder. While a driver edits,
  * renames, deletes and creates files in random accounts and sends webhook bursts to random
  * processes, a random process is SIGKILLed every few seconds and started again; Dropbox also
- * answers some calls with 5xx/429 or broken downloads. Once the driver stops, every account must
+ * answers some calls with 5xx/429 or broken downloads, and now and then a user revokes the app and
+ * links it again a moment later (through any process). Once the driver stops, every account must
  * settle to an exact mirror with one up-to-date entry per post, and no account may ever have had
  * two listings in flight at once.
  *
@@ -31,8 +32,8 @@ import { seededRandom } from '../support/seeded-random.js';
 
 const LONG = process.env.CHAOS === 'long';
 const SCALE = LONG
-  ? { processes: 3, accounts: 20, filesPerAccount: 250, driveMs: 150_000, killEveryMs: 3_500, minKills: 30, opsPerSecond: 80, settleMs: 240_000 }
-  : { processes: 3, accounts: 6, filesPerAccount: 60, driveMs: 15_000, killEveryMs: 2_000, minKills: 5, opsPerSecond: 30, settleMs: 40_000 };
+  ? { processes: 3, accounts: 20, filesPerAccount: 250, driveMs: 150_000, killEveryMs: 3_500, minKills: 30, opsPerSecond: 80, settleMs: 240_000, revokeEveryMs: 4_000 }
+  : { processes: 3, accounts: 6, filesPerAccount: 60, driveMs: 15_000, killEveryMs: 2_000, minKills: 5, opsPerSecond: 30, settleMs: 40_000, revokeEveryMs: 2_500 };
 const SEED = Number(process.env.CHAOS_SEED ?? Date.now() % 1_000_000);
 
 /** Process-wide download slots of each engine: what one SIGKILL can interrupt at most. */
@@ -80,6 +81,9 @@ const figures = {
   webhooksSent: 0,
   webhooksUndelivered: 0,
   filesWritten: 0,
+  revocations: 0,
+  relinks: 0,
+  relinkFailedAttempts: 0,
   edits: 0,
   creates: 0,
   moves: 0,
@@ -192,6 +196,23 @@ async function deliverWebhook(accountIds: readonly string[]): Promise<boolean> {
   return false;
 }
 
+/**
+ * The user links the app again after revoking it: a new token, through any process (a failed
+ * attempt, a dead or starting process, is tried again on another, as a browser would retry).
+ */
+async function relink(accountId: string): Promise<boolean> {
+  const token = `tok-${accountId}-${++figures.relinks}`;
+  emulator.model.tokens.registerAccessToken(accountId, token);
+  for (let attempt = 0; attempt < 40; attempt++) {
+    const node = pick(nodes);
+    const status = await node.engine.api(`/accounts/${accountId}`, { method: 'PUT', body: JSON.stringify({ accessToken: token }) }).then((r) => r.status, () => 0);
+    if (status === 200) return true;
+    figures.relinkFailedAttempts++;
+    await sleep(50 + Math.floor(random() * 150));
+  }
+  return false;
+}
+
 function restart(node: Node): Promise<void> {
   node.restarting ??= (async () => {
     await node.engine.launch();
@@ -287,6 +308,23 @@ describe(`chaos: ${SCALE.processes} engine processes, ${SCALE.accounts} accounts
         injectDropboxFault(pick(accounts));
       }
     })();
+    // The user revokes the app (every call with the account's tokens is refused from then on) and
+    // links it again a moment later, through any process: the account waits for the re-link, then
+    // catches up with what changed meanwhile.
+    const revoked = new Set<string>();
+    const revoker = (async () => {
+      while (!stop) {
+        await sleep(SCALE.revokeEveryMs / 2 + random() * SCALE.revokeEveryMs);
+        const accountId = pick(accounts);
+        if (stop || revoked.has(accountId)) continue;
+        emulator.model.tokens.revokeAccount(accountId);
+        revoked.add(accountId);
+        figures.revocations++;
+        track(sleep(Math.floor(random() * 3_000)).then(async () => {
+          if (await relink(accountId)) revoked.delete(accountId);
+        }));
+      }
+    })();
     const touched = new Set<string>();
     const tick = 1_000 / SCALE.opsPerSecond;
     let lastWebhook = Date.now();
@@ -305,12 +343,14 @@ describe(`chaos: ${SCALE.processes} engine processes, ${SCALE.accounts} accounts
       await sleep(tick);
     }
     stop = true;
-    await Promise.all([killer, faulter]);
+    await Promise.all([killer, faulter, revoker]);
     const drivenMs = Date.now() - started;
 
-    // --- settle: everyone up, one final webhook per account, wait for idle ---
+    // --- settle: everyone up, every revoked account re-linked, one final webhook per account, wait for idle ---
     await Promise.all(inFlight);
     await Promise.all(nodes.map((n) => (n.alive ? undefined : restart(n))));
+    for (const accountId of [...revoked]) if (await relink(accountId)) revoked.delete(accountId);
+    expect([...revoked], 'accounts whose re-link never went through').toEqual([]);
     for (const id of accounts) {
       expect(await deliverWebhook([id]), `final webhook for ${id}`).toBe(true);
     }
@@ -396,6 +436,8 @@ describe(`chaos: ${SCALE.processes} engine processes, ${SCALE.accounts} accounts
     // that many in progress; an injected download fault (500, 429, truncated, corrupt) costs at most
     // one more. Files already on disk are never refetched.
     const ownershipLosses = nodes.reduce((sum, n) => sum + n.tap.count('lost ownership of the account'), 0);
+    // How often a revocation was noticed before its re-link (the account waited for it).
+    const refusals = nodes.reduce((sum, n) => sum + n.tap.count('"state":"awaitingRelink"'), 0);
     const downloadBound = figures.filesWritten + figures.moves + (figures.kills + ownershipLosses) * 2 * DOWNLOAD_CONCURRENCY + figures.downloadFaults;
     figures.faultsInjected = figures.kills + figures.dropboxFaults + figures.webhookFailedAttempts;
 
@@ -416,6 +458,10 @@ describe(`chaos: ${SCALE.processes} engine processes, ${SCALE.accounts} accounts
       creates: figures.creates,
       moves: figures.moves,
       deletes: figures.deletes,
+      revocations: figures.revocations,
+      relinks: figures.relinks,
+      relinkAttemptsRefused: figures.relinkFailedAttempts,
+      refusals,
       webhooksSent: figures.webhooksSent,
       webhooksUndelivered: figures.webhooksUndelivered,
       ownershipLosses,
