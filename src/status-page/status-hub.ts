@@ -157,8 +157,10 @@ export class StatusHub {
    * cannot be read (an account whose own read fails is left out until the next refresh).
    */
   async connect(client: StatusClient): Promise<() => void> {
-    const { statuses } = await this.readAll();
+    const { statuses, fingerprints } = await this.readAll();
     for (const status of statuses) this.known.set(status.accountId, status);
+    // The refreshes that follow then re-read only what moved since this snapshot.
+    for (const [accountId, fingerprint] of fingerprints) this.fingerprints.set(accountId, fingerprint);
     const message: StatusMessage = { type: 'snapshot', at: this.at(), accounts: statuses.map((s) => this.view(s)) };
     client.send(formatSse(message));
     this.clients.add(client);
@@ -314,16 +316,21 @@ export class StatusHub {
    * would put a few Redis commands per account in flight together, tens of thousands with a large
    * install. An account whose read fails is left out; the next refresh reads it.
    */
-  private async readAll(): Promise<{ linked: string[]; statuses: AccountStatus[] }> {
+  private async readAll(): Promise<{ linked: string[]; statuses: AccountStatus[]; fingerprints: Map<string, string> }> {
     const linked = await this.source.linkedIds();
     const statuses: AccountStatus[] = [];
+    const fingerprints = new Map<string, string>();
     const results = await forEachBounded(linked, READ_CONCURRENCY, async (id) => {
+      // Before the status, as a refresh reads them (see refreshIfMoved).
+      const fingerprint = await this.source.fingerprint(id);
       const status = await this.source.status(id);
-      if (status) statuses.push(status);
+      if (!status) return;
+      statuses.push(status);
+      fingerprints.set(id, fingerprint);
     });
     const failed = results.filter((result) => result.status === 'rejected');
     if (failed.length) this.options.onError?.((failed[0] as PromiseRejectedResult).reason);
-    return { linked, statuses: statuses.sort((a, b) => a.accountId.localeCompare(b.accountId)) };
+    return { linked, statuses: statuses.sort((a, b) => a.accountId.localeCompare(b.accountId)), fingerprints };
   }
 
   private guard(work: Promise<unknown>): void {

@@ -282,9 +282,10 @@ describe('StatusHub', () => {
       await vi.advanceTimersByTimeAsync(1);
       expect(reads.sort()).toEqual(['b', 'c']);
 
-      // The first refresh reads whole statuses (it has no fingerprints yet); the next ones only
-      // what moved.
+      // A refresh reads the whole status only of what moved since the snapshot or the webhook's read.
+      reads.length = 0;
       await vi.advanceTimersByTimeAsync(1_000);
+      expect(reads).toEqual(['b']); // moved since the snapshot (a webhook's read records no fingerprint)
       reads.length = 0;
       received.length = 0;
       statuses.set('d', statusOf('d', 'downloading', { pending: 3 }));
