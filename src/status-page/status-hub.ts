@@ -158,7 +158,12 @@ export class StatusHub {
    */
   async connect(client: StatusClient): Promise<() => void> {
     const { statuses, fingerprints } = await this.readAll();
-    for (const status of statuses) this.known.set(status.accountId, status);
+    // The pages already open get what this read found changed, as a refresh would have told them:
+    // stored as known without that, a change (a run in another process) would never reach them.
+    for (const status of statuses) {
+      if (this.clients.size > 0) this.apply(status.accountId, status);
+      else this.known.set(status.accountId, status);
+    }
     // The refreshes that follow then re-read only what moved since this snapshot.
     for (const [accountId, fingerprint] of fingerprints) this.fingerprints.set(accountId, fingerprint);
     const message: StatusMessage = { type: 'snapshot', at: this.at(), accounts: statuses.map((s) => this.view(s)) };

@@ -305,6 +305,26 @@ describe('StatusHub', () => {
     }
   });
 
+  it('a second page connecting tells the pages already open what its snapshot found changed', async () => {
+    vi.useFakeTimers();
+    try {
+      const statuses = new Map([['a', statusOf('a', 'fetching')]]);
+      const source = fakeSource(statuses);
+      const hub = new StatusHub(source, { settleMs: 1, refreshIntervalMs: 1_000 }).start();
+      const first: string[] = [];
+      await hub.connect({ send: (c) => first.push(c) });
+      first.length = 0;
+      // A run in another process ends (no event here), then a second page opens before any refresh.
+      statuses.set('a', statusOf('a', 'idle', { lastSyncedAt: '2026-01-01T00:00:00.000Z' }));
+      await hub.connect({ send: () => {} });
+      await vi.advanceTimersByTimeAsync(3_000);
+      expect(parse(first)).toContainEqual(expect.objectContaining({ type: 'account', account: expect.objectContaining({ accountId: 'a', state: 'idle' }) }));
+      hub.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('re-reads the queue length while files sync, at most once per statusReadIntervalMs', async () => {
     const statuses = new Map([['a', statusOf('a', 'downloading', { pending: 80 })]]);
     const source = fakeSource(statuses);
