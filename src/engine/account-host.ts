@@ -162,6 +162,8 @@ export class AccountHost {
    * turn, so neither an outage that fails every run nor a restart can run all of them at once.
    */
   runSlot(accountId: string, signal: AbortSignal): Promise<void> {
+    // A step already cancelled must not take a slot: nothing would give it back.
+    if (signal.aborted) return Promise.reject(new AbortedError());
     if (this.active.has(accountId) || this.active.size < this.options.maxActiveRuns) {
       this.active.add(accountId);
       return Promise.resolve();
