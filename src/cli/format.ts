@@ -52,7 +52,12 @@ export function formatAccounts(accounts: AccountStatus[], now: number): string {
     a.lastSyncedAt ? `${formatDuration(Math.max(0, now - Date.parse(a.lastSyncedAt)))} ago` : 'never',
     a.lastError ? a.lastError.kind : '-',
   ]);
-  return table([header, ...rows]) + (accounts.some((a) => a.dirty) ? '\n* a change is waiting to be listed' : '');
+  const notes = [];
+  if (accounts.some((a) => a.dirty)) notes.push('* a change is waiting to be listed');
+  const awaiting = accounts.filter((a) => a.state === 'awaitingRelink').length;
+  // Nothing retries these: only a person can give them credentials Dropbox accepts.
+  if (awaiting) notes.push(`${awaiting} account${awaiting === 1 ? '' : 's'} awaiting a re-link: Dropbox refused the credentials (mailroom link <account> …, or mailroom link-url)`);
+  return [table([header, ...rows]), ...notes].join('\n');
 }
 
 /** The link alone on the first line (to copy, or `| head -1`), then what to do with it. */

@@ -187,6 +187,12 @@ describe('formatting', () => {
       ].join('\n'),
     );
     expect(formatAccounts([], NOW)).toMatch(/^no accounts linked/);
+    const refused = { kind: 'auth', message: 'invalid_access_token', at: '2024-05-01T09:00:00.000Z' };
+    expect(formatAccounts([status({ state: 'awaitingRelink', dirty: true, lastError: refused }), status({ accountId: 'dbid:bb' })], NOW).split('\n').slice(2)).toEqual([
+      'dbid:bb  idle             0        5s ago       -',
+      '* a change is waiting to be listed',
+      '1 account awaiting a re-link: Dropbox refused the credentials (mailroom link <account> …, or mailroom link-url)',
+    ]);
   });
 
   it('a tail line notes a finished run', () => {
