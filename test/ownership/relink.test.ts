@@ -33,8 +33,8 @@ afterAll(async () => {
 
 const putVia = (server: EngineServer, accountId: string, body: unknown) => server.api(`/accounts/${accountId}`, { method: 'PUT', body: JSON.stringify(body) });
 
-/** An account linked on O with a token Dropbox refuses: O's actor waits in auth backoff. */
-async function inAuthBackoff(account: string): Promise<void> {
+/** An account linked on O with a token Dropbox refuses: O's actor waits for a re-link, in memory. */
+async function awaitingRelinkAtOwner(account: string): Promise<void> {
   h.emulator.model.addAccount(account, { accessToken: 'the-valid-token' });
   h.emulator.model.writeFile(account, '/posts/a.md', '# A');
   expect((await h.linkAccount(account, { accessToken: 'a-revoked-token' })).status).toBe(200);
@@ -43,9 +43,9 @@ async function inAuthBackoff(account: string): Promise<void> {
 }
 
 describe('a re-link at a process that does not own the account', () => {
-  it("replaces the credentials the owner's actor uses: an account in auth backoff recovers", async () => {
+  it("replaces the credentials the owner's actor uses: an account awaiting a re-link recovers", async () => {
     const account = 'dbid:relink-idle-x';
-    await inAuthBackoff(account);
+    await awaitingRelinkAtOwner(account);
     const owner = h.engine.host.actor(account);
     expect((await putVia(x, account, { accessToken: 'the-valid-token' })).status).toBe(200);
     await waitUntil(async () => (await readMirror(h.dataDir, account)).has('/posts/a.md'), 10_000, 'the owner to sync with the new token');
@@ -56,9 +56,9 @@ describe('a re-link at a process that does not own the account', () => {
 });
 
 describe('a re-link at a busy process that does not own the account', () => {
-  it("reaches the owner, whose account in auth backoff then syncs with the new token", async () => {
+  it("reaches the owner, whose account awaiting a re-link then syncs with the new token", async () => {
     const account = 'dbid:relink-busy';
-    await inAuthBackoff(account);
+    await awaitingRelinkAtOwner(account);
 
     // X's only run slot: an account of its own whose listing hangs.
     const busy = 'dbid:relink-busy-x';
