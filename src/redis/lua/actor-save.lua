@@ -22,8 +22,8 @@ redis.call('HSET', KEYS[1], 'actorVersion', ARGV[1], 'actorUpdatedAt', ARGV[2])
 -- snapshot, so the two never disagree, whatever order the saves of a quick succession ran in.
 local replaced = false
 if ARGV[3] == 'awaitingRelink' then
-  local stored = redis.call('GET', KEYS[3])
-  replaced = ARGV[6] ~= nil and ARGV[6] ~= '' and stored and string.sub(redis.sha1hex(stored), 1, 16) ~= ARGV[6]
+  local credentials = redis.call('GET', KEYS[3])
+  replaced = ARGV[6] ~= nil and ARGV[6] ~= '' and credentials and string.sub(redis.sha1hex(credentials), 1, 16) ~= ARGV[6]
   if not replaced then redis.call('HSET', KEYS[1], 'status', 'parked') end
 elseif redis.call('HGET', KEYS[1], 'status') == 'parked' then
   redis.call('HSET', KEYS[1], 'status', 'running')
