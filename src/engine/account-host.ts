@@ -408,6 +408,13 @@ export class AccountHost {
     const writer = new SnapshotWriter(accountId, stored?.version ?? 0, this.options, {
       onFenced: (reason) => this.lostOwnership(accountId, reason, String(lease.token)),
       onRelinked: () => this.relinkedWhileRefused(accountId, actor),
+      onParkingUnknown: () => {
+        this.options.mailbox.read(accountId).then(
+          (box) => { if (box.status !== 'parked') this.relinkedWhileRefused(accountId, actor); },
+          // Unreadable now: passivation reads the mailbox again when the actor leaves.
+          () => undefined,
+        );
+      },
     });
     this.writers.set(accountId, writer);
     let lastState = '';
@@ -566,7 +573,7 @@ class SnapshotWriter {
     private readonly accountId: string,
     private version: number,
     private readonly options: AccountHostOptions,
-    private readonly on: { onFenced: (reason: string) => void; onRelinked: () => void },
+    private readonly on: { onFenced: (reason: string) => void; onRelinked: () => void; onParkingUnknown: () => void },
   ) {}
 
   push(snapshot: unknown, state: string): void {
@@ -599,6 +606,7 @@ class SnapshotWriter {
 
   private async drain(): Promise<void> {
     let failures = 0;
+    let failedOn: typeof this.latest;
     while (this.latest && !this.abandoned) {
       const next = this.latest;
       try {
@@ -606,7 +614,11 @@ class SnapshotWriter {
         if (this.latest === next) this.latest = undefined;
         failures = 0;
         if (saved === 'relinked') this.on.onRelinked();
+        // An earlier attempt of this very write landed, its answer lost (a timeout): whether it
+        // parked the account or found it re-linked is for the mailbox to say.
+        else if (saved === 'stale' && failedOn === next && next.state === 'awaitingRelink') this.on.onParkingUnknown();
       } catch (error) {
+        failedOn = next;
         if (isFencedError(error)) {
           this.abandon();
           this.on.onFenced('a snapshot write was refused (FENCED)');

@@ -191,6 +191,37 @@ describe('a re-link that races the refusal of the credentials it replaces', () =
     persistence.save = save;
   }, 30_000);
 
+  it('during the downloads, and the answer of the write that found it re-linked is lost: the mailbox says so, the account syncs', async () => {
+    const account = 'dbid:relink-answer-lost';
+    // Actors stay in memory: only a wake, not the release at passivation, can end the wait here.
+    const peer = await h.startPeer({ ownerId: 'relink-answer-lost-peer', idleTimeoutMs: 60_000 });
+    h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
+    for (let n = 0; n < 40; n++) h.emulator.model.writeFile(account, `/posts/${n}.md`, `# ${n}`);
+    // The first write of awaitingRelink lands in Redis, but its answer never arrives (a timeout).
+    const persistence = peer.engine.persistence;
+    const save = persistence.save.bind(persistence);
+    let lost = 0;
+    persistence.save = async (...args) => {
+      const saved = await save(...args);
+      if (args[3] === 'awaitingRelink' && lost++ === 0) throw new Error('Command timed out');
+      return saved;
+    };
+    h.emulator.faults.setLatency(1_000, 'files/download');
+    try {
+      expect((await peer.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: `token-${account}` }) })).status).toBe(200);
+      await waitUntil(() => h.emulator.stats.calls(account, 'files/download') > 0, 10_000, 'the first downloads');
+      h.emulator.model.tokens.revokeAccount(account);
+      h.emulator.model.tokens.registerAccessToken(account, 'token-after-relink');
+      expect((await peer.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: 'token-after-relink' }) })).status).toBe(200);
+    } finally {
+      h.emulator.faults.setLatency(0, 'files/download');
+    }
+    await waitUntil(() => lost > 0, 10_000, 'the refusal after the re-link');
+    await h.waitForIdle(account, 10_000);
+    await expectConverged(h, account);
+    persistence.save = save;
+  }, 30_000);
+
   it('a re-link whose RELINKED message this process missed: the session of the old credentials is dropped, not retried in a loop', async () => {
     const account = 'dbid:relink-missed-message';
     const peer = await h.startPeer({ ownerId: 'relink-missed-peer', idleTimeoutMs: 60_000 });
