@@ -121,22 +121,30 @@ describe('a re-link whose wake was lost', () => {
   });
 });
 
+/**
+ * An account with 40 files linked through `api`, its downloads slow (four at a time, 1 s each):
+ * while they are under way the user revokes the app and links it again at once, through `api`.
+ */
+async function relinkDuringDownloads(api: (path: string, init?: RequestInit) => Promise<Response>, account: string): Promise<void> {
+  h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
+  for (let n = 0; n < 40; n++) h.emulator.model.writeFile(account, `/posts/${n}.md`, `# ${n}`);
+  const link = (token: string) => api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: token }) });
+  h.emulator.faults.setLatency(1_000, 'files/download');
+  try {
+    expect((await link(`token-${account}`)).status).toBe(200);
+    await waitUntil(() => h.emulator.stats.calls(account, 'files/download') > 0, 10_000, 'the first downloads');
+    h.emulator.model.tokens.revokeAccount(account);
+    h.emulator.model.tokens.registerAccessToken(account, 'token-after-relink');
+    expect((await link('token-after-relink')).status).toBe(200);
+  } finally {
+    h.emulator.faults.setLatency(0, 'files/download');
+  }
+}
+
 describe('a re-link that races the refusal of the credentials it replaces', () => {
   it('during the downloads that still hold the old token: the refusal does not park the account, the new token syncs it', async () => {
     const account = 'dbid:relink-mid-download';
-    h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
-    for (let n = 0; n < 40; n++) h.emulator.model.writeFile(account, `/posts/${n}.md`, `# ${n}`);
-    h.emulator.faults.setLatency(1_000, 'files/download');
-    try {
-      expect((await h.linkAccount(account)).status).toBe(200);
-      await waitUntil(() => h.emulator.stats.calls(account, 'files/download') > 0, 10_000, 'the first downloads');
-      // The user revokes the app and links it again at once, while four downloads are under way.
-      h.emulator.model.tokens.revokeAccount(account);
-      h.emulator.model.tokens.registerAccessToken(account, 'token-after-relink');
-      expect((await h.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: 'token-after-relink' }) })).status).toBe(200);
-    } finally {
-      h.emulator.faults.setLatency(0, 'files/download');
-    }
+    await relinkDuringDownloads((path, init) => h.api(path, init), account);
     // The step's next download still uses the session it started with: refused.
     await waitUntil(() => h.emulator.stats.refused(account) > 0, 10_000, 'a call with the old token');
     await h.waitForIdle(account);
@@ -195,8 +203,6 @@ describe('a re-link that races the refusal of the credentials it replaces', () =
     const account = 'dbid:relink-answer-lost';
     // Actors stay in memory: only a wake, not the release at passivation, can end the wait here.
     const peer = await h.startPeer({ ownerId: 'relink-answer-lost-peer', idleTimeoutMs: 60_000 });
-    h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
-    for (let n = 0; n < 40; n++) h.emulator.model.writeFile(account, `/posts/${n}.md`, `# ${n}`);
     // The first write of awaitingRelink lands in Redis, but its answer never arrives (a timeout).
     const persistence = peer.engine.persistence;
     const save = persistence.save.bind(persistence);
@@ -206,16 +212,7 @@ describe('a re-link that races the refusal of the credentials it replaces', () =
       if (args[3] === 'awaitingRelink' && lost++ === 0) throw new Error('Command timed out');
       return saved;
     };
-    h.emulator.faults.setLatency(1_000, 'files/download');
-    try {
-      expect((await peer.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: `token-${account}` }) })).status).toBe(200);
-      await waitUntil(() => h.emulator.stats.calls(account, 'files/download') > 0, 10_000, 'the first downloads');
-      h.emulator.model.tokens.revokeAccount(account);
-      h.emulator.model.tokens.registerAccessToken(account, 'token-after-relink');
-      expect((await peer.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: 'token-after-relink' }) })).status).toBe(200);
-    } finally {
-      h.emulator.faults.setLatency(0, 'files/download');
-    }
+    await relinkDuringDownloads(peer.api, account);
     await waitUntil(() => lost > 0, 10_000, 'the refusal after the re-link');
     await h.waitForIdle(account, 10_000);
     await expectConverged(h, account);
