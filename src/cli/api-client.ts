@@ -34,8 +34,9 @@ export class ApiClient {
     private readonly options: { timeoutMs?: number; fetch?: typeof fetch } = {},
   ) {}
 
-  listAccounts(): Promise<{ accounts: AccountStatus[] }> {
-    return this.request('GET', '/accounts');
+  /** Every linked account, or those in `state` (e.g. awaitingRelink). */
+  listAccounts(state?: string): Promise<{ accounts: AccountStatus[] }> {
+    return this.request('GET', state === undefined ? '/accounts' : `/accounts?state=${encodeURIComponent(state)}`);
   }
 
   /** The account's status, or null when it is not linked (404). */

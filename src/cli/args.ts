@@ -6,7 +6,7 @@ export const DEFAULT_URL = 'http://127.0.0.1:8080';
 
 export type Command =
   | { name: 'help' }
-  | { name: 'status'; account?: string }
+  | { name: 'status'; account?: string; state?: string }
   | { name: 'link'; account: string; accessToken?: string; refreshToken?: string; ignore: string[]; wait: boolean; timeoutMs?: number }
   | { name: 'link-url' }
   | { name: 'unlink'; account: string }
@@ -33,13 +33,14 @@ const OPTIONS = {
   wait: { type: 'boolean' },
   timeout: { type: 'string' },
   interval: { type: 'string' },
+  state: { type: 'string' },
 } as const;
 
 type OptionName = keyof typeof OPTIONS;
 
 /** Options each command takes besides the global ones (url, token, json, help). */
 const COMMAND_OPTIONS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = {
-  status: [],
+  status: ['state'],
   link: ['access-token', 'refresh-token', 'ignore', 'wait', 'timeout'],
   'link-url': [],
   unlink: [],
@@ -90,9 +91,13 @@ export function parseInvocation(argv: readonly string[], env: Record<string, str
 
   let command: Command;
   switch (commandName) {
-    case 'status':
-      command = { name: 'status', account: account(false) };
+    case 'status': {
+      const one = account(false);
+      // The server checks the name (a state of the account machine) and says which ones there are.
+      if (one !== undefined && values.state !== undefined) throw new UsageError('--state lists accounts in that state; it goes without an account');
+      command = { name: 'status', account: one, ...(values.state !== undefined ? { state: values.state } : {}) };
       break;
+    }
     case 'link': {
       const accessToken = values['access-token'];
       const refreshToken = values['refresh-token'];

@@ -29,7 +29,7 @@ const WAIT_POLL_MS = 250;
 export async function runCommand(command: Exclude<Command, { name: 'help' }>, ctx: CommandContext): Promise<ExitCode> {
   switch (command.name) {
     case 'status':
-      return command.account === undefined ? statusAll(ctx) : statusOne(command.account, ctx);
+      return command.account === undefined ? statusAll(ctx, command.state) : statusOne(command.account, ctx);
     case 'link':
       return link(command, ctx);
     case 'link-url': {
@@ -55,8 +55,12 @@ export async function runCommand(command: Exclude<Command, { name: 'help' }>, ct
   }
 }
 
-async function statusAll(ctx: CommandContext): Promise<ExitCode> {
-  const { accounts } = await ctx.client.listAccounts();
+async function statusAll(ctx: CommandContext, state?: string): Promise<ExitCode> {
+  const { accounts } = await ctx.client.listAccounts(state);
+  if (state !== undefined && accounts.length === 0 && !ctx.json) {
+    print(ctx, `no account is ${state}`);
+    return EXIT.ok;
+  }
   accounts.sort((a, b) => a.accountId.localeCompare(b.accountId));
   print(ctx, ctx.json ? JSON.stringify({ accounts }, null, 2) : formatAccounts(accounts, ctx.io.now()));
   return EXIT.ok;

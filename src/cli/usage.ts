@@ -3,6 +3,7 @@ export const USAGE = `Usage: mailroom <command> [options]
 
 Commands:
   status [account]              one account's status, or every linked account
+      --state <state>           only the accounts in this state, e.g. --state awaitingRelink
   link <account>                link (or re-link) an account and start its sync
       --access-token <token>    a Dropbox access token ("-" reads it from stdin)
       --refresh-token <token>   a Dropbox refresh token ("-" reads it from stdin)

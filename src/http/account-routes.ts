@@ -1,9 +1,13 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { credentialsSchema } from '../accounts/account-store.js';
+import { ACCOUNT_STATES } from '../../machines/account.machine.js';
 import type { Engine } from '../engine/engine.js';
+import { forEachBounded } from '../engine/semaphore.js';
 import { ACCOUNT_ID_RULE, isValidAccountId } from '../redis/keys.js';
 import { createIgnoreRule, InvalidIgnorePatternError } from '../sync/paths.js';
+
+const STATUS_READ_CONCURRENCY = 32;
 
 const linkSchema = z.intersection(credentialsSchema, z.object({ ignore: z.array(z.string().min(1).max(500)).max(200).optional() }));
 
@@ -20,10 +24,22 @@ export function accountRoutes(engine: Engine): Hono {
     await next();
   });
 
+  // `?state=awaitingRelink`: the accounts an operator must act on, without the thousands that are fine.
   routes.get('/', async (c) => {
+    const state = c.req.query('state');
+    if (state !== undefined && !(ACCOUNT_STATES as readonly string[]).includes(state)) {
+      return c.json({ error: 'invalid_state', message: `state must be one of ${ACCOUNT_STATES.join(', ')}` }, 400);
+    }
     const ids = await engine.accounts.linkedIds();
-    const statuses = await Promise.all(ids.map((id) => engine.status(id)));
-    return c.json({ accounts: statuses.filter((s) => s !== null) });
+    const statuses = new Map<string, Awaited<ReturnType<Engine['status']>>>();
+    // A few at a time, as the status page reads them: all at once put every account's reads in flight together.
+    const results = await forEachBounded(ids, STATUS_READ_CONCURRENCY, async (id) => {
+      statuses.set(id, await engine.status(id));
+    });
+    const failed = results.find((result) => result.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    const listed = ids.map((id) => statuses.get(id)).filter((s) => s != null && (state === undefined || s.state === state));
+    return c.json({ accounts: listed });
   });
 
   routes.put('/:accountId', async (c) => {

@@ -104,6 +104,11 @@ describe('mailroom CLI against a running server', () => {
     const result = await runCli(['link', account, '--access-token', 'not-the-token', '--wait', '--timeout', '20'], env);
     expect(result.code).toBe(4);
     expect(result.stderr).toMatch(/^mailroom: Dropbox refused the credentials of dbid:cli-bad-token \(.+\); link it again with a valid token\n$/);
+    // The operator's list of what to act on: that account alone, and what to do about it.
+    const awaiting = await runCli(['status', '--state', 'awaitingRelink'], env);
+    expect(awaiting.code).toBe(0);
+    expect(awaiting.stdout.split('\n').slice(1, 2)).toEqual([expect.stringMatching(/^dbid:cli-bad-token +awaitingRelink /)]);
+    expect(awaiting.stdout).toContain('1 account awaiting a re-link');
   });
 
   it('tail prints one line per change and stops on Ctrl-C with exit 0', async () => {

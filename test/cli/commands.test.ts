@@ -210,6 +210,12 @@ describe('parseInvocation', () => {
     expect(parseInvocation(['status'], { ADMIN_TOKEN: 't' }).url).toBe('http://127.0.0.1:8080');
   });
 
+  it('takes --state with status alone, not with an account', () => {
+    expect(parseInvocation(['status', '--state', 'awaitingRelink'], { ADMIN_TOKEN: 't' }).command).toEqual({ name: 'status', account: undefined, state: 'awaitingRelink' });
+    expect(() => parseInvocation(['status', 'dbid:a', '--state', 'idle'], { ADMIN_TOKEN: 't' })).toThrow(/goes without an account/);
+    expect(() => parseInvocation(['entries', 'dbid:a', '--state', 'idle'], { ADMIN_TOKEN: 't' })).toThrow(/does not take --state/);
+  });
+
   it('collects repeated --ignore and converts --timeout to ms', () => {
     expect(parseInvocation(['link', 'dbid:a', '--refresh-token', 'r', '--ignore', 'a/**', '--ignore', 'b/**', '--wait', '--timeout', '1.5'], { ADMIN_TOKEN: 't' }).command).toEqual({
       name: 'link', account: 'dbid:a', accessToken: undefined, refreshToken: 'r', ignore: ['a/**', 'b/**'], wait: true, timeoutMs: 1500,

@@ -190,6 +190,17 @@ describe('link, status, entries, unlink', () => {
     expect(listed.accounts.find((a) => a.accountId === id)?.state).toBe('idle');
   });
 
+  it('lists only the accounts in a state when asked (?state=), and refuses a state the machine does not have', async () => {
+    const idle = (await json(await h.api('/accounts?state=idle'))) as { accounts: { accountId: string; state: string }[] };
+    expect(idle.accounts.map((a) => a.accountId)).toContain(id);
+    expect(idle.accounts.every((a) => a.state === 'idle')).toBe(true);
+    const awaiting = (await json(await h.api('/accounts?state=awaitingRelink'))) as { accounts: unknown[] };
+    expect(awaiting.accounts).toEqual([]);
+    const wrong = await h.api('/accounts?state=stuck');
+    expect(wrong.status).toBe(400);
+    expect(await json(wrong)).toMatchObject({ error: 'invalid_state', message: expect.stringContaining('awaitingRelink') });
+  });
+
   it('links with a refresh token', async () => {
     const refreshed = 'dbid:refresh-only';
     h.emulator.model.addAccount(refreshed, { accessToken: 'short-lived', refreshToken: 'refresh-secret' });
