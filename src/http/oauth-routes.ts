@@ -78,13 +78,22 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
    * callback), else the origin the request came to.
    */
   const publicOrigin = (c: Context) => new URL(settings.redirectUrl ?? c.req.url).origin;
+  /**
+   * The start route as the browser must ask for it: beside the public callback when
+   * OAUTH_REDIRECT_URL names one (`…/oauth/callback`: a proxy may mount this server under a path
+   * prefix the request here never shows), else the path this request came to.
+   */
+  const publicStartPath = (c: Context) => {
+    const callback = settings.redirectUrl ? new URL(settings.redirectUrl).pathname : '';
+    return callback.endsWith('/callback') ? `${callback.slice(0, -'/callback'.length)}/start` : c.req.path;
+  };
   const routes = new Hono();
 
   routes.post('/start', requireAdmin(options.adminToken), async (c) => {
     c.header('Cache-Control', 'no-store');
     if (!settings.appKey) return c.json({ error: 'oauth_not_configured', message: NOT_CONFIGURED }, 503);
     const { ticket, expiresInMs } = await tickets.issue();
-    const url = new URL(c.req.path, publicOrigin(c));
+    const url = new URL(publicStartPath(c), publicOrigin(c));
     url.searchParams.set('ticket', ticket);
     log.info({ expiresInMs }, 'OAuth start link issued');
     return c.json({ url: url.href, expiresInMs });

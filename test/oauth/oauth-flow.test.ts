@@ -203,6 +203,17 @@ describe('one-time start links', () => {
     }
   });
 
+  it('the link is also under the path prefix of OAUTH_REDIRECT_URL: a proxy may mount this server where the request here never shows', async () => {
+    const prefixed = await h.startPeer({ tokenCipher: cipher, ownerId: 'oauth-path-prefix', dropbox: { ...h.engine.options.dropbox, redirectUrl: 'https://blog.example.com/sync/oauth/callback' } });
+    try {
+      const link = await issueWatched(prefixed);
+      expect(link.url.origin + link.url.pathname).toBe('https://blog.example.com/sync/oauth/start');
+      await h.redis.del(ticketKey(link));
+    } finally {
+      await prefixed.close();
+    }
+  });
+
   it('no link without DROPBOX_APP_KEY: 503 saying what to set', async () => {
     const keyless = await h.startPeer({ ownerId: 'oauth-keyless', dropbox: { ...h.engine.options.dropbox, appKey: undefined } });
     try {
