@@ -192,25 +192,17 @@ describe('one-time start links', () => {
     await h.redis.del(ticketKey(link));
   });
 
-  it('the link is on the public origin of OAUTH_REDIRECT_URL when it is set: the state cookie must be set on that host', async () => {
-    const behindProxy = await h.startPeer({ tokenCipher: cipher, ownerId: 'oauth-behind-proxy', dropbox: { ...h.engine.options.dropbox, redirectUrl: 'https://mailroom.example.com/oauth/callback' } });
+  it.each([
+    ['on the public origin of OAUTH_REDIRECT_URL when it is set: the state cookie must be set on that host', 'https://mailroom.example.com/oauth/callback', 'https://mailroom.example.com/oauth/start'],
+    ['also under its path prefix: a proxy may mount this server where the request here never shows', 'https://blog.example.com/sync/oauth/callback', 'https://blog.example.com/sync/oauth/start'],
+  ])('the link is %s', async (_why, redirectUrl, expected) => {
+    const behindProxy = await h.startPeer({ tokenCipher: cipher, ownerId: `oauth-behind-proxy-${expected.length}`, dropbox: { ...h.engine.options.dropbox, redirectUrl } });
     try {
       const link = await issueWatched(behindProxy);
-      expect(link.url.origin + link.url.pathname).toBe('https://mailroom.example.com/oauth/start');
+      expect(link.url.origin + link.url.pathname).toBe(expected);
       await h.redis.del(ticketKey(link));
     } finally {
       await behindProxy.close();
-    }
-  });
-
-  it('the link is also under the path prefix of OAUTH_REDIRECT_URL: a proxy may mount this server where the request here never shows', async () => {
-    const prefixed = await h.startPeer({ tokenCipher: cipher, ownerId: 'oauth-path-prefix', dropbox: { ...h.engine.options.dropbox, redirectUrl: 'https://blog.example.com/sync/oauth/callback' } });
-    try {
-      const link = await issueWatched(prefixed);
-      expect(link.url.origin + link.url.pathname).toBe('https://blog.example.com/sync/oauth/start');
-      await h.redis.del(ticketKey(link));
-    } finally {
-      await prefixed.close();
     }
   });
 
