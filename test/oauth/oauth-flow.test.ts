@@ -193,10 +193,10 @@ describe('one-time start links', () => {
   });
 
   it.each([
-    ['on the public origin of OAUTH_REDIRECT_URL when it is set: the state cookie must be set on that host', 'https://mailroom.example.com/oauth/callback', 'https://mailroom.example.com/oauth/start'],
-    ['also under its path prefix: a proxy may mount this server where the request here never shows', 'https://blog.example.com/sync/oauth/callback', 'https://blog.example.com/sync/oauth/start'],
-  ])('the link is %s', async (_why, redirectUrl, expected) => {
-    const behindProxy = await h.startPeer({ tokenCipher: cipher, ownerId: `oauth-behind-proxy-${expected.length}`, dropbox: { ...h.engine.options.dropbox, redirectUrl } });
+    ['on the public origin of OAUTH_REDIRECT_URL when it is set: the state cookie must be set on that host', 'oauth-behind-proxy', 'https://mailroom.example.com/oauth/callback', 'https://mailroom.example.com/oauth/start'],
+    ['also under its path prefix: a proxy may mount this server where the request here never shows', 'oauth-path-prefix', 'https://blog.example.com/sync/oauth/callback', 'https://blog.example.com/sync/oauth/start'],
+  ])('the link is %s', async (_why, ownerId, redirectUrl, expected) => {
+    const behindProxy = await h.startPeer({ tokenCipher: cipher, ownerId, dropbox: { ...h.engine.options.dropbox, redirectUrl } });
     try {
       const link = await issueWatched(behindProxy);
       expect(link.url.origin + link.url.pathname).toBe(expected);
