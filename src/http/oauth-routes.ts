@@ -80,12 +80,14 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
   const publicOrigin = (c: Context) => new URL(settings.redirectUrl ?? c.req.url).origin;
   /**
    * The start route as the browser must ask for it: beside the public callback when
-   * OAUTH_REDIRECT_URL names one (`…/oauth/callback`: a proxy may mount this server under a path
-   * prefix the request here never shows), else the path this request came to.
+   * OAUTH_REDIRECT_URL ends in this server's own `/oauth/callback` (a proxy may mount the server
+   * under a path prefix the request here never shows), else the path this request came to (a
+   * proxy that gives the callback an alias of its own passes the rest through unchanged). Slashes
+   * are merged first, as a proxy does: a path starting `//` would name another host.
    */
   const publicStartPath = (c: Context) => {
-    const callback = settings.redirectUrl ? new URL(settings.redirectUrl).pathname : '';
-    return callback.endsWith('/callback') ? `${callback.slice(0, -'/callback'.length)}/start` : c.req.path;
+    const callback = settings.redirectUrl ? new URL(settings.redirectUrl).pathname.replace(/\/{2,}/g, '/').replace(/(.)\/$/, '$1') : '';
+    return callback.endsWith('/oauth/callback') ? `${callback.slice(0, -'/callback'.length)}/start` : c.req.path;
   };
   const routes = new Hono();
 

@@ -195,6 +195,9 @@ describe('one-time start links', () => {
   it.each([
     ['on the public origin of OAUTH_REDIRECT_URL when it is set: the state cookie must be set on that host', 'oauth-behind-proxy', 'https://mailroom.example.com/oauth/callback', 'https://mailroom.example.com/oauth/start'],
     ['also under its path prefix: a proxy may mount this server where the request here never shows', 'oauth-path-prefix', 'https://blog.example.com/sync/oauth/callback', 'https://blog.example.com/sync/oauth/start'],
+    ['under that prefix whatever a trailing slash says', 'oauth-trailing-slash', 'https://blog.example.com/sync/oauth/callback/', 'https://blog.example.com/sync/oauth/start'],
+    ['on the path asked when the callback is an alias of the proxy (not this server\'s /oauth/callback)', 'oauth-alias', 'https://x.example.com/dropbox/callback', 'https://x.example.com/oauth/start'],
+    ['on that host with a doubled slash, which would otherwise name another host', 'oauth-double-slash', 'https://x.example.com//oauth/callback', 'https://x.example.com/oauth/start'],
   ])('the link is %s', async (_why, ownerId, redirectUrl, expected) => {
     const behindProxy = await h.startPeer({ tokenCipher: cipher, ownerId, dropbox: { ...h.engine.options.dropbox, redirectUrl } });
     try {
