@@ -56,7 +56,8 @@ export async function runCommand(command: Exclude<Command, { name: 'help' }>, ct
 }
 
 async function statusAll(ctx: CommandContext, state?: string): Promise<ExitCode> {
-  const { accounts } = await ctx.client.listAccounts(state);
+  // Filtered here too: a server from before `?state=` ignores it and lists everyone.
+  const accounts = (await ctx.client.listAccounts(state)).accounts.filter((a) => state === undefined || a.state === state);
   if (state !== undefined && accounts.length === 0 && !ctx.json) {
     print(ctx, `no account is ${state}`);
     return EXIT.ok;

@@ -32,12 +32,19 @@ export function accountRoutes(engine: Engine): Hono {
     }
     const ids = await engine.accounts.linkedIds();
     const statuses = new Map<string, Awaited<ReturnType<Engine['status']>>>();
-    // A few at a time, as the status page reads them: all at once put every account's reads in flight together.
-    const results = await forEachBounded(ids, STATUS_READ_CONCURRENCY, async (id) => {
-      statuses.set(id, await engine.status(id));
+    // A few at a time, as the status page reads them: all at once put every account's reads in
+    // flight together. The first failed read ends the listing (a 503 from the app's error handler):
+    // going on would send a struggling Redis every other read, a command timeout per batch.
+    let failure: { error: unknown } | undefined;
+    await forEachBounded(ids, STATUS_READ_CONCURRENCY, async (id) => {
+      if (failure) return;
+      try {
+        statuses.set(id, await engine.status(id));
+      } catch (error) {
+        failure ??= { error };
+      }
     });
-    const failed = results.find((result) => result.status === 'rejected');
-    if (failed) throw (failed as PromiseRejectedResult).reason;
+    if (failure) throw failure.error;
     const listed = ids.map((id) => statuses.get(id)).filter((s) => s != null && (state === undefined || s.state === state));
     return c.json({ accounts: listed });
   });

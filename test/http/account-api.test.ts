@@ -272,3 +272,28 @@ describe('ignore patterns', () => {
     expect((entries.entries as { path: string }[]).map((e) => e.path).sort()).toEqual(['/posts/p.md', '/posts/q.md']);
   });
 });
+
+describe('GET /accounts while Redis fails', () => {
+  it('answers 503 at the first failed read instead of reading every other account first', async () => {
+    const ids = Array.from({ length: 200 }, (_, n) => `dbid:list-fails-${String(n).padStart(3, '0')}`);
+    for (const accountId of ids) await h.engine.accounts.link(accountId, { accessToken: `token-${accountId}` }, [], Date.now());
+    // Every status read fails as a command that timed out would.
+    const status = h.engine.status.bind(h.engine);
+    let reads = 0;
+    h.engine.status = async () => {
+      reads++;
+      await new Promise((resolve) => setImmediate(resolve));
+      throw new Error('Command timed out');
+    };
+    try {
+      const listed = await h.api('/accounts');
+      expect(listed.status).toBe(503);
+      expect(await json(listed)).toMatchObject({ error: 'unavailable' });
+      // The reads already in flight (one batch of 32), not one per linked account.
+      expect(reads).toBeLessThanOrEqual(32);
+    } finally {
+      h.engine.status = status;
+      for (const accountId of ids) await h.engine.accounts.unlink(accountId);
+    }
+  });
+});
