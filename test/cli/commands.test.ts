@@ -22,7 +22,7 @@ const status = (over: Partial<AccountStatus> = {}): AccountStatus => ({
  * A fake terminal and a scripted server: what `GET /accounts/:id` answers in turn, a status, another
  * response, or 'refused' (the connection is refused: the server is restarting).
  */
-function fakeWorld(statuses: (AccountStatus | Response | 'refused')[], options: { tty?: boolean } = {}) {
+function fakeWorld(statuses: (AccountStatus | Response | 'refused')[], options: { tty?: boolean; listed?: AccountStatus[] } = {}) {
   let out = '';
   let err = '';
   let clock = NOW;
@@ -38,6 +38,7 @@ function fakeWorld(statuses: (AccountStatus | Response | 'refused')[], options: 
   const fakeFetch = (async (url: string | URL | Request, init?: RequestInit) => {
     const path = new URL(String(url)).pathname;
     if (init?.method === 'PUT') return Response.json(status({ state: 'fetching', lastSyncedAt: null }));
+    if (path === '/accounts') return Response.json({ accounts: options.listed ?? [] });
     if (path === '/accounts/dbid%3Aa' || path === '/accounts/dbid:a') {
       const next = statuses[Math.min(polls, statuses.length - 1)]!;
       polls++;
@@ -208,6 +209,14 @@ describe('parseInvocation', () => {
     expect(parseInvocation(['status'], env)).toMatchObject({ url: 'http://env:1', token: 'env-token', command: { name: 'status' } });
     expect(parseInvocation(['status', '--url', 'https://cli:2', '--token', 'cli-token'], env)).toMatchObject({ url: 'https://cli:2', token: 'cli-token' });
     expect(parseInvocation(['status'], { ADMIN_TOKEN: 't' }).url).toBe('http://127.0.0.1:8080');
+  });
+
+  it('status --state lists only that state, even from a server that ignores ?state= and lists everyone', async () => {
+    const world = fakeWorld([], { listed: [status({ accountId: 'dbid:a' }), status({ accountId: 'dbid:b', state: 'awaitingRelink' })] });
+    expect(await runCommand({ name: 'status', state: 'awaitingRelink' }, { client: world.client, io: world.io, json: false })).toBe(0);
+    const rows = world.output().split('\n');
+    expect(rows[1]).toMatch(/^dbid:b +awaitingRelink /);
+    expect(world.output()).not.toContain('dbid:a ');
   });
 
   it('takes --state with status alone, not with an account', () => {
