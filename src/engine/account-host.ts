@@ -94,11 +94,11 @@ export class AccountHost {
   private readonly waiting = new Map<string, AccountEvent>();
   /**
    * Runs already under way that wait for a run slot (a retry leaving backoff, an actor restored
-   * mid-run); served before the waiting wakes. `slotWaiters` holds their accounts: the watchdog
-   * does not count that wait against the state's deadline.
+   * mid-run), in the order they asked, each with what grants it the slot; served before the
+   * waiting wakes. One per account at most: an actor invokes one step at a time. The watchdog does
+   * not count this wait against the state's deadline.
    */
-  private readonly retries: { accountId: string; grant: () => void }[] = [];
-  private readonly slotWaiters = new Set<string>();
+  private readonly retries = new Map<string, () => void>();
   private readonly idleTimers = new Map<string, NodeJS.Timeout>();
   /** When each actor in memory entered its current state (real time: the watchdog's clock). */
   private readonly enteredAt = new Map<string, { state: string; at: number }>();
@@ -169,45 +169,31 @@ export class AccountHost {
       return Promise.resolve();
     }
     return new Promise<void>((resolve, reject) => {
-      const waiter = {
-        accountId,
-        grant: () => {
-          signal.removeEventListener('abort', abandon);
-          this.slotWaiters.delete(accountId);
-          this.active.add(accountId);
-          // The state's deadline counts from here: the wait for the slot was not the step's.
-          const entered = this.enteredAt.get(accountId);
-          if (entered) entered.at = Date.now();
-          resolve();
-        },
+      const grant = () => {
+        signal.removeEventListener('abort', abandon);
+        this.active.add(accountId);
+        // The state's deadline counts from here: the wait for the slot was not the step's.
+        const entered = this.enteredAt.get(accountId);
+        if (entered) entered.at = Date.now();
+        resolve();
       };
       const abandon = () => {
-        const at = this.retries.indexOf(waiter);
-        // (One waiter per account at most: its actor invokes one step at a time.)
-        if (at >= 0) {
-          this.retries.splice(at, 1);
-          this.slotWaiters.delete(accountId);
-        }
+        if (this.retries.get(accountId) === grant) this.retries.delete(accountId);
         reject(new AbortedError());
       };
-      if (signal.aborted) return abandon();
       signal.addEventListener('abort', abandon, { once: true });
-      this.retries.push(waiter);
-      this.slotWaiters.add(accountId);
+      this.retries.set(accountId, grant);
     });
-  }
-
-  private dropWaiters(accountId: string): void {
-    if (!this.slotWaiters.delete(accountId)) return;
-    for (let at = this.retries.length - 1; at >= 0; at--) if (this.retries[at]!.accountId === accountId) this.retries.splice(at, 1);
   }
 
   /** A run ended (or its actor left): let the next waiting retry, or else account, start. */
   private runEnded(accountId: string): void {
     if (!this.active.delete(accountId)) return;
-    const retry = this.retries.shift();
-    if (retry) {
-      retry.grant();
+    const next = this.retries.entries().next();
+    if (!next.done) {
+      const [nextId, grant] = next.value;
+      this.retries.delete(nextId);
+      grant();
       return;
     }
     void this.startWaiting();
@@ -355,9 +341,9 @@ export class AccountHost {
 
   private forget(accountId: string): void {
     this.actors.delete(accountId);
-    // Its own place in line first: the slot it gives back must go to another account, not to a
-    // waiter of the actor being stopped (whose step then rejects, aborted).
-    this.dropWaiters(accountId);
+    // Its place in line goes with it (its step's abort would remove it too, a moment later): a
+    // slot freed meanwhile must go to another account, never to an actor being stopped.
+    this.retries.delete(accountId);
     this.runEnded(accountId);
     this.options.onReleased?.(accountId);
     this.enteredAt.delete(accountId);
@@ -507,7 +493,7 @@ export class AccountHost {
   private checkDeadlines(): void {
     const now = Date.now();
     for (const [accountId, entered] of this.enteredAt) {
-      if (isResting(entered.state) || this.slotWaiters.has(accountId)) continue;
+      if (isResting(entered.state) || this.retries.has(accountId)) continue;
       const deadline = this.options.stateDeadlinesMs[entered.state as keyof AccountHostOptions['stateDeadlinesMs']];
       if (deadline === undefined || now - entered.at < deadline) continue;
       this.options.log.error({ accountId, state: entered.state, overstayedMs: now - entered.at - deadline }, 'state overstayed its deadline: restarting the actor from its last snapshot');
