@@ -12,7 +12,7 @@ let h: Harness;
 
 beforeAll(async () => {
   // The poll would mark any account not listed for 1 ms dirty: a parked one must not be among them.
-  h = await startHarness({ engine: { idleTimeoutMs: 200, leaseTtlMs: 2_000, pollIntervalMs: 1 } });
+  h = await startHarness({ engine: { idleTimeoutMs: 1_000, leaseTtlMs: 2_000, pollIntervalMs: 1 } });
 });
 afterAll(async () => {
   await h?.close();
