@@ -22,7 +22,7 @@ export class EmulatorStats {
   /** Call when a request for `route` starts; call the returned function when its answer is finished. */
   begin(accountId: string, route: string): () => void {
     const stats = this.account(accountId);
-    stats.calls.set(route, (stats.calls.get(route) ?? 0) + 1);
+    bump(stats.calls, route);
     if (LISTING_ROUTES.has(route)) {
       stats.listingsInFlight += 1;
       stats.maxListingsInFlight = Math.max(stats.maxListingsInFlight, stats.listingsInFlight);
@@ -37,30 +37,20 @@ export class EmulatorStats {
   }
 
   recordRefusal(accountId: string, route: string): void {
-    const refused = this.account(accountId).refused;
-    refused.set(route, (refused.get(route) ?? 0) + 1);
+    bump(this.account(accountId).refused, route);
   }
 
   /** Calls refused with a 401 for a token the account had (expired, revoked). */
   refused(accountId: string, route?: string): number {
-    const refused = this.accounts.get(accountId)?.refused;
-    if (!refused) return 0;
-    if (route !== undefined) return refused.get(route) ?? 0;
-    return [...refused.values()].reduce((sum, n) => sum + n, 0);
+    return countIn(this.accounts.get(accountId)?.refused, route);
   }
 
   recordDownload(accountId: string, pathLower: string): void {
-    const downloads = this.account(accountId).downloads;
-    downloads.set(pathLower, (downloads.get(pathLower) ?? 0) + 1);
+    bump(this.account(accountId).downloads, pathLower);
   }
 
   calls(accountId: string, route?: string): number {
-    const calls = this.accounts.get(accountId)?.calls;
-    if (!calls) return 0;
-    if (route !== undefined) return calls.get(route) ?? 0;
-    let total = 0;
-    for (const count of calls.values()) total += count;
-    return total;
+    return countIn(this.accounts.get(accountId)?.calls, route);
   }
 
   callsByRoute(accountId: string): Record<string, number> {
@@ -81,12 +71,7 @@ export class EmulatorStats {
   }
 
   downloads(accountId: string, pathLower?: string): number {
-    const downloads = this.accounts.get(accountId)?.downloads;
-    if (!downloads) return 0;
-    if (pathLower !== undefined) return downloads.get(pathLower) ?? 0;
-    let total = 0;
-    for (const count of downloads.values()) total += count;
-    return total;
+    return countIn(this.accounts.get(accountId)?.downloads, pathLower);
   }
 
   downloadsByPath(accountId: string): Record<string, number> {
@@ -98,6 +83,7 @@ export class EmulatorStats {
     for (const stats of this.accounts.values()) {
       stats.calls.clear();
       stats.downloads.clear();
+      stats.refused.clear();
       stats.maxListingsInFlight = stats.listingsInFlight;
     }
     this.tokenRequests = 0;
@@ -121,4 +107,17 @@ function once(end: () => void): () => void {
     ended = true;
     end();
   };
+}
+
+function bump(counts: Map<string, number>, key: string): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
+}
+
+/** One key's count, or (no key) the sum of all of them. */
+function countIn(counts: Map<string, number> | undefined, key?: string): number {
+  if (!counts) return 0;
+  if (key !== undefined) return counts.get(key) ?? 0;
+  let total = 0;
+  for (const count of counts.values()) total += count;
+  return total;
 }
