@@ -321,7 +321,7 @@ export class StatusHub {
    * would put a few Redis commands per account in flight together, tens of thousands with a large
    * install. An account whose read fails is left out; the next refresh reads it.
    */
-  private async readAll(): Promise<{ linked: string[]; statuses: AccountStatus[]; fingerprints: Map<string, string> }> {
+  private async readAll(): Promise<{ statuses: AccountStatus[]; fingerprints: Map<string, string> }> {
     const linked = await this.source.linkedIds();
     const statuses: AccountStatus[] = [];
     const fingerprints = new Map<string, string>();
@@ -335,7 +335,7 @@ export class StatusHub {
     });
     const failed = results.filter((result) => result.status === 'rejected');
     if (failed.length) this.options.onError?.((failed[0] as PromiseRejectedResult).reason);
-    return { linked, statuses: statuses.sort((a, b) => a.accountId.localeCompare(b.accountId)), fingerprints };
+    return { statuses: statuses.sort((a, b) => a.accountId.localeCompare(b.accountId)), fingerprints };
   }
 
   private guard(work: Promise<unknown>): void {
