@@ -1,4 +1,7 @@
-import type { files } from 'dropbox';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { downloadFile, type files } from 'dropbox';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { contentHash } from '../../src/dropbox/content-hash.js';
 import { startEmulator, type RunningEmulator } from '../../src/dropbox-emulator/server.js';
@@ -97,6 +100,59 @@ describe('files/download through the SDK', () => {
     const folder = await responseError(dbx.filesDownload({ path: '/Folder' }));
     expect(folder.status).toBe(409);
     expect(folder.error.error.path['.tag']).toBe('not_file');
+  });
+});
+
+describe('HTTP Range on files/download (dropbox-api.md 3.1: "HTTP Range (206 + Content-Range)"; 8.6)', () => {
+  const bytes = Buffer.from('0123456789abcdefghij');
+
+  async function rawDownload(path: string, range: string): Promise<Response> {
+    return fetch(`${emulator.url}/2/files/download`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Dropbox-API-Arg': JSON.stringify({ path }), Range: range },
+    });
+  }
+
+  it('answers a satisfiable range with 206, the part of the bytes and Content-Range bytes a-b/total', async () => {
+    emulator.model.writeFile(accountId, '/r.bin', bytes);
+    for (const [range, part, contentRange] of [
+      ['bytes=2-5', '2345', 'bytes 2-5/20'],
+      ['bytes=15-', 'fghij', 'bytes 15-19/20'],
+      ['bytes=-3', 'hij', 'bytes 17-19/20'],
+      ['bytes=18-99', 'ij', 'bytes 18-19/20'],
+    ] as const) {
+      const response = await rawDownload('/r.bin', range);
+      expect(response.status, range).toBe(206);
+      expect(response.headers.get('content-range'), range).toBe(contentRange);
+      expect(JSON.parse(response.headers.get('dropbox-api-result')!)).toMatchObject({ size: 20 });
+      expect(await response.text(), range).toBe(part);
+    }
+  });
+
+  it('answers a range past the end with 416 and Content-Range bytes */total', async () => {
+    emulator.model.writeFile(accountId, '/r.bin', bytes);
+    const response = await rawDownload('/r.bin', 'bytes=20-');
+    expect(response.status).toBe(416);
+    expect(response.headers.get('content-range')).toBe('bytes */20');
+  });
+
+  it("lets the SDK's downloadFile fetch in parallel ranges and resume a .part file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailroom-range-'));
+    try {
+      const written = emulator.model.writeFile(accountId, '/big.bin', Buffer.alloc(300_000, 'x').fill('y', 100_000));
+      const dbx = sdkFor(emulator.url, { accessToken: token });
+      const parallel = join(dir, 'parallel.bin');
+      await downloadFile(dbx, '/big.bin', parallel, { parallelDownloads: 3, maxAttempts: 1 });
+      expect(contentHash(await readFile(parallel))).toBe(written.content_hash);
+
+      const resumed = join(dir, 'resumed.bin');
+      await writeFile(`${resumed}.part`, Buffer.alloc(150_000, 'x').fill('y', 100_000));
+      const result = await downloadFile(dbx, '/big.bin', resumed, { maxAttempts: 1 });
+      expect(result.resumedFrom).toBe(150_000);
+      expect(contentHash(await readFile(resumed))).toBe(written.content_hash);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
