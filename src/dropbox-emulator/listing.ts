@@ -37,10 +37,11 @@ export class ListingService {
 
   constructor(private readonly model: DropboxModel) {}
 
-  start(accountId: string, scope: string, recursive: boolean, limit: number): ListFolderResult {
+  /** `includeDeleted` only adds to this listing: deletions after it come through continue either way. */
+  start(accountId: string, scope: string, recursive: boolean, limit: number, includeDeleted = false): ListFolderResult {
     const listingId = randomBytes(12).toString('base64url');
     this.snapshots.set(listingId, {
-      entries: this.model.snapshot(accountId, scope, recursive),
+      entries: this.model.snapshot(accountId, scope, recursive, includeDeleted),
       position: this.model.journalPosition(accountId),
     });
     const generation = this.model.generation(accountId);

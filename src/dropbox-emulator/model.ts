@@ -62,6 +62,11 @@ type AccountState = {
   tree: Map<string, TreeNode>;
   revisions: Map<string, Revision>;
   journal: JournalEntry[];
+  /**
+   * What used to exist and does not now, by path_lower: a deleted node, a moved one's old path. What
+   * `list_folder` with `include_deleted` adds; a node created at the path again takes it out.
+   */
+  deleted: Map<string, DeletedMetadata>;
   /** Bumped by `reset`; cursors carry the generation they were issued in. */
   generation: number;
 };
@@ -124,7 +129,7 @@ export class DropboxModel {
 
   addAccount(accountId: string, credentials: AccountCredentials): void {
     if (this.accounts.has(accountId)) throw new ModelError('conflict', `account ${accountId} already exists`);
-    this.accounts.set(accountId, { tree: new Map(), revisions: new Map(), journal: [], generation: 0 });
+    this.accounts.set(accountId, { tree: new Map(), revisions: new Map(), journal: [], deleted: new Map(), generation: 0 });
     this.tokens.registerAccessToken(accountId, credentials.accessToken);
     if (credentials.refreshToken !== undefined) this.tokens.registerRefreshToken(accountId, credentials.refreshToken);
   }
@@ -180,6 +185,7 @@ export class DropboxModel {
       serverModified: dropboxTimestamp(now),
     };
     state.tree.set(pathLower, node);
+    state.deleted.delete(pathLower);
     const { kind: _kind, ...revision } = node;
     state.revisions.set(node.rev, revision);
     const metadata = toMetadata(node) as FileMetadata;
@@ -201,6 +207,7 @@ export class DropboxModel {
     const state = this.account(accountId);
     const node = this.existingNode(state, path);
     for (const key of [...state.tree.keys()]) if (isSameOrInside(key, node.pathLower)) state.tree.delete(key);
+    state.deleted.set(node.pathLower, deletedMetadata(node));
     this.append(state, deletedMetadata(node));
     this.notify(accountId);
   }
@@ -229,9 +236,13 @@ export class DropboxModel {
       const name = n === node ? newName : n.name;
       return { ...n, name, pathDisplay: newDisplay + suffixDisplay, pathLower: toLower + suffixLower };
     });
-    for (const n of relocated) state.tree.set(n.pathLower, n);
+    for (const n of relocated) {
+      state.tree.set(n.pathLower, n);
+      state.deleted.delete(n.pathLower);
+    }
     // Dropbox does not report case-only renames through list_folder/continue.
     if (!caseOnly) {
+      state.deleted.set(node.pathLower, deletedMetadata(node));
       this.append(state, deletedMetadata(node));
       for (const n of relocated) this.append(state, toMetadata(n));
     }
@@ -296,12 +307,20 @@ export class DropboxModel {
     return pathLower === '' || this.account(accountId).tree.get(pathLower)?.kind === 'folder';
   }
 
-  /** The current tree under a folder, parents before children, so applying it in order rebuilds it. */
-  snapshot(accountId: string, scopeLower: string, recursive: boolean): Array<FileMetadata | FolderMetadata> {
-    const nodes = [...this.account(accountId).tree.values()].filter((node) =>
-      recursive ? isSameOrInside(node.pathLower, scopeLower) : node.pathLower === scopeLower || parentPathLower(node.pathLower) === scopeLower,
-    );
-    return nodes.sort(byPath).map(toMetadata);
+  /**
+   * The current tree under a folder, parents before children, so applying it in order rebuilds it;
+   * with `includeDeleted`, also a `deleted` entry for each path there that used to exist and does
+   * not now (a deleted file or folder, a moved one's old path), as list_folder's include_deleted.
+   */
+  snapshot(accountId: string, scopeLower: string, recursive: boolean, includeDeleted = false): Metadata[] {
+    const state = this.account(accountId);
+    const inScope = (pathLower: string) =>
+      recursive ? isSameOrInside(pathLower, scopeLower) : pathLower === scopeLower || parentPathLower(pathLower) === scopeLower;
+    const live = [...state.tree.values()].filter((node) => inScope(node.pathLower)).sort(byPath).map(toMetadata);
+    if (!includeDeleted) return live;
+    const gone = [...state.deleted.values()].filter((entry) => inScope(entry.path_lower));
+    const order = (a: Metadata, b: Metadata) => (a.path_lower < b.path_lower ? -1 : a.path_lower > b.path_lower ? 1 : 0);
+    return [...live, ...gone].sort(order);
   }
 
   readFile(accountId: string, readPath: string): ResolvedFile {
@@ -368,6 +387,7 @@ export class DropboxModel {
       const name = parts[i]!;
       const folder: FolderNode = { kind: 'folder', id: newId(), name, pathDisplay: `${display}/${name}`, pathLower };
       state.tree.set(pathLower, folder);
+      state.deleted.delete(pathLower);
       this.append(state, toMetadata(folder));
       display = folder.pathDisplay;
     }

@@ -46,6 +46,7 @@ export function registerRpcRoutes(app: Hono<EmulatorEnv>, deps: EmulatorDeps): v
       scope: model.folderScope(accountId, arg.path),
       recursive: arg.recursive ?? false,
       limit: arg.limit ?? deps.pageLimit,
+      includeDeleted: arg.include_deleted ?? false,
     };
   }
 
@@ -61,8 +62,8 @@ export function registerRpcRoutes(app: Hono<EmulatorEnv>, deps: EmulatorDeps): v
   }
 
   rpc('files/list_folder', (accountId, body) => {
-    const { scope, recursive, limit } = listingScope('files/list_folder', accountId, body);
-    return asListed(listings.start(accountId, scope, recursive, limit));
+    const { scope, recursive, limit, includeDeleted } = listingScope('files/list_folder', accountId, body);
+    return asListed(listings.start(accountId, scope, recursive, limit, includeDeleted));
   });
 
   rpc('files/list_folder/continue', (accountId, body) => {

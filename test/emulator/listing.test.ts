@@ -136,6 +136,33 @@ describe('list_folder through the SDK', () => {
     expect(clientState(state)).toEqual(serverState());
   });
 
+  it('include_deleted adds what used to exist to the initial listing, and only then (dropbox-api.md 2.1)', async () => {
+    emulator.model.writeFile(accountId, '/keep.txt', 'k');
+    emulator.model.writeFile(accountId, '/Gone.txt', 'g');
+    emulator.model.writeFile(accountId, '/Old/x.txt', 'x');
+    emulator.model.writeFile(accountId, '/back.txt', 'b1');
+    emulator.model.writeFile(accountId, '/From.txt', 'f');
+    emulator.model.remove(accountId, '/Gone.txt');
+    emulator.model.remove(accountId, '/Old');
+    emulator.model.remove(accountId, '/back.txt');
+    emulator.model.writeFile(accountId, '/back.txt', 'b2');
+    emulator.model.move(accountId, '/From.txt', '/To.txt');
+    const dbx = sdkFor(emulator.url, { accessToken: token });
+
+    const plain = await dbx.filesListFolder({ path: '', recursive: true });
+    expect(plain.result.entries.filter((e) => e['.tag'] === 'deleted')).toEqual([]);
+
+    const withDeleted = await dbx.filesListFolder({ path: '', recursive: true, include_deleted: true });
+    const deleted = withDeleted.result.entries.filter((e) => e['.tag'] === 'deleted');
+    expect(deleted.map((e) => e.path_lower).sort()).toEqual(['/from.txt', '/gone.txt', '/old']);
+    expect(deleted.find((e) => e.path_lower === '/gone.txt')).toEqual({ '.tag': 'deleted', name: 'Gone.txt', path_lower: '/gone.txt', path_display: '/Gone.txt' });
+    // The live entries are the same either way, and applying the listing in order still gives the tree.
+    expect(withDeleted.result.entries.filter((e) => e['.tag'] !== 'deleted')).toEqual(plain.result.entries);
+    const state = new Map<string, Entry>();
+    apply(state, withDeleted.result.entries);
+    expect(clientState(state)).toEqual(serverState());
+  });
+
   it('pages continue results and hands out a new cursor each page', async () => {
     const dbx = sdkFor(emulator.url, { accessToken: token });
     const latest = await dbx.filesListFolderGetLatestCursor({ path: '', recursive: true, limit: 2 });
