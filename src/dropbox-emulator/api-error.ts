@@ -41,10 +41,18 @@ export function authError(tag: 'invalid_access_token' | 'expired_access_token'):
   return new DropboxApiError(401, { error_summary: `${tag}/..`, error: { '.tag': tag } });
 }
 
-export function rateLimited(retryAfterSeconds: number): DropboxApiError {
+/**
+ * auth.RateLimitError as JSON, or `text` as a plain-text body; Dropbox sends either, and always a
+ * Retry-After header.
+ */
+export function rateLimited(
+  retryAfterSeconds: number,
+  options: { reason?: 'too_many_requests' | 'too_many_write_operations'; text?: string } = {},
+): DropboxApiError {
+  const reason = options.reason ?? 'too_many_requests';
   return new DropboxApiError(
     429,
-    { error_summary: 'too_many_requests/..', error: { reason: { '.tag': 'too_many_requests' }, retry_after: retryAfterSeconds } },
+    options.text ?? { error_summary: `${reason}/..`, error: { reason: { '.tag': reason }, retry_after: retryAfterSeconds } },
     { 'Retry-After': String(retryAfterSeconds) },
   );
 }

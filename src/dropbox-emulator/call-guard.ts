@@ -70,7 +70,7 @@ export async function faultResponse(
   if ('status' in action) {
     if (action.status === 429) {
       deps.faults.recordRateLimit(route, accountId, action.retryAfterSeconds);
-      return rateLimited(action.retryAfterSeconds).toResponse();
+      return rateLimited(action.retryAfterSeconds, { reason: action.reason, text: action.body }).toResponse();
     }
     const headers: Record<string, string> = action.retryAfterSeconds === undefined ? {} : { 'Retry-After': String(action.retryAfterSeconds) };
     return new DropboxApiError(action.status, action.body ?? `Internal Server Error (injected fault on ${route})`, headers).toResponse();

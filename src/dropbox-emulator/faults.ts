@@ -1,8 +1,15 @@
 import { lowerPath } from './paths.js';
 
+export type RateLimitReason = 'too_many_requests' | 'too_many_write_operations';
+
 /** What to do instead of (or to) a normal answer. */
 export type FaultAction =
-  | { status: 429; retryAfterSeconds: number }
+  /**
+   * Always with a Retry-After header. `body`: a plain-text body instead of the JSON RateLimitError
+   * (Dropbox sends either; "a plain text response is equivalent to too_many_requests").
+   * `reason`: the JSON body's reason, default too_many_requests.
+   */
+  | { status: 429; retryAfterSeconds: number; body?: string; reason?: RateLimitReason }
   /** `retryAfterSeconds`: a Retry-After header on the answer (Dropbox may send one with a 503). */
   | { status: 500 | 503; body?: string; retryAfterSeconds?: number }
   /** Never answer; the request ends when the client aborts or the emulator closes. */

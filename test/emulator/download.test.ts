@@ -174,6 +174,23 @@ describe('injected faults', () => {
     await expect(dbx.filesListFolderContinue({ cursor: listing.result.cursor })).resolves.toMatchObject({ status: 200 });
   });
 
+  it('429 can come as plain text or with reason too_many_write_operations, always with Retry-After (dropbox-api.md 5.2)', async () => {
+    emulator.model.writeFile(accountId, '/a.txt', 'a');
+    const dbx = sdkFor(emulator.url, { accessToken: token });
+    emulator.faults.inject({ route: 'files/download', accountId, status: 429, retryAfterSeconds: 3, body: 'Too many requests' });
+    const text = await responseError(dbx.filesDownload({ path: '/a.txt' }));
+    expect(text.status).toBe(429);
+    expect(text.headers.get('content-type')).toMatch(/^text\/plain/);
+    expect(text.headers.get('retry-after')).toBe('3');
+    expect(text.error).toBe('Too many requests');
+
+    emulator.faults.inject({ route: 'files/download', accountId, status: 429, retryAfterSeconds: 4, reason: 'too_many_write_operations' });
+    const writes = await responseError(dbx.filesDownload({ path: '/a.txt' }));
+    expect(writes.headers.get('retry-after')).toBe('4');
+    expect(writes.error).toEqual({ error_summary: 'too_many_write_operations/..', error: { reason: { '.tag': 'too_many_write_operations' }, retry_after: 4 } });
+    expect(emulator.faults.rateLimitsServed.map((served) => served.retryAfterSeconds)).toEqual([3, 4]);
+  });
+
   it('5xx answers with plain text, only for the matching path', async () => {
     emulator.model.writeFile(accountId, '/bad.txt', 'bad');
     emulator.model.writeFile(accountId, '/good.txt', 'good');

@@ -136,6 +136,32 @@ describe('429 Too Many Requests with Retry-After (fake time)', () => {
   });
 });
 
+describe('429 with a plain-text body (fake time)', () => {
+  it('on files/download: the in-call retry still waits the full Retry-After (dropbox-api.md 5.2)', async () => {
+    const account = 'dbid:faults-429-text';
+    const model = h.emulator.model;
+    model.addAccount(account, { accessToken: 'tok-429-text' });
+    model.writeFile(account, '/posts/a.md', '# A', { clientModified: at });
+    h.emulator.faults.inject({ route: 'files/download', accountId: account, status: 429, retryAfterSeconds: 30, body: 'Too Many Requests' });
+    const served = h.emulator.faults.rateLimitsServed.length;
+
+    expect((await h.linkAccount(account, { accessToken: 'tok-429-text' })).status).toBe(200);
+    await waitUntil(() => h.emulator.faults.rateLimitsServed.length > served, 10_000, 'the 429 to be served');
+    await waitUntil(() => clock.waiting(RETRY_AFTER_MS), 10_000, 'the engine to sleep for Retry-After');
+    expect(h.emulator.stats.calls(account, 'files/download')).toBe(1);
+
+    clock.increment(RETRY_AFTER_MS - 1);
+    await settle();
+    expect(h.emulator.stats.calls(account, 'files/download')).toBe(1);
+    expect(h.engine.host.actor(account)?.getSnapshot().value).toBe('downloading');
+
+    clock.increment(1);
+    await h.waitForIdle(account);
+    expect(h.emulator.stats.calls(account, 'files/download')).toBe(2);
+    await expectAccountConverged(h, account);
+  });
+});
+
 describe('503 Service Unavailable with Retry-After (fake time)', () => {
   it('the in-call retry waits the full Retry-After, not the short exponential delay', async () => {
     const account = 'dbid:faults-503-retry-after';
