@@ -1,6 +1,6 @@
 -- keys: 4
 -- uses: read-link
--- Take (or keep) the lease on one account. A new grant increments the fencing token, which every
+-- Take the lease on one account. Every grant increments the fencing token, which every
 -- write of the actor carries, so a process that paused past its lease has its writes refused.
 -- The new owner also gets, in the same step, what it restores the actor from: starting an actor
 -- is then one round trip, and nothing can change that state between the grant and the read.
@@ -16,12 +16,10 @@ local function granted(token)
   return { tonumber(token), redis.call('HGETALL', KEYS[3]), redis.call('HMGET', KEYS[2], unpack(ARGV, 3)), read_link(KEYS[4], KEYS[2]) }
 end
 local holder = redis.call('GET', KEYS[1])
-if holder then
-  local owner, token = string.match(holder, '^(.*)|(%d+)$')
-  if owner == ARGV[1] and token == redis.call('HGET', KEYS[2], 'fence') then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return granted(token)
-  end
+-- Our own lease gets a new token too: the process starts an actor only when it has none of the
+-- account, so a lease of ours still here belongs to an actor it stopped (its release failed or was
+-- lost), whose step may still be running. A new token fences that step's late writes out.
+if holder and string.match(holder, '^(.*)|%d+$') ~= ARGV[1] then
   return { 0 }
 end
 local token = redis.call('HINCRBY', KEYS[2], 'fence', 1)
