@@ -84,6 +84,10 @@ export class AccountStore {
     const k = accountKeys(accountId);
     const existed = await runScript<number>(this.redis, 'accountUnlink', [k.credentials, k.mailbox, k.actor, k.lease]);
     await this.redis.srem(LINKED_ACCOUNTS_KEY, accountId);
+    // A re-link from another process may have landed whole between the script and the SREM: its
+    // own SADD came before ours, so the account is linked but out of the set. Checked after the
+    // SREM, so a re-link landing later is seen either here or by its own last SADD.
+    if (await this.redis.exists(k.credentials)) await this.redis.sadd(LINKED_ACCOUNTS_KEY, accountId);
     return existed === 1;
   }
 

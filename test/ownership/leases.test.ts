@@ -35,7 +35,7 @@ describe('leases and fencing tokens', () => {
     const a = new Leases(redis, 'proc-a', 10_000);
     const stopped = (await a.acquire(account))!;
     const next = (await a.acquire(account))!;
-    expect(next.token).toBeGreaterThan(stopped.token);
+    expect(Number(next.token)).toBeGreaterThan(Number(stopped.token));
     expect(await a.holder(account)).toBe(next.value);
     await expect(new SyncStore(redis, () => String(stopped.token)).beginListing(account)).rejects.toSatisfy(isFencedError);
     await new SyncStore(redis, () => String(next.token)).beginListing(account);

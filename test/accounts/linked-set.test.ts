@@ -1,0 +1,73 @@
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AccountStore } from '../../src/accounts/account-store.js';
+import { openRedis } from '../../src/redis/connection.js';
+import type { RedisClient } from '../../src/redis/scripts.js';
+import { startTestRedisClient, type TestRedis } from '../support/redis-server.js';
+
+/**
+ * The set of linked accounts is how the sweep's reaper and poll, and a boot, find accounts: one
+ * linked but missing from it is never resumed after a crash nor polled again. It cannot be updated
+ * in the account's own scripts (it is no key of the account's hash slot), so link and unlink keep
+ * it in separate commands, and two processes can interleave them.
+ */
+let redis: Redis;
+let server: TestRedis;
+let stopRedis: () => Promise<void>;
+beforeAll(async () => {
+  ({ redis, server, stop: stopRedis } = await startTestRedisClient());
+});
+afterAll(() => stopRedis());
+
+/** A real connection of another process whose SREM is held until `release()` (as a slow network would). */
+async function connectionHoldingSrem(): Promise<{ client: RedisClient; sremSent: Promise<void>; release: () => void; close: () => void }> {
+  const client = await openRedis(server.url);
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let reached!: () => void;
+  const sremSent = new Promise<void>((resolve) => (reached = resolve));
+  const holding = new Proxy(client, {
+    get(target, property) {
+      if (property === 'srem') {
+        return async (...args: Parameters<Redis['srem']>) => {
+          reached();
+          await released;
+          return target.srem(...args);
+        };
+      }
+      const value = Reflect.get(target, property, target) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  return { client: holding as RedisClient, sremSent, release, close: () => client.disconnect() };
+}
+
+describe('the set of linked accounts', () => {
+  it('keeps an account re-linked while another process unlinked it', async () => {
+    const account = 'dbid:relinked-during-unlink';
+    const linker = new AccountStore(redis);
+    await linker.link(account, { accessToken: 'old-token' }, [], 1);
+    const other = await connectionHoldingSrem();
+    try {
+      // The unlink's script has run; its SREM is still on its way when the re-link lands whole.
+      const unlinking = new AccountStore(other.client).unlink(account);
+      await other.sremSent;
+      await linker.link(account, { accessToken: 'new-token' }, [], 2);
+      other.release();
+      expect(await unlinking).toBe(true);
+    } finally {
+      other.close();
+    }
+    expect(await linker.get(account)).not.toBeNull();
+    expect(await linker.linkedIds()).toContain(account);
+  });
+
+  it('drops an account unlinked for good', async () => {
+    const account = 'dbid:unlinked';
+    const store = new AccountStore(redis);
+    await store.link(account, { accessToken: 'token' }, [], 1);
+    expect(await store.unlink(account)).toBe(true);
+    expect(await store.get(account)).toBeNull();
+    expect(await store.linkedIds()).not.toContain(account);
+  });
+});
