@@ -221,11 +221,16 @@ describe('planChanges: deletions', () => {
     expect(after.fileIds.has('id:/a/')).toBe(false);
   });
 
-  it('a child re-listed unchanged after its folder was deleted and re-created is downloaded again', () => {
+  it('a child re-listed after its folder was deleted and re-created comes back: moved aside and back (its id), or downloaded (a new id)', () => {
     const index = indexOf(tree);
-    const result = plan(index, [deleted('/a'), folder('/a'), file('/a/x.md')]);
-    expect(result.removals).toEqual(['/a']);
-    expect(paths(result.downloads)).toEqual(['/a/x.md']);
+    const same = plan(index, [deleted('/a'), folder('/a'), file('/a/x.md')]);
+    expect(same.removals).toEqual(['/a']);
+    expect(same.moves.map((m) => [m.from.pathLower, m.to.pathLower])).toEqual([['/a/x.md', '/a/x.md']]);
+    expect(same.downloads).toEqual([]);
+    expect(commit(index, same).files.has('/a/x.md')).toBe(true);
+    const other = plan(index, [deleted('/a'), folder('/a'), file('/a/x.md', { id: 'id:new-x' })]);
+    expect(other.moves).toEqual([]);
+    expect(paths(other.downloads)).toEqual(['/a/x.md']);
   });
 
   it('entries listed and then deleted in the same batch queue nothing', () => {
@@ -371,6 +376,17 @@ describe('planChanges: moves', () => {
     const after = commit(base(), result);
     expect(sorted(after.files.keys())).toEqual(['/archive', '/archive/a.md', '/old', '/old/keep.md']);
     expect(after.fileIds.get('id:/notes/')).toBe('/archive');
+  });
+
+  it('a folder deleted and listed again with its files (renamed away and back) moves them aside and back, not downloaded', () => {
+    const back = file('/Notes/a.md', { id: 'id:A', rev: '02', hash: 'hA' });
+    const result = plan(base(), [deleted('/Notes'), folder('/Archive'), file('/Archive/a.md', { id: 'id:A', hash: 'hA' }), deleted('/Archive'), folder('/Notes', 'id:/notes/'), back]);
+    expect(result.removals.sort()).toEqual(['/archive', '/notes']);
+    expect(result.moves).toEqual([{ from: onDisk(a), to: item(back), download: false }]);
+    expect(result.downloads).toEqual([]);
+    const after = commit(base(), result);
+    expect(after.files.get('/notes/a.md')).toEqual(onDisk(back));
+    expect(after.fileIds.get('id:A')).toBe('/notes/a.md');
   });
 
   it('a file whose old path is still there is not a move', () => {

@@ -282,10 +282,16 @@ function parentsOf(item: { pathLower: string; pathDisplay: string }): { pathLowe
   return parents;
 }
 
-/** The local file this listed file was moved from, if the index knows its id at a path the batch removes. */
+/**
+ * The local file this listed file was moved from, if the index knows its id at a path the batch
+ * removes. That path may be its own: a file under a folder renamed away and back (or to another
+ * case through a temporary name) is listed again at its path with its id after the folder's
+ * deletion; it moves aside while the folder is removed and comes back, keeping its entry, instead
+ * of being removed and downloaded as a new post.
+ */
 function movedFromRecord(file: ListedFile, input: PlanInput, removedLocally: (path: string) => boolean) {
   const oldPath = input.fileIds.get(file.id);
-  if (!oldPath || oldPath === file.pathLower || !removedLocally(oldPath)) return undefined;
+  if (!oldPath || !removedLocally(oldPath)) return undefined;
   const record = input.files.get(oldPath);
   return record?.kind === 'file' && record.id === file.id ? record : undefined;
 }

@@ -91,6 +91,23 @@ describe('renames within one batch keep the entry', () => {
     expect(after?.id).toBe(before!.id);
     await expectConverged(h, account);
   });
+  it('a folder renamed away and back (one batch): its posts keep their ids and created, and are not downloaded again', async () => {
+    const account = 'dbid:renames-folder-roundtrip';
+    await linked(account, { '/posts/hello.md': '# Hello', '/posts/deep/world.md': '# World' });
+    const hello = await entryAt(account, '/posts/hello.md');
+    const world = await entryAt(account, '/posts/deep/world.md');
+    const downloads = () => h.emulator.stats.downloads(account, '/posts/hello.md') + h.emulator.stats.downloads(account, '/posts/deep/world.md');
+    const downloadsBefore = downloads();
+
+    h.emulator.model.move(account, '/posts', '/archive');
+    h.emulator.model.move(account, '/archive', '/posts');
+    await h.syncChanges(account);
+
+    expect(await entryAt(account, '/posts/hello.md')).toMatchObject({ id: hello!.id, created: hello!.created });
+    expect(await entryAt(account, '/posts/deep/world.md')).toMatchObject({ id: world!.id, created: world!.created });
+    expect(downloads()).toBe(downloadsBefore);
+    await expectConverged(h, account);
+  });
 });
 
 describe('a swap of two posts within one batch', () => {
