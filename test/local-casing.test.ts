@@ -30,4 +30,10 @@ describe('withLocalCasing', () => {
     const out = withLocalCasing([file('/Unknown/Parent/ReadMe.MD')], new Map());
     expect(out[0]!.pathDisplay).toBe('/Unknown/Parent/ReadMe.MD');
   });
+
+  it('gives a folder deleted and listed again in the batch the name Dropbox lists, and what is under it (a case-only rename through a temporary name)', () => {
+    const files = new Map([localFolder('/posts'), localFolder('/posts/Sub')]);
+    const entries = [{ tag: 'deleted', pathLower: '/posts', pathDisplay: '/posts', name: 'posts' } as ListedEntry, folder('/Posts'), folder('/posts/SUB'), file('/posts/sub/a.md')];
+    expect(withLocalCasing(entries, files).map((e) => e.pathDisplay)).toEqual(['/posts', '/Posts', '/Posts/SUB', '/Posts/SUB/a.md']);
+  });
 });

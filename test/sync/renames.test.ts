@@ -154,6 +154,27 @@ describe('a rename that only changes the case, on a case-sensitive disk', () => 
   });
 });
 
+describe('a folder renamed only in case through a temporary name (one batch), on a case-sensitive disk', () => {
+  it('takes the new case, children and subfolders with it, and its posts keep their ids', async () => {
+    const account = 'dbid:renames-folder-case';
+    await linked(account, { '/posts/hello.md': '# Hello', '/posts/sub/deep.txt': 'deep' });
+    const hello = await entryAt(account, '/posts/hello.md');
+
+    h.emulator.model.move(account, '/posts', '/tmp');
+    h.emulator.model.move(account, '/tmp', '/Posts');
+    await h.syncChanges(account);
+
+    expect([...(await readMirror(h.dataDir, account)).keys()].sort()).toEqual(['/Posts/hello.md', '/Posts/sub/deep.txt']);
+    expect(await entryAt(account, '/Posts/hello.md')).toMatchObject({ id: hello!.id, created: hello!.created });
+    await expectConverged(h, account);
+
+    // and what is listed in it later goes into the folder of the new case
+    h.emulator.model.writeFile(account, '/Posts/sub/more.txt', 'more', { clientModified: at });
+    await h.syncChanges(account);
+    await expectConverged(h, account);
+  });
+});
+
 describe('a file name near the limit of 255 bytes', () => {
   it('of 80 CJK characters (240 bytes in UTF-8) syncs', async () => {
     const account = 'dbid:renames-long-name';
