@@ -192,6 +192,16 @@ describe('createIgnoreRule', () => {
     expect(ignored('/posts/drafts/a.md')).toBe(false);
   });
 
+  it('reads a trailing slash as the folder (gitignore\'s "drafts/"), instead of a pattern that matches nothing', () => {
+    const ignored = createIgnoreRule(['drafts/', '**/_private/']);
+    expect(ignored('/drafts')).toBe(true);
+    expect(ignored('/drafts/a.md')).toBe(true);
+    expect(ignored('/posts/_private/a.md')).toBe(true);
+    expect(ignored('/posts/drafts/a.md')).toBe(false);
+    expect(ignored('/draftsman/a.md')).toBe(false);
+    expect(() => createIgnoreRule(['//'])).toThrow(InvalidIgnorePatternError);
+  });
+
   it('refuses an empty pattern, naming it', () => {
     expect(() => createIgnoreRule(['ok/**', ''])).toThrow(InvalidIgnorePatternError);
     expect(() => createIgnoreRule(['/'])).toThrow(InvalidIgnorePatternError);

@@ -86,12 +86,15 @@ export function isUnder(childLower: string, folderLower: string): boolean {
  * folders. Globs are picomatch patterns, case-insensitive, with `dot: true`, matched against the
  * path without its leading slash ("posts/a.md"), so they are anchored at the root: "*.tmp"
  * matches only top-level files, "**\/*.tmp" matches at any depth. A leading "/" in a pattern is
- * accepted and means the same. Because parent folders are tested too, "drafts", "drafts/**" and
- * "**\/_private" each ignore the folder and everything under it.
+ * accepted and means the same, and a trailing one is dropped ("drafts/" is "drafts"). Because parent
+ * folders are tested too, "drafts", "drafts/", "drafts/**" and "**\/_private" each ignore the folder
+ * and everything under it.
  */
 export function createIgnoreRule(patterns: readonly string[]): (pathLower: string) => boolean {
   const matchers = patterns.map((pattern) => {
-    const anchored = pattern.startsWith('/') ? pattern.slice(1) : pattern;
+    // A trailing slash names a folder (gitignore's "drafts/"); to picomatch it is part of the name,
+    // and such a pattern would match no path at all: every draft would be published.
+    const anchored = (pattern.startsWith('/') ? pattern.slice(1) : pattern).replace(/\/+$/, '');
     if (anchored.trim() === '') throw new InvalidIgnorePatternError(pattern);
     try {
       return picomatch(anchored, { nocase: true, dot: true });
