@@ -71,6 +71,12 @@ export function accountKeys(accountId: string) {
     pageCursor: `${tag}:page-cursor`,
     /** LIST of listed entries (JSON, Dropbox's order) not yet applied. */
     changes: `${tag}:changes`,
+    /**
+     * STRING: the ignore patterns (JSON) the apply of the page not yet committed planned with, from
+     * when it begins its moves until the commit (apply-moves.lua): its replay must plan the same
+     * moves, whatever a re-link meanwhile did to the account's `ignore`. Absent between runs.
+     */
+    applyRules: `${tag}:apply-rules`,
     /** HASH path_lower -> JSON of a queued download. */
     queue: `${tag}:queue`,
     /** HASH path_lower -> JSON of what is on disk (id, rev, content hash, display path, kind). */

@@ -36,7 +36,7 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   const checkpoint = async (moves?: 'staging' | 'placed') => {
     if (signal.aborted) throw new SyncError({ kind: 'internal', message: 'applying stopped', at: deps.clock.now(), jitter: deps.random() });
     try {
-      if (moves) await deps.store.markMoves(accountId, moves, batch.pageId!);
+      if (moves) await deps.store.markMoves(accountId, moves, batch.pageId!, rules);
       else await deps.store.assertOwner(accountId);
     } catch (error) {
       // Changed the mirror, then lost the account: the new owner must look at the disk again.

@@ -37,7 +37,10 @@ export interface ApplyReadState {
   mode: string | null;
   /** The mailbox's `ignoreRules`: the rules the index was built with, as JSON (null before the first commit). */
   ignoreRules: string | null;
-  /** The mailbox's `ignore` field as stored (JSON of the patterns), null when unset. */
+  /**
+   * The mailbox's `ignore` field as stored (JSON of the patterns), null when unset; or the patterns
+   * an apply of this page planned with once it began its moves (the `apply-rules` key, apply-moves.lua).
+   */
   ignore: string | null;
 }
 

@@ -58,7 +58,10 @@ export interface ApplyInput {
   index: LocalIndex;
   /** How much of the index was read: 'targeted' (what the batch touches), 'whole', or 'none' (no page to apply). See index-reads.ts. */
   indexScope: IndexReadScope;
-  /** The account's ignore patterns now (none when it was unlinked meanwhile: the commit is then fenced). */
+  /**
+   * The account's ignore patterns now (none when it was unlinked meanwhile: the commit is then
+   * fenced); or, once this page's apply has begun its moves, the patterns it planned with.
+   */
   ignore: string[];
 }
 
@@ -120,7 +123,7 @@ export class SyncStore {
       this.redis,
       'listingSavePage',
       this.fence(accountId),
-      [k.mailbox, k.pageCursor, k.cursor, k.changes, k.files, k.fileIds, k.ignored, k.queue],
+      [k.mailbox, k.pageCursor, k.cursor, k.changes, k.files, k.fileIds, k.ignored, k.queue, k.applyRules],
       [from, storedCursor(cursor), last ? '1' : '0', ...entries.map((e) => JSON.stringify(e))],
     );
     if (reply === 0) return { saved: false };
@@ -142,7 +145,7 @@ export class SyncStore {
    */
   async loadApplyInput(accountId: string): Promise<ApplyInput> {
     const k = accountKeys(accountId);
-    return parseApplyLoadReply(await runScript<ApplyLoadReply>(this.redis, 'applyLoad', [k.changes, k.mailbox, k.pageCursor, k.files, k.fileIds, k.ignored, k.queue]));
+    return parseApplyLoadReply(await runScript<ApplyLoadReply>(this.redis, 'applyLoad', [k.changes, k.mailbox, k.pageCursor, k.files, k.fileIds, k.ignored, k.queue, k.applyRules]));
   }
 
   /**
@@ -162,7 +165,7 @@ export class SyncStore {
       this.redis,
       'changesCommit',
       this.fence(accountId),
-      [k.mailbox, k.pageCursor, k.cursor, k.changes, k.queue, k.files, k.fileIds, k.ignored, k.setAside],
+      [k.mailbox, k.pageCursor, k.cursor, k.changes, k.queue, k.files, k.fileIds, k.ignored, k.setAside, k.applyRules],
       [pageId, consumed, JSON.stringify(ops), ignoreRules, HANDED_OVER_QUEUE_LIMIT],
     );
     if (reply === 0) return { committed: false };
@@ -177,10 +180,13 @@ export class SyncStore {
 
   /**
    * Fenced: records how far the apply of `pageId` has got with its moves (apply-moves.lua):
-   * 'staging' as it begins them, 'placed' once they and the page's removals are done.
+   * 'staging' as it begins them, 'placed' once they and the page's removals are done; and the
+   * ignore patterns it planned with (`rules`, JSON), which its replay then plans with too
+   * (loadApplyInput answers them as `ignore` until the commit).
    */
-  async markMoves(accountId: string, phase: 'staging' | 'placed', pageId: string): Promise<void> {
-    await runFencedScript(this.redis, 'applyMoves', this.fence(accountId), [accountKeys(accountId).mailbox], [phase, pageId]);
+  async markMoves(accountId: string, phase: 'staging' | 'placed', pageId: string, rules: string): Promise<void> {
+    const k = accountKeys(accountId);
+    await runFencedScript(this.redis, 'applyMoves', this.fence(accountId), [k.mailbox, k.applyRules], [phase, pageId, rules]);
   }
 
   /** Throws FENCED unless this process still owns the account: asked before touching the disk. */

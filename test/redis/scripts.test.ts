@@ -147,7 +147,7 @@ describe('changes-commit.lua and the set-aside files', () => {
     await redis.rpush(k.changes, ...entries.map((entry) => JSON.stringify(entry)));
     const pageId = createHash('sha1').update(pageCursor).digest('hex');
     const ops = JSON.stringify({ queue: { set: [], del: [] }, files: { set: [], del: [] }, fileIds: { set: [], del: [] }, ignored: { set: [], del: [] } });
-    const reply = await runScript<[number]>(redis, 'changesCommit', [k.fence, k.mailbox, k.pageCursor, k.cursor, k.changes, k.queue, k.files, k.fileIds, k.ignored, k.setAside], ['', pageId, entries.length, ops, '[]', 256]);
+    const reply = await runScript<[number]>(redis, 'changesCommit', [k.fence, k.mailbox, k.pageCursor, k.cursor, k.changes, k.queue, k.files, k.fileIds, k.ignored, k.setAside, k.applyRules], ['', pageId, entries.length, ops, '[]', 256]);
     expect(reply[0]).toBe(1);
     expect((await redis.hkeys(k.setAside)).sort()).toEqual(['/deletedness.md', '/elsewhere/x.md', '/listed-folder/x.md']);
   });

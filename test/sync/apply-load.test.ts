@@ -157,7 +157,7 @@ describe('the apply step on a big account', () => {
       const k = accountKeys(await store_(state, index));
       await redis.rpush(k.changes, line);
       const [, , , , files, , , , , scope] = await runScript<[unknown, unknown, unknown, unknown, string[], unknown, unknown, unknown, unknown, string]>(
-        redis, 'applyLoad', [k.changes, k.mailbox, k.pageCursor, k.files, k.fileIds, k.ignored, k.queue]);
+        redis, 'applyLoad', [k.changes, k.mailbox, k.pageCursor, k.files, k.fileIds, k.ignored, k.queue, k.applyRules]);
       expect([scope, files.length / 2], line).toEqual(['whole', 5050]);
     }
   });

@@ -251,6 +251,22 @@ describe('an apply cut short while it moved files (a step failed), then replayed
     await expectConverged(h, account);
   });
 
+  it('ignore rules changed by a re-link before the replay: the file moved to a newly ignored path leaves the mirror and the blog', async () => {
+    const account = 'dbid:replay-rules-change';
+    await linked(account, { '/a.md': '# A post', '/keep.md': '# Keep' });
+    h.emulator.model.move(account, '/a.md', '/b.md');
+    failFor = account;
+    await h.engine.notify([account]);
+    await waitUntil(async () => (await h.status(account)).state === 'backoff', 10_000, 'the backoff after the failed commit');
+    expect((await h.linkAccount(account, { accessToken: `token-${account}`, ignore: ['b.md'] })).status).toBe(200);
+    await h.waitForIdle(account);
+    // and once more, as the next webhook would
+    await h.syncChanges(account);
+
+    expect([...(await readMirror(h.dataDir, account)).keys()].sort()).toEqual(['/keep.md']);
+    expect((await h.engine.entries.list(account)).map((e) => e.path)).toEqual(['/keep.md']);
+  });
+
   it('a file moved onto a path deleted in the same batch stays in place, a post with its id', async () => {
     const account = 'dbid:replay-replace';
     await linked(account, { '/a.bin': 'AAA', '/b.bin': 'BBB', '/a.md': '# A post', '/b.md': '# B post' });

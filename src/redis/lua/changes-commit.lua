@@ -1,11 +1,11 @@
--- keys: 9
+-- keys: 10
 -- fenced: only the current owner of the account's lease may run this (see scripts.ts)
 -- The end of `applying`: the plan's effects on the local index, the new downloads, and the cursor,
 -- all in one step. Until it runs, a restart re-applies the same changes (every local effect is
 -- idempotent); after it, they are gone and the committed cursor moves on.
 -- KEYS[1] mailbox (holds `mode`, `ignoreRules`), KEYS[2] page cursor (string), KEYS[3] committed
 -- cursor (string), KEYS[4] changes (list), KEYS[5] queue, KEYS[6] files, KEYS[7] file ids, KEYS[8] ignored,
--- KEYS[9] set-aside files (download-set-aside.lua)
+-- KEYS[9] set-aside files (download-set-aside.lua), KEYS[10] the apply's frozen ignore patterns (apply-moves.lua)
 -- ARGV[1] the listed page the plan covered (its page id: SHA-1 hex of the stored page cursor, as
 -- lib/apply-read.lua gave it), ARGV[2] how many changes it consumed,
 -- ARGV[3] JSON { queue, files, fileIds, ignored }, each { set: [[field, value], ...], del: [field, ...] },
@@ -54,7 +54,7 @@ for name, key in pairs(targets) do
 end
 redis.call('LTRIM', KEYS[4], tonumber(ARGV[2]), -1)
 redis.call('SET', KEYS[3], page)
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[10])
 -- Continue from the cursor from now on: that is the mode with no field (the mailbox stays small).
 redis.call('HDEL', KEYS[1], 'mode', 'moves')
 redis.call('HSET', KEYS[1], 'ignoreRules', ARGV[4])

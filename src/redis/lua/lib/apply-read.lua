@@ -8,16 +8,19 @@
 -- the cursor itself may be bytes (src/sync/stored-cursor.ts), and this reply is read as text.
 -- scope says what was read: 'whole' (every hash whole), 'targeted' (only what this batch can
 -- touch), 'none' (no page to apply). moves is how far an apply cut short had got with its
--- moves ('staging <page id>' or 'placed <page id>', apply-moves.lua), if it had begun them.
+-- moves ('staging <page id>' or 'placed <page id>', apply-moves.lua), if it had begun them. Once it
+-- had, `ignore` is the patterns it planned with (apply-moves.lua keeps them), not the account's now.
 --
 -- The rule is src/sync/index-reads.ts (its comment says why it is enough); a test runs both on the
 -- same cases. In short: the whole index for a full listing, for ignore rules that may have changed,
 -- or when a listed path is a folder in `files` (what is under it could go); otherwise `files` at
 -- each listed path and the folders above it; `file-ids` for the listed files' ids and those of the
 -- records read; `queue` and `ignored` at or under a listed path.
-local function apply_read(changes_key, mailbox_key, page_cursor_key, files_key, file_ids_key, ignored_key, queue_key)
+local function apply_read(changes_key, mailbox_key, page_cursor_key, files_key, file_ids_key, ignored_key, queue_key, apply_rules_key)
   local state = redis.call('HMGET', mailbox_key, 'mode', 'ignoreRules', 'ignore', 'moves')
   local mode, ignore_rules, ignore, moves = state[1], state[2], state[3], state[4]
+  local frozen = redis.call('GET', apply_rules_key)
+  if frozen then ignore = frozen end
   local page_cursor = redis.call('GET', page_cursor_key)
   local changes = redis.call('LRANGE', changes_key, 0, -1)
 
