@@ -15,6 +15,11 @@ describe('retryDelayMs', () => {
   it('never retries sooner than the server asked', () => {
     expect(retryDelayMs(1, { jitter: 0, retryAfterMs: 300_000 })).toBe(300_000);
   });
+
+  it('waits at most MAX_RETRY_DELAY_MS whatever a failure says (one persisted by an older engine)', () => {
+    // Past 2^31 ms a timer fires at once: a restored backoff would retry in a loop.
+    expect(retryDelayMs(1, { jitter: 0, retryAfterMs: 40 * 24 * 3_600_000 })).toBe(MAX_RETRY_DELAY_MS);
+  });
 });
 
 describe('toSyncFailure', () => {

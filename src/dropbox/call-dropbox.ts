@@ -1,7 +1,20 @@
 import type { Dropbox } from 'dropbox';
 import type { DropboxSession } from './dropbox-session.js';
 import { AbortedError, type Clock, sleep } from '../engine/clock.js';
-import { SyncError, type FailureKind } from '../sync/sync-failure.js';
+import { MAX_RETRY_DELAY_MS, SyncError, type FailureKind } from '../sync/sync-failure.js';
+
+/**
+ * The longest wait a server's Retry-After imposes: past it, one call asks again. Longer asks were
+ * kept whole, beyond the backoff's deadline (the watchdog then restarted the actor), and one past
+ * 2^31 ms made Node's timer fire at once, retrying in a loop.
+ */
+export const MAX_SERVER_WAIT_MS = MAX_RETRY_DELAY_MS;
+
+/**
+ * The longest wait inside a call. A longer one ends the call: the actor's backoff waits it out,
+ * persisted (a restart keeps it) and without the account's run slot, which other accounts need.
+ */
+export const MAX_IN_CALL_WAIT_MS = 60_000;
 
 export interface CallOptions {
   session: DropboxSession;
@@ -41,20 +54,23 @@ function errorTag(body: unknown): string {
   return typeof inner?.['.tag'] === 'string' ? inner['.tag'] : '';
 }
 
-/** Retry-After in ms: the header, else the JSON body's retry_after, else 5 s (as the Python SDK). */
+/**
+ * Retry-After in ms: the header, else the JSON body's retry_after, else 5 s (as the Python SDK);
+ * at most MAX_SERVER_WAIT_MS.
+ */
 export function retryAfterMs(error: ResponseErrorShape): number {
   const header = retryAfterHeaderMs(error);
   if (header !== undefined) return header;
   const body = (error.error as { error?: { retry_after?: unknown } } | null)?.error?.retry_after;
-  return typeof body === 'number' ? body * 1000 : 5_000;
+  return typeof body === 'number' && body >= 0 ? Math.min(body * 1000, MAX_SERVER_WAIT_MS) : 5_000;
 }
 
-/** The Retry-After header (integer seconds) in ms, when the answer has one. */
+/** The Retry-After header (integer seconds) in ms, at most MAX_SERVER_WAIT_MS, when the answer has one. */
 function retryAfterHeaderMs(error: ResponseErrorShape): number | undefined {
   const raw = error.headers?.get('retry-after');
   if (raw === null || raw === undefined || raw.trim() === '') return undefined;
   const seconds = Number(raw);
-  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
+  return Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds * 1000, MAX_SERVER_WAIT_MS) : undefined;
 }
 
 /**
@@ -126,7 +142,7 @@ export async function callDropbox<T>(label: string, call: (client: Dropbox) => P
         throw error;
       }
     }
-    if (attempt >= maxAttempts) throw fail(options, failure.kind, failure.message, failure.retryAfterMs);
+    if (attempt >= maxAttempts || failure.waitMs > MAX_IN_CALL_WAIT_MS) throw fail(options, failure.kind, failure.message, failure.retryAfterMs);
     options.onRetry?.({ attempt, waitMs: failure.waitMs, reason: failure.message });
     await sleep(options.clock, failure.waitMs, options.signal);
   }

@@ -41,12 +41,13 @@ export const MAX_RETRY_DELAY_MS = 5 * 60_000;
 
 /**
  * Exponential backoff with jitter ("equal jitter": half fixed, half random), never shorter than
- * what the server asked for, never longer than MAX_RETRY_DELAY_MS unless the server asked for it.
+ * what the server asked for, never longer than MAX_RETRY_DELAY_MS (a server's ask is capped there
+ * as it is read, call-dropbox.ts; capped here too for a failure persisted before that).
  */
 export function retryDelayMs(attempt: number, failure: Pick<SyncFailure, 'retryAfterMs' | 'jitter'>): number {
   const exponential = Math.min(MAX_RETRY_DELAY_MS, BASE_RETRY_DELAY_MS * 2 ** Math.max(0, attempt - 1));
   const jittered = Math.round(exponential / 2 + (exponential / 2) * failure.jitter);
-  return Math.max(jittered, failure.retryAfterMs ?? 0);
+  return Math.min(MAX_RETRY_DELAY_MS, Math.max(jittered, failure.retryAfterMs ?? 0));
 }
 
 function isSyncFailure(value: unknown): value is SyncFailure {

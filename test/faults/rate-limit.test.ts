@@ -136,6 +136,36 @@ describe('429 Too Many Requests with Retry-After (fake time)', () => {
   });
 });
 
+describe('a Retry-After longer than the engine waits inside a call (fake time)', () => {
+  it('ends the call at once and backs off durably, the wait capped at 5 minutes, then resumes', async () => {
+    // An hour, as a struggling server may ask: waited inside the call, it held the account's run
+    // slot for the hour (three times over with the retries, past fetching's deadline); and a value
+    // past 2^31 ms made Node's timer fire after 1 ms, retrying in a loop.
+    const account = 'dbid:faults-429-long';
+    const model = h.emulator.model;
+    model.addAccount(account, { accessToken: 'tok-429-long' });
+    model.writeFile(account, '/posts/one.md', '# One', { clientModified: at });
+    expect((await h.linkAccount(account, { accessToken: 'tok-429-long' })).status).toBe(200);
+    await h.waitForIdle(account);
+    model.writeFile(account, '/posts/two.md', '# Two', { clientModified: at });
+    h.emulator.faults.inject({ route: 'files/list_folder/continue', accountId: account, status: 429, retryAfterSeconds: 3_600, times: 1 });
+    const continues = () => h.emulator.stats.calls(account, 'files/list_folder/continue');
+    const before = continues();
+    await h.engine.notify([account]);
+
+    const CAPPED_MS = 5 * 60_000;
+    await waitUntil(() => h.engine.host.actor(account)?.getSnapshot().value === 'backoff' && clock.waiting(CAPPED_MS), 10_000, 'a backoff of 5 minutes');
+    expect(continues()).toBe(before + 1);
+    const status = (await (await h.api(`/accounts/${account}`)).json()) as { lastError: { kind: string } | null };
+    expect(status.lastError?.kind).toBe('rate_limited');
+
+    clock.increment(CAPPED_MS);
+    await h.waitForIdle(account);
+    expect(continues()).toBe(before + 2);
+    await expectAccountConverged(h, account);
+  });
+});
+
 describe('429 with a plain-text body (fake time)', () => {
   it('on files/download: the in-call retry still waits the full Retry-After (dropbox-api.md 5.2)', async () => {
     const account = 'dbid:faults-429-text';
