@@ -1,7 +1,7 @@
 import type { Dropbox } from 'dropbox';
 import type { DropboxSession } from './dropbox-session.js';
 import { AbortedError, type Clock, sleep } from '../engine/clock.js';
-import { MAX_RETRY_DELAY_MS, SyncError, type FailureKind } from '../sync/sync-failure.js';
+import { MAX_RETRY_DELAY_MS, SyncError, type FailureKind, type SyncFailure } from '../sync/sync-failure.js';
 
 /**
  * The longest wait a server's Retry-After imposes: past it, one call asks again. Longer asks were
@@ -35,6 +35,18 @@ export class DropboxEndpointError extends Error {
   constructor(readonly tag: string, readonly summary: string, readonly body: unknown) {
     super(`Dropbox endpoint error: ${summary || tag}`);
     this.name = 'DropboxEndpointError';
+  }
+}
+
+/**
+ * Dropbox refused the request's input (HTTP 400; the body is plain text): sent again unchanged it
+ * gets the same answer. A SyncError of kind `internal`, so a caller with nothing else to send
+ * fails its step like any other error; list_folder/continue's caller lists from scratch instead.
+ */
+export class DropboxBadInputError extends SyncError {
+  constructor(failure: SyncFailure) {
+    super(failure);
+    this.name = 'DropboxBadInputError';
   }
 }
 
@@ -134,6 +146,8 @@ export async function callDropbox<T>(label: string, call: (client: Dropbox) => P
         failure = { kind: 'rate_limited', message: `${label}: rate limited, retry after ${wait} ms`, waitMs: wait, retryAfterMs: wait, retry: true };
       } else if (response && (response.status >= 500 || response.status === 408)) {
         failure = unavailable(response, `${label}: Dropbox answered ${response.status}`, attempt, baseDelayMs, random);
+      } else if (response?.status === 400) {
+        throw new DropboxBadInputError(fail(options, 'internal', `${label}: Dropbox refused the request as bad input (400): ${summary(response.error)}`).failure);
       } else if (response) {
         throw fail(options, 'internal', `${label}: Dropbox answered ${response.status}: ${summary(response.error)}`);
       } else if (isTransient(error)) {

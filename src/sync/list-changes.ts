@@ -1,4 +1,4 @@
-import { callDropbox, DropboxEndpointError } from '../dropbox/call-dropbox.js';
+import { callDropbox, DropboxBadInputError, DropboxEndpointError } from '../dropbox/call-dropbox.js';
 import type { SyncDeps } from './sync-deps.js';
 import type { ApplyInput, ListingStart } from './sync-store.js';
 import { storedCursor } from './stored-cursor.js';
@@ -16,7 +16,8 @@ export interface ListOutput {
 /**
  * `fetching`: page through list_folder (first sync, reset) or list_folder/continue, saving each
  * page's entries and cursor in one step the moment it arrives. A 409 from continue (reset, or the
- * cursor's folder gone) drops the cursor and lists everything again; the apply step reconciles.
+ * cursor's folder gone) or a 400 (the cursor refused as bad input) drops the cursor and lists
+ * everything again; the apply step reconciles.
  */
 export async function listChanges(accountId: string, signal: AbortSignal, deps: SyncDeps): Promise<ListOutput> {
   const log = deps.log.child({ accountId, step: 'fetching' });
@@ -42,9 +43,10 @@ export async function listChanges(accountId: string, signal: AbortSignal, deps: 
         ? (await callDropbox('files/list_folder', (c) => c.filesListFolder({ path: '', recursive: true, include_non_downloadable_files: false, limit: deps.pageLimit }), call)).result
         : (await callDropbox('files/list_folder/continue', (c) => c.filesListFolderContinue({ cursor: from }), call)).result;
     } catch (error) {
-      if (error instanceof DropboxEndpointError && from !== '' && resets < 3) {
+      // A 400 from continue refuses its only argument, the cursor: only a new listing gets past it.
+      if ((error instanceof DropboxEndpointError || error instanceof DropboxBadInputError) && from !== '' && resets < 3) {
         resets++;
-        log.warn({ tag: error.tag }, 'cursor no longer valid: listing everything again');
+        log.warn(error instanceof DropboxEndpointError ? { tag: error.tag } : { err: error.message }, 'cursor no longer valid: listing everything again');
         await deps.store.resetListing(accountId);
         // No page can have been placed in between: this step is the account's only writer.
         ({ mode, from, fromStored } = (await deps.store.beginListing(accountId, deps.clock.now())) as ListingStart & { mode: 'continue' | 'full' });

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { accountKeys } from '../../src/redis/keys.js';
+import { storedCursor } from '../../src/sync/stored-cursor.js';
 import { expectedMirror, readMirror, startHarness, waitUntil, type Harness, expectConverged as expectAccountConverged } from '../support/sync-harness.js';
 
 /**
@@ -102,5 +104,29 @@ describe('a cursor reset (409 reset on list_folder/continue)', () => {
     expect(h.emulator.stats.downloads(id, '/posts/005.md')).toBe(0); // listed in the dropped page, never fetched
     expect(h.emulator.stats.downloads(id)).toBe(250); // 249 left + late.md, each once
     expect(h.emulator.stats.maxListingsInFlight(id)).toBe(1);
+  });
+
+  it('a cursor Dropbox refuses as bad input (400) is dropped like a reset: the account lists everything again', async () => {
+    // The request's only argument is the cursor, so nothing but a new listing gets past a 400:
+    // retried from the same cursor, the account backed off for good (a stored cursor mangled by a
+    // bug, or one from another app's listing).
+    const id = 'dbid:faults-refused-cursor';
+    const model = h.emulator.model;
+    model.addAccount(id, { accessToken: 'tok-refused-cursor' });
+    model.writeFile(id, '/posts/a.md', '# A', { clientModified: at });
+    expect((await h.linkAccount(id, { accessToken: 'tok-refused-cursor' })).status).toBe(200);
+    await h.waitForIdle(id);
+    await h.redis.set(accountKeys(id).cursor, storedCursor('not-a-cursor-dropbox-knows'));
+    model.writeFile(id, '/posts/b.md', '# B', { clientModified: at });
+    h.emulator.stats.resetStats();
+
+    await h.engine.notify([id]);
+    await waitUntil(() => h.emulator.stats.calls(id, 'files/list_folder') > 0, 10_000, 'the listing from scratch');
+    await h.waitForIdle(id);
+    await expectAccountConverged(h, id);
+    expect(h.emulator.stats.calls(id, 'files/list_folder/continue')).toBe(1);
+    expect(h.emulator.stats.calls(id, 'files/list_folder')).toBe(1);
+    expect(h.emulator.stats.downloads(id, '/posts/a.md')).toBe(0); // its bytes were already there
+    expect((await h.status(id)).lastError).toBeNull();
   });
 });
