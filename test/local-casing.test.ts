@@ -26,6 +26,15 @@ describe('withLocalCasing', () => {
     expect(out.map((e) => e.pathDisplay)).toEqual(['/Photos', '/Photos/a.jpg']);
   });
 
+  it('keeps the casing a folder got earlier in the batch when the batch lists it again (two pages of one batch)', () => {
+    // Taken from Dropbox the second time, the folder would be made again beside the first on a
+    // case-sensitive disk, and the files listed after it written there.
+    const local = withLocalCasing([folder('/PHOTOS'), folder('/photos'), file('/photos/a.jpg')], new Map([localFolder('/Photos')]));
+    expect(local.map((e) => e.pathDisplay)).toEqual(['/Photos', '/Photos', '/Photos/a.jpg']);
+    const fresh = withLocalCasing([folder('/New'), file('/new/a.md'), folder('/NEW'), file('/NEW/b.md')], new Map());
+    expect(fresh.map((e) => e.pathDisplay)).toEqual(['/New', '/New/a.md', '/New', '/New/b.md']);
+  });
+
   it('keeps the file name casing from Dropbox and leaves unknown parents as listed', () => {
     const out = withLocalCasing([file('/Unknown/Parent/ReadMe.MD')], new Map());
     expect(out[0]!.pathDisplay).toBe('/Unknown/Parent/ReadMe.MD');

@@ -10,11 +10,13 @@ import { parentPathLower } from './paths.js';
  * keeps its local casing (Dropbox does not report case-only renames), unless the batch deleted it
  * (or a folder above it) before listing it again: the planner removes it and makes it anew, so it
  * takes the name Dropbox gives it (a case-only rename through a temporary name), and so does what
- * is listed in it.
+ * is listed in it. A folder the batch lists twice keeps the casing it got the first time.
  */
 export function withLocalCasing(entries: readonly ListedEntry[], files: ReadonlyMap<string, LocalRecord>): ListedEntry[] {
   const known = new Map<string, string>();
   const deleted = new Set<string>();
+  /** The casing each folder got where the batch listed it: listed again, it keeps it (one folder on disk). */
+  const listedFolders = new Map<string, string>();
   /** Whether the batch so far deleted this path or a folder above it (one look-up per level, not per deletion). */
   const deletedAtOrAbove = (pathLower: string): boolean => {
     if (deleted.size === 0) return false;
@@ -31,11 +33,17 @@ export function withLocalCasing(entries: readonly ListedEntry[], files: Readonly
     let pathDisplay = parentDisplay === undefined ? entry.pathDisplay : `${parentDisplay}/${name}`;
     if (entry.tag === 'deleted') {
       known.delete(entry.pathLower);
+      listedFolders.delete(entry.pathLower);
       deleted.add(entry.pathLower);
       return pathDisplay === entry.pathDisplay ? entry : { ...entry, pathDisplay };
     }
-    const local = files.get(entry.pathLower);
-    if (entry.tag === 'folder' && local?.kind === 'folder' && !known.has(entry.pathLower) && !deletedAtOrAbove(entry.pathLower)) pathDisplay = local.pathDisplay;
+    if (entry.tag === 'folder') {
+      const local = files.get(entry.pathLower);
+      const earlier = listedFolders.get(entry.pathLower);
+      if (earlier !== undefined) pathDisplay = earlier;
+      else if (local?.kind === 'folder' && !deletedAtOrAbove(entry.pathLower)) pathDisplay = local.pathDisplay;
+      listedFolders.set(entry.pathLower, pathDisplay);
+    } else listedFolders.delete(entry.pathLower);
     known.set(entry.pathLower, pathDisplay);
     return pathDisplay === entry.pathDisplay ? entry : { ...entry, pathDisplay };
   });
