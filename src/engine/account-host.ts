@@ -308,13 +308,19 @@ export class AccountHost {
     return { workWaiting: released?.workWaiting ?? null };
   }
 
-  /** Graceful shutdown: every actor stopped, every snapshot flushed, every lease released. */
+  /**
+   * Graceful shutdown: every actor stopped, every snapshot flushed, every lease released. Stops
+   * already under way (a passivation, a watchdog restart, an unlink) are waited for too: their
+   * actor has left `actors` already, and a lease they release after the caller quits Redis would
+   * keep the account from the next process until LEASE_TTL_MS.
+   */
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.renewal);
     clearInterval(this.watchdog);
     await Promise.all([...this.starting.values()].map((p) => p.catch(() => undefined)));
     await Promise.all([...this.actors.keys()].map((id) => this.stop(id)));
+    while (this.stopping.size > 0) await Promise.all([...this.stopping.values()].map((p) => p.catch(() => undefined)));
   }
 
   /** Resolves once every snapshot emitted so far is written (or given up on). */
