@@ -130,7 +130,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dropboxAppKey: c.DROPBOX_APP_KEY,
     dropboxAppSecret: c.DROPBOX_APP_SECRET,
     dropboxApiUrl: c.DROPBOX_API_URL,
-    dropboxContentUrl: c.DROPBOX_CONTENT_URL,
+    // As the library's `contentUrl`: a server standing in for the API (an emulator, a compatible
+    // server) serves the downloads too unless told otherwise, never the real content host.
+    dropboxContentUrl: c.DROPBOX_CONTENT_URL ?? c.DROPBOX_API_URL,
     dropboxAuthorizeUrl: c.DROPBOX_AUTHORIZE_URL,
     oauthRedirectUrl: c.OAUTH_REDIRECT_URL,
     production,
