@@ -10,7 +10,7 @@ import { DEMO_ACCOUNT, startDemo, type Demo } from './demo.js';
 import { Engine } from './engine/engine.js';
 import { createApp } from './http/app.js';
 import { serverUrl } from './http/server-url.js';
-import { createLogger } from './logger.js';
+import { createLogger, type Logger } from './logger.js';
 import { startInspection } from './observability/inspector.js';
 import { openRedis, openRedisCluster } from './redis/connection.js';
 import { EmbeddedRedis } from './redis/embedded-redis.js';
@@ -36,21 +36,72 @@ class Started {
 /** How long a shutdown waits for requests in flight before it closes their connections. */
 const SHUTDOWN_GRACE_MS = 5_000;
 
+/**
+ * SIGTERM and SIGINT, from the moment the process starts. Before the server listens nothing is
+ * owned yet: the start stops at its next step and what it started is stopped. From then on
+ * (`drainWith`) a signal runs the graceful shutdown, also while the boot is still restoring accounts
+ * (their leases are released, not left to expire).
+ */
+class Signals {
+  /** The first signal received. */
+  received: string | undefined;
+  private drain: ((signal: string) => void) | undefined;
+
+  /** From now on a signal drains; one received before drains now. */
+  drainWith(drain: (signal: string) => void): void {
+    this.drain = drain;
+    if (this.received) drain(this.received);
+  }
+
+  get draining(): boolean {
+    return this.received !== undefined && this.drain !== undefined;
+  }
+
+  receive(signal: string): void {
+    if (this.received) return;
+    this.received = signal;
+    this.drain?.(signal);
+  }
+
+  /** Between two steps of the start: a signal before the server listens ends the start here. */
+  check(): void {
+    if (this.received && !this.drain) throw new StoppedAtStart(this.received);
+  }
+}
+
+class StoppedAtStart extends Error {
+  constructor(readonly signal: string) {
+    super(`${signal} before the server listened`);
+  }
+}
+
 async function main(config: Config): Promise<void> {
+  const log = createLogger({ level: config.logLevel });
+  const signals = new Signals();
+  process.on('SIGTERM', () => signals.receive('SIGTERM'));
+  process.on('SIGINT', () => signals.receive('SIGINT'));
   const started = new Started();
   try {
-    await start(config, started);
+    await start(config, started, signals, log);
   } catch (error) {
+    // The graceful shutdown under way stops everything and exits (a step that failed because of it
+    // is no start-up failure).
+    if (signals.draining) return;
     await started.stopAll();
+    if (error instanceof StoppedAtStart) {
+      log.info({ signal: error.signal }, 'stopped');
+      process.exit(0);
+    }
     throw error;
   }
 }
 
-async function start(config: Config, started: Started): Promise<void> {
-  const log = createLogger({ level: config.logLevel });
+async function start(config: Config, started: Started, signals: Signals, log: Logger): Promise<void> {
   await mkdir(config.dataDir, { recursive: true });
+  signals.check();
 
   const embedded = config.redisUrl || config.redisClusterNodes ? undefined : started.add(await EmbeddedRedis.start({ dir: join(config.dataDir, 'redis') }), (e) => e.stop());
+  signals.check();
   if (embedded) log.info({ url: embedded.url, dir: embedded.dir }, 'started an embedded redis-server (set REDIS_URL or REDIS_CLUSTER_NODES to use your own)');
   const redisOptions = { commandTimeoutMs: config.redisCommandTimeoutMs };
   const redis = started.add(
@@ -58,8 +109,10 @@ async function start(config: Config, started: Started): Promise<void> {
     async (r) => r.disconnect(),
   );
   redis.on('error', (error: Error) => log.warn({ err: error.message }, 'redis connection error'));
+  signals.check();
 
   const demo: Demo | undefined = config.dropboxAppSecret ? undefined : started.add(await startDemo(config.dataDir), (d) => d.close());
+  signals.check();
   const appSecret = config.dropboxAppSecret ?? demo!.appSecret;
   const hosts = demo ? { api: demo.emulator.url, content: demo.emulator.url } : { api: config.dropboxApiUrl, content: config.dropboxContentUrl };
   const adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
@@ -67,6 +120,7 @@ async function start(config: Config, started: Started): Promise<void> {
 
   // INSPECT=1: the Stately inspector's relay on 127.0.0.1:INSPECT_PORT, every account actor reporting to it.
   const inspection = config.inspect ? started.add(await startInspection({ port: config.inspectPort, log }), (i) => i.close()) : undefined;
+  signals.check();
   const engine = new Engine({
     redis,
     dataDir: config.dataDir,
@@ -93,6 +147,7 @@ async function start(config: Config, started: Started): Promise<void> {
   started.add(engine, (e) => e.close());
   // Before the server listens: a webhook for an account still in the old layout would find it not linked.
   await engine.upgradeStoredLayout();
+  signals.check();
   let draining = false;
   const closing = new AbortController();
   // One listener per open status stream (up to its limit of 100), all removed as they end.
@@ -108,22 +163,7 @@ async function start(config: Config, started: Started): Promise<void> {
   const baseUrl = serverUrl(config.host, port);
   log.info({ url: baseUrl, webhook: `${baseUrl}/webhooks/dropbox` }, 'listening');
 
-  const resumed = await engine.boot();
-  if (resumed) log.info({ resumed }, 'resumed accounts with unfinished work');
-  if (demo) {
-    await engine.link(DEMO_ACCOUNT, { accessToken: demo.accessToken });
-    demo.watch(`${baseUrl}/webhooks/dropbox`);
-    log.info(
-      { dropFilesInto: demo.dropboxFolder, statusPage: `${baseUrl}/`, mirror: mirrorFolder(config.dataDir, DEMO_ACCOUNT), status: `${baseUrl}/accounts/${DEMO_ACCOUNT}`, entries: `${baseUrl}/accounts/${DEMO_ACCOUNT}/entries` },
-      'demo: no DROPBOX_APP_SECRET, so the built-in Dropbox emulator serves a local folder (call the URLs with Authorization: Bearer $ADMIN_TOKEN)',
-    );
-  }
-
-  const sweeper = setInterval(() => {
-    engine.sweep().catch((error: unknown) => log.warn({ err: (error as Error).message }, 'sweep failed'));
-  }, config.sweepIntervalMs);
-  sweeper.unref();
-
+  let sweeper: NodeJS.Timeout | undefined;
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
@@ -139,6 +179,8 @@ async function start(config: Config, started: Started): Promise<void> {
     force.unref();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     clearTimeout(force);
+    // Also while the boot below is still restoring accounts: the actors restored so far are
+    // stopped and their leases released, and the boot starts no more.
     await engine.close();
     await inspection?.close();
     await redis.quit().catch(() => redis.disconnect());
@@ -146,8 +188,27 @@ async function start(config: Config, started: Started): Promise<void> {
     log.info('stopped');
     process.exit(0);
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  // From the moment the server listens, not after the boot: a signal during a long boot would
+  // otherwise kill the process with the leases of every account restored so far held until they expire.
+  signals.drainWith((signal) => void shutdown(signal));
+
+  const resumed = await engine.boot();
+  if (signals.received) return;
+  if (resumed) log.info({ resumed }, 'resumed accounts with unfinished work');
+  if (demo) {
+    await engine.link(DEMO_ACCOUNT, { accessToken: demo.accessToken });
+    if (signals.received) return;
+    demo.watch(`${baseUrl}/webhooks/dropbox`);
+    log.info(
+      { dropFilesInto: demo.dropboxFolder, statusPage: `${baseUrl}/`, mirror: mirrorFolder(config.dataDir, DEMO_ACCOUNT), status: `${baseUrl}/accounts/${DEMO_ACCOUNT}`, entries: `${baseUrl}/accounts/${DEMO_ACCOUNT}/entries` },
+      'demo: no DROPBOX_APP_SECRET, so the built-in Dropbox emulator serves a local folder (call the URLs with Authorization: Bearer $ADMIN_TOKEN)',
+    );
+  }
+
+  sweeper = setInterval(() => {
+    engine.sweep().catch((error: unknown) => log.warn({ err: (error as Error).message }, 'sweep failed'));
+  }, config.sweepIntervalMs);
+  sweeper.unref();
 }
 
 let config: Config;

@@ -260,7 +260,10 @@ export class AccountHost {
     // restart benchmark), all at once would flood Redis and Dropbox after a restart.
     const ids = await accounts.linkedIds();
     const results = await forEachBounded(ids, BOOT_CONCURRENCY, async (accountId) => {
+      // A shutdown during the boot (close): the accounts not reached yet are left to the next process.
+      if (this.closed) return;
       const [box, stored, pending] = await Promise.all([mailbox.read(accountId), persistence.load(accountId), store.pendingCount(accountId)]);
+      if (this.closed) return;
       // Parked until a re-link: a restart gives its credentials no better chance.
       if (box.status === 'parked') return;
       // (A resting actor with work in its mailbox is woken like an idle one: an account awaiting a
