@@ -40,7 +40,7 @@ const SHUTDOWN_GRACE_MS = 5_000;
  * SIGTERM and SIGINT, from the moment the process starts. Before the server listens nothing is
  * owned yet: the start stops at its next step and what it started is stopped. From then on
  * (`drainWith`) a signal runs the graceful shutdown, also while the boot is still restoring accounts
- * (their leases are released, not left to expire).
+ * (their leases are released, not left to expire). A second signal exits at once.
  */
 class Signals {
   /** The first signal received. */
@@ -57,8 +57,15 @@ class Signals {
     return this.received !== undefined && this.drain !== undefined;
   }
 
+  constructor(private readonly log: Logger) {}
+
   receive(signal: string): void {
-    if (this.received) return;
+    if (this.received) {
+      // An operator's second Ctrl-C, or a supervisor that will not wait: exit now. The leases not
+      // released yet stay until LEASE_TTL_MS; every write was fenced, so nothing else is lost.
+      this.log.warn({ signal, first: this.received }, 'second signal: exiting without finishing the shutdown');
+      process.exit(1);
+    }
     this.received = signal;
     this.drain?.(signal);
   }
@@ -77,7 +84,7 @@ class StoppedAtStart extends Error {
 
 async function main(config: Config): Promise<void> {
   const log = createLogger({ level: config.logLevel });
-  const signals = new Signals();
+  const signals = new Signals(log);
   process.on('SIGTERM', () => signals.receive('SIGTERM'));
   process.on('SIGINT', () => signals.receive('SIGINT'));
   const started = new Started();

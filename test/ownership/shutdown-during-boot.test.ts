@@ -12,7 +12,7 @@ import { waitUntil } from '../support/sync-harness.js';
 /**
  * A SIGTERM while `npm start` is still booting (restoring the accounts a dead process left with
  * work) must shut down as cleanly as one later: the leases of the actors restored so far are given
- * back, so the next process does not wait LEASE_TTL_MS for them.
+ * back, so the next process does not wait LEASE_TTL_MS for them. A second signal exits at once.
  *
  * The engine reaches Redis through a RedisGate that lets its first lease grant through and holds
  * everything after it: the signal lands with one lease held and the boot still waiting for the next.
@@ -68,5 +68,20 @@ describe('a signal while the engine boots', () => {
     expect({ code, signal }).toEqual({ code: 0, signal: null });
     expect(engine.output).toContain('"msg":"stopped"');
     for (const id of ids) expect(await fixture.redis.get(accountKeys(id).lease)).toBeNull();
+  }, 60_000);
+
+  it('a second SIGTERM exits at once, without waiting for the shutdown', async () => {
+    const ids = ['dbid:boot-c', 'dbid:boot-d'];
+    const { engine, child, gate, exited } = await engineStuckInBoot(ids);
+
+    child.kill('SIGTERM');
+    // The shutdown cannot finish: the boot's next lease grant is held, and Redis commands wait a minute.
+    await waitUntil(() => engine.output.includes('"msg":"shutting down"'), 10_000, 'the engine to start its shutdown');
+    child.kill('SIGTERM');
+    await waitUntil(() => child.exitCode !== null || child.signalCode !== null, 10_000, 'the second SIGTERM to end the process');
+    const [code, signal] = await exited;
+    expect({ code, signal }).toEqual({ code: 1, signal: null });
+    expect(engine.output).not.toContain('"msg":"stopped"');
+    gate.open();
   }, 60_000);
 });
