@@ -11,8 +11,22 @@ export class ConfigError extends Error {
   }
 }
 
-const port = z.coerce.number().int().min(0).max(65535);
-const positiveInt = z.coerce.number().int().min(1);
+/** The longest a Node timer waits: past it Node fires after 1 ms instead (TimeoutOverflowWarning). */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * A whole number from `min` to `max` (decimal digits, spaces around them allowed). Not
+ * `z.coerce.number()`: that reads a blank value as 0 (PORT a random port, POLL_INTERVAL_MS the
+ * safety net off) and answers "expected number, received NaN" for a typo.
+ */
+function wholeNumber(min: number, max: number, unit = '') {
+  const expected = `expected a whole number${unit} from ${min} to ${max}`;
+  return z.string().refine((value) => /^\s*\d+\s*$/.test(value) && Number(value) >= min && Number(value) <= max, expected).transform(Number);
+}
+const port = wholeNumber(0, 65535);
+const count = (max = Number.MAX_SAFE_INTEGER) => wholeNumber(1, max);
+/** Milliseconds given to a timer. */
+const timerMs = (min = 1) => wholeNumber(min, MAX_TIMER_MS, ' of milliseconds');
 const url = z.string().url().refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL');
 
 const schema = z.object({
@@ -37,17 +51,18 @@ const schema = z.object({
   NODE_ENV: z.string().optional(),
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  DOWNLOAD_CONCURRENCY: positiveInt.max(256).default(16),
-  ACCOUNT_DOWNLOAD_CONCURRENCY: positiveInt.max(64).default(4),
-  DROPBOX_TIMEOUT_MS: positiveInt.default(30_000),
-  REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(5_000),
-  LIST_PAGE_LIMIT: positiveInt.max(2000).default(2000),
-  SWEEP_INTERVAL_MS: positiveInt.default(10_000),
-  LEASE_TTL_MS: positiveInt.min(300).default(15_000),
-  IDLE_TIMEOUT_MS: positiveInt.default(60_000),
-  MAX_ACTIVE_RUNS: positiveInt.default(64),
-  POLL_INTERVAL_MS: z.coerce.number().int().min(0).default(15 * 60_000),
-  MAX_POLLS_PER_SWEEP: positiveInt.default(100),
+  DOWNLOAD_CONCURRENCY: count(256).default(16),
+  ACCOUNT_DOWNLOAD_CONCURRENCY: count(64).default(4),
+  DROPBOX_TIMEOUT_MS: timerMs().default(30_000),
+  REDIS_COMMAND_TIMEOUT_MS: timerMs().default(5_000),
+  LIST_PAGE_LIMIT: count(2000).default(2000),
+  SWEEP_INTERVAL_MS: timerMs().default(10_000),
+  LEASE_TTL_MS: timerMs(300).default(15_000),
+  IDLE_TIMEOUT_MS: timerMs().default(60_000),
+  MAX_ACTIVE_RUNS: count().default(64),
+  /** Compared with the time since the last listing, never a timer. */
+  POLL_INTERVAL_MS: wholeNumber(0, Number.MAX_SAFE_INTEGER, ' of milliseconds').default(15 * 60_000),
+  MAX_POLLS_PER_SWEEP: count().default(100),
   /** `1` inspects every account actor through the Stately WebSocket inspector (off by default). */
   INSPECT: z.enum(['0', '1', 'true', 'false']).default('0'),
   /** Port of the inspector's relay (HTTP page + WebSocket), on loopback. */

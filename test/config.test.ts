@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+/**
+ * Every variable with a value the engine cannot use stops the start with one line naming it and
+ * what it expects, instead of running with something else (src/main.ts prints it and exits 1).
+ */
+function refused(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error(`accepted ${JSON.stringify(env)}`);
+}
+
+describe('loadConfig refuses values it would misuse', () => {
+  // Node runs a timer longer than 2^31-1 ms after 1 ms: an idle actor would be passivated at once,
+  // the sweep would run without pause, every Dropbox or Redis call would time out at once.
+  it.each(['DROPBOX_TIMEOUT_MS', 'REDIS_COMMAND_TIMEOUT_MS', 'SWEEP_INTERVAL_MS', 'LEASE_TTL_MS', 'IDLE_TIMEOUT_MS'])('%s longer than a timer can wait', (variable) => {
+    const message = refused({ [variable]: '3000000000' });
+    expect(message).toMatch(new RegExp(`^invalid configuration: ${variable} = "3000000000": `));
+    expect(message).toContain('2147483647');
+  });
+
+  // A blank value coerced to 0: PORT a random port, POLL_INTERVAL_MS the safety net turned off.
+  it.each(['PORT', 'POLL_INTERVAL_MS', 'INSPECT_PORT', 'DROPBOX_TIMEOUT_MS'])('%s of spaces only', (variable) => {
+    expect(refused({ [variable]: '  ' })).toMatch(new RegExp(`^invalid configuration: ${variable} = "  ": expected a whole number`));
+  });
+
+  it('says what a number variable expects, not how the parser failed', () => {
+    expect(refused({ LEASE_TTL_MS: '15s' })).toBe('invalid configuration: LEASE_TTL_MS = "15s": expected a whole number of milliseconds from 300 to 2147483647');
+    expect(refused({ PORT: 'http' })).toBe('invalid configuration: PORT = "http": expected a whole number from 0 to 65535');
+  });
+
+  it('still takes well-formed values and the defaults', () => {
+    const config = loadConfig({ PORT: '0', LEASE_TTL_MS: ' 1000 ', POLL_INTERVAL_MS: '0', IDLE_TIMEOUT_MS: '2147483647' });
+    expect([config.port, config.leaseTtlMs, config.pollIntervalMs, config.idleTimeoutMs]).toEqual([0, 1000, 0, 2147483647]);
+    const defaults = loadConfig({});
+    expect([defaults.port, defaults.leaseTtlMs, defaults.sweepIntervalMs, defaults.downloadConcurrency]).toEqual([8080, 15000, 10000, 16]);
+  });
+});
