@@ -120,6 +120,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       throw new ConfigError('REDIS_CLUSTER_NODES', `= ${JSON.stringify(c.REDIS_CLUSTER_NODES)}: ${(error as Error).message} (expected host:port,host:port)`);
     }
   }
+  // Without the app secret the local demo runs on its built-in emulator (src/main.ts): a Dropbox
+  // host set for it would be ignored, the process syncing the demo folder instead of that server.
+  if (c.DROPBOX_APP_SECRET === undefined) {
+    for (const variable of ['DROPBOX_API_URL', 'DROPBOX_CONTENT_URL'] as const) {
+      if (c[variable] !== undefined) throw new ConfigError(variable, 'is set but DROPBOX_APP_SECRET is not: without it the local demo runs on its built-in emulator and the URL is not used; set DROPBOX_APP_SECRET (webhooks are verified with it), or unset the URL for the demo');
+    }
+  }
   const production = (c.MAILROOM_ENV ?? c.NODE_ENV) === 'production';
   let tokenEncryptionKey: Buffer | undefined;
   if (c.TOKEN_ENCRYPTION_KEY !== undefined) {

@@ -40,4 +40,10 @@ describe('loadConfig refuses values it would misuse', () => {
     const defaults = loadConfig({});
     expect([defaults.port, defaults.leaseTtlMs, defaults.sweepIntervalMs, defaults.downloadConcurrency]).toEqual([8080, 15000, 10000, 16]);
   });
+
+  // Without DROPBOX_APP_SECRET the local demo runs on its own emulator: these would be ignored.
+  it.each(['DROPBOX_API_URL', 'DROPBOX_CONTENT_URL'])('%s without DROPBOX_APP_SECRET', (variable) => {
+    expect(refused({ [variable]: 'http://127.0.0.1:9000' })).toMatch(new RegExp(`^invalid configuration: ${variable} is set but DROPBOX_APP_SECRET is not`));
+    expect(loadConfig({ [variable]: 'http://127.0.0.1:9000', DROPBOX_APP_SECRET: 'secret' })).toBeDefined();
+  });
 });
