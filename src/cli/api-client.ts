@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { ApiError, UnreachableError } from './errors.js';
 
 import type { AccountStatus } from '../engine/engine.js';
@@ -26,6 +27,32 @@ export interface LinkBody {
   ignore?: string[];
 }
 
+/**
+ * The shapes the CLI reads from the server's answers (docs/contract.md): checked, so a 2xx from
+ * something else (another service at --url, a proxy's own page) is reported as such, instead of a
+ * TypeError deep in the formatting or a success that never happened. Extra fields pass.
+ */
+const statusShape = z.looseObject({
+  accountId: z.string(),
+  state: z.string(),
+  dirty: z.boolean(),
+  pending: z.number(),
+  folder: z.string(),
+  lastSyncedAt: z.string().nullable(),
+  lastError: z.looseObject({ kind: z.string(), message: z.string(), at: z.string() }).nullable(),
+  // Absent from servers older than set-aside files.
+  setAside: z.number().optional(),
+  setAsideFiles: z.array(z.looseObject({ path: z.string(), kind: z.string(), message: z.string(), at: z.string() })).optional(),
+});
+const entryShape = z.looseObject({ id: z.string(), path: z.string(), title: z.string(), html: z.string(), created: z.number(), updated: z.number() });
+const SHAPES = {
+  status: statusShape,
+  accounts: z.looseObject({ accounts: z.array(statusShape) }),
+  entries: z.looseObject({ entries: z.array(entryShape) }),
+  startLink: z.looseObject({ url: z.string(), expiresInMs: z.number() }),
+  any: z.unknown(),
+} as const;
+
 /** The account API of a running server, with errors mapped to the CLI's exit codes. */
 export class ApiClient {
   constructor(
@@ -36,13 +63,13 @@ export class ApiClient {
 
   /** Every linked account, or those in `state` (e.g. awaitingRelink). */
   listAccounts(state?: string): Promise<{ accounts: AccountStatus[] }> {
-    return this.request('GET', state === undefined ? '/accounts' : `/accounts?state=${encodeURIComponent(state)}`);
+    return this.request('GET', state === undefined ? '/accounts' : `/accounts?state=${encodeURIComponent(state)}`, { shape: 'accounts' });
   }
 
   /** The account's status, or null when it is not linked (404). */
   async status(accountId: string): Promise<AccountStatus | null> {
     try {
-      return await this.request<AccountStatus>('GET', this.accountPath(accountId));
+      return await this.request<AccountStatus>('GET', this.accountPath(accountId), { shape: 'status' });
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) return null;
       throw error;
@@ -50,31 +77,33 @@ export class ApiClient {
   }
 
   link(accountId: string, body: LinkBody): Promise<AccountStatus> {
-    return this.request('PUT', this.accountPath(accountId), body);
+    return this.request('PUT', this.accountPath(accountId), { body, shape: 'status' });
   }
 
   /** A one-time start link (POST /oauth/start): the admin token stays out of the URL a browser opens. */
   startLink(): Promise<StartLink> {
-    return this.request('POST', '/oauth/start');
+    return this.request('POST', '/oauth/start', { shape: 'startLink' });
   }
 
   async unlink(accountId: string): Promise<void> {
-    await this.request('DELETE', this.accountPath(accountId));
+    await this.request('DELETE', this.accountPath(accountId), { status: 204 });
   }
 
   resync(accountId: string): Promise<{ accountId: string; resync: string }> {
-    return this.request('POST', `${this.accountPath(accountId)}/resync`);
+    return this.request('POST', `${this.accountPath(accountId)}/resync`, { status: 202 });
   }
 
   entries(accountId: string): Promise<{ entries: Entry[] }> {
-    return this.request('GET', `${this.accountPath(accountId)}/entries`);
+    return this.request('GET', `${this.accountPath(accountId)}/entries`, { shape: 'entries' });
   }
 
   private accountPath(accountId: string): string {
     return `/accounts/${encodeURIComponent(accountId)}`;
   }
 
-  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** `shape`: what a 2xx answer must hold; `status`: the one 2xx status the route answers (its body is not read). */
+  private async request<T>(method: string, path: string, expect: { body?: unknown; shape?: keyof typeof SHAPES; status?: number } = {}): Promise<T> {
+    const { body } = expect;
     const doFetch = this.options.fetch ?? fetch;
     let response: Response;
     try {
@@ -95,8 +124,15 @@ export class ApiClient {
       json = undefined;
     }
     if (response.ok) {
-      if (response.status !== 204 && json === undefined) {
+      if (expect.status !== undefined) {
+        if (response.status === expect.status) return json as T;
+        throw new ApiError(response.status, 'unexpected_answer', `${method} ${path}: ${this.baseUrl} answered ${response.status}, where a Mailroom server answers ${expect.status}; is it a Mailroom server?`);
+      }
+      if (json === undefined) {
         throw new ApiError(response.status, 'not_json', `${method} ${path}: ${this.baseUrl} answered ${response.status} without JSON; is it a Mailroom server?`);
+      }
+      if (!SHAPES[expect.shape ?? 'any'].safeParse(json).success) {
+        throw new ApiError(response.status, 'unexpected_answer', `${method} ${path}: ${this.baseUrl} answered ${response.status} with JSON that is not what a Mailroom server answers; is it a Mailroom server?`);
       }
       return json as T;
     }

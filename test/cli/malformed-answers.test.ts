@@ -1,0 +1,59 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
+import type { CliIO } from '../../src/cli/commands.js';
+
+/**
+ * `--url` pointed at something that is not a Mailroom server (another service, a proxy's own page)
+ * answering 2xx JSON of another shape: the CLI says so and exits 1, never a stack trace or a
+ * success it did not have.
+ */
+let server: Server;
+let url: string;
+let answer: { status: number; body: string } = { status: 200, body: '{"ok":true}' };
+
+beforeAll(async () => {
+  server = createServer((_req, res) => {
+    res.writeHead(answer.status, { 'Content-Type': 'application/json' });
+    res.end(answer.body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => { await new Promise((resolve) => server.close(resolve)); });
+
+async function run(args: string[]) {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIO = {
+    stdout: { write: (t: string) => { stdout += t; } },
+    stderr: { write: (t: string) => { stderr += t; } },
+    readStdin: async () => '',
+    now: () => Date.now(),
+    sleep: async () => {},
+    catchInterrupt: () => ({ signal: AbortSignal.abort(), dispose: () => {} }),
+  };
+  const code = await main([...args, '--url', url], { ADMIN_TOKEN: 'token' }, io);
+  return { code, stdout, stderr };
+}
+
+describe('a 2xx answer that is not what a Mailroom server answers', () => {
+  it.each([
+    [['status'], '{"ok":true}'],
+    [['status'], '{"accounts":[{"accountId":"x"}]}'],
+    [['status', 'dbid:a'], '{"ok":true}'],
+    [['entries', 'dbid:a'], '{"ok":true}'],
+    [['link-url'], '{"ok":true}'],
+    [['tail', 'dbid:a'], '{"ok":true}'],
+    [['link', 'dbid:a', '--access-token', 'x'], '{"ok":true}'],
+    [['resync', 'dbid:a'], '{"ok":true}'],
+    [['unlink', 'dbid:a'], '{"ok":true}'],
+  ])('%j answered %s: exit 1 saying the answer is not Mailroom\'s, no stack trace, no success', async (args, body) => {
+    answer = { status: 200, body };
+    const result = await run(args);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(/^mailroom: .*is it a Mailroom server\?\n$/);
+  });
+});
