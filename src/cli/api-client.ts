@@ -66,12 +66,16 @@ export class ApiClient {
     return this.request('GET', state === undefined ? '/accounts' : `/accounts?state=${encodeURIComponent(state)}`, { shape: 'accounts' });
   }
 
-  /** The account's status, or null when it is not linked (404). */
+  /**
+   * The account's status, or null when the server says it is not linked (404 `not_linked`). Any
+   * other 404 (a proxy's, a URL without Mailroom behind it) is an error: taken for "not linked", it
+   * would send the operator to re-link an account that is fine.
+   */
   async status(accountId: string): Promise<AccountStatus | null> {
     try {
       return await this.request<AccountStatus>('GET', this.accountPath(accountId), { shape: 'status' });
     } catch (error) {
-      if (error instanceof ApiError && error.status === 404) return null;
+      if (error instanceof ApiError && error.status === 404 && error.code === 'not_linked') return null;
       throw error;
     }
   }

@@ -57,3 +57,16 @@ describe('a 2xx answer that is not what a Mailroom server answers', () => {
     expect(result.stderr).toMatch(/^mailroom: .*is it a Mailroom server\?\n$/);
   });
 });
+
+describe('a 404 that is not the server saying "not linked"', () => {
+  it.each([[['status', 'dbid:a']], [['tail', 'dbid:a']]])(
+    '%j against a URL with no Mailroom behind it (a proxy\'s 404 page) does not claim the account is not linked',
+    async (args) => {
+      answer = { status: 404, body: '<html><body>404 Not Found</body></html>' };
+      const result = await run(args);
+      expect(result.code).toBe(1);
+      expect(result.stderr).not.toMatch(/not linked/);
+      expect(result.stderr).toMatch(/^mailroom: GET \/accounts\/dbid%3Aa answered 404/);
+    },
+  );
+});
