@@ -125,7 +125,9 @@ export function statusPageRoutes(options: StatusPageOptions): StatusPageRoutes {
     try {
       disconnect = await hub.connect(client);
     } catch (error) {
-      closed = true;
+      // close(), not just the flag: it takes the listener off the shutdown signal, which lives as
+      // long as the server (one listener and its unread stream kept for every failed open).
+      close();
       options.log?.warn({ err: (error as Error).message }, 'status page: could not read the snapshot');
       return c.json({ error: 'unavailable', message: 'could not read the account statuses; retry shortly' }, 503);
     }

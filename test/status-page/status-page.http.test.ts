@@ -1,7 +1,9 @@
 import { serve } from '@hono/node-server';
 import type { Server } from 'node:http';
+import { getEventListeners } from 'node:events';
 import { connect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LINKED_ACCOUNTS_KEY } from '../../src/redis/keys.js';
 import { statusPageRoutes, type StatusPageOptions, type StatusPageRoutes } from '../../src/status-page/routes.js';
 import { ADMIN_TOKEN, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
@@ -229,5 +231,32 @@ describe('streams and the server around them', () => {
     expect(routes.statusHub!.clientCount).toBe(0);
     await new Promise<void>((resolve) => server.close(() => resolve())); // no connection holds it
     expect((await fetch(`${url}/`).catch((error: Error) => error)) instanceof Error).toBe(true);
+  });
+});
+
+describe('a stream that cannot open', () => {
+  it('a snapshot that cannot be read answers 503 and leaves nothing behind on the shutdown signal', async () => {
+    const closing = new AbortController();
+    const { routes, server, url } = await serveRoutes({ closing: closing.signal, hub: { heartbeatMs: 600_000, refreshIntervalMs: 600_000 } });
+    // The linked accounts cannot be read (WRONGTYPE), while tickets still can: the snapshot fails.
+    const backup = `${LINKED_ACCOUNTS_KEY}:backup-${Date.now()}`;
+    const hadAccounts = (await h.redis.exists(LINKED_ACCOUNTS_KEY)) === 1;
+    if (hadAccounts) await h.redis.rename(LINKED_ACCOUNTS_KEY, backup);
+    await h.redis.set(LINKED_ACCOUNTS_KEY, 'not a set');
+    try {
+      for (let i = 0; i < 20; i++) {
+        const { ticket } = (await (await fetch(`${url}/events/ticket`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { ticket: string };
+        const response = await fetch(`${url}/events?ticket=${ticket}`);
+        expect(response.status).toBe(503);
+        expect(await response.json()).toMatchObject({ error: 'unavailable' });
+      }
+      // Each failed open used to leave its listener (and its stream) on the server's shutdown signal.
+      expect(getEventListeners(closing.signal, 'abort')).toHaveLength(0);
+      expect(routes.statusHub!.clientCount).toBe(0);
+    } finally {
+      await h.redis.del(LINKED_ACCOUNTS_KEY);
+      if (hadAccounts) await h.redis.rename(backup, LINKED_ACCOUNTS_KEY);
+      await stopServing(routes, server);
+    }
   });
 });
