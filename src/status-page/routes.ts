@@ -70,6 +70,10 @@ export function statusPageRoutes(options: StatusPageOptions): StatusPageRoutes {
   });
 
   routes.get('/events', async (c) => {
+    // Hono answers a HEAD with the GET handler's headers and drops its body without cancelling it:
+    // a stream opened for a HEAD would never be read nor closed, holding a place among maxStreams
+    // (and a ticket) for good. Refused before the ticket is spent.
+    if (c.req.method === 'HEAD') return c.json({ error: 'not_found', message: 'no route HEAD /events: open the stream with GET /events?ticket=…' }, 404);
     if (options.closing?.aborted) return c.json({ error: 'unavailable', message: 'the server is shutting down' }, 503);
     if (!(await tickets.redeem(c.req.query('ticket')))) {
       return c.json({ error: 'unauthorized', message: 'open the stream with a fresh ticket from POST /events/ticket' }, 401);

@@ -260,3 +260,25 @@ describe('a stream that cannot open', () => {
     }
   });
 });
+
+describe('HEAD /events', () => {
+  it('opens no stream: a HEAD (curl -I, a monitor) does not hold a place among the streams for good', async () => {
+    const { routes, server, url } = await serveRoutes({ maxStreams: 2, hub: { heartbeatMs: 600_000, refreshIntervalMs: 600_000 } });
+    const newTicket = async () =>
+      ((await (await fetch(`${url}/events/ticket`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { ticket: string }).ticket;
+    try {
+      const heads = [];
+      for (let i = 0; i < 2; i++) heads.push(await fetch(`${url}/events?ticket=${await newTicket()}`, { method: 'HEAD' }));
+      // The page still gets its stream (it was refused 503 busy: each HEAD held a stream nobody reads).
+      const response = await fetch(`${url}/events?ticket=${await newTicket()}`);
+      expect(response.status).toBe(200);
+      await response.body!.cancel();
+      for (const head of heads) {
+        expect(head.status).toBe(404);
+        expect(head.headers.get('content-type')).toMatch(/^application\/json/);
+      }
+    } finally {
+      await stopServing(routes, server);
+    }
+  });
+});
