@@ -8,6 +8,14 @@ import { USAGE } from './usage.js';
 
 /** The real terminal: process streams, the system clock, SIGINT. */
 export function processIO(): CliIO {
+  // stdout's reader left (`| head -1`, `| grep -m1 synced`): a write fails with EPIPE, an 'error'
+  // event that nothing handled crashed the command with a stack trace. What is left to print has
+  // no reader: `tail` and a wait stop as on Ctrl-C.
+  const readerGone = new AbortController();
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE' && !readerGone.signal.aborted) throw error;
+    readerGone.abort();
+  });
   return {
     stdout: process.stdout,
     stderr: process.stderr,
@@ -22,7 +30,7 @@ export function processIO(): CliIO {
       const controller = new AbortController();
       const onInterrupt = () => controller.abort();
       process.on('SIGINT', onInterrupt);
-      return { signal: controller.signal, dispose: () => process.off('SIGINT', onInterrupt) };
+      return { signal: AbortSignal.any([controller.signal, readerGone.signal]), dispose: () => process.off('SIGINT', onInterrupt) };
     },
   };
 }
