@@ -53,6 +53,8 @@ export function statusPageRoutes(options: StatusPageOptions): StatusPageRoutes {
   routes.statusHub = hub;
   routes.tickets = tickets;
   const maxStreams = options.maxStreams ?? 100;
+  /** Streams between the check against maxStreams and joining the hub (reading their snapshot). */
+  let opening = 0;
 
   routes.get('/', (c) => {
     page ??= renderStatusPage(accountMachine);
@@ -78,7 +80,9 @@ export function statusPageRoutes(options: StatusPageOptions): StatusPageRoutes {
     if (!(await tickets.redeem(c.req.query('ticket')))) {
       return c.json({ error: 'unauthorized', message: 'open the stream with a fresh ticket from POST /events/ticket' }, 401);
     }
-    if (hub.clientCount >= maxStreams) return c.json({ error: 'busy', message: 'too many open status streams' }, 503);
+    // Counted with those still reading their snapshot: checked against the hub alone, every stream
+    // opened at once passed before the first joined it.
+    if (hub.clientCount + opening >= maxStreams) return c.json({ error: 'busy', message: 'too many open status streams' }, 503);
 
     const encoder = new TextEncoder();
     let controller!: ReadableStreamDefaultController<Uint8Array>;
@@ -126,6 +130,7 @@ export function statusPageRoutes(options: StatusPageOptions): StatusPageRoutes {
       },
     };
     client.send(sseRetry(2_000));
+    opening++;
     try {
       disconnect = await hub.connect(client);
     } catch (error) {
@@ -134,6 +139,8 @@ export function statusPageRoutes(options: StatusPageOptions): StatusPageRoutes {
       close();
       options.log?.warn({ err: (error as Error).message }, 'status page: could not read the snapshot');
       return c.json({ error: 'unavailable', message: 'could not read the account statuses; retry shortly' }, 503);
+    } finally {
+      opening--;
     }
     if (closed) disconnect();
     return new Response(body, {

@@ -282,3 +282,21 @@ describe('HEAD /events', () => {
     }
   });
 });
+
+describe('maxStreams', () => {
+  it('holds when many streams open at once: those past it are refused 503, not all let in while the first read their snapshot', async () => {
+    const { routes, server, url } = await serveRoutes({ maxStreams: 2, hub: { heartbeatMs: 600_000, refreshIntervalMs: 600_000 } });
+    try {
+      const tickets = await Promise.all(
+        Array.from({ length: 6 }, async () =>
+          ((await (await fetch(`${url}/events/ticket`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { ticket: string }).ticket),
+      );
+      const responses = await Promise.all(tickets.map((ticket) => fetch(`${url}/events?ticket=${ticket}`)));
+      expect(responses.map((r) => r.status).sort()).toEqual([200, 200, 503, 503, 503, 503]);
+      expect(routes.statusHub!.clientCount).toBe(2);
+      for (const response of responses) await response.body?.cancel();
+    } finally {
+      await stopServing(routes, server);
+    }
+  });
+});
