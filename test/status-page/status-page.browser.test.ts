@@ -1,9 +1,10 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { legacyUserId, webhookBody, webhookSignature } from '../../src/dropbox-emulator/webhook-sender.js';
+import { chromiumAvailable, launchChromium } from '../support/chromium.js';
 import { ADMIN_TOKEN, APP_SECRET, startHarness, type Harness } from '../support/sync-harness.js';
 
 /**
@@ -14,14 +15,7 @@ import { ADMIN_TOKEN, APP_SECRET, startHarness, type Harness } from '../support/
 /** Screenshots go to `.test-tmp/status-page/` at the repository root (ignored by git). */
 const OUTPUT_DIR = process.env.STATUS_PAGE_OUTPUT_DIR ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '.test-tmp', 'status-page');
 export const SCREENSHOT = join(OUTPUT_DIR, 'status-page.png');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-/**
- * Debian's chromium is not on a fresh machine of this kind (redis-server is). `.ci/run` installs it
- * and sets REQUIRE_CHROMIUM=1, so CI always runs this file; elsewhere it is skipped with this reason.
- */
-const HAS_CHROMIUM = existsSync(CHROMIUM);
-if (!HAS_CHROMIUM && process.env.REQUIRE_CHROMIUM === '1') throw new Error(`REQUIRE_CHROMIUM=1 but ${CHROMIUM} does not exist: install Debian's chromium (apt-get install chromium)`);
-if (!HAS_CHROMIUM) console.warn(`status page browser test skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
+const HAS_CHROMIUM = chromiumAvailable('status page browser test');
 const ACCOUNT = 'dbid:browser-1';
 const FILES = 80;
 const card = `article.account[data-account="${ACCOUNT}"]`;
@@ -34,23 +28,7 @@ const requested: string[] = [];
 beforeAll(async () => {
   if (!HAS_CHROMIUM) return;
   mkdirSync(OUTPUT_DIR, { recursive: true });
-  // launch() starts Chromium with a new, empty profile of its own (a temp user-data-dir it removes on close).
-  [h, browser] = await Promise.all([
-    startHarness(),
-    chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    }),
-  ]);
+  [h, browser] = await Promise.all([startHarness(), launchChromium()]);
 });
 
 afterAll(async () => {
