@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
@@ -30,6 +31,7 @@ export function oauthCookieName(state: string): string {
 const GET_A_LINK = 'Get a one-time start link: run "mailroom link-url", or POST /oauth/start with Authorization: Bearer <ADMIN_TOKEN> and open the url it answers';
 const NEEDS_LINK = `Starting a Dropbox link needs a one-time start link. ${GET_A_LINK}. (A script may send Authorization: Bearer <ADMIN_TOKEN> with this GET instead.)`;
 const STALE_LINK = `This start link is unknown, already used or expired: each opens once, within ${START_TICKET_TTL_SECONDS / 60} minutes. ${GET_A_LINK}.`;
+const CONFIRM = `Continue to Dropbox, sign in to the account to sync with Mailroom and allow the app. This link works once, within ${START_TICKET_TTL_SECONDS / 60} minutes of when it was made.`;
 const TOKEN_IN_URL = `The admin token is no longer accepted in the URL (?token=): URLs end up in browser history and proxy logs. ${GET_A_LINK}. If what you sent was the admin token, consider changing ADMIN_TOKEN.`;
 /** Where a failed callback sends its reader: /oauth/start itself no longer opens without a start link. */
 const START_AGAIN = 'Start again with a new start link (mailroom link-url gives one)';
@@ -39,15 +41,18 @@ function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 }
 
-function page(c: Context, status: 200 | 400 | 401 | 502 | 503, title: string, message: string): Response {
+function page(c: Context, status: 200 | 400 | 401 | 413 | 502 | 503, title: string, message: string, more = '', policy = "default-src 'none'"): Response {
   c.header('Cache-Control', 'no-store');
   c.header('Referrer-Policy', 'no-referrer');
-  c.header('Content-Security-Policy', "default-src 'none'");
+  c.header('Content-Security-Policy', policy);
   return c.html(
-    `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p></body></html>`,
+    `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p>${more}</body></html>`,
     status,
   );
 }
+
+/** The largest body `POST /oauth/continue` reads: a form with one 43-character ticket. */
+const CONTINUE_BODY_LIMIT = 4 * 1024;
 
 /**
  * Linking an account the way Dropbox apps do: the OAuth 2 code flow with offline access and PKCE.
@@ -55,10 +60,13 @@ function page(c: Context, status: 200 | 400 | 401 | 502 | 503, title: string, me
  * - `POST /oauth/start` (admin token) answers a one-time start link, `GET /oauth/start?ticket=…`:
  *   a browser opening a link cannot send the admin token as a header, and the token must not be in
  *   a URL (see start-tickets.ts).
- * - `GET /oauth/start` needs that ticket (once, within its TTL) or `Authorization: Bearer` (scripts
- *   that follow the redirect themselves); `?token=` is refused. It stores `state` -> PKCE verifier in
- *   Redis for ten minutes, sets an HttpOnly, SameSite=Lax cookie with a random nonce bound to that
- *   state, and redirects to Dropbox's authorize page.
+ * - `GET /oauth/start?ticket=…` answers a page whose button posts the ticket to `POST
+ *   /oauth/continue`, which spends it. Not the GET: chat apps and mail filters fetch a link before
+ *   the person it was sent to opens it, and would spend it.
+ * - `POST /oauth/continue` (the ticket, once, within its TTL) or `GET /oauth/start` with
+ *   `Authorization: Bearer` (scripts that follow the redirect themselves; `?token=` is refused)
+ *   stores `state` -> PKCE verifier in Redis for ten minutes, sets an HttpOnly, SameSite=Lax cookie
+ *   with a random nonce bound to that state, and redirects to Dropbox's authorize page.
  * - `GET /oauth/callback` (no admin token: reached by Dropbox's redirect) takes the state once,
  *   checks the cookie, exchanges the code with the verifier, links the account under the id Dropbox
  *   returns (its ignore patterns kept on a re-link) and starts its first sync.
@@ -101,23 +109,15 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
     return c.json({ url: url.href, expiresInMs });
   });
 
-  routes.get('/start', async (c) => {
-    const refuse = (reason: string, message: string, level: 'info' | 'warn' = 'info') => {
-      log[level]({ reason }, 'OAuth start refused');
-      c.header('WWW-Authenticate', 'Bearer');
-      return page(c, 401, 'Not allowed', message);
-    };
-    // Refused even when it is the right token: it is in a URL now, and accepting it would keep such
-    // links (bookmarks, scripts) alive. A warning, since the operator may want to change the token.
-    if (c.req.query('token') !== undefined) return refuse('token_in_url', TOKEN_IN_URL, 'warn');
-    const ticket = c.req.query('ticket');
-    if (ticket !== undefined) {
-      if (!(await tickets.redeem(ticket))) return refuse('unknown_ticket', STALE_LINK);
-    } else if (!isAdmin(c.req.header('Authorization'))) {
-      return refuse('no_credentials', NEEDS_LINK);
-    }
-    if (!settings.appKey) return page(c, 503, 'OAuth is not configured', NOT_CONFIGURED);
-    const redirectUri = settings.redirectUrl ?? new URL(c.req.path.replace(/\/start$/, '/callback'), c.req.url).href;
+  const refuse = (c: Context, reason: string, message: string, level: 'info' | 'warn' = 'info') => {
+    log[level]({ reason }, 'OAuth start refused');
+    c.header('WWW-Authenticate', 'Bearer');
+    return page(c, 401, 'Not allowed', message);
+  };
+
+  /** The authorization itself: a state bound to this browser by a cookie, then Dropbox's page. */
+  const beginAuthorization = async (c: Context, callbackPath: string, status: 302 | 303) => {
+    const redirectUri = settings.redirectUrl ?? new URL(callbackPath, c.req.url).href;
     const state = randomToken();
     const browserNonce = randomToken();
     const codeVerifier = createCodeVerifier();
@@ -132,9 +132,42 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
     });
     c.header('Cache-Control', 'no-store');
     c.header('Referrer-Policy', 'no-referrer');
-    const location = buildAuthorizeUrl({ endpoint: authorizeEndpoint(settings), clientId: settings.appKey, redirectUri, state, codeChallenge: codeChallengeOf(codeVerifier) });
-    return c.redirect(location, 302);
+    const location = buildAuthorizeUrl({ endpoint: authorizeEndpoint(settings), clientId: settings.appKey!, redirectUri, state, codeChallenge: codeChallengeOf(codeVerifier) });
+    return c.redirect(location, status);
+  };
+
+  routes.get('/start', async (c) => {
+    // Refused even when it is the right token: it is in a URL now, and accepting it would keep such
+    // links (bookmarks, scripts) alive. A warning, since the operator may want to change the token.
+    if (c.req.query('token') !== undefined) return refuse(c, 'token_in_url', TOKEN_IN_URL, 'warn');
+    const ticket = c.req.query('ticket');
+    if (ticket !== undefined) {
+      if (!(await tickets.isLive(ticket))) return refuse(c, 'unknown_ticket', STALE_LINK);
+      if (!settings.appKey) return page(c, 503, 'OAuth is not configured', NOT_CONFIGURED);
+      // Relative: the browser resolves it beside the path it opened, under any prefix a proxy adds.
+      // The form may lead on to Dropbox's page (the redirect after it counts for form-action).
+      const form = `<form method="post" action="continue"><input type="hidden" name="ticket" value="${escapeHtml(ticket)}"><button type="submit">Continue to Dropbox</button></form>`;
+      const policy = `default-src 'none'; form-action 'self' ${new URL(authorizeEndpoint(settings)).origin}`;
+      return page(c, 200, 'Link a Dropbox account', CONFIRM, form, policy);
+    }
+    if (!isAdmin(c.req.header('Authorization'))) return refuse(c, 'no_credentials', NEEDS_LINK);
+    if (!settings.appKey) return page(c, 503, 'OAuth is not configured', NOT_CONFIGURED);
+    return beginAuthorization(c, c.req.path.replace(/\/start$/, '/callback'), 302);
   });
+
+  routes.post(
+    '/continue',
+    bodyLimit({ maxSize: CONTINUE_BODY_LIMIT, onError: (c) => page(c, 413, 'Not allowed', 'The request is too large for a start link.') }),
+    async (c) => {
+      // Before the ticket is spent: it stays good for a server that can use it.
+      if (!settings.appKey) return page(c, 503, 'OAuth is not configured', NOT_CONFIGURED);
+      const form = await c.req.parseBody().catch(() => ({}) as Record<string, unknown>);
+      const ticket = typeof form.ticket === 'string' ? form.ticket : undefined;
+      if (!(await tickets.redeem(ticket))) return refuse(c, 'unknown_ticket', STALE_LINK);
+      // 303: the browser follows a POST's redirect with a GET.
+      return beginAuthorization(c, c.req.path.replace(/\/continue$/, '/callback'), 303);
+    },
+  );
 
   routes.get('/callback', async (c) => {
     const q = c.req.query();

@@ -33,6 +33,12 @@ export class OneTimeTickets {
     return { ticket, expiresInMs: this.ttlMs };
   }
 
+  /** Whether the ticket would open its request now, without spending it. */
+  async isLive(ticket: string | undefined | null): Promise<boolean> {
+    if (!ticket || !TICKET.test(ticket)) return false;
+    return (await this.redis.exists(this.keyOf(ticketHash(ticket)))) === 1;
+  }
+
   /** True once for a ticket issued less than the TTL ago; false for an unknown, used or expired one. */
   async redeem(ticket: string | undefined | null): Promise<boolean> {
     if (!ticket || !TICKET.test(ticket)) return false;

@@ -9,7 +9,7 @@ import { STATE_TTL_SECONDS } from './state-store.js';
  */
 export const START_TICKET_TTL_SECONDS = STATE_TTL_SECONDS;
 
-/** The tickets that open `GET /oauth/start` in a browser (`POST /oauth/start` issues them). */
+/** The tickets of start links: `POST /oauth/start` issues them, its page shows one, `POST /oauth/continue` spends it. */
 export class OAuthStartTickets extends OneTimeTickets {
   constructor(redis: RedisClient) {
     super(redis, oauthStartTicketKey, START_TICKET_TTL_SECONDS * 1000);

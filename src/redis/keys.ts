@@ -116,7 +116,7 @@ export function oldLayoutKeys(accountId: string) {
 }
 
 /**
- * STRING with a TTL: a one-time ticket that opens `GET /oauth/start` in a browser
+ * STRING with a TTL: a one-time start link's ticket, spent by `POST /oauth/continue`
  * (src/oauth/start-tickets.ts), named by the ticket's SHA-256 so that the key, a dump or MONITOR
  * never shows a ticket that still works. Global; single-key commands only.
  */

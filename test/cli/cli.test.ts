@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStartPage, pressContinue } from '../oauth/oauth-client.js';
 import { freePort } from '../support/redis-server.js';
 import { ADMIN_TOKEN, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 import { CliProcess, runCli } from './run-cli.js';
@@ -148,8 +149,8 @@ describe('mailroom CLI against a running server', () => {
     expect(url).toMatch(new RegExp(`^${h.url}/oauth/start\\?ticket=[A-Za-z0-9_-]{43}$`));
     expect(hint).toBe('open it in a browser within 10m00s; it works once, and links (or re-links) the Dropbox account signed in there');
     expect(more).toEqual(['']);
-    const opened = await fetch(url!, { redirect: 'manual' });
-    expect(opened.status).toBe(302);
+    const opened = await pressContinue(await openStartPage(url!));
+    expect(opened.status).toBe(303);
     expect(opened.headers.get('location')).toMatch(new RegExp(`^${h.emulator.url}/oauth2/authorize\\?`));
     expect((await fetch(url!, { redirect: 'manual' })).status).toBe(401);
 

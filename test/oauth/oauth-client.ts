@@ -27,10 +27,36 @@ export async function issueStartLink(server: Pick<EngineServer, 'api'>): Promise
   return { url: new URL(url), expiresInMs };
 }
 
-/** A browser opening a start URL, then the emulator's (auto-approving) authorize page; stops before the callback. */
+/** What a start link's page offers: the form its button posts (the ticket to POST /oauth/continue). */
+export interface StartPage {
+  html: string;
+  headers: Headers;
+  /** The form's action, resolved against the link as a browser does. */
+  continueUrl: URL;
+  ticket: string;
+}
+
+/** A browser (or a link scanner) opening a start link: the page, nothing clicked. */
+export async function openStartPage(url: URL | string): Promise<StartPage> {
+  const res = await fetch(url, { redirect: 'manual' });
+  const html = await res.text();
+  expect(res.status, html).toBe(200);
+  const action = /<form method="post" action="([^"]+)">/.exec(html)?.[1];
+  const ticket = /<input type="hidden" name="ticket" value="([^"]+)">/.exec(html)?.[1];
+  expect(action, html).toBeDefined();
+  expect(ticket, html).toBeDefined();
+  return { html, headers: res.headers, continueUrl: new URL(action!, url), ticket: ticket! };
+}
+
+/** The page's button: the form posted as a browser posts it, the redirect not followed. */
+export function pressContinue(page: Pick<StartPage, 'continueUrl' | 'ticket'>): Promise<Response> {
+  return fetch(page.continueUrl, { method: 'POST', redirect: 'manual', body: new URLSearchParams({ ticket: page.ticket }) });
+}
+
+/** A browser opening a start URL and pressing its button, then the emulator's (auto-approving) authorize page; stops before the callback. */
 export async function openStartLink(url: URL | string): Promise<BrowserTrip> {
-  const start = await fetch(url, { redirect: 'manual' });
-  expect(start.status, await start.clone().text()).toBe(302);
+  const start = await pressContinue(await openStartPage(url));
+  expect(start.status, await start.clone().text()).toBe(303);
   const authorizeUrl = new URL(start.headers.get('location')!);
   const setCookie = start.headers.getSetCookie().find((c) => c.startsWith('mailroom_oauth_'));
   expect(setCookie).toBeDefined();

@@ -7,11 +7,12 @@ import { OAuthStartTickets } from '../../src/oauth/start-tickets.js';
 import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import { ADMIN_TOKEN, APP_KEY, expectConverged, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
-import { callback, issueStartLink, openStartLink, startTrip, type StartLink } from './oauth-client.js';
+import { callback, issueStartLink, openStartLink, openStartPage, pressContinue, startTrip, type StartLink } from './oauth-client.js';
 
 /**
  * The OAuth code flow end to end over real HTTP: a one-time start link from the engine's
- * POST /oauth/start, opened as a browser would (GET /oauth/start?ticket=), the emulator's
+ * POST /oauth/start, opened as a browser would (GET /oauth/start?ticket=, then its button: POST
+ * /oauth/continue), the emulator's
  * authorize page (auto-approving the account the test chose), the engine's /oauth/callback carrying
  * the browser's cookie, then the account's first sync. Tokens are encrypted in Redis and appear in
  * no log line, status, event or actor snapshot.
@@ -231,10 +232,10 @@ describe('one-time start links', () => {
     await h.redis.del(ticketKey(link));
   });
 
-  it('a link opens once: a second opening is refused with a page saying how to get a fresh one', async () => {
+  it('a link opens once: once its button was pressed, opening it again is refused with a page saying how to get a fresh one', async () => {
     const link = await issueWatched(h);
-    const first = await fetch(link.url, { redirect: 'manual' });
-    expect(first.status).toBe(302);
+    const first = await pressContinue(await openStartPage(link.url));
+    expect(first.status).toBe(303);
     expect(new URL(first.headers.get('location')!).searchParams.get('redirect_uri')).toBe(`${h.url}/oauth/callback`);
     const states = (await h.redis.keys('mr:oauth:state:*')).length;
 
@@ -245,7 +246,59 @@ describe('one-time start links', () => {
     expect(again.text).toContain('mailroom link-url');
     expect(again.text).toContain('POST /oauth/start');
     expect(again.cookies).toEqual([]);
+    // Nor does its button work a second time (a page left open, a form posted again).
+    const pressedAgain = await pressContinue({ continueUrl: new URL('/oauth/continue', h.url), ticket: link.url.searchParams.get('ticket')! });
+    expect(pressedAgain.status).toBe(401);
+    expect(await pressedAgain.text()).toContain('unknown, already used or expired');
     expect((await h.redis.keys('mr:oauth:state:*')).length).toBe(states); // nothing started
+  });
+
+  it('a link fetched before its reader opens it (a chat app\'s preview, a mail filter) still works: only its button spends it', async () => {
+    const account = 'dbid:oauth-scanned';
+    addAccount(account, { '/posts/scanned.md': '# Scanned' });
+    h.emulator.model.tokens.approveNextAuthorization(account);
+    const link = await issueWatched(h);
+    const states = (await h.redis.keys('mr:oauth:state:*')).length;
+    for (const method of ['GET', 'HEAD', 'GET']) expect((await fetch(link.url, { method, redirect: 'manual' })).status).toBe(200);
+    // The page starts nothing: no state, no cookie; its form may lead on to Dropbox only.
+    const page = await openStartPage(link.url);
+    expect(page.headers.getSetCookie()).toEqual([]);
+    expect((await h.redis.keys('mr:oauth:state:*')).length).toBe(states);
+    expect(page.continueUrl.href).toBe(`${h.url}/oauth/continue`);
+    expect(page.headers.get('content-security-policy')).toBe(`default-src 'none'; form-action 'self' ${h.emulator.url}`);
+    expect(page.headers.get('cache-control')).toBe('no-store');
+
+    const trip = await openStartLink(link.url);
+    const done = await callback(trip.callbackUrl, trip.cookie);
+    expect(done.status, done.text).toBe(200);
+    await h.waitForIdle(account);
+    expect(await linked(account)).toBe(true);
+    const stored = (await h.engine.accounts.get(account))!.credentials;
+    secrets.add(stored.refreshToken!).add(stored.accessToken!);
+  });
+
+  it('POST /oauth/continue refuses what is no ticket, or too large a body, and spends nothing without DROPBOX_APP_KEY', async () => {
+    const continueUrl = new URL('/oauth/continue', h.url);
+    for (const body of [new URLSearchParams({ ticket: randomBytes(32).toString('base64url') }), new URLSearchParams({}), new URLSearchParams({ ticket: 'short' })]) {
+      const res = await fetch(continueUrl, { method: 'POST', redirect: 'manual', body });
+      expect(res.status).toBe(401);
+      expect(await res.text()).toContain('unknown, already used or expired');
+      expect(res.headers.getSetCookie()).toEqual([]);
+    }
+    const huge = await fetch(continueUrl, { method: 'POST', redirect: 'manual', body: new URLSearchParams({ ticket: 'x'.repeat(100_000) }) });
+    expect(huge.status).toBe(413);
+
+    const keyless = await h.startPeer({ ownerId: 'oauth-keyless-continue', dropbox: { ...h.engine.options.dropbox, appKey: undefined } });
+    try {
+      const link = await issueWatched(h);
+      const refused = await pressContinue({ continueUrl: new URL('/oauth/continue', keyless.url), ticket: link.url.searchParams.get('ticket')! });
+      expect(refused.status).toBe(503);
+      expect(await refused.text()).toContain('DROPBOX_APP_KEY');
+      expect(await h.redis.exists(ticketKey(link))).toBe(1); // still good where OAuth is set up
+      await h.redis.del(ticketKey(link));
+    } finally {
+      await keyless.close();
+    }
   });
 
   it('redeemed at once by several processes, a ticket is good for exactly one of them', async () => {
