@@ -52,6 +52,28 @@ afterAll(async () => { await h.close(); });
 const at = new Date('2024-02-02T02:02:02Z');
 const RETRY_AFTER_MS = 30_000;
 
+/**
+ * The engine asleep for RETRY_AFTER_MS inside its call to `route`, after one call: 1 ms short of
+ * the wait it has not called again and is still in `state`; at the full wait it calls once more
+ * and the account converges.
+ */
+async function expectInCallRetryAfterTheFullWait(account: string, route: string, state: string): Promise<void> {
+  const calls = () => h.emulator.stats.calls(account, route);
+  await waitUntil(() => clock.waiting(RETRY_AFTER_MS), 10_000, 'the engine to sleep for Retry-After');
+  expect(calls()).toBe(1);
+
+  clock.increment(RETRY_AFTER_MS - 1);
+  await settle();
+  expect(clock.waiting(RETRY_AFTER_MS)).toBe(true); // still asleep: the timer has 1 ms left
+  expect(calls()).toBe(1);
+  expect(h.engine.host.actor(account)?.getSnapshot().value).toBe(state);
+
+  clock.increment(1);
+  await h.waitForIdle(account);
+  expect(calls()).toBe(2);
+  await expectAccountConverged(h, account);
+}
+
 
 describe('429 Too Many Requests with Retry-After (fake time)', () => {
   it('on list_folder during a first sync: the in-call retry waits the full Retry-After', async () => {
@@ -65,20 +87,7 @@ describe('429 Too Many Requests with Retry-After (fake time)', () => {
 
     expect((await h.linkAccount(account, { accessToken: 'tok-429-first' })).status).toBe(200);
     await waitUntil(() => h.emulator.faults.rateLimitsServed.length > served, 10_000, 'the 429 to be served');
-    await waitUntil(() => clock.waiting(RETRY_AFTER_MS), 10_000, 'the engine to sleep for Retry-After');
-    const calls = h.emulator.stats.calls(account, 'files/list_folder');
-    expect(calls).toBe(1);
-
-    clock.increment(RETRY_AFTER_MS - 1);
-    await settle();
-    expect(clock.pending.size).toBe(1); // still asleep: the 30 s timer has 1 ms left
-    expect(h.emulator.stats.calls(account, 'files/list_folder')).toBe(calls);
-    expect(h.engine.host.actor(account)?.getSnapshot().value).toBe('fetching');
-
-    clock.increment(1);
-    await h.waitForIdle(account);
-    expect(h.emulator.stats.calls(account, 'files/list_folder')).toBe(calls + 1);
-    await expectAccountConverged(h, account);
+    await expectInCallRetryAfterTheFullWait(account, 'files/list_folder', 'fetching');
   });
 
   it('on list_folder/continue beyond the in-call attempts: the persisted backoff also waits the full Retry-After', async () => {
@@ -177,18 +186,7 @@ describe('429 with a plain-text body (fake time)', () => {
 
     expect((await h.linkAccount(account, { accessToken: 'tok-429-text' })).status).toBe(200);
     await waitUntil(() => h.emulator.faults.rateLimitsServed.length > served, 10_000, 'the 429 to be served');
-    await waitUntil(() => clock.waiting(RETRY_AFTER_MS), 10_000, 'the engine to sleep for Retry-After');
-    expect(h.emulator.stats.calls(account, 'files/download')).toBe(1);
-
-    clock.increment(RETRY_AFTER_MS - 1);
-    await settle();
-    expect(h.emulator.stats.calls(account, 'files/download')).toBe(1);
-    expect(h.engine.host.actor(account)?.getSnapshot().value).toBe('downloading');
-
-    clock.increment(1);
-    await h.waitForIdle(account);
-    expect(h.emulator.stats.calls(account, 'files/download')).toBe(2);
-    await expectAccountConverged(h, account);
+    await expectInCallRetryAfterTheFullWait(account, 'files/download', 'downloading');
   });
 });
 
@@ -201,17 +199,6 @@ describe('503 Service Unavailable with Retry-After (fake time)', () => {
     h.emulator.faults.inject({ route: 'files/list_folder', accountId: account, status: 503, retryAfterSeconds: 30 });
 
     expect((await h.linkAccount(account, { accessToken: 'tok-503' })).status).toBe(200);
-    await waitUntil(() => clock.waiting(RETRY_AFTER_MS), 10_000, 'the engine to sleep for Retry-After');
-    expect(h.emulator.stats.calls(account, 'files/list_folder')).toBe(1);
-
-    clock.increment(RETRY_AFTER_MS - 1);
-    await settle();
-    expect(h.emulator.stats.calls(account, 'files/list_folder')).toBe(1);
-    expect(h.engine.host.actor(account)?.getSnapshot().value).toBe('fetching');
-
-    clock.increment(1);
-    await h.waitForIdle(account);
-    expect(h.emulator.stats.calls(account, 'files/list_folder')).toBe(2);
-    await expectAccountConverged(h, account);
+    await expectInCallRetryAfterTheFullWait(account, 'files/list_folder', 'fetching');
   });
 });

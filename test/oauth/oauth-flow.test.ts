@@ -7,7 +7,7 @@ import { OAuthStartTickets } from '../../src/oauth/start-tickets.js';
 import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import { ADMIN_TOKEN, APP_KEY, expectConverged, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
-import { callback, issueStartLink, openStartLink, openStartPage, pressContinue, startTrip, type StartLink } from './oauth-client.js';
+import { callback, issueStartLink, openStartLink, openStartPage, pressContinue, startTrip, type BrowserTrip, type StartLink } from './oauth-client.js';
 
 /**
  * The OAuth code flow end to end over real HTTP: a one-time start link from the engine's
@@ -42,6 +42,16 @@ function addAccount(accountId: string, files: Record<string, string> = {}): void
 
 async function linked(accountId: string): Promise<boolean> {
   return (await h.engine.accounts.get(accountId)) !== null;
+}
+
+/** The browser back at the callback with its cookie: the account is linked and synced; its tokens join the secrets looked for in the logs. */
+async function completeTrip(trip: BrowserTrip, account: string): Promise<void> {
+  const done = await callback(trip.callbackUrl, trip.cookie);
+  expect(done.status, done.text).toBe(200);
+  await h.waitForIdle(account);
+  expect(await linked(account)).toBe(true);
+  const stored = (await h.engine.accounts.get(account))!.credentials;
+  secrets.add(stored.refreshToken!).add(stored.accessToken!);
 }
 
 describe('linking through the OAuth code flow', () => {
@@ -269,12 +279,7 @@ describe('one-time start links', () => {
     expect(page.headers.get('cache-control')).toBe('no-store');
 
     const trip = await openStartLink(link.url);
-    const done = await callback(trip.callbackUrl, trip.cookie);
-    expect(done.status, done.text).toBe(200);
-    await h.waitForIdle(account);
-    expect(await linked(account)).toBe(true);
-    const stored = (await h.engine.accounts.get(account))!.credentials;
-    secrets.add(stored.refreshToken!).add(stored.accessToken!);
+    await completeTrip(trip, account);
   });
 
   it('POST /oauth/continue refuses what is no ticket, or too large a body, and spends nothing without DROPBOX_APP_KEY', async () => {
@@ -342,12 +347,7 @@ describe('one-time start links', () => {
     const link = await issueWatched(h);
     const trip = await openStartLink(new URL(link.url.pathname + link.url.search, peer.url));
     expect(trip.authorizeUrl.searchParams.get('redirect_uri')).toBe(`${peer.url}/oauth/callback`);
-    const done = await callback(trip.callbackUrl, trip.cookie);
-    expect(done.status, done.text).toBe(200);
-    await h.waitForIdle(account);
-    expect(await linked(account)).toBe(true);
-    const stored = (await h.engine.accounts.get(account))!.credentials;
-    secrets.add(stored.refreshToken!).add(stored.accessToken!);
+    await completeTrip(trip, account);
     // Spent for every process, the one that issued it included.
     expect((await refusedStart(link.url)).status).toBe(401);
   });
