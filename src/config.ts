@@ -12,7 +12,7 @@ export class ConfigError extends Error {
 }
 
 /** The longest a Node timer waits: past it Node fires after 1 ms instead (TimeoutOverflowWarning). */
-const MAX_TIMER_MS = 2_147_483_647;
+export const MAX_TIMER_MS = 2_147_483_647;
 
 /**
  * A whole number from `min` to `max` (decimal digits, spaces around them allowed). Not

@@ -10,6 +10,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { credentialsSchema } from './accounts/account-store.js';
+import { MAX_TIMER_MS } from './config.js';
 import type { DropboxCredentials } from './dropbox/dropbox-session.js';
 import { Engine, type AccountStatus, type EngineOptions } from './engine/engine.js';
 import type { EngineEventMap } from './engine/engine-events.js';
@@ -119,12 +120,40 @@ export interface MailroomEngine {
 }
 
 /**
+ * The bounds of the numeric options (those of the environment's variables, config.ts, where they
+ * have one): whole numbers, a timer's at most MAX_TIMER_MS. NaN made every timer fire at once.
+ */
+const NUMERIC_OPTIONS: Record<string, readonly [min: number, max: number]> = {
+  downloadConcurrency: [1, 256],
+  downloadsPerAccount: [1, 64],
+  pageLimit: [1, 2000],
+  sweepIntervalMs: [0, MAX_TIMER_MS],
+  pollIntervalMs: [0, Number.MAX_SAFE_INTEGER],
+  leaseTtlMs: [300, MAX_TIMER_MS],
+  idleTimeoutMs: [1, MAX_TIMER_MS],
+  retryBaseDelayMs: [1, MAX_TIMER_MS],
+  'dropbox.callTimeoutMs': [1, MAX_TIMER_MS],
+};
+
+function checkNumericOptions(options: CreateEngineOptions): void {
+  const given: Record<string, unknown> = { ...options, 'dropbox.callTimeoutMs': options.dropbox?.callTimeoutMs };
+  for (const [name, [min, max]] of Object.entries(NUMERIC_OPTIONS)) {
+    const value = given[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      throw new InvalidInputError(`${name} must be a whole number from ${min} to ${max}, got ${String(value)}`);
+    }
+  }
+}
+
+/**
  * Creates the engine, connects to Redis, and boots it: accounts with unfinished work (a sync the
  * last process did not finish) resume at once.
  */
 export async function createEngine(options: CreateEngineOptions): Promise<MailroomEngine> {
   if (!options.redis === !options.redisUrl) throw new InvalidInputError('give exactly one of redis (an ioredis client) or redisUrl');
   if (!options.dataDir) throw new InvalidInputError('dataDir is required');
+  checkNumericOptions(options);
   const log = options.logger ?? silentLogger;
   await mkdir(options.dataDir, { recursive: true });
 

@@ -123,6 +123,25 @@ describe('createEngine', () => {
     await expect(createEngine({ dataDir })).rejects.toThrow(/redis/);
   });
 
+  it('refuses a numeric option that no timer or limit can take, naming it, before connecting', async () => {
+    // NaN made every timer fire at once; past 2^31-1 ms Node fires a timer after 1 ms.
+    const refused: [string, Record<string, unknown>][] = [
+      ['idleTimeoutMs', { idleTimeoutMs: Number.NaN }],
+      ['leaseTtlMs', { leaseTtlMs: 3_000_000_000 }],
+      ['leaseTtlMs', { leaseTtlMs: 100 }],
+      ['downloadsPerAccount', { downloadsPerAccount: 0 }],
+      ['downloadConcurrency', { downloadConcurrency: 2.5 }],
+      ['pollIntervalMs', { pollIntervalMs: -1 }],
+      ['sweepIntervalMs', { sweepIntervalMs: Number.POSITIVE_INFINITY }],
+      ['dropbox.callTimeoutMs', { dropbox: { callTimeoutMs: 0 } }],
+    ];
+    for (const [name, options] of refused) {
+      const creating = createEngine({ redisUrl: 'redis://127.0.0.1:1', dataDir, ...options });
+      await expect(creating, name).rejects.toBeInstanceOf(InvalidInputError);
+      await expect(creating, name).rejects.toThrow(new RegExp(`^${name.replace('.', '\\.')} must be a whole number from`));
+    }
+  });
+
   it('accepts a host-owned ioredis client and leaves it open on close', async () => {
     // Its own redis-server: two engines on one Redis would share (and compete for) the accounts.
     const ownServer = await TestRedis.start();
