@@ -358,6 +358,18 @@ describe('planChanges: moves', () => {
     expect(commit(afterMove, result).queue.has('/notes/b.md')).toBe(false);
   });
 
+  it('a full listing that omits a queued file the index never had removes its path too', () => {
+    // Its bytes may be on disk all the same: renamed into place, then a crash took the step's
+    // completion (the index never heard of it); nothing after a full listing would remove them.
+    const queued = file('/posts/orphan.md');
+    const index = indexOf([folder('/posts'), file('/posts/kept.md')], { queue: [queued, file('/posts/kept2.md')] });
+    const result = plan(index, [folder('/posts'), file('/posts/kept.md'), file('/posts/kept2.md')], { full: true });
+    expect(result.removals).toEqual(['/posts/orphan.md']);
+    expect(commit(index, result).queue.has('/posts/orphan.md')).toBe(false);
+    // An incremental listing leaves it queued: it says nothing about it.
+    expect(plan(index, [file('/posts/other.md')]).removals).toEqual([]);
+  });
+
   it('a file moved into a folder deleted and re-created earlier in the batch', () => {
     const moved = file('/Old/a.md', { id: 'id:A', hash: 'hA' });
     const result = plan(base(), [deleted('/Old'), folder('/Old', 'id:old2'), deleted('/Notes/a.md'), moved]);
@@ -496,7 +508,8 @@ describe('planChanges: full listing after a reset', () => {
       queue: [file('/q.md'), file('/kept/new.md')], ignored: [file('/.was-ignored')],
     });
     const result = plan(index, [a, folder('/kept'), file('/kept/new.md')], { full: true });
-    expect(result.removals.sort()).toEqual(['/gone', '/kept/old.md', '/old.md']);
+    // /q.md too: queued, so possibly on disk though the index never had it.
+    expect(result.removals.sort()).toEqual(['/gone', '/kept/old.md', '/old.md', '/q.md']);
     expect(sorted(paths(result.downloads))).toEqual(['/a.md', '/kept/new.md']);
     const after = commit(index, result);
     expect(sorted(after.files.keys())).toEqual(['/a.md', '/kept']);

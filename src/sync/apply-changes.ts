@@ -75,7 +75,7 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
     if (plan.removals.length) await checkpoint();
     for (const path of plan.removals) {
       const record = index.files.get(path);
-      const display = record?.pathDisplay ?? entries.find((e) => e.pathLower === path)?.pathDisplay;
+      const display = record?.pathDisplay ?? entries.find((e) => e.pathLower === path)?.pathDisplay ?? index.queue.get(path)?.pathDisplay;
       const local = display ? safeLocalPath(root, display) : null;
       if (local) await rm(local, { recursive: true, force: true });
       // Dropping what is under a path walks every entry of the account in Redis: a file has nothing under it.

@@ -17,7 +17,7 @@ import type { DownloadItem, ListedEntry, ListedFile, ListedFolder, LocalRecord }
  *   folders made for what was under an ignored folder are indexed under a stand-in id (UNLISTED_ID);
  * - a queued download goes when the batch removes, replaces or ignores its path;
  * - a full listing (first sync, or after a cursor reset) also removes whatever the index, the queue
- *   or the ignored files have that the listing does not.
+ *   or the ignored files have that the listing does not (a queued file's path from disk too).
  */
 export interface PlanInput {
   entries: readonly ListedEntry[];
@@ -142,6 +142,10 @@ export function planChanges(input: PlanInput): Plan {
       if (!relistedInPlace(wiper)) removalCandidates.add(wiper);
     } else if (goneLocally(path, record)) removalCandidates.add(path);
   }
+  // After a full listing, a queued file it omits goes from disk too: its bytes may be there all the
+  // same (renamed into place, then a crash took the step's completion: the index never heard of
+  // it), and nothing after a full listing would ever remove them.
+  if (input.full) for (const path of input.queue.keys()) if (!kept.has(path) && !input.files.has(path)) removalCandidates.add(path);
   const removals = topmost([...removalCandidates]);
   const removalSet = new Set(removals);
   const removedLocally = (path: string) => underAny(path, removalSet);

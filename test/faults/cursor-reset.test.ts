@@ -1,6 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accountKeys } from '../../src/redis/keys.js';
 import { storedCursor } from '../../src/sync/stored-cursor.js';
+import type { DownloadItem } from '../../src/sync/records.js';
+import { mirrorFolder } from '../../src/sync/sync-deps.js';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { expectedMirror, readMirror, startHarness, waitUntil, type Harness, expectConverged as expectAccountConverged } from '../support/sync-harness.js';
 
 /**
@@ -128,5 +132,30 @@ describe('a cursor reset (409 reset on list_folder/continue)', () => {
     expect(h.emulator.stats.calls(id, 'files/list_folder')).toBe(1);
     expect(h.emulator.stats.downloads(id, '/posts/a.md')).toBe(0); // its bytes were already there
     expect((await h.status(id)).lastError).toBeNull();
+  });
+
+  it('a full listing removes a file renamed into place whose completion a crash took, once Dropbox no longer has it', async () => {
+    // The download step renames a file into place, then records it (index, queue) in Redis: a
+    // crash between the two leaves the file on disk, still queued, unknown to the index. If Dropbox
+    // deletes it before the next run and the next listing is a full one, nothing lists its deletion.
+    const id = 'dbid:faults-reset-orphan';
+    const model = h.emulator.model;
+    model.addAccount(id, { accessToken: 'tok-reset-orphan' });
+    model.writeFile(id, '/posts/a.md', '# A', { clientModified: at });
+    expect((await h.linkAccount(id, { accessToken: 'tok-reset-orphan' })).status).toBe(200);
+    await h.waitForIdle(id);
+    const orphan: DownloadItem = {
+      pathLower: '/posts/orphan.md', pathDisplay: '/posts/orphan.md', id: 'id:orphan', rev: '0123456789a', contentHash: 'f'.repeat(64),
+      size: 8, clientModified: at.toISOString().replace('.000', ''), serverModified: at.toISOString().replace('.000', ''),
+    };
+    await writeFile(join(mirrorFolder(h.dataDir, id), 'posts', 'orphan.md'), '# Orphan');
+    await h.redis.hset(accountKeys(id).queue, orphan.pathLower, JSON.stringify(orphan));
+    model.reset(id);
+
+    await h.engine.notify([id]);
+    await waitUntil(() => h.emulator.stats.calls(id, 'files/list_folder') > 1, 10_000, 'the full listing');
+    await h.waitForIdle(id);
+    expect((await readMirror(h.dataDir, id)).has('/posts/orphan.md')).toBe(false);
+    await expectAccountConverged(h, id);
   });
 });
