@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import { credentialsSchema } from '../accounts/account-store.js';
 import { ACCOUNT_STATES } from '../../machines/account.machine.js';
@@ -8,6 +9,7 @@ import { ACCOUNT_ID_RULE, isValidAccountId } from '../redis/keys.js';
 import { createIgnoreRule, InvalidIgnorePatternError } from '../sync/paths.js';
 
 const STATUS_READ_CONCURRENCY = 32;
+const LINK_BODY_LIMIT = 1024 * 1024;
 
 const linkSchema = z.intersection(credentialsSchema, z.object({ ignore: z.array(z.string().min(1).max(500)).max(200).optional() }));
 
@@ -49,12 +51,22 @@ export function accountRoutes(engine: Engine): Hono {
     return c.json({ accounts: listed });
   });
 
-  routes.put('/:accountId', async (c) => {
+  // Two tokens and 200 ignore patterns of 500 characters fit, even written as \\u escapes.
+  // `Connection: close`: the unread rest of the body is still on the wire (see webhook-routes.ts).
+  const linkBodyLimit = bodyLimit({
+    maxSize: LINK_BODY_LIMIT,
+    onError: (c) => c.json({ error: 'too_large', message: `the body is over ${LINK_BODY_LIMIT / 1024 / 1024} MiB` }, 413, { Connection: 'close' }),
+  });
+  routes.put('/:accountId', linkBodyLimit, async (c) => {
     let body: unknown;
     try {
       body = await c.req.json();
     } catch {
       return c.json({ error: 'invalid_json', message: 'send a JSON body like {"accessToken": "..."} or {"refreshToken": "..."}' }, 400);
+    }
+    // Before the schema: an intersection reports a non-object once per side, the same message twice.
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      return c.json({ error: 'invalid_body', message: 'the body must be a JSON object like {"accessToken": "..."} or {"refreshToken": "..."}' }, 400);
     }
     const parsed = linkSchema.safeParse(body);
     if (!parsed.success) return c.json({ error: 'invalid_body', message: parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ') }, 400);

@@ -157,7 +157,14 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
 
   routes.post(
     '/continue',
-    bodyLimit({ maxSize: CONTINUE_BODY_LIMIT, onError: (c) => page(c, 413, 'Not allowed', 'The request is too large for a start link.') }),
+    bodyLimit({
+      maxSize: CONTINUE_BODY_LIMIT,
+      // `Connection: close`: the unread rest of the body is still on the wire (see webhook-routes.ts).
+      onError: (c) => {
+        c.header('Connection', 'close');
+        return page(c, 413, 'Not allowed', 'The request is too large for a start link.');
+      },
+    }),
     async (c) => {
       // Before the ticket is spent: it stays good for a server that can use it.
       if (!settings.appKey) return page(c, 503, 'OAuth is not configured', NOT_CONFIGURED);

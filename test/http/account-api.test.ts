@@ -81,6 +81,25 @@ describe('PUT /accounts/:id validation', () => {
   });
 
   it.each([
+    ['a string', '"a token"'],
+    ['a list', '[{"accessToken":"t"}]'],
+    ['null', 'null'],
+  ])('refuses a JSON body that is %s with one message saying it must be an object', async (_name, body) => {
+    const response = await put('dbid:v3', body);
+    expect(response.status).toBe(400);
+    const answer = await json(response);
+    expect(answer).toMatchObject({ error: 'invalid_body', message: expect.stringMatching(/^the body must be a JSON object/) });
+    expect(await h.engine.accounts.get('dbid:v3')).toBeNull();
+  });
+
+  it('refuses a body over 1 MiB with 413, in JSON', async () => {
+    const response = await put('dbid:v4', JSON.stringify({ accessToken: 't'.repeat(1_100_000) }));
+    expect(response.status).toBe(413);
+    expect(await json(response)).toMatchObject({ error: 'too_large' });
+    expect(await h.engine.accounts.get('dbid:v4')).toBeNull();
+  });
+
+  it.each([
     ['neither token', {}],
     ['only an ignore list', { ignore: ['drafts/**'] }],
     ['an empty access token', { accessToken: '' }],
