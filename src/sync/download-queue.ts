@@ -98,7 +98,8 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       if (outcome !== 'dropped') deps.events.report('fileSynced', { accountId, path: item.pathDisplay, bytes: item.size, downloaded: outcome === 'downloaded' });
     } catch (error) {
       const onePath = pathFailure(error);
-      deps.events.report('downloadFailed', { accountId, path: item.pathDisplay, kind: error instanceof SyncError ? error.failure.kind : onePath ? onePath.kind : isRedisUnavailable(error) ? 'redis' : 'internal' });
+      // A download cut short by a stop (unlink, shutdown, watchdog, a takeover) did not fail.
+      if (!signal.aborted) deps.events.report('downloadFailed', { accountId, path: item.pathDisplay, kind: error instanceof SyncError ? error.failure.kind : onePath ? onePath.kind : isRedisUnavailable(error) ? 'redis' : 'internal' });
       if (isRedisUnavailable(error) || isFencedError(error) || refusesEveryCall(error)) halted ??= error;
       // Not when the mirror's own folder is missing or not a folder: every file fails then (ENOTDIR).
       if (!onePath || signal.aborted || !(await isFolder(root))) throw error;
