@@ -101,6 +101,20 @@ export interface Config {
   inspectPort: number;
 }
 
+/** Variables whose value is a secret: a refusal names them and says what is expected, never the value. */
+const SECRET_VARIABLES = new Set(['ADMIN_TOKEN', 'DROPBOX_APP_SECRET', 'TOKEN_ENCRYPTION_KEY']);
+
+/**
+ * A refused value as the error line shows it: quoted, except a secret's (only its length) and the
+ * password of a URL's user info (`redis://user:password@host`), which are never printed: the line
+ * goes to stderr, and from there to the same log store as everything else.
+ */
+function shown(variable: string, value: string | undefined): string {
+  if (value === undefined) return '(unset)';
+  if (SECRET_VARIABLES.has(variable)) return `(${value.length} characters, not shown)`;
+  return `= ${JSON.stringify(value.replace(/(\/\/[^/@\s]*?:)[^@\s]*@/g, '$1***@'))}`;
+}
+
 /** Reads the environment; empty strings count as unset. Throws ConfigError on the first bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const cleaned = Object.fromEntries(Object.keys(schema.shape).map((key) => [key, env[key] === '' ? undefined : env[key]]));
@@ -108,7 +122,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const variable = String(issue.path[0]);
-    throw new ConfigError(variable, `= ${JSON.stringify(cleaned[variable])}: ${issue.message}`);
+    throw new ConfigError(variable, `${shown(variable, cleaned[variable])}: ${issue.message}`);
   }
   const c = parsed.data;
   let redisClusterNodes: { host: string; port: number }[] | undefined;
@@ -117,7 +131,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     try {
       redisClusterNodes = parseClusterNodes(c.REDIS_CLUSTER_NODES);
     } catch (error) {
-      throw new ConfigError('REDIS_CLUSTER_NODES', `= ${JSON.stringify(c.REDIS_CLUSTER_NODES)}: ${(error as Error).message} (expected host:port,host:port)`);
+      throw new ConfigError('REDIS_CLUSTER_NODES', `${shown('REDIS_CLUSTER_NODES', c.REDIS_CLUSTER_NODES)}: ${(error as Error).message} (expected host:port,host:port)`);
     }
   }
   // Without the app secret the local demo runs on its built-in emulator (src/main.ts): a Dropbox

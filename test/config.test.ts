@@ -47,3 +47,20 @@ describe('loadConfig refuses values it would misuse', () => {
     expect(loadConfig({ [variable]: 'http://127.0.0.1:9000', DROPBOX_APP_SECRET: 'secret' })).toBeDefined();
   });
 });
+
+describe('loadConfig never echoes a secret it refuses', () => {
+  // The start-up error goes to stderr, which ends up in the same log store as everything else.
+  it('an ADMIN_TOKEN too short is named, not printed', () => {
+    const message = refused({ ADMIN_TOKEN: 'hunter2-admin' });
+    expect(message).toMatch(/^invalid configuration: ADMIN_TOKEN /);
+    expect(message).toContain('at least 16 characters');
+    expect(message).not.toContain('hunter2');
+  });
+
+  it('a REDIS_URL that is no redis:// URL is refused without its password', () => {
+    const message = refused({ REDIS_URL: 'http://mailroom:hunter2-redis-pass@redis.internal:6379' });
+    expect(message).toMatch(/^invalid configuration: REDIS_URL /);
+    expect(message).toContain('redis.internal');
+    expect(message).not.toContain('hunter2');
+  });
+});
