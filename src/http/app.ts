@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client';
 import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
 import { createMetrics } from '../observability/metrics.js';
+import { isValidAccountId } from '../redis/keys.js';
 import { isRedisUnavailable } from '../redis/redis-errors.js';
 import type { RedisClient } from '../redis/scripts.js';
 import { accountRoutes } from './account-routes.js';
@@ -40,12 +41,26 @@ export function createApp(options: AppOptions): Hono {
   // As every other error of the API: JSON, saying what is there (docs/contract.md).
   app.notFound((c) => c.json({ error: 'not_found', message: `no route ${c.req.method} ${c.req.path} (docs/contract.md lists the API)` }, 404));
   app.onError((error, c) => {
+    const about = { ...accountOf(c.req.path), path: c.req.path };
     if (isRedisUnavailable(error)) {
-      options.log.warn({ err: error.message, path: c.req.path }, 'request failed: Redis unavailable');
+      options.log.warn({ ...about, err: error.message }, 'request failed: Redis unavailable');
       return c.json({ error: 'unavailable', message: 'Redis is unreachable; retry shortly' }, 503);
     }
-    options.log.error({ err: error, path: c.req.path }, 'request failed');
+    options.log.error({ ...about, err: error }, 'request failed');
     return c.json({ error: 'internal', message: 'the request failed; see the server log' }, 500);
   });
   return app;
+}
+
+/** `{ accountId }` of a request to `/accounts/:accountId[/…]`, as on every other log line about an account. */
+function accountOf(path: string): { accountId?: string } {
+  const segment = /^\/accounts\/([^/]+)/.exec(path)?.[1];
+  if (segment === undefined) return {};
+  let accountId: string;
+  try {
+    accountId = decodeURIComponent(segment);
+  } catch {
+    return {};
+  }
+  return isValidAccountId(accountId) ? { accountId } : {};
 }

@@ -12,21 +12,35 @@ const lines: string[] = [];
 beforeAll(async () => { h = await startHarness({ logLines: lines }); });
 afterAll(async () => { await h.close(); });
 
+type Record = { msg?: string; accountId?: string; path?: string; err?: { message?: string } };
+
+/**
+ * Links `accountId` while Redis answers the link's script with an error. Any error reply stands
+ * for it (a script bug, an ACL without scripting, a key of the wrong type left by hand): here the
+ * mailbox key holds a string, so the script's HSET fails. Answers the 'request failed' lines.
+ */
+async function failedLink(accountId: string, accessToken: string): Promise<Record[]> {
+  await h.redis.set(accountKeys(accountId).mailbox, 'not a hash');
+  h.emulator.model.addAccount(accountId, { accessToken });
+  const response = await h.api(`/accounts/${accountId}`, { method: 'PUT', body: JSON.stringify({ accessToken }) });
+  expect(response.status).toBe(500);
+  expect(await response.text()).not.toContain(accessToken);
+  return lines.map((line) => JSON.parse(line) as Record).filter((r) => r.msg === 'request failed' && r.path?.includes(accountId));
+}
+
 describe('errors in the logs', () => {
   it('a Redis error reply while linking logs the failure, never the credentials sent with the command', async () => {
-    const accountId = 'dbid:secret-errors-link';
-    const accessToken = 'sl.link-access-token-SECRET-0123456789abcdef';
-    // Any error reply to the link's script (a script bug, an ACL without scripting, a key of the
-    // wrong type left by hand): here the mailbox key holds a string, so the script's HSET fails.
-    await h.redis.set(accountKeys(accountId).mailbox, 'not a hash');
-    h.emulator.model.addAccount(accountId, { accessToken });
-    const response = await h.api(`/accounts/${accountId}`, { method: 'PUT', body: JSON.stringify({ accessToken }) });
-    expect(response.status).toBe(500);
-    expect(await response.text()).not.toContain('SECRET');
-
-    const failed = lines.map((line) => JSON.parse(line) as { msg?: string; err?: { message?: string } }).filter((r) => r.msg === 'request failed');
+    const failed = await failedLink('dbid:secret-errors-link', 'sl.link-access-token-SECRET-0123456789abcdef');
     expect(failed).toHaveLength(1);
     expect(failed[0]!.err?.message).toMatch(/WRONGTYPE/);
     for (const line of lines) expect(line).not.toContain('SECRET');
+  });
+
+  it('a request about an account that fails is logged with its accountId', async () => {
+    const accountId = 'dbid:secret-errors-id';
+    const failed = await failedLink(accountId, 'sl.another-access-token-0123456789abcdef');
+    expect(failed).toHaveLength(1);
+    // Found when the operator searches the logs for the account, as every other line about it.
+    expect(failed[0]!.accountId).toBe(accountId);
   });
 });
