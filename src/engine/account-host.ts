@@ -424,7 +424,9 @@ export class AccountHost {
           const previous = this.enteredAt.get(accountId);
           const now = Date.now();
           if (lastState) this.options.events.report('state', { accountId, from: lastState, to: state, durationMs: previous ? now - previous.at : 0 });
-          if (lastState === 'idle' && state === 'fetching') this.options.events.report('syncStarted', { accountId });
+          // A run starts from idle, or straight after the last one when a webhook came during it
+          // (finishing -> fetching, never idle in between). Not a retry (backoff, awaitingRelink).
+          if ((lastState === 'idle' || lastState === 'finishing') && state === 'fetching') this.options.events.report('syncStarted', { accountId });
           this.enteredAt.set(accountId, { state, at: now });
           this.scheduleIdle(accountId, actor, state);
           // (A new or restored actor's first snapshot is not the end of a run: its slot may be

@@ -54,7 +54,7 @@ export function createMetrics(engine: Engine): Registry {
   for (const reason of ['signature', 'malformed', 'too_large', 'unavailable']) webhooks.inc({ outcome: 'refused', reason }, 0);
   events.on('webhook', ({ outcome, reason }) => webhooks.inc({ outcome, reason: outcome === 'accepted' ? 'none' : (reason ?? 'unknown') }));
 
-  const syncs = new Counter({ name: 'mailroom_syncs_started_total', help: 'Runs started (an account left idle to list its changes).', registers });
+  const syncs = new Counter({ name: 'mailroom_syncs_started_total', help: 'Runs started: an account left idle to list its changes, or listed again at once after a run a webhook arrived during.', registers });
   events.on('syncStarted', () => syncs.inc());
 
   const listings = new Counter({
