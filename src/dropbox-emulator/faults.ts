@@ -10,8 +10,8 @@ export type FaultAction =
    * `reason`: the JSON body's reason, default too_many_requests.
    */
   | { status: 429; retryAfterSeconds: number; body?: string; reason?: RateLimitReason }
-  /** `retryAfterSeconds`: a Retry-After header on the answer (Dropbox may send one with a 503). */
-  | { status: 500 | 503; body?: string; retryAfterSeconds?: number }
+  /** `body`: the plain-text answer (a 400 is bad input, e.g. a malformed header). `retryAfterSeconds`: a Retry-After header (Dropbox may send one with a 503). */
+  | { status: 400 | 500 | 503; body?: string; retryAfterSeconds?: number }
   /** Never answer; the request ends when the client aborts or the emulator closes. */
   | { hang: true }
   /** files/download only: same length, bytes that no longer match content_hash. */

@@ -1,6 +1,7 @@
 import type { Dropbox } from 'dropbox';
 import type { DropboxSession } from './dropbox-session.js';
 import { AbortedError, type Clock, sleep } from '../engine/clock.js';
+import { redactSecrets } from '../observability/redact.js';
 import { MAX_RETRY_DELAY_MS, SyncError, type FailureKind, type SyncFailure } from '../sync/sync-failure.js';
 
 /**
@@ -196,10 +197,11 @@ function fail(options: CallOptions, kind: FailureKind, message: string, retryAft
   });
 }
 
+/** What a failed answer said, short, with anything that could be a credential taken out (it reaches `lastError` and the logs). */
 function summary(body: unknown): string {
-  if (typeof body === 'string') return body.slice(0, 200);
+  if (typeof body === 'string') return redactSecrets(body.slice(0, 200));
   const s = (body as { error_summary?: unknown } | null)?.error_summary;
-  return typeof s === 'string' ? s : JSON.stringify(body)?.slice(0, 200) ?? '';
+  return redactSecrets(typeof s === 'string' ? s : JSON.stringify(body)?.slice(0, 200) ?? '');
 }
 
 function isInvalidGrant(body: unknown): boolean {
@@ -228,5 +230,6 @@ function isTransient(error: unknown): boolean {
 function describe(error: unknown): string {
   const e = error as { message?: string; cause?: { code?: string; message?: string } } | null;
   const cause = e?.cause?.code ?? e?.cause?.message;
-  return `${e?.message ?? String(error)}${cause ? ` (${cause})` : ''}`;
+  // A fetch that refused its URL quotes it whole: a refresh's carries the token and the app secret.
+  return redactSecrets(`${e?.message ?? String(error)}${cause ? ` (${cause})` : ''}`);
 }

@@ -4,6 +4,7 @@ import { createWebSocketInspector, type StatelyInspectionEvent } from '@statelya
 import { WebSocket, WebSocketServer } from 'ws';
 import type { AnyEventObject, InspectionEvent, MachineContext, Observer } from 'xstate';
 import type { Logger } from '../logger.js';
+import { redactSecrets } from './redact.js';
 
 /**
  * The Stately inspector (INSPECT=1, off by default): every account actor reports its actor
@@ -178,7 +179,7 @@ const MAX_ITEMS = 20;
 const MAX_DEPTH = 3;
 
 function scrub(text: string): string {
-  const cleaned = text.replace(/\b(bearer|basic)\s+[^\s"',;]+/gi, '$1 [redacted]').replace(/\b(sl\.|pat\.)[A-Za-z0-9_.-]{16,}/g, '[redacted]');
+  const cleaned = redactSecrets(text);
   return cleaned.length > MAX_STRING ? `${cleaned.slice(0, MAX_STRING)}…` : cleaned;
 }
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accountKeys } from '../../src/redis/keys.js';
-import { startHarness, type Harness } from '../support/sync-harness.js';
+import { startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /**
  * An error logged whole must not carry a secret that travelled with it: ioredis hangs the command
@@ -42,5 +42,24 @@ describe('errors in the logs', () => {
     expect(failed).toHaveLength(1);
     // Found when the operator searches the logs for the account, as every other line about it.
     expect(failed[0]!.accountId).toBe(accountId);
+  });
+
+  it("a Dropbox 400 that quotes the request's Authorization header leaves the token out of lastError and the logs", async () => {
+    // Dropbox answers a malformed Authorization header with a plain-text 400 quoting it; the
+    // engine keeps the start of such an answer as the account's lastError (status API, events, logs).
+    const accountId = 'dbid:secret-errors-400';
+    const token = 'tok-400-SECRET-0123456789abcdef';
+    h.emulator.model.addAccount(accountId, { accessToken: token });
+    h.emulator.model.writeFile(accountId, '/posts/a.md', '# A');
+    h.emulator.faults.inject({
+      route: 'files/download', accountId, status: 400, times: 1000,
+      body: `Error in call to API function "files/download": Bad HTTP "Authorization" header: "Bearer ${token}". Expecting the format "Bearer <oauth2-access-token>".`,
+    });
+    await h.linkAccount(accountId, { accessToken: token });
+    await waitUntil(async () => (await h.status(accountId)).lastError !== null, 10_000, 'the failed download');
+    const { lastError } = await h.status(accountId);
+    expect(lastError?.message).toContain('Bad HTTP "Authorization" header: "Bearer [redacted]"');
+    for (const line of lines) expect(line).not.toContain('SECRET');
+    h.emulator.faults.clear();
   });
 });
