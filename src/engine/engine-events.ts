@@ -8,7 +8,7 @@ import type { FailureKind } from '../sync/sync-failure.js';
  */
 export interface EngineEventMap {
   /** A verified webhook (or a refused one, with the reason). */
-  webhook: [{ outcome: 'accepted' | 'refused'; reason?: 'signature' | 'malformed' | 'too_large' | 'unavailable'; accounts: number; /** Accepted: the linked accounts it marked. */ accountIds?: readonly string[] }];
+  webhook: [{ outcome: 'accepted' | 'refused'; reason?: 'signature' | 'malformed' | 'too_large' | 'unavailable' | 'aborted'; accounts: number; /** Accepted: the linked accounts it marked. */ accountIds?: readonly string[] }];
   /** An actor moved from one state to another, having spent `durationMs` in the first. */
   state: [{ accountId: string; from: string; to: string; durationMs: number }];
   /** A run (list, apply, download, finish) began. */

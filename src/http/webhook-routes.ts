@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Hono, type Context } from 'hono';
 import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
+import { isRedisUnavailable } from '../redis/redis-errors.js';
 import { isValidWebhookSignature, webhookAccounts } from './webhook-signature.js';
 
 export const MAX_WEBHOOK_BYTES = 1024 * 1024;
@@ -83,7 +84,7 @@ async function readWebBody(stream: ReadableStream<Uint8Array> | null, limit: num
 export function webhookRoutes(options: WebhookRouteOptions): Hono<{ Bindings: Bindings }> {
   const routes = new Hono<{ Bindings: Bindings }>();
   const { engine, appSecret, log } = options;
-  const refused = (reason: 'signature' | 'malformed' | 'too_large' | 'unavailable') => engine.events.report('webhook', { outcome: 'refused', reason, accounts: 0 });
+  const refused = (reason: 'signature' | 'malformed' | 'too_large' | 'unavailable' | 'aborted') => engine.events.report('webhook', { outcome: 'refused', reason, accounts: 0 });
 
   routes.get('/', (c) => {
     const challenge = c.req.query('challenge');
@@ -105,6 +106,7 @@ export function webhookRoutes(options: WebhookRouteOptions): Hono<{ Bindings: Bi
       body = await read;
     } catch (error) {
       if (!(error instanceof BodyAborted)) throw error;
+      refused('aborted');
       return c.text('', 400); // nobody is left to read it
     }
     if (body === null) return tooLarge(c);
@@ -129,6 +131,8 @@ export function webhookRoutes(options: WebhookRouteOptions): Hono<{ Bindings: Bi
     try {
       outcomes = await engine.notify(accounts);
     } catch (error) {
+      // Anything else is a bug: the app's error handler logs it with its stack (500; Dropbox retries).
+      if (!isRedisUnavailable(error)) throw error;
       log.error({ err: (error as Error).message, accounts: accounts.length }, 'webhook not recorded: Redis unavailable');
       refused('unavailable');
       return c.text('temporarily unavailable', 503);
@@ -145,14 +149,20 @@ export function webhookRoutes(options: WebhookRouteOptions): Hono<{ Bindings: Bi
 
   // One handler, no middleware: hono then calls it directly instead of composing a chain.
   routes.post('/', (c) => {
-    if (options.draining?.()) return c.text('shutting down', 503);
+    if (options.draining?.()) {
+      refused('unavailable');
+      return c.text('shutting down', 503);
+    }
     const incoming = c.env?.incoming;
     const declared = incoming ? incoming.headers['content-length'] : c.req.header('Content-Length');
     // A declared length is refused before a byte of the body is read. Without one (chunked), the
     // limit is counted as the body streams in.
     if (declared !== undefined) {
       const length = Number(declared);
-      if (!Number.isSafeInteger(length) || length < 0) return c.text('invalid Content-Length', 400);
+      if (!Number.isSafeInteger(length) || length < 0) {
+        refused('malformed');
+        return c.text('invalid Content-Length', 400);
+      }
       if (length > MAX_WEBHOOK_BYTES) return tooLarge(c);
     }
     const signature = incoming ? headerValue(incoming.headers['x-dropbox-signature']) : c.req.header('X-Dropbox-Signature');

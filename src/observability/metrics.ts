@@ -51,7 +51,7 @@ export function createMetrics(engine: Engine): Registry {
   });
   // Known series at 0 from the start, so rate() and alerts see them before the first event.
   webhooks.inc({ outcome: 'accepted', reason: 'none' }, 0);
-  for (const reason of ['signature', 'malformed', 'too_large', 'unavailable']) webhooks.inc({ outcome: 'refused', reason }, 0);
+  for (const reason of ['signature', 'malformed', 'too_large', 'unavailable', 'aborted']) webhooks.inc({ outcome: 'refused', reason }, 0);
   events.on('webhook', ({ outcome, reason }) => webhooks.inc({ outcome, reason: outcome === 'accepted' ? 'none' : (reason ?? 'unknown') }));
 
   const syncs = new Counter({ name: 'mailroom_syncs_started_total', help: 'Runs started: an account left idle to list its changes, or listed again at once after a run a webhook arrived during.', registers });

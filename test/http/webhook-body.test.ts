@@ -13,8 +13,12 @@ import { APP_SECRET, startHarness, type Harness } from '../support/sync-harness.
 let h: Harness;
 const account = 'dbid:body';
 
+/** The reasons of the refused webhooks the route reported, in order (what mailroom_webhooks_total counts). */
+const refusals: string[] = [];
+
 beforeAll(async () => {
   h = await startHarness();
+  h.engine.events.on('webhook', ({ outcome, reason }) => { if (outcome === 'refused') refusals.push(reason ?? 'unknown'); });
   h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
   expect((await h.linkAccount(account)).status).toBe(200);
   await h.waitForIdle(account);
@@ -112,7 +116,17 @@ describe('POST /webhooks/dropbox: how the body arrives', () => {
     const signed = await fetch(`${h.url}/webhooks/dropbox`, { method: 'POST', body, headers: { 'Content-Type': 'application/json', 'X-Dropbox-Signature': webhookSignature(APP_SECRET, body) } });
     expect(signed.status).toBe(200);
     expect(await webhooksRecorded()).toBe(before + 1);
+    expect(refusals.at(-1)).toBe('aborted'); // counted (mailroom_webhooks_total), before the signed one
     await h.waitForIdle(account);
+  });
+
+  it('refuses a Content-Length no body can have with 400, counted as malformed', async () => {
+    const { req, answer } = open({ 'Content-Type': 'application/json', 'Content-Length': '9007199254740993', 'X-Dropbox-Signature': 'a'.repeat(64) });
+    req.on('error', () => {});
+    req.flushHeaders();
+    expect((await answer).status).toBe(400);
+    req.destroy();
+    expect(refusals.at(-1)).toBe('malformed');
   });
 
   it('refuses a repeated X-Dropbox-Signature header even when each copy is right', async () => {

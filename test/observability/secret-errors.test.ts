@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accountKeys } from '../../src/redis/keys.js';
-import { startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+import { webhookBody, webhookSignature } from '../../src/dropbox-emulator/webhook-sender.js';
+import { APP_SECRET, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /**
  * An error logged whole must not carry a secret that travelled with it: ioredis hangs the command
@@ -61,5 +62,21 @@ describe('errors in the logs', () => {
     expect(lastError?.message).toContain('Bad HTTP "Authorization" header: "Bearer [redacted]"');
     for (const line of lines) expect(line).not.toContain('SECRET');
     h.emulator.faults.clear();
+  });
+
+  it('a webhook whose Redis step fails for another reason than an outage is a 500 logged with its stack, not "Redis unavailable"', async () => {
+    const accountId = 'dbid:secret-errors-webhook';
+    // Linked (its credentials are there), but its mailbox is no hash: the mark-dirty script's HSET fails.
+    await h.redis.set(accountKeys(accountId).credentials, 'sealed credentials');
+    await h.redis.set(accountKeys(accountId).mailbox, 'not a hash');
+    const body = webhookBody([accountId], []);
+    const response = await fetch(`${h.url}/webhooks/dropbox`, { method: 'POST', body, headers: { 'X-Dropbox-Signature': webhookSignature(APP_SECRET, body) } });
+    expect(response.status).toBe(500);
+    const logged = lines.map((line) => JSON.parse(line) as Record & { err?: { stack?: string } });
+    expect(logged.filter((r) => r.msg?.includes('Redis unavailable'))).toEqual([]);
+    const failed = logged.filter((r) => r.msg === 'request failed' && r.path === '/webhooks/dropbox');
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.err?.message).toMatch(/WRONGTYPE/);
+    expect(failed[0]!.err?.stack).toBeTruthy();
   });
 });
