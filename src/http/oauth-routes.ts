@@ -4,6 +4,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
+import { redactSecrets } from '../observability/redact.js';
 import { authorizeEndpoint, buildAuthorizeUrl } from '../oauth/authorize-url.js';
 import { exchangeCode, OAuthExchangeError } from '../oauth/code-exchange.js';
 import { codeChallengeOf, createCodeVerifier, randomToken } from '../oauth/pkce.js';
@@ -179,8 +180,10 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
   routes.get('/callback', async (c) => {
     const q = c.req.query();
     const cookie = q.state ? getCookie(c, oauthCookieName(q.state)) : undefined;
-    const refuse = (reason: string, title: string, message: string, status: 400 | 502 | 503 = 400) => {
-      log.warn({ reason }, 'OAuth callback refused');
+    /** `detail`: what Dropbox said, for the operator's log (the page says it to the user). */
+    const refuse = (reason: string, title: string, message: string, status: 400 | 502 | 503 = 400, detail?: string) => {
+      // The user's own choice on Dropbox's page is no fault of anyone's.
+      log[reason === 'denied' ? 'info' : 'warn']({ reason, ...(detail ? { detail: redactSecrets(detail) } : {}) }, 'OAuth callback refused');
       return page(c, status, title, message);
     };
     if (!q.state) return refuse('missing_state', 'Link failed', `The callback has no state parameter. ${START_AGAIN}.`);
@@ -192,7 +195,7 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
     deleteCookie(c, oauthCookieName(q.state), { path: new URL(pending.redirectUri).pathname });
     if (q.error) {
       const detail = q.error_description ? `${q.error}: ${q.error_description}` : q.error;
-      return refuse('denied', 'Link cancelled', `Dropbox did not authorize the app (${detail}).`);
+      return refuse('denied', 'Link cancelled', `Dropbox did not authorize the app (${detail}).`, 400, detail);
     }
     if (!q.code) return refuse('missing_code', 'Link failed', `The callback has no code parameter. ${START_AGAIN}.`);
 
@@ -201,9 +204,9 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
       grant = await exchangeCode(settings, { code: q.code, redirectUri: pending.redirectUri, codeVerifier: pending.codeVerifier }, engine.clock.now());
     } catch (error) {
       if (!(error instanceof OAuthExchangeError)) throw error;
-      if (error.kind === 'refused') return refuse('code_refused', 'Link failed', `Dropbox refused the authorization code (${error.message}): it expired or was already used. ${START_AGAIN}.`);
-      if (error.kind === 'unavailable') return refuse('dropbox_unavailable', 'Link failed', `${error.message}. In a moment: ${START_AGAIN}.`, 502);
-      return refuse('invalid_answer', 'Link failed', error.message, 502);
+      if (error.kind === 'refused') return refuse('code_refused', 'Link failed', `Dropbox refused the authorization code (${error.message}): it expired or was already used. ${START_AGAIN}.`, 400, error.message);
+      if (error.kind === 'unavailable') return refuse('dropbox_unavailable', 'Link failed', `${error.message}. In a moment: ${START_AGAIN}.`, 502, error.message);
+      return refuse('invalid_answer', 'Link failed', error.message, 502, error.message);
     }
     const existing = await engine.accounts.get(grant.accountId);
     await engine.link(

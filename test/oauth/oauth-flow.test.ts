@@ -40,6 +40,11 @@ function addAccount(accountId: string, files: Record<string, string> = {}): void
   for (const [path, content] of Object.entries(files)) h.emulator.model.writeFile(accountId, path, content, { clientModified: at });
 }
 
+/** The last 'OAuth callback refused' log line. */
+function lastCallbackRefusal(): { level: number; reason?: string; detail?: string } | undefined {
+  return logLines.map((line) => JSON.parse(line) as { level: number; msg: string; reason?: string; detail?: string }).filter((r) => r.msg === 'OAuth callback refused').at(-1);
+}
+
 async function linked(accountId: string): Promise<boolean> {
   return (await h.engine.accounts.get(accountId)) !== null;
 }
@@ -465,6 +470,9 @@ describe('callbacks the engine refuses', () => {
     expect(denied.status).toBe(400);
     expect(denied.text).toMatch(/did not authorize the app \(access_denied/);
     expect(await linked(account)).toBe(false);
+    // The user's own choice: logged at info, with what Dropbox said.
+    const refusal = lastCallbackRefusal();
+    expect(refusal).toMatchObject({ level: 30, reason: 'denied', detail: expect.stringMatching(/^access_denied/) });
   });
 
   it('an expired code: 400', async () => {
@@ -477,6 +485,9 @@ describe('callbacks the engine refuses', () => {
       const expired = await callback(trip.callbackUrl, trip.cookie);
       expect(expired.status).toBe(400);
       expect(expired.text).toMatch(/expired/);
+      // The operator's log says what Dropbox answered, not only that it refused.
+      const refusal = lastCallbackRefusal();
+      expect(refusal).toMatchObject({ level: 40, reason: 'code_refused', detail: expect.stringMatching(/invalid_grant|expired/) });
     } finally {
       h.emulator.model.tokens.codeLifetimeMs = 10 * 60_000;
     }
