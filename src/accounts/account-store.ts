@@ -139,7 +139,27 @@ export class AccountStore {
    * pass and the layout upgrade, which go through every id, still reach every real account.
    */
   async linkedIds(): Promise<string[]> {
-    const members = await this.redis.smembers(LINKED_ACCOUNTS_KEY);
+    return this.validIds(await this.redis.smembers(LINKED_ACCOUNTS_KEY)).sort();
+  }
+
+  /**
+   * The linked account ids a page at a time (SSCAN, about `pageSize` per page, in no order), for
+   * what walks every account periodically: one SMEMBERS of 100,000 ids blocked Redis for 86 to
+   * 116 ms (every other client waits meanwhile) and held all of them in the process. An id may come
+   * twice when the set grows or shrinks during the walk (SSCAN's guarantee is every member present
+   * throughout, at least once).
+   */
+  async *linkedIdPages(pageSize = 500): AsyncGenerator<string[]> {
+    let cursor = '0';
+    do {
+      const [next, members] = await this.redis.sscan(LINKED_ACCOUNTS_KEY, cursor, 'COUNT', pageSize);
+      cursor = next;
+      const ids = this.validIds(members);
+      if (ids.length > 0) yield ids;
+    } while (cursor !== '0');
+  }
+
+  private validIds(members: readonly string[]): string[] {
     const ids: string[] = [];
     for (const member of members) {
       if (isValidAccountId(member)) ids.push(member);
@@ -148,7 +168,7 @@ export class AccountStore {
         this.options.log?.warn({ member: member.slice(0, 140), set: LINKED_ACCOUNTS_KEY }, 'the set of linked accounts holds something that is no account id: left out (remove it with SREM)');
       }
     }
-    return ids.sort();
+    return ids;
   }
 }
 
