@@ -47,6 +47,14 @@ export class ActorPersistence {
     return saved === 2 ? 'relinked' : saved === 1 ? 'saved' : 'stale';
   }
 
+  /**
+   * The name of the state a whole snapshot is stored in, or null when none is (an idle actor is
+   * compact, in the mailbox): what boot asks of every linked account, without reading a snapshot.
+   */
+  async storedState(accountId: string): Promise<string | null> {
+    return this.redis.hget(accountKeys(accountId).actor, 'state');
+  }
+
   async load(accountId: string): Promise<StoredActor | null> {
     const k = accountKeys(accountId);
     // One transaction: a save between two separate reads could pair a new version with an old state.
