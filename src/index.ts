@@ -194,7 +194,7 @@ export async function createEngine(options: CreateEngineOptions): Promise<Mailro
   const sweepIntervalMs = options.sweepIntervalMs ?? 10_000;
   const sweeper = sweepIntervalMs > 0
     ? setInterval(() => {
-        engine.sweep().catch((error: unknown) => log.warn({ err: (error as Error).message }, 'sweep failed'));
+        engine.scheduledSweep(sweepIntervalMs).catch((error: unknown) => log.warn({ err: (error as Error).message }, 'sweep failed'));
       }, sweepIntervalMs)
     : undefined;
   sweeper?.unref();

@@ -213,7 +213,7 @@ async function start(config: Config, started: Started, signals: Signals, log: Lo
   }
 
   sweeper = setInterval(() => {
-    engine.sweep().catch((error: unknown) => log.warn({ err: (error as Error).message }, 'sweep failed'));
+    engine.scheduledSweep(config.sweepIntervalMs).catch((error: unknown) => log.warn({ err: (error as Error).message }, 'sweep failed'));
   }, config.sweepIntervalMs);
   sweeper.unref();
 }

@@ -10,7 +10,7 @@ import { EntryStore } from '../entries/entry-store.js';
 import type { Logger } from '../logger.js';
 import { hasWork, Mailbox, type WebhookOutcome } from '../mailbox/mailbox.js';
 import { Leases } from '../ownership/leases.js';
-import { accountKeys, isValidAccountId } from '../redis/keys.js';
+import { accountKeys, isValidAccountId, SWEEP_TURN_KEY } from '../redis/keys.js';
 import { upgradeOldLayout } from '../redis/layout-upgrade.js';
 import type { RedisClient } from '../redis/scripts.js';
 import { mirrorFolder, type EntryBuilder, type SyncDeps } from '../sync/sync-deps.js';
@@ -270,6 +270,20 @@ export class Engine {
       this.sweeping = undefined;
     });
     return this.sweeping;
+  }
+
+  /**
+   * The sweep as the server schedules it, every `intervalMs`: in one process per interval,
+   * whichever takes the turn first (a key set with NX for nine tenths of the interval). Every
+   * process sweeping read every mailbox every interval, a cost multiplied by the processes (about
+   * 3.4 s of event loop per 10 s each at 100,000 accounts); one is enough, since any process may
+   * take over an account whose owner died. A sweeper that dies loses its turn before the next
+   * interval, so another process sweeps at most two intervals after its last sweep.
+   */
+  async scheduledSweep(intervalMs: number): Promise<{ reaped: number; polled: number } | 'not my turn'> {
+    const turn = await this.options.redis.set(SWEEP_TURN_KEY, this.leases.ownerId, 'PX', Math.max(1, Math.floor(intervalMs * 0.9)), 'NX');
+    if (turn !== 'OK') return 'not my turn';
+    return this.sweep();
   }
 
   private async sweepOnce(): Promise<{ reaped: number; polled: number }> {

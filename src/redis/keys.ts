@@ -101,6 +101,9 @@ export function accountKeys(accountId: string) {
 /** SET of linked account ids (global; written with single-key commands only). */
 export const LINKED_ACCOUNTS_KEY = 'mr:accounts';
 
+/** STRING with a TTL: the owner id of the process whose turn it is to sweep (Engine.scheduledSweep; global). */
+export const SWEEP_TURN_KEY = 'mr:sweep-turn';
+
 /**
  * The two hashes of the layout before `creds`, `cursor` and `page-cursor` (Mailroom up to the
  * change that made an idle account three keys). Read only to convert an account from it: see

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { LINKED_ACCOUNTS_KEY } from '../../src/redis/keys.js';
+import { LINKED_ACCOUNTS_KEY, SWEEP_TURN_KEY } from '../../src/redis/keys.js';
 import { expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /** What keeps an account from being stuck or stale when everything else went wrong. */
@@ -84,3 +84,26 @@ describe('the lost-webhook safety net', () => {
     expect((await h.engine.mailbox.read(account)).dirty).toBe(false);
   });
 });
+
+describe('the scheduled sweep', () => {
+  it('runs in one process per interval, whichever takes the turn; another takes it once the turn runs out', async () => {
+    // Every process sweeping read every mailbox every interval: at 100,000 accounts about 3.4 s of
+    // each process's event loop per 10 s. One sweep per interval reaps and polls for all of them.
+    const harness = await startHarness();
+    h = harness;
+    const peer = await harness.startPeer({ ownerId: 'sweep-turn-peer' });
+    try {
+      const INTERVAL_MS = 400;
+      const first = await harness.engine.scheduledSweep(INTERVAL_MS);
+      expect(first).toEqual({ reaped: 0, polled: 0 });
+      expect(await peer.engine.scheduledSweep(INTERVAL_MS)).toBe('not my turn');
+      expect(await harness.engine.scheduledSweep(INTERVAL_MS)).toBe('not my turn'); // once per interval, the taker too
+      // The turn lasts most of an interval: a sweeper that died loses it before the next one.
+      await waitUntil(async () => (await harness.redis.exists(SWEEP_TURN_KEY)) === 0, 5_000, 'the turn to run out');
+      expect(await peer.engine.scheduledSweep(INTERVAL_MS)).toEqual({ reaped: 0, polled: 0 });
+    } finally {
+      await peer.close();
+    }
+  });
+});
+
