@@ -32,18 +32,22 @@ export async function startDemo(dataDir: string): Promise<Demo> {
   }
   const emulator = await startEmulator({ appSecret });
   emulator.model.addAccount(DEMO_ACCOUNT, { accessToken });
-  let mirror: LocalFolderMirror | undefined;
+  // The emulator starts empty: it serves the folder as it is before the engine lists it. Otherwise
+  // a restart's first listing (the old cursor is reset, since this emulator never issued it) would
+  // find an empty Dropbox and delete every mirrored file and entry, then make them all again.
+  const mirror = new LocalFolderMirror({ model: emulator.model, accountId: DEMO_ACCOUNT, dir: dropboxFolder, intervalMs: 1_000 });
+  await mirror.rescan();
   return {
     emulator,
     appSecret,
     accessToken,
     dropboxFolder,
     watch(webhookUrl) {
-      mirror = new LocalFolderMirror({ model: emulator.model, accountId: DEMO_ACCOUNT, dir: dropboxFolder, intervalMs: 1_000, webhook: { url: webhookUrl, appSecret } });
+      mirror.notify({ url: webhookUrl, appSecret });
       mirror.start();
     },
     async close() {
-      mirror?.stop();
+      await mirror.stop();
       await emulator.close();
     },
   };

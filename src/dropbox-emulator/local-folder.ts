@@ -57,6 +57,12 @@ export class LocalFolderMirror {
 
   constructor(private readonly options: LocalFolderOptions) {}
 
+  /** From now on, a rescan that changed something is followed by a webhook to this endpoint. */
+  notify(webhook: { url: string; appSecret: string }): this {
+    this.options.webhook = webhook;
+    return this;
+  }
+
   start(): this {
     const intervalMs = this.options.intervalMs ?? 1_000;
     if (intervalMs > 0) {

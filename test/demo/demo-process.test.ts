@@ -1,0 +1,92 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EngineProcess, type LogLine } from '../support/engine-process.js';
+import { waitUntil } from '../support/fixtures.js';
+
+/**
+ * `npm start` as a new user runs it: no DROPBOX_APP_SECRET (the demo: the emulator serves
+ * $DATA_DIR/dropbox), no REDIS_URL (an embedded redis-server in $DATA_DIR/redis).
+ */
+const DEMO_ENV = { DROPBOX_APP_SECRET: '', DROPBOX_APP_KEY: '', DROPBOX_API_URL: '', DROPBOX_CONTENT_URL: '', REDIS_URL: '' };
+
+type Entry = { id: string; path: string; title: string; created: number };
+
+const dataDirs: string[] = [];
+const engines: EngineProcess[] = [];
+const redisPids = new Set<number>();
+
+afterEach(async () => {
+  for (const engine of engines.splice(0)) await engine.kill('SIGTERM');
+  // Whatever a failing run left behind: the redis-servers these tests started, by pid.
+  for (const pid of redisPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  redisPids.clear();
+  for (const dir of dataDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^\d+ \(.*\) Z /.test(stat); // a zombie has exited
+  } catch {
+    return false;
+  }
+}
+
+/** The redis-server processes the engine process started (its children). */
+function redisChildren(parentPid: number): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const match = /^(\d+) \((.*)\) \S+ (\d+)/.exec(stat);
+      if (match && match[2] === 'redis-server' && Number(match[3]) === parentPid) pids.push(Number(match[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+async function startDemo(dataDir: string, onLine?: (line: LogLine) => void): Promise<EngineProcess> {
+  const engine = await EngineProcess.start({ redisUrl: '', dataDir, dropboxUrl: '', env: DEMO_ENV, onLine });
+  engines.push(engine);
+  for (const pid of redisChildren(engine.childProcess!.pid!)) redisPids.add(pid);
+  return engine;
+}
+
+async function entries(engine: EngineProcess): Promise<Entry[]> {
+  const response = await engine.api('/accounts/dbid:demo/entries');
+  if (response.status !== 200) return [];
+  return ((await response.json()) as { entries: Entry[] }).entries;
+}
+
+function newDataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mailroom-demo-'));
+  dataDirs.push(dir);
+  return dir;
+}
+
+describe('the demo (npm start without Dropbox credentials)', () => {
+  it('a restart with the same DATA_DIR keeps every entry and mirrored file: nothing is deleted and made again', async () => {
+    const dataDir = newDataDir();
+    const first = await startDemo(dataDir);
+    await waitUntil(async () => (await entries(first)).some((e) => e.path === '/Posts/Hello world.md'), 20_000, 'the welcome post as an entry');
+    const before = (await entries(first)).find((e) => e.path === '/Posts/Hello world.md')!;
+    await first.kill('SIGTERM');
+
+    // While it is down, the user adds a post.
+    writeFileSync(join(dataDir, 'dropbox', 'Posts', 'Written while stopped.md'), '# Written while stopped\n');
+    const removals: LogLine[] = [];
+    const second = await startDemo(dataDir, (line) => {
+      if (line.msg === 'applied' && typeof line.removed === 'number' && line.removed > 0) removals.push(line);
+    });
+    await waitUntil(async () => (await entries(second)).some((e) => e.path === '/Posts/Written while stopped.md'), 20_000, 'the post written while stopped');
+    const after = (await entries(second)).find((e) => e.path === '/Posts/Hello world.md');
+    expect(after).toMatchObject({ id: before.id, created: before.created });
+    expect(removals).toEqual([]);
+    expect(existsSync(join(dataDir, 'mirrors', 'dbid:demo', 'Posts', 'Hello world.md'))).toBe(true);
+  });
+});
