@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
 
 /** A free TCP port on loopback, found by binding port 0 and releasing it. */
 export async function freePort(): Promise<number> {
@@ -36,11 +38,16 @@ export interface EmbeddedRedisOptions {
  */
 export class EmbeddedRedis {
   private child: ChildProcess | undefined;
+  /** Stops the child when this process exits without stopping it (an uncaught error, process.exit). */
+  private readonly stopOnExit = () => this.child?.kill('SIGTERM');
 
   private constructor(readonly dir: string, readonly port: number, private readonly appendfsync: string) {}
 
   static async start(options: EmbeddedRedisOptions): Promise<EmbeddedRedis> {
     mkdirSync(options.dir, { recursive: true });
+    // A process killed outright (SIGKILL, OOM) cannot stop its redis-server: it keeps running on
+    // its own, and a second one started on the same append-only file would write it too.
+    await stopLeftOver(options.dir);
     const redis = new EmbeddedRedis(options.dir, options.port ?? (await freePort()), options.appendfsync ?? 'everysec');
     await redis.launch();
     return redis;
@@ -55,12 +62,15 @@ export class EmbeddedRedis {
       '--appendfsync', this.appendfsync, '--save', '', '--loglevel', 'warning', '--maxmemory-policy', 'noeviction'];
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    process.on('exit', this.stopOnExit);
+    child.once('exit', () => process.off('exit', this.stopOnExit));
     let output = '';
     const collect = (chunk: Buffer) => { output = (output + chunk.toString()).slice(-2000); };
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);
     const spawnError = new Promise<never>((_, reject) => child.once('error', (e) => reject(new RedisServerError(`could not start redis-server: ${e.message}`))));
     await Promise.race([waitForPort(this.port, child, () => output), spawnError]);
+    writeFileSync(stateFile(this.dir), JSON.stringify({ pid: child.pid, port: this.port }));
   }
 
   /** SIGKILL (with appendfsync always nothing acknowledged is lost). */
@@ -87,16 +97,57 @@ export class EmbeddedRedis {
   }
 }
 
+/** Where the running server's pid and port are kept, for the next start to find one left over. */
+function stateFile(dir: string): string {
+  return join(dir, 'embedded-redis.json');
+}
+
+/**
+ * Stops a redis-server a killed process left running on `dir`: the one named in its state file, if
+ * it still answers on that port and serves this very folder (a port reused by another server is left
+ * alone). SHUTDOWN flushes the append-only file before the server exits.
+ */
+async function stopLeftOver(dir: string): Promise<void> {
+  let port: number;
+  try {
+    port = (JSON.parse(readFileSync(stateFile(dir), 'utf8')) as { port: number }).port;
+  } catch {
+    return;
+  }
+  if (!Number.isInteger(port) || port <= 0 || port > 65_535) return;
+  const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2_000, commandTimeout: 5_000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const [, served] = (await client.config('GET', 'dir')) as [string, string];
+    if (realpathSync(served) !== realpathSync(dir)) return;
+    await client.call('SHUTDOWN').catch(() => undefined); // the connection closes as it exits
+  } catch {
+    return; // nothing there, or not a redis-server we can ask
+  } finally {
+    client.disconnect();
+  }
+  const deadline = Date.now() + 10_000;
+  while (await portOpen(port)) {
+    if (Date.now() > deadline) throw new RedisServerError(`a redis-server left running on ${dir} (port ${port}) did not stop`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  rmSync(stateFile(dir), { force: true });
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => { socket.end(); resolve(true); });
+    socket.once('error', () => resolve(false));
+  });
+}
+
 async function waitForPort(port: number, child: ChildProcess, output: () => string): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (child.exitCode !== null) throw new RedisServerError(`redis-server exited at start: ${output().trim()}`);
-    const listening = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => { socket.end(); resolve(true); });
-      socket.once('error', () => resolve(false));
-    });
-    if (listening) return;
+    if (await portOpen(port)) return;
     if (Date.now() > deadline) throw new RedisServerError(`redis-server did not listen on port ${port}: ${output().trim()}`);
     await new Promise((r) => setTimeout(r, 20));
   }

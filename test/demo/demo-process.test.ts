@@ -89,4 +89,23 @@ describe('the demo (npm start without Dropbox credentials)', () => {
     expect(removals).toEqual([]);
     expect(existsSync(join(dataDir, 'mirrors', 'dbid:demo', 'Posts', 'Hello world.md'))).toBe(true);
   });
+
+  it('after the engine crashes, the next start on the same DATA_DIR leaves no orphaned redis-server of the crashed one running', async () => {
+    const dataDir = newDataDir();
+    const first = await startDemo(dataDir);
+    const [orphan] = redisChildren(first.childProcess!.pid!);
+    expect(orphan).toBeDefined();
+    await first.kill('SIGKILL');
+    expect(alive(orphan!)).toBe(true); // a crash cannot stop its child itself
+
+    const second = await startDemo(dataDir);
+    await waitUntil(() => !alive(orphan!), 10_000, 'the crashed engine\'s redis-server to be stopped');
+    const [own] = redisChildren(second.childProcess!.pid!);
+    expect(own).toBeDefined();
+    // The data the crashed one's server flushed is there (the account resumes once its lease expires).
+    await waitUntil(async () => (await second.api('/accounts/dbid:demo')).status === 200, 20_000, 'the demo account, linked');
+    engines.splice(engines.indexOf(second), 1);
+    await second.kill('SIGTERM');
+    await waitUntil(() => !alive(own!), 10_000, 'its redis-server to stop with it');
+  });
 });
