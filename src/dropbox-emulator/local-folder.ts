@@ -1,4 +1,4 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { contentHash } from '../dropbox/content-hash.js';
 import type { DropboxModel } from './model.js';
@@ -21,24 +21,34 @@ export type RescanResult = { written: string[]; created: string[]; removed: stri
 type LocalEntry = { kind: 'file'; path: string; size: number; mtimeMs: number } | { kind: 'folder'; path: string };
 type Seen = { size: number; mtimeMs: number };
 
-/** Every file and folder under `dir` as Dropbox paths ("/a/b.txt"). Nothing is skipped: the engine filters. */
-async function scan(dir: string, prefix = ''): Promise<LocalEntry[]> {
+/**
+ * Every file and folder under `dir` as Dropbox paths ("/a/b.txt"). Nothing is skipped (the engine
+ * filters) but symbolic links, which are not followed: one could point out of the folder, or at a
+ * parent and repeat the tree inside itself. Names Dropbox takes for one path (case, NFC/NFD: on
+ * Linux "Readme.md" and "README.md" are two files) are served once, the first in code-unit order:
+ * two files at one path would overwrite each other on every scan.
+ */
+async function scan(dir: string, prefix = '', taken = new Set<string>()): Promise<LocalEntry[]> {
   const entries: LocalEntry[] = [];
   let names: string[];
   try {
-    names = await readdir(dir);
+    names = (await readdir(dir)).sort();
   } catch {
     return entries; // removed while scanning; the next rescan sees the final state
   }
   for (const name of names) {
     const full = join(dir, name);
     const path = `${prefix}/${name}`;
-    const info = await stat(full).catch(() => undefined);
-    if (!info) continue;
+    const info = await lstat(full).catch(() => undefined);
+    if (!info || info.isSymbolicLink()) continue;
+    if (!info.isDirectory() && !info.isFile()) continue;
+    const key = lowerPath(path);
+    if (taken.has(key)) continue;
+    taken.add(key);
     if (info.isDirectory()) {
       entries.push({ kind: 'folder', path });
-      entries.push(...(await scan(full, path)));
-    } else if (info.isFile()) {
+      entries.push(...(await scan(full, path, taken)));
+    } else {
       entries.push({ kind: 'file', path, size: info.size, mtimeMs: info.mtimeMs });
     }
   }

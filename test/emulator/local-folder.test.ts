@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,6 +67,44 @@ describe('LocalFolderMirror', () => {
       }
     } finally {
       await polling.stop();
+    }
+  });
+
+  it('does not follow symbolic links: nothing outside the folder is served, and a link to a parent does not repeat the tree', async () => {
+    const own = mkdtempSync(join(tmpdir(), 'mailroom-local-links-'));
+    const outside = mkdtempSync(join(tmpdir(), 'mailroom-outside-'));
+    const account = 'dbid:AAH_links';
+    emulator.model.addAccount(account, { accessToken: 'links' });
+    try {
+      writeFileSync(join(outside, 'secret.md'), 'not in the folder');
+      writeFileSync(join(own, 'post.md'), '# Post');
+      symlinkSync(outside, join(own, 'outside-dir'));
+      symlinkSync(join(outside, 'secret.md'), join(own, 'outside-file.md'));
+      symlinkSync('.', join(own, 'loop'));
+      await new LocalFolderMirror({ model: emulator.model, accountId: account, dir: own, intervalMs: 0 }).rescan();
+      expect(emulator.model.listTree(account).map((item) => item.pathDisplay)).toEqual(['/post.md']);
+    } finally {
+      rmSync(own, { recursive: true, force: true });
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('two local names Dropbox sees as one path (case, NFC/NFD) settle on one file instead of being written over each other on every scan', async () => {
+    const own = mkdtempSync(join(tmpdir(), 'mailroom-local-collide-'));
+    const account = 'dbid:AAH_collide';
+    emulator.model.addAccount(account, { accessToken: 'collide' });
+    try {
+      writeFileSync(join(own, 'Readme.md'), '# one');
+      writeFileSync(join(own, 'README.md'), '# two, longer');
+      writeFileSync(join(own, 'caf\u00e9.md'), '# NFC');
+      writeFileSync(join(own, 'cafe\u0301.md'), '# NFD, longer');
+      const local = new LocalFolderMirror({ model: emulator.model, accountId: account, dir: own, intervalMs: 0 });
+      await local.rescan();
+      expect(emulator.model.listTree(account).map((item) => item.pathLower)).toEqual(['/caf\u00e9.md', '/readme.md']);
+      expect(await local.rescan()).toEqual({ written: [], created: [], removed: [] });
+      expect(await local.rescan()).toEqual({ written: [], created: [], removed: [] });
+    } finally {
+      rmSync(own, { recursive: true, force: true });
     }
   });
 });
