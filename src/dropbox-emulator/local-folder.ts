@@ -16,10 +16,11 @@ export type LocalFolderOptions = {
   webhook?: { url: string; appSecret: string };
 };
 
-export type RescanResult = { written: string[]; created: string[]; removed: string[] };
+export type RescanResult = { written: string[]; created: string[]; removed: string[]; moved: string[] };
 
-type LocalEntry = { kind: 'file'; path: string; size: number; mtimeMs: number } | { kind: 'folder'; path: string };
-type Seen = { size: number; mtimeMs: number };
+/** `identity`: device, inode, size and mtime; a rename keeps all four, so it tells a move from a delete and a create. */
+type LocalEntry = { kind: 'file' | 'folder'; path: string; size: number; mtimeMs: number; identity: string };
+type Seen = { kind: 'file' | 'folder'; size: number; mtimeMs: number; identity: string };
 
 /**
  * Every file and folder under `dir` as Dropbox paths ("/a/b.txt"). Nothing is skipped (the engine
@@ -45,19 +46,17 @@ async function scan(dir: string, prefix = '', taken = new Set<string>()): Promis
     const key = lowerPath(path);
     if (taken.has(key)) continue;
     taken.add(key);
-    if (info.isDirectory()) {
-      entries.push({ kind: 'folder', path });
-      entries.push(...(await scan(full, path, taken)));
-    } else {
-      entries.push({ kind: 'file', path, size: info.size, mtimeMs: info.mtimeMs });
-    }
+    const kind = info.isDirectory() ? 'folder' : 'file';
+    entries.push({ kind, path, size: info.size, mtimeMs: info.mtimeMs, identity: `${kind}:${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}` });
+    if (kind === 'folder') entries.push(...(await scan(full, path, taken)));
   }
   return entries;
 }
 
 /**
  * Mirrors a local folder into one emulated account by polling (portable, unlike fs.watch): new or
- * changed files are written with their mtime as client_modified, vanished ones are removed.
+ * changed files are written with their mtime as client_modified, vanished ones are removed, and a
+ * file or folder renamed or moved is moved (its id kept, as Dropbox does for a move on the desktop).
  */
 export class LocalFolderMirror {
   private readonly seen = new Map<string, Seen>();
@@ -103,8 +102,9 @@ export class LocalFolderMirror {
 
   private async applyOnce(): Promise<RescanResult> {
     const { model, accountId, dir } = this.options;
-    const result: RescanResult = { written: [], created: [], removed: [] };
+    const result: RescanResult = { written: [], created: [], removed: [], moved: [] };
     const local = await scan(dir);
+    this.applyMoves(local, result);
     const remote = new Map(model.listTree(accountId).map((item) => [item.pathLower, item]));
     const localLower = new Set(local.map((entry) => lowerPath(entry.path)));
 
@@ -112,6 +112,7 @@ export class LocalFolderMirror {
       const key = lowerPath(entry.path);
       const existing = remote.get(key);
       if (entry.kind === 'folder') {
+        this.seen.set(key, { kind: 'folder', size: entry.size, mtimeMs: entry.mtimeMs, identity: entry.identity });
         if (existing?.kind === 'file') model.remove(accountId, existing.pathDisplay);
         if (existing?.kind !== 'folder') {
           model.mkdir(accountId, entry.path);
@@ -120,11 +121,11 @@ export class LocalFolderMirror {
         continue;
       }
       const seen = this.seen.get(key);
-      const unchanged = existing?.kind === 'file' && seen?.size === entry.size && seen.mtimeMs === entry.mtimeMs;
+      const unchanged = existing?.kind === 'file' && seen?.kind === 'file' && seen.size === entry.size && seen.mtimeMs === entry.mtimeMs;
       if (unchanged) continue;
       const bytes = await readFile(join(dir, entry.path)).catch(() => undefined);
       if (!bytes) continue;
-      this.seen.set(key, { size: entry.size, mtimeMs: entry.mtimeMs });
+      this.seen.set(key, { kind: 'file', size: entry.size, mtimeMs: entry.mtimeMs, identity: entry.identity });
       if (existing?.kind === 'file' && existing.contentHash === contentHash(bytes)) continue;
       if (existing?.kind === 'folder') model.remove(accountId, existing.pathDisplay);
       model.writeFile(accountId, entry.path, bytes, { clientModified: new Date(entry.mtimeMs) });
@@ -137,15 +138,59 @@ export class LocalFolderMirror {
       if (localLower.has(item.pathLower)) continue;
       if (removedRoots.some((root) => item.pathLower.startsWith(root + '/'))) continue;
       model.remove(accountId, item.pathDisplay);
-      this.seen.delete(item.pathLower);
+      this.forget(item.pathLower);
       removedRoots.push(item.pathLower);
       result.removed.push(item.pathDisplay);
     }
 
-    const changed = result.written.length + result.created.length + result.removed.length > 0;
+    const changed = result.written.length + result.created.length + result.removed.length + result.moved.length > 0;
     if (changed && this.options.webhook) {
       await sendWebhook({ ...this.options.webhook, accounts: [accountId] });
     }
     return result;
+  }
+
+  /**
+   * A path new to the account whose file or folder was last seen at a path that is gone now (same
+   * inode, size and mtime) was renamed or moved there: moved in the account, so its id is kept
+   * (and with it the engine's entry) instead of a deletion and a new file. A folder moves with its
+   * contents, parents come before children in `local`.
+   */
+  private applyMoves(local: readonly LocalEntry[], result: RescanResult): void {
+    const { model, accountId } = this.options;
+    const localLower = new Set(local.map((entry) => lowerPath(entry.path)));
+    const vanished = new Map<string, string>();
+    for (const item of model.listTree(accountId)) {
+      if (localLower.has(item.pathLower)) continue;
+      const seen = this.seen.get(item.pathLower);
+      if (seen?.kind === item.kind) vanished.set(seen.identity, item.pathDisplay);
+    }
+    if (vanished.size === 0) return;
+    let present = new Set(model.listTree(accountId).map((item) => item.pathLower));
+    for (const entry of local) {
+      const to = lowerPath(entry.path);
+      if (present.has(to)) continue;
+      const from = vanished.get(entry.identity);
+      if (from === undefined || !present.has(lowerPath(from))) continue;
+      vanished.delete(entry.identity);
+      try {
+        model.move(accountId, from, entry.path);
+      } catch {
+        continue; // e.g. into a path a file holds: the plain pass writes and removes instead
+      }
+      const fromLower = lowerPath(from);
+      for (const [key, seen] of [...this.seen]) {
+        if (key !== fromLower && !key.startsWith(fromLower + '/')) continue;
+        this.seen.delete(key);
+        this.seen.set(to + key.slice(fromLower.length), seen);
+      }
+      result.moved.push(`${from} -> ${entry.path}`);
+      present = new Set(model.listTree(accountId).map((item) => item.pathLower));
+    }
+  }
+
+  /** Drops what was seen at a path and under it. */
+  private forget(pathLower: string): void {
+    for (const key of [...this.seen.keys()]) if (key === pathLower || key.startsWith(pathLower + '/')) this.seen.delete(key);
   }
 }

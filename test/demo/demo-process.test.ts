@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -107,5 +107,28 @@ describe('the demo (npm start without Dropbox credentials)', () => {
     engines.splice(engines.indexOf(second), 1);
     await second.kill('SIGTERM');
     await waitUntil(() => !alive(own!), 10_000, 'its redis-server to stop with it');
+  });
+
+  it('renaming a post, moving it into a subfolder or renaming its folder keeps its entry (same id, same created), as a move on Dropbox does', async () => {
+    const dataDir = newDataDir();
+    const engine = await startDemo(dataDir);
+    const folder = join(dataDir, 'dropbox');
+    const entryAt = async (path: string) => (await entries(engine)).find((e) => e.path === path);
+    await waitUntil(async () => (await entryAt('/Posts/Hello world.md')) !== undefined, 20_000, 'the welcome post as an entry');
+    const original = (await entryAt('/Posts/Hello world.md'))!;
+
+    renameSync(join(folder, 'Posts', 'Hello world.md'), join(folder, 'Posts', 'Hello again.md'));
+    await waitUntil(async () => (await entryAt('/Posts/Hello again.md')) !== undefined, 20_000, 'the renamed post');
+    expect(await entryAt('/Posts/Hello again.md')).toMatchObject({ id: original.id, created: original.created });
+
+    mkdirSync(join(folder, 'Posts', '2026'));
+    renameSync(join(folder, 'Posts', 'Hello again.md'), join(folder, 'Posts', '2026', 'Hello again.md'));
+    await waitUntil(async () => (await entryAt('/Posts/2026/Hello again.md')) !== undefined, 20_000, 'the post moved into a subfolder');
+    expect(await entryAt('/Posts/2026/Hello again.md')).toMatchObject({ id: original.id, created: original.created });
+
+    renameSync(join(folder, 'Posts'), join(folder, 'Blog'));
+    await waitUntil(async () => (await entryAt('/Blog/2026/Hello again.md')) !== undefined, 20_000, 'the post in its renamed folder');
+    expect(await entries(engine)).toEqual([expect.objectContaining({ path: '/Blog/2026/Hello again.md', id: original.id, created: original.created })]);
+    expect(readdirSync(join(dataDir, 'mirrors', 'dbid:demo'))).toEqual(['Blog']);
   });
 });

@@ -37,12 +37,12 @@ describe('LocalFolderMirror', () => {
     expect(listing.result.entries.map((e) => e.path_display)).toEqual(['/.hidden', '/Posts', '/Posts/hello.md']);
     expect(listing.result.entries[2]).toMatchObject({ client_modified: '2021-06-07T08:09:10Z' });
 
-    expect(await mirror.rescan()).toEqual({ written: [], created: [], removed: [] });
+    expect(await mirror.rescan()).toEqual({ written: [], created: [], removed: [], moved: [] });
 
     writeFileSync(join(dir, 'Posts', 'new.md'), 'new');
     rmSync(join(dir, '.hidden'));
     const second = await mirror.rescan();
-    expect(second).toEqual({ written: ['/Posts/new.md'], created: [], removed: ['/.hidden'] });
+    expect(second).toEqual({ written: ['/Posts/new.md'], created: [], removed: ['/.hidden'], moved: [] });
 
     const changes = await dbx.filesListFolderContinue({ cursor: listing.result.cursor });
     expect(changes.result.entries.map((e) => [e['.tag'], e.path_display])).toEqual([
@@ -101,8 +101,8 @@ describe('LocalFolderMirror', () => {
       const local = new LocalFolderMirror({ model: emulator.model, accountId: account, dir: own, intervalMs: 0 });
       await local.rescan();
       expect(emulator.model.listTree(account).map((item) => item.pathLower)).toEqual(['/caf\u00e9.md', '/readme.md']);
-      expect(await local.rescan()).toEqual({ written: [], created: [], removed: [] });
-      expect(await local.rescan()).toEqual({ written: [], created: [], removed: [] });
+      expect(await local.rescan()).toEqual({ written: [], created: [], removed: [], moved: [] });
+      expect(await local.rescan()).toEqual({ written: [], created: [], removed: [], moved: [] });
     } finally {
       rmSync(own, { recursive: true, force: true });
     }
