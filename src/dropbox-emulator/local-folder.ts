@@ -63,6 +63,8 @@ export class LocalFolderMirror {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<RescanResult> | undefined;
   private stopped = false;
+  /** Ends a webhook's retries when the mirror stops (a shutting-down engine answers 503). */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly options: LocalFolderOptions) {}
 
@@ -86,6 +88,7 @@ export class LocalFolderMirror {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.stopping.abort();
     await this.running?.catch(() => undefined);
   }
 
@@ -145,7 +148,7 @@ export class LocalFolderMirror {
 
     const changed = result.written.length + result.created.length + result.removed.length + result.moved.length > 0;
     if (changed && this.options.webhook) {
-      await sendWebhook({ ...this.options.webhook, accounts: [accountId] });
+      await sendWebhook({ ...this.options.webhook, accounts: [accountId], signal: this.stopping.signal });
     }
     return result;
   }

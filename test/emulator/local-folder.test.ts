@@ -1,5 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:http';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalFolderMirror } from '../../src/dropbox-emulator/local-folder.js';
@@ -104,6 +106,36 @@ describe('LocalFolderMirror', () => {
       expect(await local.rescan()).toEqual({ written: [], created: [], removed: [], moved: [] });
       expect(await local.rescan()).toEqual({ written: [], created: [], removed: [], moved: [] });
     } finally {
+      rmSync(own, { recursive: true, force: true });
+    }
+  });
+
+  it('stopping ends a webhook being retried (an engine shutting down answers 503) instead of waiting out its retries', async () => {
+    const own = mkdtempSync(join(tmpdir(), 'mailroom-local-stop-'));
+    const account = 'dbid:AAH_stop';
+    emulator.model.addAccount(account, { accessToken: 'stop' });
+    let requests = 0;
+    const refusing = createServer((_request, response) => {
+      requests += 1;
+      response.writeHead(503).end();
+    }).listen(0, '127.0.0.1');
+    await once(refusing, 'listening');
+    const { port } = refusing.address() as { port: number };
+    try {
+      const local = new LocalFolderMirror({ model: emulator.model, accountId: account, dir: own, intervalMs: 0, webhook: { url: `http://127.0.0.1:${port}/`, appSecret: 's' } });
+      writeFileSync(join(own, 'post.md'), '# Post');
+      const pass = local.rescan();
+      const deadline = Date.now() + 5_000;
+      while (requests === 0) {
+        if (Date.now() > deadline) throw new Error('no webhook was sent');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const started = Date.now();
+      await local.stop();
+      expect(Date.now() - started).toBeLessThan(900); // the first retry alone waits 1 s
+      expect((await pass).written).toEqual(['/post.md']);
+    } finally {
+      refusing.close();
       rmSync(own, { recursive: true, force: true });
     }
   });
