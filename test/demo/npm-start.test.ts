@@ -1,0 +1,65 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { waitUntil } from '../support/fixtures.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+let group: number | undefined;
+let dataDir: string | undefined;
+
+afterEach(() => {
+  // Whatever a failing run left behind in the group this test started.
+  if (group !== undefined && members(group).length > 0) process.kill(-group, 'SIGKILL');
+  group = undefined;
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** Live processes of a process group (zombies have exited). */
+function members(pgid: number): string[] {
+  const found: string[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const match = /^(\d+) \((.*)\) (\S) \d+ (\d+)/.exec(stat);
+      if (match && Number(match[4]) === pgid && match[3] !== 'Z') found.push(`${match[1]} ${match[2]}`);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+describe('npm start in a terminal', () => {
+  it('one Ctrl-C while the demo syncs is one signal: a graceful shutdown, not "second signal: exiting without finishing"', async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'mailroom-npm-start-'));
+    // Enough files that the engine is busy syncing when the user presses Ctrl-C.
+    mkdirSync(join(dataDir, 'dropbox', 'many'), { recursive: true });
+    const bytes = Buffer.alloc(20_000, 'x');
+    for (let i = 0; i < 1_500; i++) writeFileSync(join(dataDir, 'dropbox', 'many', `f${i}.bin`), Buffer.concat([Buffer.from(String(i)), bytes]));
+
+    const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'info' };
+    for (const name of ['DROPBOX_APP_SECRET', 'DROPBOX_APP_KEY', 'DROPBOX_API_URL', 'DROPBOX_CONTENT_URL', 'REDIS_URL', 'REDIS_CLUSTER_NODES', 'ADMIN_TOKEN']) delete env[name];
+    // A terminal runs the command as the foreground process group, and Ctrl-C signals the whole group.
+    const npm = spawn('npm', ['start'], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    group = npm.pid!;
+    let output = '';
+    npm.stdout!.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+    npm.stderr!.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+    // 'close': every process writing to its output (npm, the shell, the engine) has exited.
+    const closed = once(npm, 'close');
+
+    await waitUntil(() => output.includes('"state":"downloading"'), 60_000, 'the demo to be downloading');
+    process.kill(-group, 'SIGINT');
+    await closed;
+
+    expect(output).not.toContain('second signal');
+    expect(output).toContain('"msg":"stopped"');
+    await waitUntil(() => members(group!).length === 0, 10_000, 'every process of `npm start` (the redis-server too) to exit');
+  }, 120_000);
+});
