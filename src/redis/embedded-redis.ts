@@ -60,7 +60,10 @@ export class EmbeddedRedis {
   private async launch(): Promise<void> {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes',
       '--appendfsync', this.appendfsync, '--save', '', '--loglevel', 'warning', '--maxmemory-policy', 'noeviction'];
-    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group: a terminal's Ctrl-C signals the whole foreground group, and a
+    // redis-server stopping with the engine would vanish under its graceful shutdown (snapshots,
+    // leases). The engine stops it last; a killed engine's is stopped by the next start (above).
+    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     this.child = child;
     process.on('exit', this.stopOnExit);
     child.once('exit', () => process.off('exit', this.stopOnExit));
