@@ -120,16 +120,22 @@ async function stopLeftOver(dir: string): Promise<void> {
   if (!Number.isInteger(port) || port <= 0 || port > 65_535) return;
   const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2_000, commandTimeout: 5_000 });
   client.on('error', () => undefined);
+  let inUse = false;
   try {
     await client.connect();
     const [, served] = (await client.config('GET', 'dir')) as [string, string];
     if (realpathSync(served) !== realpathSync(dir)) return;
-    await client.call('SHUTDOWN').catch(() => undefined); // the connection closes as it exits
+    // Connected clients besides this one: a running engine uses it (a second `npm start` on the
+    // same DATA_DIR), not a killed one's leftover. Stopping it would break that engine.
+    const clients = String(await client.call('CLIENT', 'LIST')).split('\n').filter((line) => line.trim() !== '');
+    if (clients.length > 1) inUse = true;
+    else await client.call('SHUTDOWN').catch(() => undefined); // the connection closes as it exits
   } catch {
     return; // nothing there, or not a redis-server we can ask
   } finally {
     client.disconnect();
   }
+  if (inUse) throw new Error(`${dir} is in use by another running process (its redis-server answers on port ${port}): is another mailroom running with this DATA_DIR?`);
   const deadline = Date.now() + 10_000;
   while (await portOpen(port)) {
     if (Date.now() > deadline) throw new RedisServerError(`a redis-server left running on ${dir} (port ${port}) did not stop`);

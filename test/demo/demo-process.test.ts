@@ -131,4 +131,16 @@ describe('the demo (npm start without Dropbox credentials)', () => {
     expect(await entries(engine)).toEqual([expect.objectContaining({ path: '/Blog/2026/Hello again.md', id: original.id, created: original.created })]);
     expect(readdirSync(join(dataDir, 'mirrors', 'dbid:demo'))).toEqual(['Blog']);
   });
+
+  it('a second demo started on a DATA_DIR a running one uses refuses to start, and leaves the running one and its redis-server alone', async () => {
+    const dataDir = newDataDir();
+    const first = await startDemo(dataDir);
+    const [redisPid] = redisChildren(first.childProcess!.pid!);
+    await waitUntil(async () => (await entries(first)).length > 0, 20_000, 'the welcome post as an entry');
+
+    const refused = await startDemo(dataDir).then(() => undefined, (error: Error) => error);
+    expect(refused?.message).toMatch(/in use by another/);
+    expect(alive(redisPid!)).toBe(true);
+    expect((await first.api('/accounts/dbid:demo')).status).toBe(200);
+  });
 });
