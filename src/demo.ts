@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile, readdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LocalFolderMirror } from './dropbox-emulator/local-folder.js';
 import { startEmulator, type RunningEmulator } from './dropbox-emulator/server.js';
@@ -25,8 +25,8 @@ export async function startDemo(dataDir: string): Promise<Demo> {
   const appSecret = randomBytes(16).toString('hex');
   const accessToken = `demo-${randomBytes(8).toString('hex')}`;
   const dropboxFolder = join(dataDir, 'dropbox');
-  await mkdir(dropboxFolder, { recursive: true });
-  if ((await readdir(dropboxFolder)).length === 0) {
+  // The welcome post goes into a folder made now only: one the user emptied stays empty.
+  if ((await mkdir(dropboxFolder, { recursive: true })) !== undefined) {
     await mkdir(join(dropboxFolder, 'Posts'), { recursive: true });
     await writeFile(join(dropboxFolder, 'Posts', 'Hello world.md'), '# Hello world\n\nDrop Markdown files into this folder and they become entries.\n');
   }

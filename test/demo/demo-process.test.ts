@@ -143,4 +143,22 @@ describe('the demo (npm start without Dropbox credentials)', () => {
     expect(alive(redisPid!)).toBe(true);
     expect((await first.api('/accounts/dbid:demo')).status).toBe(200);
   });
+
+  it('a folder the user emptied stays empty after a restart: the welcome post is written only into a new folder', async () => {
+    const dataDir = newDataDir();
+    const first = await startDemo(dataDir);
+    await waitUntil(async () => (await entries(first)).length > 0, 20_000, 'the welcome post as an entry');
+    rmSync(join(dataDir, 'dropbox', 'Posts'), { recursive: true });
+    await waitUntil(async () => (await entries(first)).length === 0 && !existsSync(join(dataDir, 'mirrors', 'dbid:demo', 'Posts')), 20_000, 'the deletion synced');
+    await first.kill('SIGTERM');
+
+    const restartedAt = Date.now();
+    const second = await startDemo(dataDir);
+    await waitUntil(async () => {
+      const status = (await (await second.api('/accounts/dbid:demo')).json()) as { state: string; lastSyncedAt?: number | string | null };
+      return status.state === 'idle' && status.lastSyncedAt != null && new Date(status.lastSyncedAt).getTime() >= restartedAt;
+    }, 20_000, 'a sync after the restart');
+    expect(readdirSync(join(dataDir, 'dropbox'))).toEqual([]);
+    expect(await entries(second)).toEqual([]);
+  });
 });
