@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Registry } from 'prom-client';
 import { createMetrics } from '../../src/observability/metrics.js';
+import { sampleOf } from '../support/metric-sample.js';
 import { startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /** mailroom_syncs_started_total counts runs: every run, also one that follows another at once. */
@@ -15,10 +16,7 @@ afterAll(async () => {
   await h.close();
 });
 
-async function sample(name: string, labels: Record<string, string> = {}): Promise<number> {
-  const metric = await registry.getSingleMetric(name)!.get();
-  return metric.values.filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l)).reduce((sum, v) => sum + v.value, 0);
-}
+const sample = (name: string, labels: Record<string, string> = {}) => sampleOf(registry, name, labels);
 
 describe('mailroom_syncs_started_total', () => {
   it('counts the run a webhook during a run starts straight after it (finishing -> fetching, never idle)', async () => {
