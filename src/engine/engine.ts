@@ -114,6 +114,8 @@ export class Engine {
   private readonly handovers = newStepHandovers();
   private subscriber: Redis | Cluster | undefined;
   private sweeping: Promise<{ reaped: number; polled: number }> | undefined;
+  /** While a scheduled sweep holds the turn: how long each renewal of it lasts. */
+  private sweepTurnMs: number | undefined;
   private upgrading: Promise<number> | undefined;
 
   readonly options: EngineOptions;
@@ -281,9 +283,21 @@ export class Engine {
    * interval, so another process sweeps at most two intervals after its last sweep.
    */
   async scheduledSweep(intervalMs: number): Promise<{ reaped: number; polled: number } | 'not my turn'> {
-    const turn = await this.options.redis.set(SWEEP_TURN_KEY, this.leases.ownerId, 'PX', Math.max(1, Math.floor(intervalMs * 0.9)), 'NX');
+    const turnMs = Math.max(1, Math.floor(intervalMs * 0.9));
+    const turn = await this.options.redis.set(SWEEP_TURN_KEY, this.leases.ownerId, 'PX', turnMs, 'NX');
     if (turn !== 'OK') return 'not my turn';
-    return this.sweep();
+    this.sweepTurnMs = turnMs;
+    try {
+      return await this.sweep();
+    } finally {
+      this.sweepTurnMs = undefined;
+    }
+  }
+
+  /** A sweep longer than its turn keeps the turn, page by page: another process's sweep would overlap it. */
+  private async keepSweepTurn(): Promise<void> {
+    if (this.sweepTurnMs === undefined) return;
+    if ((await this.options.redis.get(SWEEP_TURN_KEY)) === this.leases.ownerId) await this.options.redis.pexpire(SWEEP_TURN_KEY, this.sweepTurnMs);
   }
 
   private async sweepOnce(): Promise<{ reaped: number; polled: number }> {
@@ -296,6 +310,7 @@ export class Engine {
     // blocked Redis for about 90 ms on every sweep of every process. (An id SSCAN returns twice is
     // in hand here after its first wake, or marked running after its first poll.)
     for await (const ids of this.accounts.linkedIdPages(SWEEP_BATCH)) {
+      await this.keepSweepTurn();
       // Read together (one pipelined write per batch): one after another, a sweep of 100,000
       // accounts took longer than its interval.
       // An account waiting here for a run slot is dirty and unowned, like one whose owner died:

@@ -5,13 +5,13 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.js';
 import { silentLogger } from '../../src/logger.js';
-import { accountKeys, LINKED_ACCOUNTS_KEY } from '../../src/redis/keys.js';
+import { accountKeys, LINKED_ACCOUNTS_KEY, SWEEP_TURN_KEY } from '../../src/redis/keys.js';
 import { CommandLog, countOf } from '../support/redis-monitor.js';
 import { startTestRedisClient } from '../support/redis-server.js';
 
 /**
  * The sweep (the reaper and the poll) runs every SWEEP_INTERVAL_MS in every process over every
- * linked account, most of them idle and passivated: what it sends per account is multiplied by
+ * linked account (in one process per interval), most of them idle and passivated: what it sends per account is multiplied by
  * 100,000 accounts in production, every 10 s (and boot's, at every start). These tests pin what
  * they send, not how long they take.
  */
@@ -83,6 +83,22 @@ describe('the sweep over many idle accounts', () => {
     // And still every account: the last one's lease read.
     expect(countOf(sent, 'get', accountKeys(OWNED).lease)).toBe(1);
     expect(sent.filter((args) => args[0]!.toLowerCase() === 'hmget').length).toBeGreaterThanOrEqual(ACCOUNTS);
+  });
+
+  it('a scheduled sweep keeps its turn page by page, so a sweep longer than the turn is not joined by another', async () => {
+    await redis.del(SWEEP_TURN_KEY);
+    const log = await CommandLog.start(redis);
+    try {
+      const sent = await log.during(redis, async () => {
+        expect(await engine.scheduledSweep(60_000)).toEqual({ reaped: 0, polled: 0 });
+      });
+      const pages = sent.filter((args) => args[0]!.toLowerCase() === 'sscan').length;
+      expect(pages).toBeGreaterThan(1);
+      expect(countOf(sent, 'pexpire', SWEEP_TURN_KEY)).toBeGreaterThanOrEqual(pages - 1);
+    } finally {
+      log.stop();
+      await redis.del(SWEEP_TURN_KEY);
+    }
   });
 
   it('boot asks each idle account three small questions: no transaction, no snapshot read', async () => {
