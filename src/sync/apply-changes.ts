@@ -78,8 +78,10 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
       const display = record?.pathDisplay ?? entries.find((e) => e.pathLower === path)?.pathDisplay ?? index.queue.get(path)?.pathDisplay;
       const local = display ? safeLocalPath(root, display) : null;
       if (local) await rm(local, { recursive: true, force: true });
-      // Dropping what is under a path walks every entry of the account in Redis: a file has nothing under it.
-      const dropped = record?.kind === 'file' ? await deps.entries.drop(accountId, path) : await deps.entries.dropUnder(accountId, path);
+      // Dropping what is under a path walks every entry of the account in Redis: a file (indexed,
+      // queued or ignored) has nothing under it.
+      const isFile = record ? record.kind === 'file' : index.queue.has(path) || index.ignored.has(path);
+      const dropped = isFile ? await deps.entries.drop(accountId, path) : await deps.entries.dropUnder(accountId, path);
       if (display) deps.events.report('fileRemoved', { accountId, path: display });
       if (dropped) deps.events.report('entryDropped', { accountId, path: display ?? path });
     }

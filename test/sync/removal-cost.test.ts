@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { accountKeys } from '../../src/redis/keys.js';
 import { scriptNameOfSha } from '../../src/redis/scripts.js';
 import { CommandLog } from '../support/redis-monitor.js';
 import { expectConverged, startHarness, type Harness } from '../support/sync-harness.js';
@@ -63,6 +64,20 @@ describe('removing what Dropbox deleted', () => {
     const sent = await commandsDuring(account, () => h.emulator.model.remove(account, '/posts'));
     expect(entryDrops(sent)).toEqual([['/posts', 'under']]);
     expect(await h.engine.entries.list(account)).toEqual([]);
+    await expectConverged(h, account);
+  });
+
+  it('drops a deleted file still waiting for its download by its path too', async () => {
+    const account = 'dbid:removal-queued';
+    await syncedWithPosts(account);
+    // Listed and queued, not downloaded yet (the index has no record of it): then deleted.
+    const queued = { pathLower: '/posts/q.md', pathDisplay: '/posts/q.md', id: 'id:q', rev: '0123456789a', contentHash: 'f'.repeat(64), size: 3, clientModified: '2024-01-01T00:00:00Z', serverModified: '2024-01-01T00:00:00Z' };
+    await h.redis.hset(accountKeys(account).queue, queued.pathLower, JSON.stringify(queued));
+    const sent = await commandsDuring(account, () => {
+      h.emulator.model.writeFile(account, '/posts/q.md', 'q');
+      h.emulator.model.remove(account, '/posts/q.md');
+    });
+    expect(entryDrops(sent)).toEqual([['/posts/q.md', 'path']]);
     await expectConverged(h, account);
   });
 });
