@@ -15,6 +15,18 @@ export class ConfigError extends Error {
 export const MAX_TIMER_MS = 2_147_483_647;
 
 /**
+ * The bounds of the engine's sizes and timings, [min, max], for the environment (below) and the
+ * library's createEngine alike.
+ */
+export const SETTING_BOUNDS = {
+  downloadConcurrency: [1, 256],
+  downloadsPerAccount: [1, 64],
+  pageLimit: [1, 2000],
+  leaseTtlMs: [300, MAX_TIMER_MS],
+  timerMs: [1, MAX_TIMER_MS],
+} as const satisfies Record<string, readonly [number, number]>;
+
+/**
  * A whole number from `min` to `max` (decimal digits, spaces around them allowed). Not
  * `z.coerce.number()`: that reads a blank value as 0 (PORT a random port, POLL_INTERVAL_MS the
  * safety net off) and answers "expected number, received NaN" for a typo.
@@ -51,13 +63,13 @@ const schema = z.object({
   NODE_ENV: z.string().optional(),
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  DOWNLOAD_CONCURRENCY: count(256).default(16),
-  ACCOUNT_DOWNLOAD_CONCURRENCY: count(64).default(4),
+  DOWNLOAD_CONCURRENCY: wholeNumber(...SETTING_BOUNDS.downloadConcurrency).default(16),
+  ACCOUNT_DOWNLOAD_CONCURRENCY: wholeNumber(...SETTING_BOUNDS.downloadsPerAccount).default(4),
   DROPBOX_TIMEOUT_MS: timerMs().default(30_000),
   REDIS_COMMAND_TIMEOUT_MS: timerMs().default(5_000),
-  LIST_PAGE_LIMIT: count(2000).default(2000),
+  LIST_PAGE_LIMIT: wholeNumber(...SETTING_BOUNDS.pageLimit).default(2000),
   SWEEP_INTERVAL_MS: timerMs().default(10_000),
-  LEASE_TTL_MS: timerMs(300).default(15_000),
+  LEASE_TTL_MS: timerMs(SETTING_BOUNDS.leaseTtlMs[0]).default(15_000),
   IDLE_TIMEOUT_MS: timerMs().default(60_000),
   MAX_ACTIVE_RUNS: count().default(64),
   /** Compared with the time since the last listing, never a timer. */

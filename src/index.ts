@@ -10,7 +10,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { credentialsSchema } from './accounts/account-store.js';
-import { MAX_TIMER_MS } from './config.js';
+import { MAX_TIMER_MS, SETTING_BOUNDS } from './config.js';
 import type { DropboxCredentials } from './dropbox/dropbox-session.js';
 import { Engine, type AccountStatus, type EngineOptions } from './engine/engine.js';
 import type { EngineEventMap } from './engine/engine-events.js';
@@ -120,19 +120,20 @@ export interface MailroomEngine {
 }
 
 /**
- * The bounds of the numeric options (those of the environment's variables, config.ts, where they
- * have one): whole numbers, a timer's at most MAX_TIMER_MS. NaN made every timer fire at once.
+ * The bounds of the numeric options, those of the environment's variables (config.ts): whole
+ * numbers, a timer's at most MAX_TIMER_MS. NaN made every timer fire at once.
  */
 const NUMERIC_OPTIONS: Record<string, readonly [min: number, max: number]> = {
-  downloadConcurrency: [1, 256],
-  downloadsPerAccount: [1, 64],
-  pageLimit: [1, 2000],
+  downloadConcurrency: SETTING_BOUNDS.downloadConcurrency,
+  downloadsPerAccount: SETTING_BOUNDS.downloadsPerAccount,
+  pageLimit: SETTING_BOUNDS.pageLimit,
+  // 0 turns the sweep off here (the server has no such setting).
   sweepIntervalMs: [0, MAX_TIMER_MS],
   pollIntervalMs: [0, Number.MAX_SAFE_INTEGER],
-  leaseTtlMs: [300, MAX_TIMER_MS],
-  idleTimeoutMs: [1, MAX_TIMER_MS],
-  retryBaseDelayMs: [1, MAX_TIMER_MS],
-  'dropbox.callTimeoutMs': [1, MAX_TIMER_MS],
+  leaseTtlMs: SETTING_BOUNDS.leaseTtlMs,
+  idleTimeoutMs: SETTING_BOUNDS.timerMs,
+  retryBaseDelayMs: SETTING_BOUNDS.timerMs,
+  'dropbox.callTimeoutMs': SETTING_BOUNDS.timerMs,
 };
 
 function checkNumericOptions(options: CreateEngineOptions): void {
