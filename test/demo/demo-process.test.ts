@@ -127,7 +127,10 @@ describe('the demo (npm start without Dropbox credentials)', () => {
     expect(await entryAt('/Posts/2026/Hello again.md')).toMatchObject({ id: original.id, created: original.created });
 
     renameSync(join(folder, 'Posts'), join(folder, 'Blog'));
-    await waitUntil(async () => (await entryAt('/Blog/2026/Hello again.md')) !== undefined, 20_000, 'the post in its renamed folder');
+    // The entry arrives at its new path as the move is placed, a moment before the file leaves
+    // staging: both are waited for.
+    const moved = join(dataDir, 'mirrors', 'dbid:demo', 'Blog', '2026', 'Hello again.md');
+    await waitUntil(async () => (await entryAt('/Blog/2026/Hello again.md')) !== undefined && existsSync(moved), 20_000, 'the post in its renamed folder');
     expect(await entries(engine)).toEqual([expect.objectContaining({ path: '/Blog/2026/Hello again.md', id: original.id, created: original.created })]);
     expect(readdirSync(join(dataDir, 'mirrors', 'dbid:demo'))).toEqual(['Blog']);
   });
