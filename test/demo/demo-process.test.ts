@@ -69,7 +69,9 @@ function newDataDir(): string {
   return dir;
 }
 
-describe('the demo (npm start without Dropbox credentials)', () => {
+// Each test starts whole engine processes (tsx, an embedded redis-server) one after another:
+// under a loaded CI machine that outlasts the suite's 30 s default.
+describe('the demo (npm start without Dropbox credentials)', { timeout: 90_000 }, () => {
   it('a restart with the same DATA_DIR keeps every entry and mirrored file: nothing is deleted and made again', async () => {
     const dataDir = newDataDir();
     const first = await startDemo(dataDir);

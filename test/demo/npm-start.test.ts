@@ -34,7 +34,9 @@ function members(pgid: number): string[] {
   return found;
 }
 
-describe('npm start in a terminal', () => {
+// Each test starts whole engine processes (tsx, an embedded redis-server) one after another:
+// under a loaded CI machine that outlasts the suite's 30 s default.
+describe('npm start in a terminal', { timeout: 90_000 }, () => {
   it('one Ctrl-C while the demo syncs stops it gracefully: one signal (not "second signal: exiting without finishing"), its redis-server still there until the end', async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'mailroom-npm-start-'));
     // Enough files that the engine is busy syncing when the user presses Ctrl-C.
