@@ -43,11 +43,11 @@ const url = z.string().url().refine((u) => /^https?:\/\//.test(u), 'must be an h
 
 const schema = z.object({
   PORT: port.default(8080),
-  HOST: z.string().min(1).default('127.0.0.1'),
+  HOST: z.string().refine((v) => v.trim() !== '', 'expected a host name or address').default('127.0.0.1'),
   REDIS_URL: z.string().url().refine((u) => /^rediss?:\/\//.test(u), 'must be a redis:// or rediss:// URL').optional(),
   /** Redis Cluster seed nodes, `host:port,host:port` (used instead of REDIS_URL; set one or the other). */
   REDIS_CLUSTER_NODES: z.string().optional(),
-  DATA_DIR: z.string().min(1).default('./data'),
+  DATA_DIR: z.string().refine((v) => v.trim() !== '', 'expected a folder').default('./data'),
   DROPBOX_APP_KEY: z.string().min(1).optional(),
   DROPBOX_APP_SECRET: z.string().min(1).optional(),
   DROPBOX_API_URL: url.optional(),

@@ -29,6 +29,12 @@ describe('loadConfig refuses values it would misuse', () => {
     expect(refused({ [variable]: '  ' })).toMatch(new RegExp(`^invalid configuration: ${variable} = "  ": expected a whole number`));
   });
 
+  // Spaces only: HOST failed later at listen (getaddrinfo ENOTFOUND, no variable named), DATA_DIR
+  // put the mirrors in a folder named by spaces.
+  it.each(['HOST', 'DATA_DIR'])('%s of spaces only', (variable) => {
+    expect(refused({ [variable]: '   ' })).toMatch(new RegExp(`^invalid configuration: ${variable} = "   ": `));
+  });
+
   it('says what a number variable expects, not how the parser failed', () => {
     expect(refused({ LEASE_TTL_MS: '15s' })).toBe('invalid configuration: LEASE_TTL_MS = "15s": expected a whole number of milliseconds from 300 to 2147483647');
     expect(refused({ PORT: 'http' })).toBe('invalid configuration: PORT = "http": expected a whole number from 0 to 65535');
