@@ -1,9 +1,10 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EngineProcess, type LogLine } from '../support/engine-process.js';
 import { waitUntil } from '../support/fixtures.js';
+import { isAlive, processes } from '../support/processes.js';
 
 /**
  * `npm start` as a new user runs it: no DROPBOX_APP_SECRET (the demo: the emulator serves
@@ -20,34 +21,14 @@ const redisPids = new Set<number>();
 afterEach(async () => {
   for (const engine of engines.splice(0)) await engine.kill('SIGTERM');
   // Whatever a failing run left behind: the redis-servers these tests started, by pid.
-  for (const pid of redisPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  for (const pid of redisPids) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
   redisPids.clear();
   for (const dir of dataDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^\d+ \(.*\) Z /.test(stat); // a zombie has exited
-  } catch {
-    return false;
-  }
-}
-
 /** The redis-server processes the engine process started (its children). */
 function redisChildren(parentPid: number): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const match = /^(\d+) \((.*)\) \S+ (\d+)/.exec(stat);
-      if (match && match[2] === 'redis-server' && Number(match[3]) === parentPid) pids.push(Number(match[1]));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
+  return processes().filter((p) => p.name === 'redis-server' && p.ppid === parentPid).map((p) => p.pid);
 }
 
 async function startDemo(dataDir: string, onLine?: (line: LogLine) => void): Promise<EngineProcess> {
@@ -98,17 +79,17 @@ describe('the demo (npm start without Dropbox credentials)', { timeout: 90_000 }
     const [orphan] = redisChildren(first.childProcess!.pid!);
     expect(orphan).toBeDefined();
     await first.kill('SIGKILL');
-    expect(alive(orphan!)).toBe(true); // a crash cannot stop its child itself
+    expect(isAlive(orphan!)).toBe(true); // a crash cannot stop its child itself
 
     const second = await startDemo(dataDir);
-    await waitUntil(() => !alive(orphan!), 10_000, 'the crashed engine\'s redis-server to be stopped');
+    await waitUntil(() => !isAlive(orphan!), 10_000, 'the crashed engine\'s redis-server to be stopped');
     const [own] = redisChildren(second.childProcess!.pid!);
     expect(own).toBeDefined();
     // The data the crashed one's server flushed is there (the account resumes once its lease expires).
     await waitUntil(async () => (await second.api('/accounts/dbid:demo')).status === 200, 20_000, 'the demo account, linked');
     engines.splice(engines.indexOf(second), 1);
     await second.kill('SIGTERM');
-    await waitUntil(() => !alive(own!), 10_000, 'its redis-server to stop with it');
+    await waitUntil(() => !isAlive(own!), 10_000, 'its redis-server to stop with it');
   });
 
   it('renaming a post, moving it into a subfolder or renaming its folder keeps its entry (same id, same created), as a move on Dropbox does', async () => {
@@ -145,7 +126,7 @@ describe('the demo (npm start without Dropbox credentials)', { timeout: 90_000 }
 
     const refused = await startDemo(dataDir).then(() => undefined, (error: Error) => error);
     expect(refused?.message).toMatch(/in use by another/);
-    expect(alive(redisPid!)).toBe(true);
+    expect(isAlive(redisPid!)).toBe(true);
     expect((await first.api('/accounts/dbid:demo')).status).toBe(200);
   });
 

@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitUntil } from '../support/fixtures.js';
+import { processes } from '../support/processes.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -20,18 +21,7 @@ afterEach(() => {
 
 /** Live processes of a process group (zombies have exited). */
 function members(pgid: number): string[] {
-  const found: string[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const match = /^(\d+) \((.*)\) (\S) \d+ (\d+)/.exec(stat);
-      if (match && Number(match[4]) === pgid && match[3] !== 'Z') found.push(`${match[1]} ${match[2]}`);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
+  return processes().filter((p) => p.pgid === pgid && p.state !== 'Z').map((p) => `${p.pid} ${p.name}`);
 }
 
 // Each test starts whole engine processes (tsx, an embedded redis-server) one after another:
