@@ -2,7 +2,7 @@ import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { contentHash } from '../dropbox/content-hash.js';
 import type { DropboxModel } from './model.js';
-import { lowerPath } from './paths.js';
+import { isSameOrInside, lowerPath } from './paths.js';
 import { sendWebhook } from './webhook-sender.js';
 
 export type LocalFolderOptions = {
@@ -183,7 +183,7 @@ export class LocalFolderMirror {
       }
       const fromLower = lowerPath(from);
       for (const [key, seen] of [...this.seen]) {
-        if (key !== fromLower && !key.startsWith(fromLower + '/')) continue;
+        if (!isSameOrInside(key, fromLower)) continue;
         this.seen.delete(key);
         this.seen.set(to + key.slice(fromLower.length), seen);
       }
@@ -194,6 +194,6 @@ export class LocalFolderMirror {
 
   /** Drops what was seen at a path and under it. */
   private forget(pathLower: string): void {
-    for (const key of [...this.seen.keys()]) if (key === pathLower || key.startsWith(pathLower + '/')) this.seen.delete(key);
+    for (const key of [...this.seen.keys()]) if (isSameOrInside(key, pathLower)) this.seen.delete(key);
   }
 }
