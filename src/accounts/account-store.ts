@@ -159,6 +159,23 @@ export class AccountStore {
     } while (cursor !== '0');
   }
 
+  /**
+   * One page of linked account ids from `cursor` ('0' to start): about `count` of them (SSCAN's
+   * COUNT is a hint, and a set of up to 128 small members comes whole), sorted, and the cursor of
+   * the next page, null after the last. For a caller that pages across requests (GET /accounts);
+   * the same guarantees as linkedIdPages.
+   */
+  async linkedIdPage(cursor: string, count: number): Promise<{ ids: string[]; next: string | null }> {
+    const ids: string[] = [];
+    let at = cursor;
+    do {
+      const [next, members] = await this.redis.sscan(LINKED_ACCOUNTS_KEY, at, 'COUNT', count);
+      at = next;
+      ids.push(...this.validIds(members));
+    } while (at !== '0' && ids.length < count);
+    return { ids: ids.sort(), next: at === '0' ? null : at };
+  }
+
   private validIds(members: readonly string[]): string[] {
     const ids: string[] = [];
     for (const member of members) {

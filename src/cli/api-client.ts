@@ -47,23 +47,41 @@ const statusShape = z.looseObject({
 const entryShape = z.looseObject({ id: z.string(), path: z.string(), title: z.string(), html: z.string(), created: z.number(), updated: z.number() });
 const SHAPES = {
   status: statusShape,
-  accounts: z.looseObject({ accounts: z.array(statusShape) }),
+  // `next`: absent from servers older than paging, which list every account at once.
+  accounts: z.looseObject({ accounts: z.array(statusShape), next: z.string().nullable().optional() }),
   entries: z.looseObject({ entries: z.array(entryShape) }),
   startLink: z.looseObject({ url: z.string(), expiresInMs: z.number() }),
   any: z.unknown(),
 } as const;
+
+/** The server's largest page: the fewest requests for a long listing. */
+const ACCOUNTS_PAGE_LIMIT = 1000;
 
 /** The account API of a running server, with errors mapped to the CLI's exit codes. */
 export class ApiClient {
   constructor(
     readonly baseUrl: string,
     private readonly token: string,
-    private readonly options: { timeoutMs?: number; fetch?: typeof fetch } = {},
+    private readonly options: { timeoutMs?: number; fetch?: typeof fetch; pageLimit?: number } = {},
   ) {}
 
-  /** Every linked account, or those in `state` (e.g. awaitingRelink). */
-  listAccounts(state?: string): Promise<{ accounts: AccountStatus[] }> {
-    return this.request('GET', state === undefined ? '/accounts' : `/accounts?state=${encodeURIComponent(state)}`, { shape: 'accounts' });
+  /**
+   * Every linked account, or those in `state` (e.g. awaitingRelink), following the server's pages.
+   * An account linked or unlinked during the walk may come twice (Redis's SSCAN): kept once.
+   */
+  async listAccounts(state?: string): Promise<{ accounts: AccountStatus[] }> {
+    const byId = new Map<string, AccountStatus>();
+    const seen = new Set<string>();
+    let cursor: string | null = '0';
+    while (cursor !== null) {
+      if (seen.has(cursor)) throw new ApiError(200, 'unexpected_answer', `GET /accounts: ${this.baseUrl} sent the page cursor ${cursor} twice; is it a Mailroom server?`);
+      seen.add(cursor);
+      const query = new URLSearchParams({ cursor, limit: String(this.options.pageLimit ?? ACCOUNTS_PAGE_LIMIT), ...(state === undefined ? {} : { state }) });
+      const page: { accounts: AccountStatus[]; next?: string | null } = await this.request('GET', `/accounts?${query}`, { shape: 'accounts' });
+      for (const account of page.accounts) byId.set(account.accountId, account);
+      cursor = page.next ?? null;
+    }
+    return { accounts: [...byId.values()] };
   }
 
   /**

@@ -10,6 +10,10 @@ import { createIgnoreRule, InvalidIgnorePatternError } from '../sync/paths.js';
 
 const STATUS_READ_CONCURRENCY = 32;
 const LINK_BODY_LIMIT = 1024 * 1024;
+const DEFAULT_PAGE_LIMIT = 500;
+const MAX_PAGE_LIMIT = 1000;
+/** Redis's SSCAN cursor is an unsigned 64-bit number; anything else it refuses with an error reply. */
+const MAX_CURSOR = 2n ** 64n - 1n;
 
 const linkSchema = z.intersection(credentialsSchema, z.object({ ignore: z.array(z.string().min(1).max(500)).max(200).optional() }));
 
@@ -26,13 +30,19 @@ export function accountRoutes(engine: Engine): Hono {
     await next();
   });
 
-  // `?state=awaitingRelink`: the accounts an operator must act on, without the thousands that are fine.
+  // Paged (`?limit=`, `?cursor=`): one request for every account read 100,000 statuses into one
+  // 27.7 MB body in 34 s. `?state=awaitingRelink` keeps, of each page, the accounts an operator must
+  // act on, so a page can be empty with a `next`: follow `next` until it is null.
   routes.get('/', async (c) => {
     const state = c.req.query('state');
     if (state !== undefined && !(ACCOUNT_STATES as readonly string[]).includes(state)) {
       return c.json({ error: 'invalid_state', message: `state must be one of ${ACCOUNT_STATES.join(', ')}` }, 400);
     }
-    const ids = await engine.accounts.linkedIds();
+    const limit = pageLimit(c.req.query('limit'));
+    if (limit === undefined) return c.json({ error: 'invalid_limit', message: `limit must be a whole number from 1 to ${MAX_PAGE_LIMIT}` }, 400);
+    const cursor = c.req.query('cursor') ?? '0';
+    if (!isPageCursor(cursor)) return c.json({ error: 'invalid_cursor', message: 'cursor must be the `next` of an earlier page (or 0 for the first)' }, 400);
+    const { ids, next } = await engine.accounts.linkedIdPage(cursor, limit);
     const statuses = new Map<string, Awaited<ReturnType<Engine['status']>>>();
     // A few at a time, as the status page reads them: all at once put every account's reads in
     // flight together. The first failed read ends the listing (a 503 from the app's error handler):
@@ -48,7 +58,7 @@ export function accountRoutes(engine: Engine): Hono {
     });
     if (failure) throw failure.error;
     const listed = ids.map((id) => statuses.get(id)).filter((s) => s != null && (state === undefined || s.state === state));
-    return c.json({ accounts: listed });
+    return c.json({ accounts: listed, next });
   });
 
   // Two tokens and 200 ignore patterns of 500 characters fit, even written as \\u escapes.
@@ -107,6 +117,17 @@ export function accountRoutes(engine: Engine): Hono {
   });
 
   return routes;
+}
+
+function pageLimit(text: string | undefined): number | undefined {
+  if (text === undefined) return DEFAULT_PAGE_LIMIT;
+  if (!/^[0-9]{1,4}$/.test(text)) return undefined;
+  const limit = Number(text);
+  return limit >= 1 && limit <= MAX_PAGE_LIMIT ? limit : undefined;
+}
+
+function isPageCursor(text: string): boolean {
+  return /^[0-9]{1,20}$/.test(text) && BigInt(text) <= MAX_CURSOR;
 }
 
 function notLinked(accountId: string): Response {

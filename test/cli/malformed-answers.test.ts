@@ -42,6 +42,9 @@ describe('a 2xx answer that is not what a Mailroom server answers', () => {
   it.each([
     [['status'], '{"ok":true}'],
     [['status'], '{"accounts":[{"accountId":"x"}]}'],
+    // Paging: a `next` that is no cursor, and one that never ends (the same page again and again).
+    [['status'], '{"accounts":[],"next":5}'],
+    [['status'], '{"accounts":[],"next":"7"}'],
     [['status', 'dbid:a'], '{"ok":true}'],
     [['entries', 'dbid:a'], '{"ok":true}'],
     [['link-url'], '{"ok":true}'],

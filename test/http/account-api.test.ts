@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendWebhook } from '../../src/dropbox-emulator/webhook-sender.js';
 import { mirrorFolder } from '../../src/sync/sync-deps.js';
+import { ApiClient } from '../../src/cli/api-client.js';
 import { ADMIN_TOKEN, APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /** The admin API over HTTP: auth, validation, link / status / entries / unlink / resync, ignore rules. */
@@ -218,6 +219,50 @@ describe('link, status, entries, unlink', () => {
     const wrong = await h.api('/accounts?state=stuck');
     expect(wrong.status).toBe(400);
     expect(await json(wrong)).toMatchObject({ error: 'invalid_state', message: expect.stringContaining('awaitingRelink') });
+  });
+
+  it('pages the listing: following `next` reaches every linked account, each page sorted', async () => {
+    for (const n of [1, 2, 3, 4, 5]) await linkIdle(`dbid:paged-${n}`, {});
+    const linked = await h.engine.accounts.linkedIds();
+    const seen: string[] = [];
+    let cursor: string | null = '0';
+    let pages = 0;
+    while (cursor !== null) {
+      const response = await h.api(`/accounts?limit=2&cursor=${cursor}`);
+      expect(response.status).toBe(200);
+      const page = (await json(response)) as { accounts: { accountId: string }[]; next: string | null };
+      const ids = page.accounts.map((a) => a.accountId);
+      expect(ids).toEqual([...ids].sort());
+      seen.push(...ids);
+      cursor = page.next;
+      pages++;
+    }
+    expect(pages).toBeGreaterThan(1);
+    expect([...new Set(seen)].sort()).toEqual(linked);
+    // The CLI's client follows the pages the same way.
+    const client = new ApiClient(h.url, ADMIN_TOKEN, { pageLimit: 2 });
+    expect((await client.listAccounts()).accounts.map((a) => a.accountId).sort()).toEqual(linked);
+    expect((await client.listAccounts('idle')).accounts.map((a) => a.accountId)).toEqual(expect.arrayContaining(['dbid:paged-1', 'dbid:paged-5']));
+  });
+
+  it('answers the whole listing in one page by default, with `next: null`', async () => {
+    const listed = (await json(await h.api('/accounts'))) as { accounts: { accountId: string }[]; next: string | null };
+    expect(listed.next).toBeNull();
+    expect(listed.accounts.map((a) => a.accountId)).toEqual(await h.engine.accounts.linkedIds());
+  });
+
+  it.each([
+    ['limit=0', 'invalid_limit'],
+    ['limit=1001', 'invalid_limit'],
+    ['limit=ten', 'invalid_limit'],
+    ['limit=', 'invalid_limit'],
+    ['cursor=-1', 'invalid_cursor'],
+    ['cursor=abc', 'invalid_cursor'],
+    ['cursor=18446744073709551616', 'invalid_cursor'],
+  ])('refuses ?%s with a 400 naming the parameter', async (query, error) => {
+    const response = await h.api(`/accounts?${query}`);
+    expect(response.status).toBe(400);
+    expect(await json(response)).toMatchObject({ error, message: expect.any(String) });
   });
 
   it('links with a refresh token', async () => {
