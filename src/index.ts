@@ -236,9 +236,7 @@ export async function createEngine(options: CreateEngineOptions): Promise<Mailro
       return engine.status(accountId);
     },
     async accounts() {
-      const ids = await engine.accounts.linkedIds();
-      const statuses = await Promise.all(ids.map((id) => engine.status(id)));
-      return statuses.filter((s): s is AccountStatus => s !== null).sort((a, b) => a.accountId.localeCompare(b.accountId));
+      return engine.statuses(await engine.accounts.linkedIds());
     },
     async entries(accountId) {
       checkId(accountId);

@@ -18,7 +18,7 @@ import { SyncStore } from '../sync/sync-store.js';
 import { AccountHost, DEFAULT_STATE_DEADLINES_MS, type AccountHostOptions } from './account-host.js';
 import { ActorPersistence } from './actor-persistence.js';
 import { type Clock, systemClock } from './clock.js';
-import { Semaphore } from './semaphore.js';
+import { forEachBounded, Semaphore } from './semaphore.js';
 import { EngineEvents } from './engine-events.js';
 import { createStepActors, forgetHandovers, newStepHandovers } from './step-actors.js';
 
@@ -64,6 +64,9 @@ const SWEEP_BATCH = 500;
 
 /** The set-aside files an account's status lists (all of them are counted). */
 export const STATUS_SET_ASIDE_LIMIT = 20;
+
+/** Account statuses `statuses()` reads at once. */
+const STATUS_READ_CONCURRENCY = 32;
 
 /**
  * Between processes, on WAKE_CHANNEL: deliver WEBHOOK or RESYNC to the account's actor, stop it
@@ -346,6 +349,27 @@ export class Engine {
     const k = accountKeys(accountId);
     const [box, pending, setAside] = await Promise.all([this.options.redis.hgetall(k.mailbox), this.options.redis.hlen(k.queue), this.options.redis.hlen(k.setAside)]);
     return JSON.stringify([box, pending, setAside]);
+  }
+
+  /**
+   * The statuses of `ids` (those still linked), in their order, STATUS_READ_CONCURRENCY at a time:
+   * all at once put a few commands per account in flight together, hundreds of thousands for a
+   * large install. The first failed read ends it with that error, before the reads not yet sent:
+   * going on would send a struggling Redis every other read, a command timeout per batch.
+   */
+  async statuses(ids: readonly string[]): Promise<AccountStatus[]> {
+    const statuses = new Array<AccountStatus | null>(ids.length).fill(null);
+    let failure: { error: unknown } | undefined;
+    await forEachBounded(ids.map((id, index) => ({ id, index })), STATUS_READ_CONCURRENCY, async ({ id, index }) => {
+      if (failure) return;
+      try {
+        statuses[index] = await this.status(id);
+      } catch (error) {
+        failure ??= { error };
+      }
+    });
+    if (failure) throw failure.error;
+    return statuses.filter((status): status is AccountStatus => status !== null);
   }
 
   async status(accountId: string): Promise<AccountStatus | null> {

@@ -4,11 +4,9 @@ import { z } from 'zod';
 import { credentialsSchema } from '../accounts/account-store.js';
 import { ACCOUNT_STATES } from '../../machines/account.machine.js';
 import type { Engine } from '../engine/engine.js';
-import { forEachBounded } from '../engine/semaphore.js';
 import { ACCOUNT_ID_RULE, isValidAccountId } from '../redis/keys.js';
 import { createIgnoreRule, InvalidIgnorePatternError } from '../sync/paths.js';
 
-const STATUS_READ_CONCURRENCY = 32;
 const LINK_BODY_LIMIT = 1024 * 1024;
 const DEFAULT_PAGE_LIMIT = 500;
 const MAX_PAGE_LIMIT = 1000;
@@ -43,21 +41,7 @@ export function accountRoutes(engine: Engine): Hono {
     const cursor = c.req.query('cursor') ?? '0';
     if (!isPageCursor(cursor)) return c.json({ error: 'invalid_cursor', message: 'cursor must be the `next` of an earlier page (or 0 for the first)' }, 400);
     const { ids, next } = await engine.accounts.linkedIdPage(cursor, limit);
-    const statuses = new Map<string, Awaited<ReturnType<Engine['status']>>>();
-    // A few at a time, as the status page reads them: all at once put every account's reads in
-    // flight together. The first failed read ends the listing (a 503 from the app's error handler):
-    // going on would send a struggling Redis every other read, a command timeout per batch.
-    let failure: { error: unknown } | undefined;
-    await forEachBounded(ids, STATUS_READ_CONCURRENCY, async (id) => {
-      if (failure) return;
-      try {
-        statuses.set(id, await engine.status(id));
-      } catch (error) {
-        failure ??= { error };
-      }
-    });
-    if (failure) throw failure.error;
-    const listed = ids.map((id) => statuses.get(id)).filter((s) => s != null && (state === undefined || s.state === state));
+    const listed = (await engine.statuses(ids)).filter((status) => state === undefined || status.state === state);
     return c.json({ accounts: listed, next });
   });
 
