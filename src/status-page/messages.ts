@@ -10,13 +10,18 @@ export interface AccountView extends AccountStatus {
 
 /** The messages of `GET /events`, each one SSE `data:` line of JSON. */
 export type StatusMessage =
-  /** First message of every connection: every linked account. */
-  | { type: 'snapshot'; at: string; accounts: AccountView[] }
+  /**
+   * First message of every connection: the accounts shown (at most the hub's maxAccounts, see
+   * StatusHub) and how many are linked in all.
+   */
+  | { type: 'snapshot'; at: string; linked: number; accounts: AccountView[] }
+  /** The number of linked accounts changed (told by a refresh). */
+  | { type: 'linked'; at: string; linked: number }
   /** One account changed (state, progress, dirty, queue, last sync or error): replaces its view. */
   | { type: 'account'; at: string; account: AccountView }
   /** A state change as it happened (the page keeps a short trail of them). */
   | { type: 'transition'; at: string; accountId: string; from: string; to: string; durationMs: number }
-  /** The account is no longer linked. */
+  /** The account is no longer shown: unlinked, or its slot went to a more recently active account. */
   | { type: 'removed'; at: string; accountId: string };
 
 /** One SSE event: `event:` names the message type, `data:` holds it as JSON (one line: JSON escapes newlines). */

@@ -48,6 +48,7 @@ export function renderStatusPage(machine: AnyStateMachine, assets: { css: string
 </form>
 </section>
 <section id="accounts" aria-live="polite" hidden>
+<p id="coverage" hidden></p>
 <p id="empty">No linked accounts.</p>
 </section>
 </main>

@@ -1,9 +1,14 @@
+import { serve } from '@hono/node-server';
 import { mkdirSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { legacyUserId, webhookBody, webhookSignature } from '../../src/dropbox-emulator/webhook-sender.js';
+import { LINKED_ACCOUNTS_KEY } from '../../src/redis/keys.js';
+import { statusPageRoutes } from '../../src/status-page/routes.js';
 import { chromiumAvailable, launchChromium } from '../support/chromium.js';
 import { ADMIN_TOKEN, APP_SECRET, startHarness, type Harness } from '../support/sync-harness.js';
 
@@ -36,11 +41,11 @@ afterAll(async () => {
   await h?.close();
 });
 
-async function openPage(path: string): Promise<Page> {
+async function openPage(path: string, base = h.url): Promise<Page> {
   const context = await browser.newContext({ viewport: { width: 1000, height: 620 } });
   const page = await context.newPage();
   page.on('request', (request) => requested.push(request.url()));
-  await page.goto(`${h.url}${path}`);
+  await page.goto(`${base}${path}`);
   return page;
 }
 
@@ -127,5 +132,31 @@ describe.skipIf(!HAS_CHROMIUM)('the status page in Chromium', () => {
     for (const url of requested) expect(url).not.toContain(ADMIN_TOKEN);
     expect(requested.some((url) => /\/events\?ticket=[A-Za-z0-9_-]{43}$/.test(url))).toBe(true);
     await page.context().close();
+  });
+
+  it('with more accounts linked than it shows, says how many and where the others are', async () => {
+    // The status page's routes alone, on a server of their own, showing at most one account.
+    const routes = statusPageRoutes({ engine: h.engine, adminToken: ADMIN_TOKEN, hub: { maxAccounts: 1 } });
+    const server = await new Promise<Server>((resolve) => {
+      const created = serve({ fetch: routes.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(created as Server));
+    });
+    try {
+      for (const accountId of ['dbid:browser-2', 'dbid:browser-3']) await h.engine.accounts.link(accountId, { accessToken: `token-${accountId}` }, [], Date.now());
+      const linked = await h.redis.scard(LINKED_ACCOUNTS_KEY);
+      expect(linked).toBeGreaterThanOrEqual(2);
+      const page = await openPage(`/#token=${ADMIN_TOKEN}`, `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+      await page.locator('#conn[data-conn="live"]').waitFor({ timeout: 5_000 });
+      await page.locator('#coverage').waitFor({ state: 'visible', timeout: 5_000 });
+      expect(await page.locator('article.account').count()).toBe(1);
+      expect(await page.locator('#coverage').textContent()).toBe(
+        `Showing 1 of ${linked} linked accounts (the most recently active first). For the others: mailroom status --state <state> or GET /accounts?state=<state>.`,
+      );
+      await page.screenshot({ path: join(OUTPUT_DIR, 'status-page-capped.png'), fullPage: true });
+      await page.context().close();
+    } finally {
+      routes.statusHub!.stop();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });

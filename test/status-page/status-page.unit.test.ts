@@ -193,7 +193,12 @@ function statusOf(accountId: string, state: string, extra: Partial<AccountStatus
 function fakeSource(statuses: Map<string, AccountStatus>, live: Map<string, string> = new Map()): StatusSource {
   return {
     events: new EngineEvents(),
-    linkedIds: async () => [...statuses.keys()],
+    linkedCount: async () => statuses.size,
+    // Two ids a page, as SSCAN hands out a large set in pieces.
+    linkedIdPages: async function* (pageSize) {
+      const ids = [...statuses.keys()];
+      for (let i = 0; i < ids.length; i += Math.max(1, Math.min(pageSize, 2))) yield ids.slice(i, i + Math.max(1, Math.min(pageSize, 2)));
+    },
     status: async (id) => statuses.get(id) ?? null,
     fingerprint: async (id) => JSON.stringify(statuses.get(id) ?? null),
     liveState: (id) => live.get(id),
@@ -291,7 +296,9 @@ describe('StatusHub', () => {
       statuses.set('d', statusOf('d', 'downloading', { pending: 3 }));
       statuses.delete('a');
       await vi.advanceTimersByTimeAsync(1_000);
-      expect(reads).toEqual(['d']);
+      // 'a' is read too: an unlink moves the fingerprint, which is how a refresh notices it (it no
+      // longer walks every linked id).
+      expect(reads.sort()).toEqual(['a', 'd']);
       const after = parse(received);
       expect(after).toContainEqual(expect.objectContaining({ type: 'removed', accountId: 'a' }));
       expect(after).toContainEqual(expect.objectContaining({ type: 'account', account: expect.objectContaining({ accountId: 'd', pending: 3 }) }));
@@ -430,6 +437,95 @@ describe('StatusHub', () => {
     await tick(); // the hub's continuation after the read
     expect(hub.knownCount).toBe(0);
     hub.stop();
+  });
+
+  it('shows at most maxAccounts: the recently active first, then the walk of the linked set, and says how many are linked', async () => {
+    const ids = ['a', 'b', 'c', 'd', 'e', 'f'];
+    const source = fakeSource(new Map(ids.map((id) => [id, statusOf(id, 'idle')])));
+    const hub = new StatusHub(source, { maxAccounts: 3, refreshIntervalMs: 60_000 }).start();
+    // Seen before any page opened: 'c' first, then 'e'.
+    source.events.report('stepFailed', { accountId: 'c', step: 'listChanges', kind: 'dropbox_unavailable', message: 'x' });
+    source.events.report('webhook', { outcome: 'accepted', accounts: 1, accountIds: ['e'] });
+    const received: string[] = [];
+    const disconnect = await hub.connect({ send: (c) => received.push(c) });
+    const snapshot = parse(received)[0] as Extract<StatusMessage, { type: 'snapshot' }>;
+    expect(snapshot.linked).toBe(6);
+    // 'e' and 'c' (most recent first), then the first id of the walk that is not shown yet.
+    expect(snapshot.accounts.map((a) => a.accountId)).toEqual(['a', 'c', 'e']);
+    expect(hub.knownCount).toBe(3);
+    disconnect();
+    hub.stop();
+  });
+
+  it('an account that becomes active takes the slot of the least recently active one at rest, never of one whose run is going', async () => {
+    vi.useFakeTimers();
+    try {
+      const ids = ['a', 'b', 'c', 'x', 'y'];
+      const statuses = new Map(ids.map((id) => [id, statusOf(id, 'idle')]));
+      const live = new Map<string, string>();
+      const source = fakeSource(statuses, live);
+      const hub = new StatusHub(source, { maxAccounts: 3, settleMs: 1, refreshIntervalMs: 60_000 }).start();
+      const received: string[] = [];
+      await hub.connect({ send: (c) => received.push(c) });
+      const page = new Map<string, unknown>();
+      const follow = () => {
+        for (const m of parse(received.splice(0))) {
+          if (!('type' in m)) continue;
+          if (m.type === 'snapshot') for (const a of m.accounts) page.set(a.accountId, a);
+          if (m.type === 'account') page.set(m.account.accountId, m.account);
+          if (m.type === 'removed') page.delete(m.accountId);
+        }
+        return [...page.keys()].sort();
+      };
+      expect(follow()).toEqual(['a', 'b', 'c']);
+
+      // 'a' starts a run and 'c' sees a webhook: 'b' is the least recently active at rest.
+      const start = (id: string) => {
+        live.set(id, 'fetching');
+        statuses.set(id, statusOf(id, 'fetching'));
+        source.events.report('state', { accountId: id, from: 'idle', to: 'fetching', durationMs: 1 });
+      };
+      start('a');
+      source.events.report('webhook', { outcome: 'accepted', accounts: 1, accountIds: ['c'] });
+      await vi.advanceTimersByTimeAsync(5);
+      start('x');
+      await vi.advanceTimersByTimeAsync(5);
+      expect(follow()).toEqual(['a', 'c', 'x']);
+      // Then 'c' goes, not 'a' nor 'x', whose runs are going.
+      start('y');
+      await vi.advanceTimersByTimeAsync(5);
+      expect(follow()).toEqual(['a', 'x', 'y']);
+      // Every shown account runs: a newcomer is not shown, and none of its messages are sent.
+      start('b');
+      await vi.advanceTimersByTimeAsync(5);
+      expect(follow()).toEqual(['a', 'x', 'y']);
+      expect(received.join('')).not.toContain('"accountId":"b"');
+      expect(hub.knownCount).toBe(3);
+      hub.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('holds no more accounts than maxAccounts in memory, whatever the number of accounts events name', async () => {
+    vi.useFakeTimers();
+    try {
+      const statuses = new Map(Array.from({ length: 200 }, (_, i) => [`acct-${i}`, statusOf(`acct-${i}`, 'idle')] as const));
+      const source = fakeSource(statuses);
+      const hub = new StatusHub(source, { maxAccounts: 4, settleMs: 1, refreshIntervalMs: 10 }).start();
+      await hub.connect({ send: () => {} });
+      for (const id of statuses.keys()) {
+        source.events.report('webhook', { outcome: 'accepted', accounts: 1, accountIds: [id] });
+        source.events.report('fileSynced', { accountId: id, path: '/x', bytes: 1, downloaded: true });
+      }
+      await vi.advanceTimersByTimeAsync(200);
+      const maps = hub as unknown as Record<'shown' | 'fingerprints' | 'readAt' | 'activity', Map<string, unknown>>;
+      for (const name of ['shown', 'fingerprints', 'readAt', 'activity'] as const) expect(maps[name].size, name).toBeLessThanOrEqual(4);
+      expect(hub.knownCount).toBe(4);
+      hub.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('listens to the engine events only between start and stop', () => {

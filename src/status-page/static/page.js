@@ -9,6 +9,7 @@
   const $ = (selector, root = document) => root.querySelector(selector);
   const cards = new Map(); // accountId -> { el, view }
   const trails = new Map(); // accountId -> the last few states it went through
+  let linked = null; // how many accounts are linked in all (the server shows at most a few hundred)
   let source = null;
   let reconnectTimer = null;
   let reconnectDelay = 1000;
@@ -97,6 +98,10 @@
     stream.addEventListener('account', (e) => render(JSON.parse(e.data).account));
     stream.addEventListener('transition', (e) => onTransition(JSON.parse(e.data)));
     stream.addEventListener('removed', (e) => remove(JSON.parse(e.data).accountId));
+    stream.addEventListener('linked', (e) => {
+      linked = JSON.parse(e.data).linked;
+      updateEmpty();
+    });
     // A ticket opens one stream: EventSource's own retry would be refused, so reconnect with a new one.
     stream.addEventListener('error', () => {
       if (source !== stream) return;
@@ -107,6 +112,7 @@
   }
 
   function onSnapshot(message) {
+    linked = message.linked;
     const ids = new Set(message.accounts.map((a) => a.accountId));
     for (const id of [...cards.keys()]) if (!ids.has(id)) remove(id);
     for (const account of message.accounts) render(account);
@@ -133,6 +139,28 @@
 
   function updateEmpty() {
     $('#empty').hidden = cards.size > 0;
+    updateCoverage();
+  }
+
+  // The server shows a bounded number of accounts (those active most recently first): say so,
+  // and where the others are.
+  function updateCoverage() {
+    const el = $('#coverage');
+    const shown = cards.size;
+    el.hidden = linked === null || shown >= linked;
+    if (el.hidden) return;
+    const code = (text) => {
+      const c = document.createElement('code');
+      c.textContent = text;
+      return c;
+    };
+    el.replaceChildren(
+      'Showing ' + shown + ' of ' + linked + ' linked accounts (the most recently active first). For the others: ',
+      code('mailroom status --state <state>'),
+      ' or ',
+      code('GET /accounts?state=<state>'),
+      '.',
+    );
   }
 
   function cardFor(accountId) {
@@ -201,6 +229,8 @@
   $('#logout').addEventListener('click', () => {
     sessionStorage.removeItem(TOKEN_KEY);
     for (const id of [...cards.keys()]) remove(id);
+    linked = null;
+    updateCoverage();
     showLogin();
   });
   window.addEventListener('hashchange', () => {
