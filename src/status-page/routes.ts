@@ -40,7 +40,8 @@ let page: StatusPage | undefined;
 /**
  * `GET /`: the status page (public: it carries no data and no secret).
  * `POST /events/ticket` (admin token): a one-time ticket for one stream, valid `ticketTtlMs`.
- * `GET /events?ticket=...`: Server-Sent Events, a snapshot of every account then live updates.
+ * `GET /events?ticket=...`: Server-Sent Events, a snapshot of the accounts shown (at most the hub's
+ * `maxAccounts`) and the number linked, then live updates.
  */
 export function statusPageRoutes(options: StatusPageOptions): StatusPageRoutes {
   const routes: StatusPageRoutes = new Hono();
