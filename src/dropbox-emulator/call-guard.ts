@@ -67,6 +67,7 @@ export async function faultResponse(
 ): Promise<Response | undefined> {
   if (!action) return undefined;
   if ('hang' in action) return hang(c, deps.closing);
+  if ('oauthError' in action) return c.json({ error: action.oauthError, error_description: action.description ?? `${action.oauthError} (injected fault on ${route})` }, action.status);
   if ('status' in action) {
     if (action.status === 429) {
       deps.faults.recordRateLimit(route, accountId, action.retryAfterSeconds);

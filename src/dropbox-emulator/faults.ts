@@ -12,6 +12,11 @@ export type FaultAction =
   | { status: 429; retryAfterSeconds: number; body?: string; reason?: RateLimitReason }
   /** `body`: the plain-text answer (a 400 is bad input, e.g. a malformed header). `retryAfterSeconds`: a Retry-After header (Dropbox may send one with a 503). */
   | { status: 400 | 500 | 503; body?: string; retryAfterSeconds?: number }
+  /**
+   * oauth2/token only: an OAuth error answer `{ error, error_description }` (RFC 6749 §5.2), e.g.
+   * `invalid_client` with a 401, which the RFC allows beside the 400 the emulator answers itself.
+   */
+  | { status: 400 | 401; oauthError: string; description?: string }
   /** Never answer; the request ends when the client aborts or the emulator closes. */
   | { hang: true }
   /** files/download only: same length, bytes that no longer match content_hash. */

@@ -124,6 +124,9 @@ export async function callDropbox<T>(label: string, call: (client: Dropbox) => P
       const timedOut = (error as { name?: string } | null)?.name === 'TimeoutError';
       options.onCall?.({ route: label, durationMs: performance.now() - started, status: response?.status ?? (timedOut ? 'timeout' : 'network') });
       if (response?.status === 409) throw new DropboxEndpointError(errorTag(response.error), summary(response.error), response.error);
+      // Before the 401 branch: RFC 6749 §5.2 lets /oauth2/token answer invalid_client with a 401,
+      // which is the app's key or secret, not this account's token (a re-link would not help).
+      if ((response?.status === 400 || response?.status === 401) && isAppRejected(response.error)) throw fail(options, 'app_credentials', appRejectedMessage(label));
       if (response?.status === 401) {
         if (errorTag(response.error) !== 'expired_access_token' || !options.session.canRefresh || refreshed) {
           throw fail(options, 'auth', `${label}: Dropbox refused the token (${errorTag(response.error) || 401}); re-link the account`);
@@ -140,8 +143,6 @@ export async function callDropbox<T>(label: string, call: (client: Dropbox) => P
         refreshed = false;
       } else if (response?.status === 400 && isInvalidGrant(response.error)) {
         throw fail(options, 'auth', `${label}: the refresh token was revoked; re-link the account`);
-      } else if (response?.status === 400 && isAppRejected(response.error)) {
-        throw fail(options, 'app_credentials', appRejectedMessage(label));
       } else if (response?.status === 429) {
         const wait = retryAfterMs(response);
         failure = { kind: 'rate_limited', message: `${label}: rate limited, retry after ${wait} ms`, waitMs: wait, retryAfterMs: wait, retry: true };
@@ -212,6 +213,10 @@ function appRejectedMessage(label: string): string {
   return `${label}: Dropbox refused the app's key or secret at /oauth2/token (invalid_client): check DROPBOX_APP_KEY and DROPBOX_APP_SECRET`;
 }
 
+/**
+ * /oauth2/token refusing the app itself (invalid_client, unauthorized_client). The API's own errors
+ * carry `error` as an object (`{ '.tag': 'invalid_access_token' }`), never these strings.
+ */
 function isAppRejected(body: unknown): boolean {
   const error = (body as { error?: unknown } | null)?.error;
   return error === 'invalid_client' || error === 'unauthorized_client';

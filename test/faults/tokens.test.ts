@@ -213,4 +213,48 @@ describe("the app's own credentials refused", () => {
       await misconfigured.engine.unlink(account);
     }
   });
+
+  it("invalid_client answered with a 401 (RFC 6749 allows it) is the app's fault too: a backoff naming the app's settings, not a wait for a re-link", async () => {
+    const account = 'dbid:faults-token-app-401';
+    const model = h.emulator.model;
+    model.addAccount(account, { accessToken: 'unused-app-401', refreshToken: 'refresh-app-401' });
+    model.writeFile(account, '/posts/a.md', '# A', { clientModified: at });
+    // Only a refresh token: the first call refreshes, and /oauth2/token refuses the app with a 401.
+    h.emulator.faults.inject({ route: 'oauth2/token', status: 401, oauthError: 'invalid_client', description: 'Invalid client_id or client_secret' });
+    expect((await put(account, { refreshToken: 'refresh-app-401' })).status).toBe(200);
+    await waitUntil(async () => ['backoff', 'awaitingRelink'].includes((await h.status(account)).state), 10_000, 'the refused refresh');
+    const status = await h.status(account);
+    expect(status.state).toBe('backoff');
+    expect(status.lastError?.kind).toBe('app_credentials');
+    expect(status.lastError?.message).toMatch(/refused the app's key or secret/);
+    expect(status.lastError?.message).toMatch(/DROPBOX_APP_KEY and DROPBOX_APP_SECRET/);
+    expect(status.lastError?.message).not.toMatch(/re-link/);
+    expect(h.emulator.stats.calls(account)).toBe(0);
+
+    // The settings fixed (here: the fault spent), a resync syncs the same credentials: no re-link was needed.
+    expect((await h.api(`/accounts/${account}/resync`, { method: 'POST' })).status).toBe(202);
+    await waitUntil(() => h.emulator.stats.downloads(account, '/posts/a.md') > 0, 10_000, 'the sync after the resync');
+    await h.waitForIdle(account);
+    await expectAccountConverged(h, account);
+  });
+
+  it("invalid_client with a 401 to the refresh after a 401 expired_access_token is the app's fault too", async () => {
+    const account = 'dbid:faults-token-app-401-expired';
+    const model = h.emulator.model;
+    model.addAccount(account, { accessToken: 'unused-app-401e', refreshToken: 'refresh-app-401e' });
+    model.writeFile(account, '/posts/a.md', '# A', { clientModified: at });
+    expect((await put(account, { refreshToken: 'refresh-app-401e' })).status).toBe(200);
+    await waitUntil(() => h.emulator.stats.calls(account, 'files/list_folder') > 0, 10_000, 'the first listing');
+    await h.waitForIdle(account);
+
+    model.expireAccessToken(account);
+    model.writeFile(account, '/posts/b.md', '# B', { clientModified: at });
+    h.emulator.faults.inject({ route: 'oauth2/token', status: 401, oauthError: 'invalid_client', description: 'Invalid client_id or client_secret' });
+    await h.engine.notify([account]);
+    await waitUntil(async () => ['backoff', 'awaitingRelink'].includes((await h.status(account)).state), 10_000, 'the refused refresh');
+    const status = await h.status(account);
+    expect(status.state).toBe('backoff');
+    expect(status.lastError?.kind).toBe('app_credentials');
+    expect(status.lastError?.message).toMatch(/DROPBOX_APP_KEY and DROPBOX_APP_SECRET/);
+  });
 });
