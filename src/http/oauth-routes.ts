@@ -182,8 +182,8 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
     const cookie = q.state ? getCookie(c, oauthCookieName(q.state)) : undefined;
     /** `detail`: what Dropbox said, for the operator's log (the page says it to the user). */
     const refuse = (reason: string, title: string, message: string, status: 400 | 502 | 503 = 400, detail?: string) => {
-      // The user's own choice on Dropbox's page is no fault of anyone's.
-      log[reason === 'denied' ? 'info' : 'warn']({ reason, ...(detail ? { detail: redactSecrets(detail) } : {}) }, 'OAuth callback refused');
+      // The user's own choice on Dropbox's page is no fault of anyone's; the app's key refused is the operator's to fix.
+      log[reason === 'denied' ? 'info' : reason === 'app_credentials' ? 'error' : 'warn']({ reason, ...(detail ? { detail: redactSecrets(detail) } : {}) }, 'OAuth callback refused');
       return page(c, status, title, message);
     };
     if (!q.state) return refuse('missing_state', 'Link failed', `The callback has no state parameter. ${START_AGAIN}.`);
@@ -205,6 +205,9 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
     } catch (error) {
       if (!(error instanceof OAuthExchangeError)) throw error;
       if (error.kind === 'refused') return refuse('code_refused', 'Link failed', `Dropbox refused the authorization code (${error.message}): it expired or was already used. ${START_AGAIN}.`, 400, error.message);
+      if (error.kind === 'app_credentials') {
+        return refuse('app_credentials', 'Link failed', `Dropbox refused this server's app key (${error.message}): its operator must check DROPBOX_APP_KEY and DROPBOX_APP_SECRET. Starting again will not help until then.`, 503, error.message);
+      }
       if (error.kind === 'unavailable') return refuse('dropbox_unavailable', 'Link failed', `${error.message}. In a moment: ${START_AGAIN}.`, 502, error.message);
       return refuse('invalid_answer', 'Link failed', error.message, 502, error.message);
     }

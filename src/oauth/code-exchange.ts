@@ -13,9 +13,13 @@ export interface OAuthGrant {
   accessTokenExpiresAt: number | undefined;
 }
 
-/** `refused`: Dropbox said no (bad, used or expired code; wrong verifier). `unavailable`: try again. `invalid`: an answer we cannot use. */
+/**
+ * `refused`: Dropbox said no to this code (bad, used or expired code; wrong verifier).
+ * `app_credentials`: Dropbox refused the app itself (its key): no code will do until the server's
+ * settings are fixed. `unavailable`: try again. `invalid`: an answer we cannot use.
+ */
 export class OAuthExchangeError extends Error {
-  constructor(readonly kind: 'refused' | 'unavailable' | 'invalid', message: string) {
+  constructor(readonly kind: 'refused' | 'app_credentials' | 'unavailable' | 'invalid', message: string) {
     super(message);
     this.name = 'OAuthExchangeError';
   }
@@ -50,7 +54,11 @@ export async function exchangeCode(
     if (typeof e.status === 'number') {
       const body = (e.error && typeof e.error === 'object' ? e.error : {}) as { error?: unknown; error_description?: unknown };
       const reason = [body.error, body.error_description].filter((v) => typeof v === 'string').join(': ') || `HTTP ${e.status}`;
-      if (e.status === 400 || e.status === 401) throw new OAuthExchangeError('refused', reason);
+      if (e.status === 400 || e.status === 401) {
+        // invalid_client may come with a 401 as well as a 400 (RFC 6749 §5.2).
+        const appRefused = body.error === 'invalid_client' || body.error === 'unauthorized_client';
+        throw new OAuthExchangeError(appRefused ? 'app_credentials' : 'refused', reason);
+      }
       throw new OAuthExchangeError('unavailable', `Dropbox answered ${reason}`);
     }
     throw new OAuthExchangeError('unavailable', `Dropbox could not be reached (${(error as Error).name ?? "error"})`);

@@ -460,6 +460,22 @@ describe('callbacks the engine refuses', () => {
     expect(await linked(account)).toBe(false);
   });
 
+  it.each([400, 401] as const)("the app's key refused at the exchange (invalid_client, %i): a page saying the server's settings are wrong, not that the code expired", async (status) => {
+    const account = `dbid:oauth-app-refused-${status}`;
+    addAccount(account);
+    h.emulator.model.tokens.approveNextAuthorization(account);
+    const trip = await startTrip(h);
+    h.emulator.faults.inject({ route: 'oauth2/token', status, oauthError: 'invalid_client', description: 'Invalid client_id or client_secret' });
+    const refused = await callback(trip.callbackUrl, trip.cookie);
+    expect(refused.status).toBe(503);
+    expect(refused.text).toMatch(/refused this server(&#39;|')s app key \(invalid_client/);
+    expect(refused.text).toMatch(/DROPBOX_APP_KEY/);
+    expect(refused.text).not.toMatch(/expired or was already used/);
+    expect(await linked(account)).toBe(false);
+    // The operator's to fix: logged as an error, with what Dropbox said.
+    expect(lastCallbackRefusal()).toMatchObject({ level: 50, reason: 'app_credentials', detail: expect.stringMatching(/^invalid_client/) });
+  });
+
   it('the user denies access on Dropbox: 400 saying so', async () => {
     const account = 'dbid:oauth-denied';
     addAccount(account);
