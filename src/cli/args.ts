@@ -55,13 +55,14 @@ const COMMAND_OPTIONS: Record<Exclude<Command['name'], 'help'>, OptionName[]> = 
  * `UsageError` with a message an operator can act on.
  */
 export function parseInvocation(argv: readonly string[], env: Record<string, string | undefined>): Invocation {
-  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>;
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true; tokens: true }>>;
   try {
-    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true, tokens: true });
   } catch (error) {
     throw new UsageError((error as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
   }
-  const { values, positionals } = parsed;
+  const { values, positionals, tokens } = parsed;
+  refuseRepeatedValues(tokens);
   const url = normaliseUrl(values.url ?? env.MAILROOM_URL ?? DEFAULT_URL, values.url !== undefined ? '--url' : 'MAILROOM_URL');
   const json = values.json ?? false;
   const [name, ...rest] = positionals;
@@ -127,6 +128,26 @@ export function parseInvocation(argv: readonly string[], env: Record<string, str
       command = { name: commandName, account: account(true)! };
   }
   return { command, url, token, json };
+}
+
+/**
+ * parseArgs keeps the last of a value given twice (`--url a --url b`): one of them was a mistake,
+ * and acting on the other against the wrong server or account is worse than asking. Values are not
+ * echoed (`--token`, `--access-token` are secrets). Booleans given twice mean the same; `--ignore`
+ * is meant to repeat.
+ */
+function refuseRepeatedValues(tokens: readonly { kind: string; name?: string }[]): void {
+  const seen = new Map<OptionName, number>();
+  for (const token of tokens) {
+    if (token.kind !== 'option') continue;
+    const name = token.name as OptionName;
+    const option: { type: string; multiple?: boolean } = OPTIONS[name];
+    if (option.type !== 'string' || option.multiple) continue;
+    seen.set(name, (seen.get(name) ?? 0) + 1);
+  }
+  for (const [name, count] of seen) {
+    if (count > 1) throw new UsageError(`--${name} was given ${count} times; it takes one value`);
+  }
 }
 
 function positiveNumber(value: string, option: string): number {

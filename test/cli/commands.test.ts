@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ApiClient, type AccountStatus } from '../../src/cli/api-client.js';
 import { parseInvocation } from '../../src/cli/args.js';
 import { runCommand, type CliIO } from '../../src/cli/commands.js';
+import { main } from '../../src/cli/main.js';
 import { formatAccounts, formatEntries, formatStatus, formatTailLine } from '../../src/cli/format.js';
 
 const NOW = Date.parse('2024-05-01T10:00:00.000Z');
@@ -223,6 +224,28 @@ describe('parseInvocation', () => {
     expect(parseInvocation(['status', '--state', 'awaitingRelink'], { ADMIN_TOKEN: 't' }).command).toEqual({ name: 'status', account: undefined, state: 'awaitingRelink' });
     expect(() => parseInvocation(['status', 'dbid:a', '--state', 'idle'], { ADMIN_TOKEN: 't' })).toThrow(/goes without an account/);
     expect(() => parseInvocation(['entries', 'dbid:a', '--state', 'idle'], { ADMIN_TOKEN: 't' })).toThrow(/does not take --state/);
+  });
+
+  it('a value-taking option given twice is a usage error naming it (exit 2), never the last one silently; its values are not echoed', async () => {
+    const cases: [string[], string][] = [
+      [['status', '--url', 'http://one:1', '--url', 'http://two:2'], '--url'],
+      [['status', '--token', 'secret-one', '--token', 'secret-two'], '--token'],
+      [['status', '--state', 'idle', '--state', 'backoff'], '--state'],
+      [['link', 'dbid:a', '--refresh-token', 'secret-one', '--refresh-token', 'secret-two'], '--refresh-token'],
+      [['link', 'dbid:a', '--access-token=secret-one', '--access-token', 'secret-two'], '--access-token'],
+      [['link', 'dbid:a', '--access-token', 'a', '--wait', '--timeout', '1', '--timeout', '2'], '--timeout'],
+      [['tail', 'dbid:a', '--interval', '100', '--interval', '200'], '--interval'],
+    ];
+    for (const [argv, flag] of cases) {
+      const world = fakeWorld([]);
+      expect(await main(argv, { ADMIN_TOKEN: 't' }, world.io), argv.join(' ')).toBe(2);
+      expect(world.errors().split('\n')[0]).toBe(`mailroom: ${flag} was given 2 times; it takes one value`);
+      expect(world.errors()).not.toContain('secret-');
+      expect(world.output()).toBe('');
+    }
+    // Flags that mean the same given twice, and --ignore, which repeats, stay as they were.
+    expect(parseInvocation(['status', '--json', '--json'], { ADMIN_TOKEN: 't' }).json).toBe(true);
+    expect(parseInvocation(['link', 'dbid:a', '--access-token', 'a', '--ignore', 'x/**', '--ignore', 'y/**'], { ADMIN_TOKEN: 't' }).command).toMatchObject({ ignore: ['x/**', 'y/**'] });
   });
 
   it('collects repeated --ignore and converts --timeout to ms', () => {
