@@ -39,11 +39,13 @@ export async function runCommand(command: Exclude<Command, { name: 'help' }>, ct
     }
     case 'unlink':
       await ctx.client.unlink(command.account).catch(notLinkedHint(command.account));
-      print(ctx, `unlinked ${command.account}; its mirror and entries stay (link it again to continue from where it stopped)`);
+      // The server answers 204, no body: the object says what happened, as the text does.
+      print(ctx, ctx.json ? JSON.stringify({ accountId: command.account, unlinked: true }, null, 2) : `unlinked ${command.account}; its mirror and entries stay (link it again to continue from where it stopped)`);
       return EXIT.ok;
     case 'resync':
       await ctx.client.resync(command.account).catch(notLinkedHint(command.account));
-      print(ctx, `resync requested for ${command.account}: the next listing is a full one, checked against the mirror`);
+      // The server's 202 body, built here: the client does not check that body, so it does not print it.
+      print(ctx, ctx.json ? JSON.stringify({ accountId: command.account, resync: 'requested' }, null, 2) : `resync requested for ${command.account}: the next listing is a full one, checked against the mirror`);
       return EXIT.ok;
     case 'entries': {
       const { entries } = await ctx.client.entries(command.account).catch(notLinkedHint(command.account));

@@ -20,7 +20,7 @@ Commands:
 Options:
   --url <url>        the server (default $MAILROOM_URL, else http://127.0.0.1:8080)
   --token <token>    the admin token (default $ADMIN_TOKEN)
-  --json             print JSON (status, link, link-url, entries, tail)
+  --json             print JSON instead of text
   -h, --help         this text
 
 Exit codes: 0 ok, 1 the server refused (its message is printed), 2 usage error,

@@ -39,6 +39,8 @@ function fakeWorld(statuses: (AccountStatus | Response | 'refused')[], options: 
   const fakeFetch = (async (url: string | URL | Request, init?: RequestInit) => {
     const path = new URL(String(url)).pathname;
     if (init?.method === 'PUT') return Response.json(status({ state: 'fetching', lastSyncedAt: null }));
+    if (init?.method === 'DELETE') return new Response(null, { status: 204 });
+    if (init?.method === 'POST' && path.endsWith('/resync')) return Response.json({ accountId: 'dbid:a', resync: 'requested' }, { status: 202 });
     if (path === '/accounts') return Response.json({ accounts: options.listed ?? [] });
     if (path === '/accounts/dbid%3Aa' || path === '/accounts/dbid:a') {
       const next = statuses[Math.min(polls, statuses.length - 1)]!;
@@ -246,6 +248,18 @@ describe('parseInvocation', () => {
     // Flags that mean the same given twice, and --ignore, which repeats, stay as they were.
     expect(parseInvocation(['status', '--json', '--json'], { ADMIN_TOKEN: 't' }).json).toBe(true);
     expect(parseInvocation(['link', 'dbid:a', '--access-token', 'a', '--ignore', 'x/**', '--ignore', 'y/**'], { ADMIN_TOKEN: 't' }).command).toMatchObject({ ignore: ['x/**', 'y/**'] });
+  });
+
+  it('unlink and resync print a JSON object under --json, text otherwise', async () => {
+    const unlinked = fakeWorld([]);
+    expect(await runCommand({ name: 'unlink', account: 'dbid:a' }, { client: unlinked.client, io: unlinked.io, json: true })).toBe(0);
+    expect(JSON.parse(unlinked.output())).toEqual({ accountId: 'dbid:a', unlinked: true });
+    const resynced = fakeWorld([]);
+    expect(await runCommand({ name: 'resync', account: 'dbid:a' }, { client: resynced.client, io: resynced.io, json: true })).toBe(0);
+    expect(JSON.parse(resynced.output())).toEqual({ accountId: 'dbid:a', resync: 'requested' });
+    const text = fakeWorld([]);
+    expect(await runCommand({ name: 'resync', account: 'dbid:a' }, { client: text.client, io: text.io, json: false })).toBe(0);
+    expect(text.output()).toMatch(/^resync requested for dbid:a: /);
   });
 
   it('collects repeated --ignore and converts --timeout to ms', () => {
