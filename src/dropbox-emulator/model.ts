@@ -39,8 +39,21 @@ type FileNode = {
 };
 type TreeNode = FolderNode | FileNode;
 
-/** A stored revision: old bytes stay downloadable through `rev:<rev>`. */
-type Revision = Omit<FileNode, 'kind'>;
+/**
+ * What is kept of every revision: its metadata, for `rev:` lookups. The bytes are the current
+ * node's, or in `superseded` while they fit its budget.
+ */
+type Revision = Omit<FileNode, 'kind' | 'content'> & { size: number };
+
+/**
+ * Bytes of old revisions kept per account by default. The engine downloads `rev:<listed rev>`, so a
+ * file saved again between a listing and its download is asked for by an old rev: Dropbox serves
+ * it from its history, and so does the emulator while the bytes fit. Past the budget it answers
+ * path/not_found, as Dropbox does for a revision no longer in its history (the engine drops the
+ * item and the next listing brings the new rev). Without a bound a demo file saved 1,000 times
+ * would be held 1,000 times.
+ */
+export const DEFAULT_SUPERSEDED_REVISION_BYTES = 16 * 1024 * 1024;
 
 export type JournalEntry = { seq: number; metadata: Metadata };
 
@@ -61,6 +74,9 @@ export type ResolvedFile = { metadata: FileMetadata; content: Uint8Array };
 type AccountState = {
   tree: Map<string, TreeNode>;
   revisions: Map<string, Revision>;
+  /** Bytes of revisions overwritten or deleted, by rev, oldest first; at most the model's budget in total. */
+  superseded: Map<string, Uint8Array>;
+  supersededBytes: number;
   journal: JournalEntry[];
   /**
    * What used to exist and does not now, by path_lower: a deleted node, a moved one's old path. What
@@ -92,6 +108,10 @@ function toMetadata(node: TreeNode): FileMetadata | FolderMetadata {
   if (node.kind === 'folder') {
     return { '.tag': 'folder', name: node.name, path_lower: node.pathLower, path_display: node.pathDisplay, id: node.id };
   }
+  return fileMetadata(node, node.content.length);
+}
+
+function fileMetadata(node: Omit<Revision, 'size'>, size: number): FileMetadata {
   return {
     '.tag': 'file',
     name: node.name,
@@ -101,7 +121,7 @@ function toMetadata(node: TreeNode): FileMetadata | FolderMetadata {
     client_modified: node.clientModified,
     server_modified: node.serverModified,
     rev: node.rev,
-    size: node.content.length,
+    size,
     is_downloadable: true,
     content_hash: node.contentHash,
   };
@@ -113,7 +133,8 @@ function byPath(a: { pathLower: string }, b: { pathLower: string }): number {
 }
 
 /**
- * An in-memory Dropbox: per account a case-insensitive tree, every revision's bytes, and an append-only
+ * An in-memory Dropbox: per account a case-insensitive tree, every revision's metadata and the bytes
+ * of the current ones and of the newest old ones (a bounded budget), and an append-only
  * journal of changes that cursors point into. Mutations are synchronous so tests can reason about order.
  */
 export class DropboxModel {
@@ -122,14 +143,17 @@ export class DropboxModel {
   private readonly accounts = new Map<string, AccountState>();
   private readonly changeListeners = new Set<(accountId: string) => void>();
   readonly tokens: TokenRegistry;
+  private readonly supersededBudget: number;
 
-  constructor(options: { accessTokenLifetimeSeconds?: number } = {}) {
+  /** `supersededRevisionBytes`: old revisions' bytes kept per account (default DEFAULT_SUPERSEDED_REVISION_BYTES). */
+  constructor(options: { accessTokenLifetimeSeconds?: number; supersededRevisionBytes?: number } = {}) {
     this.tokens = new TokenRegistry(options.accessTokenLifetimeSeconds ?? 14_400);
+    this.supersededBudget = options.supersededRevisionBytes ?? DEFAULT_SUPERSEDED_REVISION_BYTES;
   }
 
   addAccount(accountId: string, credentials: AccountCredentials): void {
     if (this.accounts.has(accountId)) throw new ModelError('conflict', `account ${accountId} already exists`);
-    this.accounts.set(accountId, { tree: new Map(), revisions: new Map(), journal: [], deleted: new Map(), generation: 0 });
+    this.accounts.set(accountId, { tree: new Map(), revisions: new Map(), superseded: new Map(), supersededBytes: 0, journal: [], deleted: new Map(), generation: 0 });
     this.tokens.registerAccessToken(accountId, credentials.accessToken);
     if (credentials.refreshToken !== undefined) this.tokens.registerRefreshToken(accountId, credentials.refreshToken);
   }
@@ -184,10 +208,11 @@ export class DropboxModel {
       clientModified: dropboxTimestamp(options.clientModified ?? now),
       serverModified: dropboxTimestamp(now),
     };
+    if (existing?.kind === 'file') this.supersede(state, existing);
     state.tree.set(pathLower, node);
     state.deleted.delete(pathLower);
-    const { kind: _kind, ...revision } = node;
-    state.revisions.set(node.rev, revision);
+    const { kind: _kind, content: _content, ...revision } = node;
+    state.revisions.set(node.rev, { ...revision, size: bytes.length });
     const metadata = toMetadata(node) as FileMetadata;
     this.append(state, metadata);
     this.notify(accountId);
@@ -206,7 +231,11 @@ export class DropboxModel {
   remove(accountId: string, path: string): void {
     const state = this.account(accountId);
     const node = this.existingNode(state, path);
-    for (const key of [...state.tree.keys()]) if (isSameOrInside(key, node.pathLower)) state.tree.delete(key);
+    for (const [key, gone] of [...state.tree]) {
+      if (!isSameOrInside(key, node.pathLower)) continue;
+      state.tree.delete(key);
+      if (gone.kind === 'file') this.supersede(state, gone);
+    }
     state.deleted.set(node.pathLower, deletedMetadata(node));
     this.append(state, deletedMetadata(node));
     this.notify(accountId);
@@ -273,6 +302,17 @@ export class DropboxModel {
     );
   }
 
+  /**
+   * The file bytes the account holds: `current` for the files in its tree, `superseded` for old
+   * revisions still downloadable (at most the budget; see DEFAULT_SUPERSEDED_REVISION_BYTES).
+   */
+  contentBytes(accountId: string): { current: number; superseded: number } {
+    const state = this.account(accountId);
+    let current = 0;
+    for (const node of state.tree.values()) if (node.kind === 'file') current += node.content.length;
+    return { current, superseded: state.supersededBytes };
+  }
+
   // ---- Queries used by the HTTP routes ----
 
   generation(accountId: string): number {
@@ -291,7 +331,7 @@ export class DropboxModel {
   /** Metadata for `/path`, `id:…` or `rev:…` (a rev answers with that revision's metadata). */
   metadataOf(accountId: string, readPath: string): FileMetadata | FolderMetadata {
     const state = this.account(accountId);
-    if (readPath.startsWith('rev:')) return this.revisionFile(state, readPath.slice(4)).metadata;
+    if (readPath.startsWith('rev:')) return this.revisionAt(state, readPath.slice(4)).metadata;
     return toMetadata(this.resolveNode(state, readPath));
   }
 
@@ -360,7 +400,8 @@ export class DropboxModel {
     return this.resolveNode(state, path);
   }
 
-  private revisionFile(state: AccountState, rev: string): ResolvedFile {
+  /** A revision's metadata, and its current node when the file still exists. */
+  private revisionAt(state: AccountState, rev: string): { metadata: FileMetadata; current: TreeNode | undefined } {
     const revision = state.revisions.get(rev);
     if (!revision) throw new ModelError('not_found', `rev ${rev} not found`);
     // A moved file's old revision answers with its current path, like Dropbox does for the same id.
@@ -369,8 +410,25 @@ export class DropboxModel {
     const atOwnPath = state.tree.get(revision.pathLower);
     const current = atOwnPath?.id === revision.id ? atOwnPath : [...state.tree.values()].find((n) => n.id === revision.id);
     const located = current ? { name: current.name, pathDisplay: current.pathDisplay, pathLower: current.pathLower } : {};
-    const node: FileNode = { kind: 'file', ...revision, ...located };
-    return { metadata: toMetadata(node) as FileMetadata, content: revision.content };
+    return { metadata: fileMetadata({ ...revision, ...located }, revision.size), current };
+  }
+
+  private revisionFile(state: AccountState, rev: string): ResolvedFile {
+    const { metadata, current } = this.revisionAt(state, rev);
+    const content = current?.kind === 'file' && current.rev === rev ? current.content : state.superseded.get(rev);
+    if (!content) throw new ModelError('not_found', `rev ${rev} is no longer kept`);
+    return { metadata, content };
+  }
+
+  /** Keeps an overwritten or deleted revision's bytes downloadable, dropping the oldest past the budget. */
+  private supersede(state: AccountState, node: FileNode): void {
+    state.superseded.set(node.rev, node.content);
+    state.supersededBytes += node.content.length;
+    for (const [rev, bytes] of state.superseded) {
+      if (state.supersededBytes <= this.supersededBudget) break;
+      state.superseded.delete(rev);
+      state.supersededBytes -= bytes.length;
+    }
   }
 
   /** Creates missing folders along `parts` (journaling each) and returns the display path they form. */

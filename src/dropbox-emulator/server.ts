@@ -20,6 +20,8 @@ export type EmulatorOptions = {
   /** Page size when a client sends no `limit`; Dropbox pages hold about 500 entries. */
   pageLimit?: number;
   accessTokenLifetimeSeconds?: number;
+  /** Old revisions' bytes kept per account, still downloadable by `rev:` (default 16 MiB; see model.ts). */
+  supersededRevisionBytes?: number;
   /** False: listings carry no `content_hash` (a compatible server that does not compute them). Default true. */
   listsContentHash?: boolean;
   /** Notify this endpoint after model changes; `appSecret` defaults to the emulator's. */
@@ -39,7 +41,7 @@ export type RunningEmulator = {
 };
 
 export async function startEmulator(options: EmulatorOptions = {}): Promise<RunningEmulator> {
-  const model = new DropboxModel({ accessTokenLifetimeSeconds: options.accessTokenLifetimeSeconds });
+  const model = new DropboxModel({ accessTokenLifetimeSeconds: options.accessTokenLifetimeSeconds, supersededRevisionBytes: options.supersededRevisionBytes });
   const faults = new FaultInjector({ latencyMs: options.latencyMs });
   const stats = new EmulatorStats();
   const closing = new AbortController();
