@@ -3,6 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LocalFolderMirror } from './dropbox-emulator/local-folder.js';
 import { startEmulator, type RunningEmulator } from './dropbox-emulator/server.js';
+import { silentLogger, type Logger } from './logger.js';
 
 export const DEMO_ACCOUNT = 'dbid:demo';
 
@@ -21,7 +22,7 @@ export interface Demo {
  * one account and sends the engine signed webhooks when it changes, so the whole engine runs for
  * real on one machine.
  */
-export async function startDemo(dataDir: string): Promise<Demo> {
+export async function startDemo(dataDir: string, options: { log?: Logger } = {}): Promise<Demo> {
   const appSecret = randomBytes(16).toString('hex');
   const accessToken = `demo-${randomBytes(8).toString('hex')}`;
   const dropboxFolder = join(dataDir, 'dropbox');
@@ -35,7 +36,10 @@ export async function startDemo(dataDir: string): Promise<Demo> {
   // The emulator starts empty: it serves the folder as it is before the engine lists it. Otherwise
   // a restart's first listing (the old cursor is reset, since this emulator never issued it) would
   // find an empty Dropbox and delete every mirrored file and entry, then make them all again.
-  const mirror = new LocalFolderMirror({ model: emulator.model, accountId: DEMO_ACCOUNT, dir: dropboxFolder, intervalMs: 1_000 });
+  // A path it cannot read keeps its files in the account (and the engine's mirror and entries): the
+  // log is where the user learns that its changes wait.
+  const log = (options.log ?? silentLogger).child({ component: 'demo-folder' });
+  const mirror = new LocalFolderMirror({ model: emulator.model, accountId: DEMO_ACCOUNT, dir: dropboxFolder, intervalMs: 1_000, log });
   await mirror.rescan();
   return {
     emulator,

@@ -118,7 +118,7 @@ async function start(config: Config, started: Started, signals: Signals, log: Lo
   redis.on('error', (error: Error) => log.warn({ err: error.message }, 'redis connection error'));
   signals.check();
 
-  const demo: Demo | undefined = config.dropboxAppSecret ? undefined : started.add(await startDemo(config.dataDir), (d) => d.close());
+  const demo: Demo | undefined = config.dropboxAppSecret ? undefined : started.add(await startDemo(config.dataDir, { log }), (d) => d.close());
   signals.check();
   const appSecret = config.dropboxAppSecret ?? demo!.appSecret;
   const hosts = demo ? { api: demo.emulator.url, content: demo.emulator.url } : { api: config.dropboxApiUrl, content: config.dropboxContentUrl };

@@ -1,9 +1,21 @@
-import { lstat, readdir, readFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import * as fsPromises from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { contentHash } from '../dropbox/content-hash.js';
+import { silentLogger, type Logger } from '../logger.js';
 import type { DropboxModel } from './model.js';
 import { isSameOrInside, lowerPath } from './paths.js';
 import { sendWebhook } from './webhook-sender.js';
+
+/** The file-system calls the mirror makes (default node:fs/promises); a test can make one fail for a path. */
+export type LocalFolderFs = {
+  readdir(path: string): Promise<string[]>;
+  lstat(path: string): Promise<Stats>;
+  open(path: string, flags: number): Promise<Pick<FileHandle, 'stat' | 'readFile' | 'close'>>;
+};
+
+const nodeFs: LocalFolderFs = { readdir: (path) => fsPromises.readdir(path), lstat: (path) => fsPromises.lstat(path), open: (path, flags) => fsPromises.open(path, flags) };
 
 export type LocalFolderOptions = {
   model: DropboxModel;
@@ -14,6 +26,9 @@ export type LocalFolderOptions = {
   intervalMs?: number;
   /** Notify this endpoint after a rescan that changed something. */
   webhook?: { url: string; appSecret: string };
+  /** Says which paths cannot be read (once per path and error), and when they can again. Default silent. */
+  log?: Logger;
+  fs?: LocalFolderFs;
 };
 
 export type RescanResult = { written: string[]; created: string[]; removed: string[]; moved: string[] };
@@ -23,34 +38,86 @@ type LocalEntry = { kind: 'file' | 'folder'; path: string; size: number; mtimeMs
 type Seen = { kind: 'file' | 'folder'; size: number; mtimeMs: number; identity: string };
 
 /**
+ * A path the scan failed to read for another reason than its being gone (EACCES, EIO, EMFILE, …):
+ * with `under`, what is below it (its listing failed), else the item itself (its lstat or read
+ * failed). What it covers keeps its last state: a failure says nothing about whether it is there.
+ */
+type Unreadable = { path: string; pathLower: string; under: boolean; code: string; error: unknown };
+
+type Scanned = { entries: LocalEntry[]; unreadable: Unreadable[] };
+
+function errorCode(error: unknown): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : 'UNKNOWN';
+}
+
+function unreadableAt(path: string, under: boolean, error: unknown): Unreadable {
+  return { path: path === '' ? '/' : path, pathLower: lowerPath(path), under, code: errorCode(error), error };
+}
+
+function covers(unreadable: Unreadable, pathLower: string): boolean {
+  if (unreadable.under && pathLower === unreadable.pathLower) return false;
+  return isSameOrInside(pathLower, unreadable.pathLower);
+}
+
+/**
  * Every file and folder under `dir` as Dropbox paths ("/a/b.txt"). Nothing is skipped (the engine
  * filters) but symbolic links, which are not followed: one could point out of the folder, or at a
  * parent and repeat the tree inside itself. Names Dropbox takes for one path (case, NFC/NFD: on
  * Linux "Readme.md" and "README.md" are two files) are served once, the first in code-unit order:
- * two files at one path would overwrite each other on every scan.
+ * two files at one path would overwrite each other on every scan. Only ENOENT says an item is gone:
+ * a folder that cannot be listed or an item that cannot be lstat-ed for another reason goes into
+ * `unreadable`, and the account keeps what it covers as it was (a failing disk or a full file table
+ * must not read as the user deleting their posts).
  */
-async function scan(dir: string, prefix = '', taken = new Set<string>()): Promise<LocalEntry[]> {
-  const entries: LocalEntry[] = [];
+async function scan(fs: LocalFolderFs, dir: string, prefix = '', found: Scanned = { entries: [], unreadable: [] }, taken = new Set<string>()): Promise<Scanned> {
   let names: string[];
   try {
-    names = (await readdir(dir)).sort();
-  } catch {
-    return entries; // removed while scanning; the next rescan sees the final state
+    names = (await fs.readdir(dir)).sort();
+  } catch (error) {
+    // ENOENT: removed while scanning, and what was in it with it. Any other failure is no news about its items.
+    if (errorCode(error) !== 'ENOENT') found.unreadable.push(unreadableAt(prefix, true, error));
+    return found;
   }
   for (const name of names) {
     const full = join(dir, name);
     const path = `${prefix}/${name}`;
-    const info = await lstat(full).catch(() => undefined);
-    if (!info || info.isSymbolicLink()) continue;
-    if (!info.isDirectory() && !info.isFile()) continue;
     const key = lowerPath(path);
     if (taken.has(key)) continue;
+    let info: Stats;
+    try {
+      info = await fs.lstat(full);
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') continue;
+      found.unreadable.push(unreadableAt(path, false, error));
+      taken.add(key); // another name for the same Dropbox path must not be served over it meanwhile
+      continue;
+    }
+    if (info.isSymbolicLink()) continue;
+    if (!info.isDirectory() && !info.isFile()) continue;
     taken.add(key);
     const kind = info.isDirectory() ? 'folder' : 'file';
-    entries.push({ kind, path, size: info.size, mtimeMs: info.mtimeMs, identity: `${kind}:${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}` });
-    if (kind === 'folder') entries.push(...(await scan(full, path, taken)));
+    found.entries.push({ kind, path, size: info.size, mtimeMs: info.mtimeMs, identity: `${kind}:${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}` });
+    if (kind === 'folder') await scan(fs, full, path, found, taken);
   }
-  return entries;
+  return found;
+}
+
+/** A listed file's bytes; `changed` when it is gone since the scan (the next scan settles it). */
+async function readListed(fs: LocalFolderFs, full: string): Promise<Uint8Array | 'changed' | { error: unknown }> {
+  let handle: Awaited<ReturnType<LocalFolderFs['open']>>;
+  try {
+    handle = await fs.open(full, fsPromises.constants.O_RDONLY);
+  } catch (error) {
+    return errorCode(error) === 'ENOENT' ? 'changed' : { error };
+  }
+  try {
+    return await handle.readFile();
+  } catch (error) {
+    return { error };
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
 }
 
 /**
@@ -60,6 +127,8 @@ async function scan(dir: string, prefix = '', taken = new Set<string>()): Promis
  */
 export class LocalFolderMirror {
   private readonly seen = new Map<string, Seen>();
+  /** What was reported unreadable (by path and whether it is what is under it) and with which error code. */
+  private readonly reported = new Map<string, Unreadable>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<RescanResult> | undefined;
   private stopped = false;
@@ -67,6 +136,10 @@ export class LocalFolderMirror {
   private readonly stopping = new AbortController();
 
   constructor(private readonly options: LocalFolderOptions) {}
+
+  private get log(): Logger {
+    return this.options.log ?? silentLogger;
+  }
 
   /** From now on, a rescan that changed something is followed by a webhook to this endpoint. */
   notify(webhook: { url: string; appSecret: string }): this {
@@ -78,7 +151,8 @@ export class LocalFolderMirror {
     const intervalMs = this.options.intervalMs ?? 1_000;
     if (intervalMs > 0) {
       const tick = () => {
-        this.timer = setTimeout(() => void this.rescan().catch(() => undefined).finally(() => !this.stopped && tick()), intervalMs);
+        const pass = () => this.rescan().catch((error: unknown) => this.log.warn({ err: error }, 'demo folder: rescan failed; trying again'));
+        this.timer = setTimeout(() => void pass().finally(() => !this.stopped && tick()), intervalMs);
       };
       tick();
     }
@@ -106,8 +180,10 @@ export class LocalFolderMirror {
   private async applyOnce(): Promise<RescanResult> {
     const { model, accountId, dir } = this.options;
     const result: RescanResult = { written: [], created: [], removed: [], moved: [] };
-    const local = await scan(dir);
-    this.applyMoves(local, result);
+    const fs = this.options.fs ?? nodeFs;
+    const { entries: local, unreadable } = await scan(fs, dir);
+    const unknown = (pathLower: string) => unreadable.some((item) => covers(item, pathLower));
+    this.applyMoves(local, unknown, result);
     const remote = new Map(model.listTree(accountId).map((item) => [item.pathLower, item]));
     const localLower = new Set(local.map((entry) => lowerPath(entry.path)));
 
@@ -126,8 +202,13 @@ export class LocalFolderMirror {
       const seen = this.seen.get(key);
       const unchanged = existing?.kind === 'file' && seen?.kind === 'file' && seen.size === entry.size && seen.mtimeMs === entry.mtimeMs;
       if (unchanged) continue;
-      const bytes = await readFile(join(dir, entry.path)).catch(() => undefined);
-      if (!bytes) continue;
+      // A file that cannot be read keeps its last state in the account (it is listed, so not removed).
+      const bytes = await readListed(fs, join(dir, entry.path));
+      if (bytes === 'changed') continue;
+      if (!(bytes instanceof Uint8Array)) {
+        unreadable.push(unreadableAt(entry.path, false, bytes.error));
+        continue;
+      }
       this.seen.set(key, { kind: 'file', size: entry.size, mtimeMs: entry.mtimeMs, identity: entry.identity });
       if (existing?.kind === 'file' && existing.contentHash === contentHash(bytes)) continue;
       if (existing?.kind === 'folder') model.remove(accountId, existing.pathDisplay);
@@ -138,7 +219,7 @@ export class LocalFolderMirror {
     // Remove only the topmost vanished item: a folder's deletion implies its children.
     const removedRoots: string[] = [];
     for (const item of model.listTree(accountId)) {
-      if (localLower.has(item.pathLower)) continue;
+      if (localLower.has(item.pathLower) || unknown(item.pathLower)) continue;
       if (removedRoots.some((root) => item.pathLower.startsWith(root + '/'))) continue;
       model.remove(accountId, item.pathDisplay);
       this.forget(item.pathLower);
@@ -146,6 +227,7 @@ export class LocalFolderMirror {
       result.removed.push(item.pathDisplay);
     }
 
+    this.report(unreadable);
     const changed = result.written.length + result.created.length + result.removed.length + result.moved.length > 0;
     if (changed && this.options.webhook) {
       await sendWebhook({ ...this.options.webhook, accounts: [accountId], signal: this.stopping.signal });
@@ -159,12 +241,12 @@ export class LocalFolderMirror {
    * (and with it the engine's entry) instead of a deletion and a new file. A folder moves with its
    * contents, parents come before children in `local`.
    */
-  private applyMoves(local: readonly LocalEntry[], result: RescanResult): void {
+  private applyMoves(local: readonly LocalEntry[], unknown: (pathLower: string) => boolean, result: RescanResult): void {
     const { model, accountId } = this.options;
     const localLower = new Set(local.map((entry) => lowerPath(entry.path)));
     const vanished = new Map<string, string>();
     for (const item of model.listTree(accountId)) {
-      if (localLower.has(item.pathLower)) continue;
+      if (localLower.has(item.pathLower) || unknown(item.pathLower)) continue;
       const seen = this.seen.get(item.pathLower);
       if (seen?.kind === item.kind) vanished.set(seen.identity, item.pathDisplay);
     }
@@ -189,6 +271,25 @@ export class LocalFolderMirror {
       }
       result.moved.push(`${from} -> ${entry.path}`);
       present = new Set(model.listTree(accountId).map((item) => item.pathLower));
+    }
+  }
+
+  /**
+   * Logs each path that could not be read once per error code, not on every scan, and says when
+   * one reads again (or is gone), so that a later failure of it is reported again.
+   */
+  private report(unreadable: readonly Unreadable[]): void {
+    const current = new Map(unreadable.map((item) => [`${item.under ? 'under' : 'at'} ${item.pathLower}`, item]));
+    for (const [key, item] of current) {
+      if (this.reported.get(key)?.code === item.code) continue;
+      this.reported.set(key, item);
+      const what = item.under ? 'cannot list this folder: what is in it' : 'cannot read this file or folder: it';
+      this.log.warn({ path: item.path, code: item.code, err: item.error }, `demo folder: ${what} stays in the account as it was until it can be read`);
+    }
+    for (const [key, item] of this.reported) {
+      if (current.has(key)) continue;
+      this.reported.delete(key);
+      this.log.info({ path: item.path }, 'demo folder: read again (or gone): its changes are synced from now on');
     }
   }
 

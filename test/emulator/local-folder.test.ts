@@ -1,10 +1,13 @@
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import * as fsPromises from 'node:fs/promises';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { createServer } from 'node:http';
 import { once } from 'node:events';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalFolderMirror } from '../../src/dropbox-emulator/local-folder.js';
+import { LocalFolderMirror, type LocalFolderFs } from '../../src/dropbox-emulator/local-folder.js';
+import { createLogger } from '../../src/logger.js';
 import { startEmulator, type RunningEmulator } from '../../src/dropbox-emulator/server.js';
 import { sdkFor } from './emulator-client.js';
 
@@ -137,6 +140,179 @@ describe('LocalFolderMirror', () => {
     } finally {
       refusing.close();
       rmSync(own, { recursive: true, force: true });
+    }
+  });
+});
+
+type Call = 'readdir' | 'lstat' | 'open';
+
+/**
+ * The real file system, except that a call named in `failures` for an absolute path fails with that
+ * errno code, as Node's own errors do (the tests run as root: chmod 000 would not make a folder
+ * unreadable), and that the scan (readdir, lstat) can be shown a path as it was before it was
+ * swapped (`scannedAs`: the path and everything under it is read from another place) while `open`
+ * sees it as it is.
+ */
+class FlakyFs implements LocalFolderFs {
+  readonly failures = new Map<string, string>();
+  readonly scannedAs = new Map<string, string>();
+
+  fail(call: Call, path: string, code: string): void {
+    if (osConstants.errno[code as keyof typeof osConstants.errno] === undefined) throw new Error(`${code} is no errno code`);
+    this.failures.set(`${call} ${path}`, code);
+  }
+
+  private check(call: Call, path: string): void {
+    const code = this.failures.get(`${call} ${path}`);
+    if (code === undefined) return;
+    const errno = osConstants.errno[code as keyof typeof osConstants.errno];
+    const syscall = call === 'readdir' ? 'scandir' : call;
+    throw Object.assign(new Error(`${code}: injected failure, ${syscall} '${path}'`), { code, errno: -errno, syscall, path });
+  }
+
+  private beforeSwap(path: string): string {
+    for (const [swapped, original] of this.scannedAs) {
+      if (path === swapped || path.startsWith(swapped + '/')) return original + path.slice(swapped.length);
+    }
+    return path;
+  }
+
+  readdir = async (path: string) => {
+    this.check('readdir', path);
+    return fsPromises.readdir(this.beforeSwap(path));
+  };
+  lstat = async (path: string) => {
+    this.check('lstat', path);
+    return fsPromises.lstat(this.beforeSwap(path));
+  };
+  open = async (path: string, flags: number) => {
+    this.check('open', path);
+    return fsPromises.open(path, flags);
+  };
+}
+
+function logTap(): { log: ReturnType<typeof createLogger>; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const destination = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { log: createLogger({ level: 'info', destination }), lines };
+}
+
+describe('LocalFolderMirror: what it cannot read keeps its last state, only what is gone is removed', () => {
+  let own: string;
+  let account: string;
+  let counter = 0;
+  const paths = () => emulator.model.listTree(account).map((item) => item.pathDisplay);
+  const text = (path: string) => {
+    const item = emulator.model.listTree(account).find((i) => i.pathDisplay === path);
+    return item?.content ? new TextDecoder().decode(item.content) : undefined;
+  };
+
+  function setUp(): { fs: FlakyFs; lines: Array<Record<string, unknown>>; local: LocalFolderMirror } {
+    counter += 1;
+    own = mkdtempSync(join(tmpdir(), 'mailroom-local-unreadable-'));
+    account = `dbid:AAH_unreadable_${counter}`;
+    emulator.model.addAccount(account, { accessToken: `unreadable-${counter}` });
+    mkdirSync(join(own, 'Posts', 'Drafts'), { recursive: true });
+    writeFileSync(join(own, 'Posts', 'a.md'), '# A');
+    writeFileSync(join(own, 'Posts', 'Drafts', 'b.md'), '# B');
+    writeFileSync(join(own, 'top.md'), '# Top');
+    const fs = new FlakyFs();
+    const { log, lines } = logTap();
+    return { fs, lines, local: new LocalFolderMirror({ model: emulator.model, accountId: account, dir: own, intervalMs: 0, fs, log }) };
+  }
+  const cleanUp = () => rmSync(own, { recursive: true, force: true });
+  const unchanged = { written: [], created: [], removed: [], moved: [] };
+
+  it('a folder whose listing fails (EACCES) stays in the account with its files, reported once; once readable, its changes arrive', async () => {
+    const { fs, lines, local } = setUp();
+    try {
+      await local.rescan();
+      expect(paths()).toEqual(['/Posts', '/Posts/a.md', '/Posts/Drafts', '/Posts/Drafts/b.md', '/top.md']);
+
+      fs.fail('readdir', join(own, 'Posts'), 'EACCES');
+      rmSync(join(own, 'top.md')); // a real deletion elsewhere still goes through
+      expect(await local.rescan()).toEqual({ ...unchanged, removed: ['/top.md'] });
+      expect(await local.rescan()).toEqual(unchanged);
+      const dbx = sdkFor(emulator.url, { accessToken: `unreadable-${counter}` });
+      const listing = await dbx.filesListFolder({ path: '', recursive: true });
+      expect(listing.result.entries.map((e) => e.path_display)).toEqual(['/Posts', '/Posts/a.md', '/Posts/Drafts', '/Posts/Drafts/b.md']);
+      const warnings = lines.filter((line) => line.level === 40);
+      expect(warnings).toEqual([expect.objectContaining({ path: '/Posts', code: 'EACCES' })]);
+
+      fs.failures.clear();
+      writeFileSync(join(own, 'Posts', 'a.md'), '# A, edited while it could not be read');
+      rmSync(join(own, 'Posts', 'Drafts'), { recursive: true });
+      expect(await local.rescan()).toEqual({ ...unchanged, written: ['/Posts/a.md'], removed: ['/Posts/Drafts'] });
+      expect(paths()).toEqual(['/Posts', '/Posts/a.md']);
+      expect(lines.filter((line) => line.level === 30)).toEqual([expect.objectContaining({ path: '/Posts' })]);
+
+      // A second failure of the same path is reported again, and a new error code for it too.
+      fs.fail('readdir', join(own, 'Posts'), 'EIO');
+      await local.rescan();
+      fs.fail('readdir', join(own, 'Posts'), 'EMFILE');
+      await local.rescan();
+      expect(lines.filter((line) => line.level === 40).map((line) => line.code)).toEqual(['EACCES', 'EIO', 'EMFILE']);
+      expect(paths()).toEqual(['/Posts', '/Posts/a.md']);
+    } finally {
+      cleanUp();
+    }
+  });
+
+  it('an unreadable root (EIO) removes nothing', async () => {
+    const { fs, lines, local } = setUp();
+    try {
+      await local.rescan();
+      fs.fail('readdir', own, 'EIO');
+      expect(await local.rescan()).toEqual(unchanged);
+      expect(paths()).toEqual(['/Posts', '/Posts/a.md', '/Posts/Drafts', '/Posts/Drafts/b.md', '/top.md']);
+      expect(lines.filter((line) => line.level === 40)).toEqual([expect.objectContaining({ path: '/', code: 'EIO' })]);
+    } finally {
+      cleanUp();
+    }
+  });
+
+  it('an item whose lstat fails (EIO) keeps its last state, a folder with everything under it; one that is gone (ENOENT) is removed', async () => {
+    const { fs, lines, local } = setUp();
+    try {
+      await local.rescan();
+      fs.fail('lstat', join(own, 'Posts', 'Drafts'), 'EIO');
+      fs.fail('lstat', join(own, 'top.md'), 'EIO');
+      expect(await local.rescan()).toEqual(unchanged);
+      expect(paths()).toEqual(['/Posts', '/Posts/a.md', '/Posts/Drafts', '/Posts/Drafts/b.md', '/top.md']);
+      expect(lines.filter((line) => line.level === 40).map((line) => [line.path, line.code])).toEqual([['/Posts/Drafts', 'EIO'], ['/top.md', 'EIO']]);
+
+      fs.failures.clear();
+      fs.fail('lstat', join(own, 'top.md'), 'ENOENT'); // gone between the listing and the lstat
+      expect(await local.rescan()).toEqual({ ...unchanged, removed: ['/top.md'] });
+    } finally {
+      cleanUp();
+    }
+  });
+
+  it('a known file that cannot be opened (EMFILE) keeps its last content instead of being removed, and its edit arrives once it can be read', async () => {
+    const { fs, lines, local } = setUp();
+    try {
+      await local.rescan();
+      writeFileSync(join(own, 'top.md'), '# Top, edited');
+      writeFileSync(join(own, 'new.md'), '# New');
+      fs.fail('open', join(own, 'top.md'), 'EMFILE');
+      fs.fail('open', join(own, 'new.md'), 'EACCES');
+      expect(await local.rescan()).toEqual(unchanged);
+      expect(text('/top.md')).toBe('# Top');
+      expect(paths()).toEqual(['/Posts', '/Posts/a.md', '/Posts/Drafts', '/Posts/Drafts/b.md', '/top.md']);
+      await local.rescan();
+      expect(lines.filter((line) => line.level === 40).map((line) => [line.path, line.code])).toEqual([['/new.md', 'EACCES'], ['/top.md', 'EMFILE']]);
+
+      fs.failures.clear();
+      expect(await local.rescan()).toEqual({ ...unchanged, written: ['/new.md', '/top.md'] });
+      expect(text('/top.md')).toBe('# Top, edited');
+    } finally {
+      cleanUp();
     }
   });
 });
