@@ -33,8 +33,11 @@ export type LocalFolderOptions = {
 
 export type RescanResult = { written: string[]; created: string[]; removed: string[]; moved: string[] };
 
-/** `identity`: device, inode, size and mtime; a rename keeps all four, so it tells a move from a delete and a create. */
-type LocalEntry = { kind: 'file' | 'folder'; path: string; size: number; mtimeMs: number; identity: string };
+/**
+ * `identity`: device, inode, size and mtime; a rename keeps all four, so it tells a move from a
+ * delete and a create. `dev` and `ino` alone tell whether a path opened later is still this file.
+ */
+type LocalEntry = { kind: 'file' | 'folder'; path: string; size: number; mtimeMs: number; identity: string; dev: number; ino: number };
 type Seen = { kind: 'file' | 'folder'; size: number; mtimeMs: number; identity: string };
 
 /**
@@ -97,21 +100,33 @@ async function scan(fs: LocalFolderFs, dir: string, prefix = '', found: Scanned 
     if (!info.isDirectory() && !info.isFile()) continue;
     taken.add(key);
     const kind = info.isDirectory() ? 'folder' : 'file';
-    found.entries.push({ kind, path, size: info.size, mtimeMs: info.mtimeMs, identity: `${kind}:${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}` });
+    found.entries.push({ kind, path, size: info.size, mtimeMs: info.mtimeMs, identity: `${kind}:${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}`, dev: info.dev, ino: info.ino });
     if (kind === 'folder') await scan(fs, full, path, found, taken);
   }
   return found;
 }
 
-/** A listed file's bytes; `changed` when it is gone since the scan (the next scan settles it). */
-async function readListed(fs: LocalFolderFs, full: string): Promise<Uint8Array | 'changed' | { error: unknown }> {
+/**
+ * A listed file's bytes, read through a handle opened without following a symbolic link, and only
+ * if the handle is the file the scan's lstat saw: a file swapped for a link since (or a folder
+ * above it, after its lstat) would otherwise serve a file from outside the folder. `changed` when
+ * it is gone, a link, or another file now: a race the next scan settles. O_NONBLOCK: a FIFO swapped
+ * in would otherwise hang the open (it does nothing for a regular file). Not caught: a folder
+ * swapped for a link between its lstat and its readdir (its listing, lstats and opens all go
+ * through the link alike); that needs openat/fdopendir, which node:fs does not offer.
+ */
+async function readListed(fs: LocalFolderFs, full: string, entry: LocalEntry): Promise<Uint8Array | 'changed' | { error: unknown }> {
+  const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = fsPromises.constants;
   let handle: Awaited<ReturnType<LocalFolderFs['open']>>;
   try {
-    handle = await fs.open(full, fsPromises.constants.O_RDONLY);
+    handle = await fs.open(full, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   } catch (error) {
-    return errorCode(error) === 'ENOENT' ? 'changed' : { error };
+    const code = errorCode(error);
+    return code === 'ENOENT' || code === 'ELOOP' ? 'changed' : { error };
   }
   try {
+    const info = await handle.stat();
+    if (!info.isFile() || info.dev !== entry.dev || info.ino !== entry.ino) return 'changed';
     return await handle.readFile();
   } catch (error) {
     return { error };
@@ -203,7 +218,7 @@ export class LocalFolderMirror {
       const unchanged = existing?.kind === 'file' && seen?.kind === 'file' && seen.size === entry.size && seen.mtimeMs === entry.mtimeMs;
       if (unchanged) continue;
       // A file that cannot be read keeps its last state in the account (it is listed, so not removed).
-      const bytes = await readListed(fs, join(dir, entry.path));
+      const bytes = await readListed(fs, join(dir, entry.path), entry);
       if (bytes === 'changed') continue;
       if (!(bytes instanceof Uint8Array)) {
         unreadable.push(unreadableAt(entry.path, false, bytes.error));

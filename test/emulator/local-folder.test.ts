@@ -315,4 +315,56 @@ describe('LocalFolderMirror: what it cannot read keeps its last state, only what
       cleanUp();
     }
   });
+
+  it('a file swapped for a symbolic link after it was looked at is not read through the link: it keeps its last content', async () => {
+    const { fs, lines, local } = setUp();
+    const outside = mkdtempSync(join(tmpdir(), 'mailroom-outside-swap-'));
+    try {
+      await local.rescan();
+      writeFileSync(join(outside, 'secret.md'), 'not in the folder');
+      writeFileSync(join(outside, 'decoy.md'), 'what the file looked like when it was lstat-ed, longer');
+      // The scan's lstat saw a changed regular file; by the time it is opened the path is a link out of the folder.
+      unlinkSync(join(own, 'top.md'));
+      symlinkSync(join(outside, 'secret.md'), join(own, 'top.md'));
+      fs.scannedAs.set(join(own, 'top.md'), join(outside, 'decoy.md'));
+
+      expect(await local.rescan()).toEqual(unchanged);
+      expect(text('/top.md')).toBe('# Top');
+      expect(emulator.model.listTree(account).some((item) => item.content && new TextDecoder().decode(item.content).includes('not in the folder'))).toBe(false);
+      expect(lines.filter((line) => line.level === 40)).toEqual([]); // a race, not a failure: the next scan settles it
+
+      // Looked at again, it is a link, and links are not served.
+      fs.scannedAs.clear();
+      expect(await local.rescan()).toEqual({ ...unchanged, removed: ['/top.md'] });
+      expect(readFileSync(join(outside, 'secret.md'), 'utf8')).toBe('not in the folder');
+    } finally {
+      cleanUp();
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('a folder swapped for a symbolic link after the scan listed it is not read through: its file keeps its last content', async () => {
+    const { fs, local } = setUp();
+    const outside = mkdtempSync(join(tmpdir(), 'mailroom-outside-folder-'));
+    const aside = mkdtempSync(join(tmpdir(), 'mailroom-aside-'));
+    try {
+      await local.rescan();
+      writeFileSync(join(own, 'Posts', 'a.md'), '# A, edited');
+      writeFileSync(join(outside, 'a.md'), 'not in the folder');
+      // The scan listed Posts and lstat-ed Posts/a.md (edited, so to be read); then Posts became a link out.
+      renameSync(join(own, 'Posts'), join(aside, 'Posts'));
+      symlinkSync(outside, join(own, 'Posts'));
+      fs.scannedAs.set(join(own, 'Posts'), join(aside, 'Posts'));
+
+      expect(await local.rescan()).toEqual(unchanged);
+      expect(text('/Posts/a.md')).toBe('# A');
+
+      fs.scannedAs.clear();
+      expect(await local.rescan()).toEqual({ ...unchanged, removed: ['/Posts'] });
+    } finally {
+      cleanUp();
+      rmSync(outside, { recursive: true, force: true });
+      rmSync(aside, { recursive: true, force: true });
+    }
+  });
 });
