@@ -352,6 +352,20 @@ export class Engine {
   }
 
   /**
+   * Those of `ids` whose state is `state` right now, as `status()` would say it (the live actor's,
+   * else the stored one's), from one read each: a listing filtered by state (`GET
+   * /accounts?state=awaitingRelink`) then reads whole statuses (about seven commands) only of the
+   * few that match, not of every account. Linked or not is left to `statuses()`.
+   */
+  async inState(ids: readonly string[], state: string): Promise<string[]> {
+    const states = await Promise.all(ids.map(async (accountId) => {
+      const live = this.host.actor(accountId)?.getSnapshot();
+      return live ? String(live.value) : (await this.persistence.storedState(accountId)) || 'idle';
+    }));
+    return ids.filter((_, i) => states[i] === state);
+  }
+
+  /**
    * The statuses of `ids` (those still linked), in their order, STATUS_READ_CONCURRENCY at a time:
    * all at once put a few commands per account in flight together, hundreds of thousands for a
    * large install. The first failed read ends it with that error, before the reads not yet sent:

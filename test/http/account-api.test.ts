@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendWebhook } from '../../src/dropbox-emulator/webhook-sender.js';
 import { mirrorFolder } from '../../src/sync/sync-deps.js';
 import { ApiClient } from '../../src/cli/api-client.js';
+import { CommandLog } from '../support/redis-monitor.js';
 import { ADMIN_TOKEN, APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /** The admin API over HTTP: auth, validation, link / status / entries / unlink / resync, ignore rules. */
@@ -263,6 +264,28 @@ describe('link, status, entries, unlink', () => {
     const response = await h.api(`/accounts?${query}`);
     expect(response.status).toBe(400);
     expect(await json(response)).toMatchObject({ error, message: expect.any(String) });
+  });
+
+  it('finds the accounts in a state with one read per account, reading whole statuses only of those', async () => {
+    const parked = 'dbid:filter-parked';
+    h.emulator.model.addAccount(parked, { accessToken: 'the-real-token' });
+    expect((await h.api(`/accounts/${parked}`, { method: 'PUT', body: JSON.stringify({ accessToken: 'a-revoked-token' }) })).status).toBe(200);
+    await waitUntil(async () => (await h.engine.status(parked))?.state === 'awaitingRelink', 10_000, 'the account to wait for a re-link');
+    const linked = (await h.engine.accounts.linkedIds()).length;
+    expect(linked).toBeGreaterThan(5);
+    const log = await CommandLog.start(h.redis);
+    try {
+      let listed: { accounts: { accountId: string; state: string }[]; next: string | null } | undefined;
+      const sent = await log.during(h.redis, async () => {
+        listed = (await json(await h.api('/accounts?state=awaitingRelink&limit=1000'))) as typeof listed;
+      });
+      expect(listed).toEqual({ accounts: [expect.objectContaining({ accountId: parked, state: 'awaitingRelink' })], next: null });
+      // One SSCAN, one read of each account's state, one whole status (about seven commands): not
+      // seven commands for every linked account.
+      expect(sent.length).toBeLessThanOrEqual(1 + linked + 10);
+    } finally {
+      log.stop();
+    }
   });
 
   it('links with a refresh token', async () => {
