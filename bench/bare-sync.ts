@@ -47,6 +47,16 @@ export class BareSync {
     });
   }
 
+  /**
+   * Downloads with nothing done with the bytes: the floor of figure 4, what the SDK, the network and
+   * the emulator allow at this concurrency before any file is written.
+   */
+  async fetchOnly(entries: readonly files.FileMetadataReference[], concurrency: number): Promise<void> {
+    await pool(entries, concurrency, async (entry) => {
+      await this.client.filesDownload({ path: `rev:${entry.rev}` });
+    });
+  }
+
   async sync(concurrency: number): Promise<number> {
     const entries = await this.list();
     await this.download(entries, concurrency);

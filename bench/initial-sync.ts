@@ -25,12 +25,14 @@ export async function initialSync(options: BenchOptions): Promise<FigureResult> 
     throw error;
   });
   const bareDir = mkdtempSync(join(tmpdir(), 'mailroom-bench-bare-'));
-  type Side = 'engine' | 'bare';
-  const rates: Record<Side, number[]> = { engine: [], bare: [] };
-  // The most downloads of one account the emulator served at once: both sides should reach `concurrency`.
-  const inFlight: Record<Side, number[]> = { engine: [], bare: [] };
+  // `floor`: the listing and the downloads alone, the bytes thrown away (BareSync.fetchOnly): what
+  // the SDK and the emulator allow of the ideal before any work on a file.
+  type Side = 'engine' | 'bare' | 'floor';
+  const rates: Record<Side, number[]> = { engine: [], bare: [], floor: [] };
+  // The most downloads of one account the emulator served at once: every side should reach `concurrency`.
+  const inFlight: Record<Side, number[]> = { engine: [], bare: [], floor: [] };
   // CPU per file of this process (the side being measured) and of the emulator serving it.
-  const cpuPerFile: Record<Side, { bench: number[]; emulator: number[] }> = { engine: { bench: [], emulator: [] }, bare: { bench: [], emulator: [] } };
+  const cpuPerFile: Record<Side, { bench: number[]; emulator: number[] }> = { engine: { bench: [], emulator: [] }, bare: { bench: [], emulator: [] }, floor: { bench: [], emulator: [] } };
   /** Seeds a fresh account, then times `sync` on it (the seeding and the bookkeeping stay outside the window). */
   const timeSide = async (side: Side, account: string, sync: (account: string, accessToken: string) => Promise<void>) => {
     const accessToken = `token-${account}`;
@@ -62,16 +64,18 @@ export async function initialSync(options: BenchOptions): Promise<FigureResult> 
           const fetched = await bare.sync(concurrency);
           if (fetched !== files) throw new Error(`bare script fetched ${fetched} of ${files}`);
         });
-      // Each side goes first in every other round: whatever a round leaves behind (garbage, dirty
-      // pages still being written back) then weighs on both sides alike.
-      if (r % 2 === 0) {
-        await runEngine();
-        await runBare();
-      } else {
-        await runBare();
-        await runEngine();
-      }
-      options.log(`  round ${r + 1}: engine ${rates.engine[r]!.toFixed(0)} files/s, bare script ${rates.bare[r]!.toFixed(0)} files/s (ideal ${ideal})`);
+      const runFloor = () =>
+        timeSide('floor', `dbid:floor-${r}`, async (_account, accessToken) => {
+          const bare = new BareSync(emulator.url, accessToken, join(bareDir, `floor-${r}`), pageLimit);
+          const entries = await bare.list();
+          if (entries.length !== files) throw new Error(`download-only floor listed ${entries.length} of ${files}`);
+          await bare.fetchOnly(entries, concurrency);
+        });
+      // Each side goes first in turn: whatever a round leaves behind (garbage, dirty pages still
+      // being written back) then weighs on every side alike.
+      const order = [runEngine, runBare, runFloor];
+      for (let i = 0; i < order.length; i++) await order[(r + i) % order.length]!();
+      options.log(`  round ${r + 1}: engine ${rates.engine[r]!.toFixed(0)} files/s, bare script ${rates.bare[r]!.toFixed(0)} files/s, downloads alone ${rates.floor[r]!.toFixed(0)} files/s (ideal ${ideal})`);
     }
     const rate = median(rates.engine);
     const ratio = median(rates.engine.map((e, i) => e / rates.bare[i]!));
@@ -90,16 +94,21 @@ export async function initialSync(options: BenchOptions): Promise<FigureResult> 
         files, rounds, pageLimit, ideal,
         ratioToIdeal: round(rate / ideal, 3),
         bareRatioToIdeal: round(median(rates.bare) / ideal, 3),
+        floorRatioToIdeal: round(median(rates.floor) / ideal, 3),
+        // Median of the rounds' engine ÷ floor: how much of what the SDK and the emulator allow the engine reaches.
+        ratioToFloor: round(median(rates.engine.map((e, i) => e / rates.floor[i]!)), 3),
         enginePerRound: rates.engine.map((x) => Math.round(x)),
         barePerRound: rates.bare.map((x) => Math.round(x)),
+        floorPerRound: rates.floor.map((x) => Math.round(x)),
         maxDownloadsInFlight: inFlight,
         // Medians over the rounds, in ms of CPU per file (all threads): `bench` is this process (the
         // engine or the bare script, plus the harness), `emulator` what serving that side cost it.
         cpuMsPerFile: {
           engine: { bench: round(median(cpuPerFile.engine.bench), 3), emulator: round(median(cpuPerFile.engine.emulator), 3) },
           bare: { bench: round(median(cpuPerFile.bare.bench), 3), emulator: round(median(cpuPerFile.bare.emulator), 3) },
+          floor: { bench: round(median(cpuPerFile.floor.bench), 3), emulator: round(median(cpuPerFile.floor.emulator), 3) },
         },
-        emulator: 'own process (bench/emulator-process.ts), for both sides',
+        emulator: 'own process (bench/emulator-process.ts), for every side',
         // Both sides share this process's libuv pool (the emulator no longer does), sized when the
         // process started: only the environment of the command sizes it (a module that sets
         // UV_THREADPOOL_SIZE runs too late).
