@@ -1,8 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
-import type { CliIO } from '../../src/cli/commands.js';
+import { runMain } from './run-cli.js';
 
 /**
  * `--url` pointed at something that is not a Mailroom server (another service, a proxy's own page)
@@ -23,19 +22,8 @@ beforeAll(async () => {
 });
 afterAll(async () => { await new Promise((resolve) => server.close(resolve)); });
 
-async function run(args: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIO = {
-    stdout: { write: (t: string) => { stdout += t; } },
-    stderr: { write: (t: string) => { stderr += t; } },
-    readStdin: async () => '',
-    now: () => Date.now(),
-    sleep: async () => {},
-    catchInterrupt: () => ({ signal: AbortSignal.abort(), dispose: () => {} }),
-  };
-  const code = await main([...args, '--url', url], { ADMIN_TOKEN: 'token' }, io);
-  return { code, stdout, stderr };
+function run(args: string[]) {
+  return runMain([...args, '--url', url], { ADMIN_TOKEN: 'token' });
 }
 
 describe('a 2xx answer that is not what a Mailroom server answers', () => {

@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { main } from '../../src/cli/main.js';
+import type { CliIO } from '../../src/cli/commands.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/mailroom.js', import.meta.url));
 
@@ -34,4 +36,24 @@ export class CliProcess {
 
 export function runCli(args: string[], env: Record<string, string | undefined> = {}, input?: string): Promise<CliResult> {
   return new CliProcess(args, env, input).wait();
+}
+
+/**
+ * The CLI's `main()` in this process, with a captured terminal: for what the parsing and the
+ * messages decide, where a process per case (about half a second of start-up each) adds nothing.
+ * `runCli` is the real command, for exit codes, streams and signals.
+ */
+export async function runMain(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIO = {
+    stdout: { write: (t: string) => { stdout += t; } },
+    stderr: { write: (t: string) => { stderr += t; } },
+    readStdin: async () => '',
+    now: () => Date.now(),
+    sleep: async () => {},
+    catchInterrupt: () => ({ signal: AbortSignal.abort(), dispose: () => {} }),
+  };
+  const code = await main(args, env, io);
+  return { code, stdout, stderr };
 }
