@@ -49,13 +49,13 @@ const SHAPES = {
   status: statusShape,
   // `next`: absent from servers older than paging, which list every account at once.
   accounts: z.looseObject({ accounts: z.array(statusShape), next: z.string().nullable().optional() }),
-  entries: z.looseObject({ entries: z.array(entryShape) }),
+  entries: z.looseObject({ entries: z.array(entryShape), next: z.string().nullable().optional() }),
   startLink: z.looseObject({ url: z.string(), expiresInMs: z.number() }),
   any: z.unknown(),
 } as const;
 
 /** The server's largest page: the fewest requests for a long listing. */
-const ACCOUNTS_PAGE_LIMIT = 1000;
+const PAGE_LIMIT = 1000;
 
 /** The account API of a running server, with errors mapped to the CLI's exit codes. */
 export class ApiClient {
@@ -70,18 +70,8 @@ export class ApiClient {
    * An account linked or unlinked during the walk may come twice (Redis's SSCAN): kept once.
    */
   async listAccounts(state?: string): Promise<{ accounts: AccountStatus[] }> {
-    const byId = new Map<string, AccountStatus>();
-    const seen = new Set<string>();
-    let cursor: string | null = '0';
-    while (cursor !== null) {
-      if (seen.has(cursor)) throw new ApiError(200, 'unexpected_answer', `GET /accounts: ${this.baseUrl} sent the page cursor ${cursor} twice; is it a Mailroom server?`);
-      seen.add(cursor);
-      const query = new URLSearchParams({ cursor, limit: String(this.options.pageLimit ?? ACCOUNTS_PAGE_LIMIT), ...(state === undefined ? {} : { state }) });
-      const page: { accounts: AccountStatus[]; next?: string | null } = await this.request('GET', `/accounts?${query}`, { shape: 'accounts' });
-      for (const account of page.accounts) byId.set(account.accountId, account);
-      cursor = page.next ?? null;
-    }
-    return { accounts: [...byId.values()] };
+    const pages = await this.allPages<AccountStatus>('/accounts', 'accounts', state === undefined ? {} : { state });
+    return { accounts: [...new Map(pages.map((account) => [account.accountId, account])).values()] };
   }
 
   /**
@@ -115,8 +105,31 @@ export class ApiClient {
     return this.request('POST', `${this.accountPath(accountId)}/resync`, { status: 202 });
   }
 
-  entries(accountId: string): Promise<{ entries: Entry[] }> {
-    return this.request('GET', `${this.accountPath(accountId)}/entries`, { shape: 'entries' });
+  /** The account's entries, sorted by path, following the server's pages (an entry that comes twice is kept once). */
+  async entries(accountId: string): Promise<{ entries: Entry[] }> {
+    const pages = await this.allPages<Entry>(`${this.accountPath(accountId)}/entries`, 'entries');
+    const entries = [...new Map(pages.map((entry) => [entry.id, entry])).values()];
+    return { entries: entries.sort((a, b) => byLowerCase(a.path, b.path)) };
+  }
+
+  /**
+   * Every item of a paged listing (`{ [key]: [...], next }`), following `next` until it is null. A
+   * server from before paging answers no `next`: its one answer is the whole listing. A cursor seen
+   * twice would loop forever: refused as not what a Mailroom server answers.
+   */
+  private async allPages<T>(path: string, key: 'accounts' | 'entries', query: Record<string, string> = {}): Promise<T[]> {
+    const items: T[] = [];
+    const seen = new Set<string>();
+    let cursor: string | null = '0';
+    while (cursor !== null) {
+      if (seen.has(cursor)) throw new ApiError(200, 'unexpected_answer', `GET ${path}: ${this.baseUrl} sent the page cursor ${cursor} twice; is it a Mailroom server?`);
+      seen.add(cursor);
+      const search = new URLSearchParams({ ...query, cursor, limit: String(this.options.pageLimit ?? PAGE_LIMIT) });
+      const page: Record<string, unknown> & { next?: string | null } = await this.request('GET', `${path}?${search}`, { shape: key });
+      items.push(...(page[key] as T[]));
+      cursor = page.next ?? null;
+    }
+    return items;
   }
 
   private accountPath(accountId: string): string {
@@ -164,6 +177,12 @@ export class ApiClient {
     if (response.status === 401) message = `the server refused the admin token (401 unauthorized): pass --token or set ADMIN_TOKEN to the server's ADMIN_TOKEN`;
     throw new ApiError(response.status, code, message);
   }
+}
+
+/** The server's order of entries (path_lower, code units), as near as a client gets without Dropbox's folding. */
+function byLowerCase(a: string, b: string): number {
+  const [x, y] = [a.toLowerCase(), b.toLowerCase()];
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 function describeNetworkError(error: unknown): string {

@@ -204,6 +204,33 @@ export class EntryStore {
     return listed.map(({ entry }) => entry);
   }
 
+  /**
+   * One page of the account's entries from `cursor` ('0' to start): about `count` of them (HSCAN's
+   * COUNT is a hint, and a small hash comes whole), sorted by path_lower within the page, and the
+   * cursor of the next page, null after the last. Pages come in no order; an entry set or dropped
+   * during the walk may come twice or not at all (SCAN's guarantees), unlike `list`, which reads
+   * one consistent snapshot.
+   */
+  async listPage(accountId: string, cursor: string, count: number): Promise<{ entries: Entry[]; next: string | null }> {
+    const keys = accountKeys(accountId);
+    const paths: string[] = [];
+    const ids: string[] = [];
+    let at = cursor;
+    do {
+      const [next, pairs] = await this.redis.hscan(keys.entryIds, at, 'COUNT', count);
+      at = next;
+      for (let i = 0; i + 1 < pairs.length; i += 2) {
+        paths.push(pairs[i]!);
+        ids.push(pairs[i + 1]!);
+      }
+    } while (at !== '0' && ids.length < count);
+    const jsons = ids.length ? await this.redis.hmget(keys.entries, ...ids) : [];
+    const listed: { pathLower: string; entry: Entry }[] = [];
+    for (const [i, json] of jsons.entries()) if (json !== null) listed.push({ pathLower: paths[i]!, entry: parseEntry(accountId, json) });
+    listed.sort((a, b) => compareStrings(a.pathLower, b.pathLower));
+    return { entries: listed.map(({ entry }) => entry), next: at === '0' ? null : at };
+  }
+
   async count(accountId: string): Promise<number> {
     return this.redis.hlen(accountKeys(accountId).entryIds);
   }

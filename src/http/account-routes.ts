@@ -5,13 +5,10 @@ import { credentialsSchema } from '../accounts/account-store.js';
 import { ACCOUNT_STATES } from '../../machines/account.machine.js';
 import type { Engine } from '../engine/engine.js';
 import { ACCOUNT_ID_RULE, isValidAccountId } from '../redis/keys.js';
+import { isPageRequestError, pageRequest } from './paging.js';
 import { createIgnoreRule, InvalidIgnorePatternError } from '../sync/paths.js';
 
 const LINK_BODY_LIMIT = 1024 * 1024;
-const DEFAULT_PAGE_LIMIT = 500;
-const MAX_PAGE_LIMIT = 1000;
-/** Redis's SSCAN cursor is an unsigned 64-bit number; anything else it refuses with an error reply. */
-const MAX_CURSOR = 2n ** 64n - 1n;
 
 const linkSchema = z.intersection(credentialsSchema, z.object({ ignore: z.array(z.string().min(1).max(500)).max(200).optional() }));
 
@@ -37,11 +34,9 @@ export function accountRoutes(engine: Engine): Hono {
     if (state !== undefined && !(ACCOUNT_STATES as readonly string[]).includes(state)) {
       return c.json({ error: 'invalid_state', message: `state must be one of ${ACCOUNT_STATES.join(', ')}` }, 400);
     }
-    const limit = pageLimit(c.req.query('limit'));
-    if (limit === undefined) return c.json({ error: 'invalid_limit', message: `limit must be a whole number from 1 to ${MAX_PAGE_LIMIT}` }, 400);
-    const cursor = c.req.query('cursor') ?? '0';
-    if (!isPageCursor(cursor)) return c.json({ error: 'invalid_cursor', message: 'cursor must be the `next` of an earlier page (or 0 for the first)' }, 400);
-    const { ids, next } = await engine.accounts.linkedIdPage(cursor, limit);
+    const page = pageRequest(c.req.query());
+    if (isPageRequestError(page)) return c.json(page, 400);
+    const { ids, next } = await engine.accounts.linkedIdPage(page.cursor, page.limit);
     const wanted = state === undefined ? ids : await engine.inState(ids, state);
     // Filtered again: a state can move between the two reads.
     const listed = (await engine.statuses(wanted)).filter((status) => state === undefined || status.state === state);
@@ -92,10 +87,14 @@ export function accountRoutes(engine: Engine): Hono {
     return status ? c.json(status) : notLinked(c.req.param('accountId'));
   });
 
+  // Paged like the listing of accounts: a blog of thousands of posts was one HGETALL of every
+  // entry's HTML, and one body of all of it.
   routes.get('/:accountId/entries', async (c) => {
     const accountId = c.req.param('accountId');
+    const page = pageRequest(c.req.query());
+    if (isPageRequestError(page)) return c.json(page, 400);
     if (!(await engine.accounts.get(accountId))) return notLinked(accountId);
-    return c.json({ entries: await engine.entries.list(accountId) });
+    return c.json(await engine.entries.listPage(accountId, page.cursor, page.limit));
   });
 
   routes.post('/:accountId/resync', async (c) => {
@@ -104,17 +103,6 @@ export function accountRoutes(engine: Engine): Hono {
   });
 
   return routes;
-}
-
-function pageLimit(text: string | undefined): number | undefined {
-  if (text === undefined) return DEFAULT_PAGE_LIMIT;
-  if (!/^[0-9]{1,4}$/.test(text)) return undefined;
-  const limit = Number(text);
-  return limit >= 1 && limit <= MAX_PAGE_LIMIT ? limit : undefined;
-}
-
-function isPageCursor(text: string): boolean {
-  return /^[0-9]{1,20}$/.test(text) && BigInt(text) <= MAX_CURSOR;
 }
 
 function notLinked(accountId: string): Response {

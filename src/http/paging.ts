@@ -1,0 +1,27 @@
+/**
+ * `?limit=` and `?cursor=` of the routes that answer a page at a time (GET /accounts, GET
+ * /accounts/:id/entries): one request for everything read a large install's whole set into one
+ * body. The cursor is Redis's SCAN cursor of the set or hash being walked, which Redis refuses
+ * (an error reply) unless it is an unsigned 64-bit number.
+ */
+
+export const DEFAULT_PAGE_LIMIT = 500;
+export const MAX_PAGE_LIMIT = 1000;
+const MAX_CURSOR = 2n ** 64n - 1n;
+
+export type PageRequest = { limit: number; cursor: string };
+export type PageRequestError = { error: 'invalid_limit' | 'invalid_cursor'; message: string };
+
+export function pageRequest(query: { limit?: string; cursor?: string }): PageRequest | PageRequestError {
+  const limit = query.limit === undefined ? DEFAULT_PAGE_LIMIT : /^[0-9]{1,4}$/.test(query.limit) ? Number(query.limit) : 0;
+  if (limit < 1 || limit > MAX_PAGE_LIMIT) return { error: 'invalid_limit', message: `limit must be a whole number from 1 to ${MAX_PAGE_LIMIT}` };
+  const cursor = query.cursor ?? '0';
+  if (!/^[0-9]{1,20}$/.test(cursor) || BigInt(cursor) > MAX_CURSOR) {
+    return { error: 'invalid_cursor', message: 'cursor must be the `next` of an earlier page (or 0 for the first)' };
+  }
+  return { limit, cursor };
+}
+
+export function isPageRequestError(page: PageRequest | PageRequestError): page is PageRequestError {
+  return 'error' in page;
+}
