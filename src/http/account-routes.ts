@@ -25,8 +25,8 @@ export function accountRoutes(engine: Engine): Hono {
     await next();
   });
 
-  // Paged (`?limit=`, `?cursor=`): one request for every account read 100,000 statuses into one
-  // 27.7 MB body in 34 s. `?state=awaitingRelink` keeps, of each page, the accounts an operator must
+  // Paged (`?limit=`, `?cursor=`; without either, the whole listing, see pageRequest): one request
+  // for every account read 100,000 statuses into one 27.7 MB body in 34 s. `?state=awaitingRelink` keeps, of each page, the accounts an operator must
   // act on (one read per account to find them), so a page can be empty with a `next`: follow `next`
   // until it is null.
   routes.get('/', async (c) => {
@@ -36,7 +36,7 @@ export function accountRoutes(engine: Engine): Hono {
     }
     const page = pageRequest(c.req.query());
     if (isPageRequestError(page)) return c.json(page, 400);
-    const { ids, next } = await engine.accounts.linkedIdPage(page.cursor, page.limit);
+    const { ids, next } = page.whole ? { ids: await engine.accounts.linkedIds(), next: null } : await engine.accounts.linkedIdPage(page.cursor, page.limit);
     const wanted = state === undefined ? ids : await engine.inState(ids, state);
     // Filtered again: a state can move between the two reads.
     const listed = (await engine.statuses(wanted)).filter((status) => state === undefined || status.state === state);
@@ -94,7 +94,7 @@ export function accountRoutes(engine: Engine): Hono {
     const page = pageRequest(c.req.query());
     if (isPageRequestError(page)) return c.json(page, 400);
     if (!(await engine.accounts.get(accountId))) return notLinked(accountId);
-    return c.json(await engine.entries.listPage(accountId, page.cursor, page.limit));
+    return c.json(page.whole ? { entries: await engine.entries.list(accountId), next: null } : await engine.entries.listPage(accountId, page.cursor, page.limit));
   });
 
   routes.post('/:accountId/resync', async (c) => {

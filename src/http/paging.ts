@@ -9,17 +9,23 @@ export const DEFAULT_PAGE_LIMIT = 500;
 export const MAX_PAGE_LIMIT = 1000;
 const MAX_CURSOR = 2n ** 64n - 1n;
 
-export type PageRequest = { limit: number; cursor: string };
+/** `whole`: neither parameter given: the whole listing in one answer, as before paging (see pageRequest). */
+export type PageRequest = { limit: number; cursor: string; whole: boolean };
 export type PageRequestError = { error: 'invalid_limit' | 'invalid_cursor'; message: string };
 
+/**
+ * A request with neither `limit` nor `cursor` asks for the whole listing (`whole`), as every client
+ * did before paging: a page of 500 instead would cut an older client's listing short without a
+ * word. Such a request costs what the listing holds; `mailroom status` and `entries` page.
+ */
 export function pageRequest(query: { limit?: string; cursor?: string }): PageRequest | PageRequestError {
   const limit = query.limit === undefined ? DEFAULT_PAGE_LIMIT : /^[0-9]{1,4}$/.test(query.limit) ? Number(query.limit) : 0;
   if (limit < 1 || limit > MAX_PAGE_LIMIT) return { error: 'invalid_limit', message: `limit must be a whole number from 1 to ${MAX_PAGE_LIMIT}` };
   const cursor = query.cursor ?? '0';
   if (!/^[0-9]{1,20}$/.test(cursor) || BigInt(cursor) > MAX_CURSOR) {
-    return { error: 'invalid_cursor', message: 'cursor must be the `next` of an earlier page (or 0 for the first)' };
+    return { error: 'invalid_cursor', message: 'cursor must be a whole number from 0 to 2^64-1: the `next` of an earlier page, or 0 for the first' };
   }
-  return { limit, cursor };
+  return { limit, cursor, whole: query.limit === undefined && query.cursor === undefined };
 }
 
 export function isPageRequestError(page: PageRequest | PageRequestError): page is PageRequestError {
