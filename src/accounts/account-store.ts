@@ -150,13 +150,12 @@ export class AccountStore {
    * throughout, at least once).
    */
   async *linkedIdPages(pageSize = 500): AsyncGenerator<string[]> {
-    let cursor = '0';
+    let cursor: string | null = '0';
     do {
-      const [next, members] = await this.redis.sscan(LINKED_ACCOUNTS_KEY, cursor, 'COUNT', pageSize);
-      cursor = next;
-      const ids = this.validIds(members);
-      if (ids.length > 0) yield ids;
-    } while (cursor !== '0');
+      const page: { ids: string[]; next: string | null } = await this.linkedIdPage(cursor, pageSize);
+      if (page.ids.length > 0) yield page.ids;
+      cursor = page.next;
+    } while (cursor !== null);
   }
 
   /**

@@ -217,7 +217,7 @@ function appRejectedMessage(label: string): string {
  * /oauth2/token refusing the app itself (invalid_client, unauthorized_client). The API's own errors
  * carry `error` as an object (`{ '.tag': 'invalid_access_token' }`), never these strings.
  */
-function isAppRejected(body: unknown): boolean {
+export function isAppRejected(body: unknown): boolean {
   const error = (body as { error?: unknown } | null)?.error;
   return error === 'invalid_client' || error === 'unauthorized_client';
 }

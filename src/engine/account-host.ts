@@ -243,6 +243,12 @@ export class AccountHost {
     return this.actors.get(accountId);
   }
 
+  /** The state of the account's actor if this process runs it (fresher than anything stored). */
+  liveState(accountId: string): string | undefined {
+    const actor = this.actors.get(accountId);
+    return actor ? String(actor.getSnapshot().value) : undefined;
+  }
+
   /** Whether this process already has the account in hand: its actor is here, starting, or waiting for a run slot. */
   handles(accountId: string): boolean {
     return this.actors.has(accountId) || this.starting.has(accountId) || this.waiting.has(accountId);

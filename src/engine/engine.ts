@@ -358,10 +358,7 @@ export class Engine {
    * few that match, not of every account. Linked or not is left to `statuses()`.
    */
   async inState(ids: readonly string[], state: string): Promise<string[]> {
-    const states = await Promise.all(ids.map(async (accountId) => {
-      const live = this.host.actor(accountId)?.getSnapshot();
-      return live ? String(live.value) : (await this.persistence.storedState(accountId)) || 'idle';
-    }));
+    const states = await Promise.all(ids.map(async (accountId) => this.host.liveState(accountId) ?? ((await this.persistence.storedState(accountId)) || 'idle')));
     return ids.filter((_, i) => states[i] === state);
   }
 

@@ -1,5 +1,6 @@
 import { DropboxAuth } from 'dropbox';
 import { z } from 'zod';
+import { isAppRejected } from '../dropbox/call-dropbox.js';
 import type { DropboxAppSettings } from '../dropbox/dropbox-session.js';
 import { createDropboxFetch } from '../dropbox/origin-rewrite.js';
 import { isValidAccountId } from '../redis/keys.js';
@@ -56,8 +57,7 @@ export async function exchangeCode(
       const reason = [body.error, body.error_description].filter((v) => typeof v === 'string').join(': ') || `HTTP ${e.status}`;
       if (e.status === 400 || e.status === 401) {
         // invalid_client may come with a 401 as well as a 400 (RFC 6749 §5.2).
-        const appRefused = body.error === 'invalid_client' || body.error === 'unauthorized_client';
-        throw new OAuthExchangeError(appRefused ? 'app_credentials' : 'refused', reason);
+        throw new OAuthExchangeError(isAppRejected(body) ? 'app_credentials' : 'refused', reason);
       }
       throw new OAuthExchangeError('unavailable', `Dropbox answered ${reason}`);
     }

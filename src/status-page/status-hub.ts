@@ -45,10 +45,7 @@ export function engineSource(engine: Engine): StatusSource {
     linkedIdPages: (pageSize) => engine.accounts.linkedIdPages(pageSize),
     status: (accountId) => engine.status(accountId),
     fingerprint: (accountId) => engine.statusFingerprint(accountId),
-    liveState: (accountId) => {
-      const actor = engine.host.actor(accountId);
-      return actor ? String(actor.getSnapshot().value) : undefined;
-    },
+    liveState: (accountId) => engine.host.liveState(accountId),
   };
 }
 
