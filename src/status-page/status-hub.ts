@@ -102,9 +102,10 @@ interface AccountRead {
  *   recently active first, then to accounts from a walk of the linked set (SSCAN, a page at a
  *   time, carried on from where the last fill stopped);
  * - an event for an account not shown takes a free slot, or else the slot of the shown account
- *   that was least recently active among those at rest (idle or awaiting a re-link; one filled
- *   from the walk counts as never active); an account whose run is going keeps its slot, so when
- *   every shown account is running the newcomer is not shown;
+ *   that was least recently active among those at rest, an idle one before one awaiting a re-link
+ *   (one filled from the walk counts as never active); an account whose run is going, or whose
+ *   status is not read yet, keeps its slot, so when every shown account is running the newcomer
+ *   is not shown;
  * - an unlinked account leaves the page at the next refresh, which fills its slot.
  */
 export class StatusHub {
@@ -353,16 +354,20 @@ export class StatusHub {
     return true;
   }
 
+  /**
+   * The shown account whose slot an event may take: at rest, idle before awaiting a re-link (those
+   * are what an operator must act on), the least recently active first. One whose status is not
+   * read yet is kept: its state is unknown, and it may be running in another process.
+   */
   private leastRecentAtRest(): string | undefined {
-    let victim: string | undefined;
-    let rank = Infinity;
+    let victim: { accountId: string; parked: boolean; seen: number } | undefined;
     for (const [accountId, status] of this.shown) {
       const state = this.source.liveState(accountId) ?? status?.state;
-      if (state !== undefined && !AT_REST.has(state)) continue;
-      const seen = this.activity.get(accountId) ?? 0;
-      if (seen < rank) [victim, rank] = [accountId, seen];
+      if (state === undefined || !AT_REST.has(state)) continue;
+      const candidate = { accountId, parked: state === 'awaitingRelink', seen: this.activity.get(accountId) ?? 0 };
+      if (!victim || (victim.parked && !candidate.parked) || (victim.parked === candidate.parked && candidate.seen < victim.seen)) victim = candidate;
     }
-    return victim;
+    return victim?.accountId;
   }
 
   /** Takes the account off the pages (it may still be linked: a removal tells the page to drop its card). */

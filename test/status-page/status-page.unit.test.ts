@@ -507,6 +507,52 @@ describe('StatusHub', () => {
     }
   });
 
+  it('gives an idle account\'s slot before that of an account awaiting a re-link, which an operator must see', async () => {
+    vi.useFakeTimers();
+    try {
+      const statuses = new Map(['a', 'b', 'c', 'x'].map((id) => [id, statusOf(id, id === 'b' ? 'awaitingRelink' : 'idle')]));
+      const source = fakeSource(statuses);
+      const hub = new StatusHub(source, { maxAccounts: 3, settleMs: 1, refreshIntervalMs: 60_000 }).start();
+      const received: string[] = [];
+      await hub.connect({ send: (c) => received.push(c) });
+      // 'a' and 'c' saw webhooks since; 'b' did not: it is the least recently active, and still stays.
+      source.events.report('webhook', { outcome: 'accepted', accounts: 2, accountIds: ['a', 'c'] });
+      await vi.advanceTimersByTimeAsync(5);
+      source.events.report('webhook', { outcome: 'accepted', accounts: 1, accountIds: ['x'] });
+      await vi.advanceTimersByTimeAsync(5);
+      const removed = parse(received).flatMap((m) => ('type' in m && m.type === 'removed' ? [m.accountId] : []));
+      expect(removed).toEqual(['a']);
+      hub.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('keeps a slot given to an account whose status is not read yet: it may be running in another process', async () => {
+    vi.useFakeTimers();
+    try {
+      const statuses = new Map([['a', statusOf('a', 'fetching')], ['b', statusOf('b', 'idle')], ['c', statusOf('c', 'downloading')], ['d', statusOf('d', 'fetching')]]);
+      const live = new Map([['a', 'fetching']]);
+      const source = fakeSource(statuses, live);
+      const hub = new StatusHub(source, { maxAccounts: 2, settleMs: 50, refreshIntervalMs: 60_000 }).start();
+      const received: string[] = [];
+      await hub.connect({ send: (c) => received.push(c) });
+      // A webhook names 'c' (its run is going elsewhere): it takes idle 'b''s slot; its read waits for the settle.
+      source.events.report('webhook', { outcome: 'accepted', accounts: 1, accountIds: ['c'] });
+      // Before that read lands, 'd' starts a run here: no slot is at rest, so 'd' waits.
+      live.set('d', 'fetching');
+      source.events.report('state', { accountId: 'd', from: 'idle', to: 'fetching', durationMs: 1 });
+      await vi.advanceTimersByTimeAsync(60);
+      const messages = parse(received);
+      expect(messages.flatMap((m) => ('type' in m && m.type === 'removed' ? [m.accountId] : []))).toEqual(['b']);
+      expect(messages.some((m) => 'type' in m && m.type === 'account' && m.account.accountId === 'c' && m.account.state === 'downloading')).toBe(true);
+      expect(received.join('')).not.toContain('"accountId":"d"');
+      hub.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('holds no more accounts than maxAccounts in memory, whatever the number of accounts events name', async () => {
     vi.useFakeTimers();
     try {
