@@ -104,7 +104,7 @@ export interface MailroomEngine {
   notify(accountIds: readonly string[]): Promise<Record<string, WebhookOutcome | 'invalid'>>;
   /** One account's status, or null when it is not linked. */
   status(accountId: string): Promise<AccountStatus | null>;
-  /** The status of every linked account. */
+  /** The status of every linked account, sorted by id (code-unit order). */
   accounts(): Promise<AccountStatus[]>;
   /** The account's entries, sorted by path. */
   entries(accountId: string): Promise<Entry[]>;
