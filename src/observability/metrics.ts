@@ -141,6 +141,19 @@ export function createMetrics(engine: Engine): Registry {
   });
 
   new Gauge({
+    name: 'mailroom_linked_accounts',
+    help: 'Accounts linked in the whole deployment (one SCARD per scrape): every process reports the same number, so aggregate with max, not sum.',
+    registers,
+    async collect() {
+      try {
+        this.set(await engine.accounts.linkedCount());
+      } catch {
+        // Redis unreachable: keep the last value; mailroom_redis_up says why it is stale.
+      }
+    },
+  });
+
+  new Gauge({
     name: 'mailroom_queue_depth',
     help: 'Downloads waiting in the queues of the accounts whose actor runs in this process (read from Redis at scrape time).',
     registers,

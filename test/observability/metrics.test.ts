@@ -70,6 +70,7 @@ describe('/metrics', () => {
     expect(value(samples, 'mailroom_download_bytes_total')).toBe('# One'.length + 10 + 3);
     expect(value(samples, 'mailroom_actors_in_memory')).toBe(1);
     expect(value(samples, 'mailroom_queue_depth')).toBe(0);
+    expect(value(samples, 'mailroom_linked_accounts')).toBe((await h.engine.accounts.linkedIds()).length);
 
     // One observation per state left: two runs, each idle > fetching > applying > downloading > finishing > idle.
     for (const state of ['fetching', 'applying', 'downloading', 'finishing']) expect(value(samples, 'mailroom_state_duration_seconds_count', { state })).toBe(2);
