@@ -8,6 +8,7 @@ import { silentLogger } from '../../src/logger.js';
 import { accountKeys, LINKED_ACCOUNTS_KEY, SWEEP_TURN_KEY } from '../../src/redis/keys.js';
 import { CommandLog, countOf } from '../support/redis-monitor.js';
 import { startTestRedisClient } from '../support/redis-server.js';
+import { writeIdleAccounts } from '../support/idle-accounts.js';
 
 /**
  * The sweep (the reaper and the poll) runs every SWEEP_INTERVAL_MS in every process over every
@@ -27,18 +28,8 @@ let dataDir: string;
 
 beforeAll(async () => {
   ({ redis, stop: stopRedis } = await startTestRedisClient());
-  const now = Date.now();
-  const pipeline = redis.pipeline();
-  for (let i = 0; i < ACCOUNTS; i++) {
-    const k = accountKeys(idOf(i));
-    // An idle, passivated account as the engine leaves it (docs/architecture.md, the key table).
-    pipeline.hset(k.mailbox, { status: i === ACCOUNTS - 1 ? 'running' : 'idle', dirty: '0', webhooks: '3', listedAt: String(now), fence: '7', actorVersion: '12', actorUpdatedAt: String(now), runs: '3', lastSyncedAt: String(now), linkedAt: String(now) });
-    pipeline.set(k.credentials, JSON.stringify({ accessToken: 'token' }));
-    pipeline.set(k.cursor, 'cursor');
-    pipeline.sadd(LINKED_ACCOUNTS_KEY, idOf(i));
-  }
-  pipeline.set(accountKeys(OWNED).lease, 'another-process|8', 'PX', 60_000);
-  await pipeline.exec();
+  await writeIdleAccounts(redis, Array.from({ length: ACCOUNTS }, (_, i) => idOf(i)), (accountId): Record<string, string> => (accountId === OWNED ? { status: 'running' } : {}));
+  await redis.set(accountKeys(OWNED).lease, 'another-process|8', 'PX', 60_000);
   dataDir = mkdtempSync(join(tmpdir(), 'mailroom-sweep-'));
   engine = new Engine({ redis, dataDir, dropbox: { hosts: { api: 'http://127.0.0.1:9', content: 'http://127.0.0.1:9' }, callTimeoutMs: 1_000 }, log: silentLogger, pollIntervalMs: 15 * 60_000 });
 });

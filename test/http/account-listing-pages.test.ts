@@ -7,13 +7,12 @@ import { Engine } from '../../src/engine/engine.js';
 import { createApp } from '../../src/http/app.js';
 import { DEFAULT_PAGE_LIMIT } from '../../src/http/paging.js';
 import { silentLogger } from '../../src/logger.js';
-import { accountKeys, LINKED_ACCOUNTS_KEY } from '../../src/redis/keys.js';
 import { startTestRedisClient } from '../support/redis-server.js';
+import { writeIdleAccounts } from '../support/idle-accounts.js';
 
 /**
- * More linked accounts than a page holds, written straight to Redis as the engine leaves idle,
- * passivated accounts (docs/architecture.md, the key table): what a client asking for the whole
- * listing gets, and what one following the pages gets.
+ * More linked accounts than a page holds (written straight to Redis, writeIdleAccounts): what a
+ * client asking for the whole listing gets, and what one following the pages gets.
  */
 const ACCOUNTS = DEFAULT_PAGE_LIMIT + 100;
 const ADMIN = 'admin-token-for-the-listing-test-0123456789';
@@ -27,16 +26,7 @@ let app: ReturnType<typeof createApp>;
 
 beforeAll(async () => {
   ({ redis, stop: stopRedis } = await startTestRedisClient());
-  const now = Date.now();
-  const pipeline = redis.pipeline();
-  for (let i = 0; i < ACCOUNTS; i++) {
-    const k = accountKeys(idOf(i));
-    pipeline.hset(k.mailbox, { status: 'idle', dirty: '0', webhooks: '1', listedAt: String(now), fence: '1', actorVersion: '4', actorUpdatedAt: String(now), runs: '1', lastSyncedAt: String(now), linkedAt: String(now) });
-    pipeline.set(k.credentials, JSON.stringify({ accessToken: 'token' }));
-    pipeline.set(k.cursor, 'cursor');
-    pipeline.sadd(LINKED_ACCOUNTS_KEY, idOf(i));
-  }
-  await pipeline.exec();
+  await writeIdleAccounts(redis, Array.from({ length: ACCOUNTS }, (_, i) => idOf(i)));
   dataDir = mkdtempSync(join(tmpdir(), 'mailroom-listing-'));
   engine = new Engine({ redis, dataDir, dropbox: { hosts: { api: 'http://127.0.0.1:9', content: 'http://127.0.0.1:9' }, callTimeoutMs: 1_000 }, log: silentLogger });
   app = createApp({ engine, redis, appSecret: 'secret', adminToken: ADMIN, log: silentLogger });
