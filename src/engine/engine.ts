@@ -68,6 +68,9 @@ export const STATUS_SET_ASIDE_LIMIT = 20;
 /** Account statuses `statuses()` reads at once. */
 const STATUS_READ_CONCURRENCY = 32;
 
+/** Accounts whose state `inState()` reads at once (one command each). */
+const IN_STATE_BATCH = 1_000;
+
 /**
  * Between processes, on WAKE_CHANNEL: deliver WEBHOOK or RESYNC to the account's actor, stop it
  * (UNLINK), or forget the Dropbox session built from its old credentials (RELINKED: a link replaced
@@ -358,8 +361,14 @@ export class Engine {
    * few that match, not of every account. Linked or not is left to `statuses()`.
    */
   async inState(ids: readonly string[], state: string): Promise<string[]> {
-    const states = await Promise.all(ids.map(async (accountId) => this.host.liveState(accountId) ?? ((await this.persistence.storedState(accountId)) || 'idle')));
-    return ids.filter((_, i) => states[i] === state);
+    const matching: string[] = [];
+    // A page's worth at a time: a whole listing of 100,000 would put every read in flight at once.
+    for (let from = 0; from < ids.length; from += IN_STATE_BATCH) {
+      const batch = ids.slice(from, from + IN_STATE_BATCH);
+      const states = await Promise.all(batch.map(async (accountId) => this.host.liveState(accountId) ?? ((await this.persistence.storedState(accountId)) || 'idle')));
+      matching.push(...batch.filter((_, i) => states[i] === state));
+    }
+    return matching;
   }
 
   /**
