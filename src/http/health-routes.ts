@@ -16,7 +16,7 @@ export function healthRoutes(redis: RedisClient): Hono {
       if (role !== 'master') return c.json({ ok: false, redis: 'read-only', message: `the Redis server is a ${role}: it takes no writes` }, 503);
       return c.json({ ok: true, redis: 'up' });
     } catch (error) {
-      return c.json({ ok: false, redis: 'down', message: (error as Error).message }, 503);
+      return c.json({ ok: false, redis: 'down', message: downMessage(redis, error) }, 503);
     }
   });
   return routes;
@@ -31,4 +31,15 @@ async function roleOf(redis: Redis): Promise<string> {
     await redis.ping();
     return 'master';
   }
+}
+
+/**
+ * What an operator reads when the probe fails. With the connection down, ioredis refuses the
+ * command with its own words ("Stream isn't writeable and enableOfflineQueue options is false"),
+ * which say nothing of Redis; the connection's state does (its errors, host and port included, are
+ * in the log, not in an answer a probe without the admin token reads).
+ */
+function downMessage(redis: RedisClient, error: unknown): string {
+  if (redis.status !== 'ready') return `no connection to Redis (the client is ${redis.status}; the log has its errors)`;
+  return `Redis did not answer the probe: ${(error as Error).message}`;
 }
