@@ -343,8 +343,8 @@ export class Engine {
   }
 
   /**
-   * A string that changes whenever `status(accountId)` would (three commands instead of about
-   * seven): the mailbox (state saves bump its actorVersion; dirty, runs, last sync are there), the
+   * A string that changes whenever `status(accountId)` would (three commands instead of ten,
+   * measured at 100,000 accounts in docs/architecture.md): the mailbox (state saves bump its actorVersion; dirty, runs, last sync are there), the
    * queue's and the set-aside files' counts. What it misses (a set-aside file replaced by another
    * under the same count) the next change to the account shows.
    */
@@ -357,7 +357,7 @@ export class Engine {
   /**
    * Those of `ids` whose state is `state` right now, as `status()` would say it (the live actor's,
    * else the stored one's), from one read each: a listing filtered by state (`GET
-   * /accounts?state=awaitingRelink`) then reads whole statuses (about seven commands) only of the
+   * /accounts?state=awaitingRelink`) then reads whole statuses (ten commands each) only of the
    * few that match, not of every account. Linked or not is left to `statuses()`.
    */
   async inState(ids: readonly string[], state: string): Promise<string[]> {
@@ -373,7 +373,7 @@ export class Engine {
 
   /**
    * The statuses of `ids` (those still linked), in their order, STATUS_READ_CONCURRENCY at a time:
-   * all at once put a few commands per account in flight together, hundreds of thousands for a
+   * all at once put ten commands per account in flight together, a million for a
    * large install. The first failed read ends it with that error, before the reads not yet sent:
    * going on would send a struggling Redis every other read, a command timeout per batch.
    */
