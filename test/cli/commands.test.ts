@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ApiClient, type AccountStatus } from '../../src/cli/api-client.js';
 import { parseInvocation } from '../../src/cli/args.js';
 import { runCommand, type CliIO } from '../../src/cli/commands.js';
-import { main } from '../../src/cli/main.js';
+import { runMain } from './run-cli.js';
 import { formatAccounts, formatEntries, formatStatus, formatTailLine } from '../../src/cli/format.js';
 
 const NOW = Date.parse('2024-05-01T10:00:00.000Z');
@@ -239,11 +239,11 @@ describe('parseInvocation', () => {
       [['tail', 'dbid:a', '--interval', '100', '--interval', '200'], '--interval'],
     ];
     for (const [argv, flag] of cases) {
-      const world = fakeWorld([]);
-      expect(await main(argv, { ADMIN_TOKEN: 't' }, world.io), argv.join(' ')).toBe(2);
-      expect(world.errors().split('\n')[0]).toBe(`mailroom: ${flag} was given 2 times; it takes one value`);
-      expect(world.errors()).not.toContain('secret-');
-      expect(world.output()).toBe('');
+      const result = await runMain(argv, { ADMIN_TOKEN: 't' });
+      expect(result.code, argv.join(' ')).toBe(2);
+      expect(result.stderr.split('\n')[0]).toBe(`mailroom: ${flag} was given 2 times; it takes one value`);
+      expect(result.stderr).not.toContain('secret-');
+      expect(result.stdout).toBe('');
     }
     // Flags that mean the same given twice, and --ignore, which repeats, stay as they were.
     expect(parseInvocation(['status', '--json', '--json'], { ADMIN_TOKEN: 't' }).json).toBe(true);
