@@ -1,9 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { writeFileAtomically } from '../../src/sync/write-file.js';
+import { discardTempFile, openTempAhead, writeFileAtomically } from '../../src/sync/write-file.js';
 
 /** The atomic write every downloaded file goes through, on a real file system. */
 const dir = mkdtempSync(join(tmpdir(), 'mailroom-write-file-'));
@@ -72,5 +72,64 @@ describe('writeFileAtomically', () => {
     await writeFile(join(dir, 'plain'), 'a file');
     await expect(writeFileAtomically(join(dir, 'plain', 'post.md'), Buffer.from('x'), mtime)).rejects.toThrow(/ENOTDIR|EEXIST/);
     expect(await readFile(join(dir, 'plain'), 'utf8')).toBe('a file');
+  });
+
+  it('asks the check again before the rename when the fsync and the check outlasted the bound', async () => {
+    const folder = join(dir, 'recheck');
+    const target = join(folder, 'post.md');
+    const answers = [true, false]; // allowed while the fsync ran; taken over by the time it ended
+    let asked = 0;
+    expect(await writeFileAtomically(target, Buffer.from('x'), mtime, async () => answers[asked++]!, { recheckAfterMs: 0 })).toBe(false);
+    expect(asked).toBe(2);
+    expect(await readdir(folder)).toEqual([]); // neither the file nor its temp file
+  });
+
+  it('asks the check once when the fsync and the check were quick', async () => {
+    const target = join(dir, 'once', 'post.md');
+    let asked = 0;
+    expect(await writeFileAtomically(target, Buffer.from('x'), mtime, async () => ++asked === 1, { recheckAfterMs: Number.POSITIVE_INFINITY })).toBe(true);
+    expect(asked).toBe(1);
+    expect(await readFile(target, 'utf8')).toBe('x');
+  });
+});
+
+describe('openTempAhead: the temp file opened while the bytes download', () => {
+  it('is the file the write fills and renames: nothing else is left in the folder', async () => {
+    const folder = join(dir, 'ahead');
+    await mkdir(folder);
+    const ahead = await openTempAhead(folder);
+    expect(ahead).toBeDefined();
+    expect(await readdir(folder)).toEqual([basename(ahead!.path)]);
+    expect(await writeFileAtomically(join(folder, 'post.md'), Buffer.from('# Post'), mtime, async () => true, { ahead })).toBe(true);
+    expect(await readdir(folder)).toEqual(['post.md']);
+    expect(await readFile(join(folder, 'post.md'), 'utf8')).toBe('# Post');
+    expect((await stat(join(folder, 'post.md'))).mtimeMs).toBe(mtime.getTime());
+  });
+
+  it('is removed when the check refuses the write', async () => {
+    const folder = join(dir, 'ahead-refused');
+    await mkdir(folder);
+    const ahead = await openTempAhead(folder);
+    expect(await writeFileAtomically(join(folder, 'post.md'), Buffer.from('x'), mtime, async () => false, { ahead })).toBe(false);
+    expect(await readdir(folder)).toEqual([]);
+  });
+
+  it('opens nothing, and makes no folder, where the folder does not exist yet', async () => {
+    expect(await openTempAhead(join(dir, 'not-yet', 'deeper'))).toBeUndefined();
+    expect(await readdir(dir)).not.toContain('not-yet');
+  });
+
+  it('is removed by discardTempFile when the download fails', async () => {
+    const folder = join(dir, 'ahead-discarded');
+    await mkdir(folder);
+    await discardTempFile(await openTempAhead(folder));
+    expect(await readdir(folder)).toEqual([]);
+  });
+
+  it('is refused, and removed, for a target in another folder', async () => {
+    await mkdir(join(dir, 'here'));
+    const ahead = await openTempAhead(join(dir, 'here'));
+    await expect(writeFileAtomically(join(dir, 'elsewhere', 'post.md'), Buffer.from('x'), mtime, async () => true, { ahead })).rejects.toThrow(/cannot be renamed/);
+    expect(await readdir(join(dir, 'here'))).toEqual([]);
   });
 });
