@@ -9,7 +9,7 @@ import { localPathFor, UnsafePathError } from './paths.js';
 import type { DownloadItem } from './records.js';
 import { markdownEntryBuilder, mirrorFolder, type SyncDeps } from './sync-deps.js';
 import { SyncError } from './sync-failure.js';
-import { mtimeFor, writeFileAtomically } from './write-file.js';
+import { discardTempFile, mtimeFor, openTempAhead, writeFileAtomically } from './write-file.js';
 
 export interface DownloadOutput {
   downloaded: number;
@@ -42,6 +42,13 @@ export function pathFailure(error: unknown): { kind: 'filesystem'; message: stri
   if (typeof code !== 'string' || !PATH_ERRORS.has(code) || typeof syscall !== 'string' || !PATH_CALLS.has(syscall)) return null;
   return { kind: 'filesystem', message: (error as Error).message };
 }
+
+/**
+ * Files up to this size have their temp file opened while their bytes download (openTempAhead): for
+ * them the open is a share of the file's time worth taking off its path. A bigger file's download
+ * dwarfs it, and its temp file would stand empty for as long as the download takes.
+ */
+export const OPEN_AHEAD_MAX_BYTES = 256 * 1024;
 
 /** Bytes that do not match content_hash are fetched again this many times before the step fails. */
 const HASH_ATTEMPTS = 3;
@@ -88,6 +95,8 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
   // the bytes held and the work a crash can interrupt stay bounded: at most downloadSlots +
   // writeSlots files per process, twice as many lanes as downloads per account.
   const downloading = new Semaphore(deps.downloadsPerAccount);
+  // Temp files opened ahead for downloads that came to nothing, being removed (downloadOne).
+  const discards: Promise<void>[] = [];
   const results = await forEachBounded(items, 2 * deps.downloadsPerAccount, async (item) => {
     if (halted) throw halted;
     if (signal.aborted) throw new SyncError({ kind: 'internal', message: 'stopped', at: deps.clock.now(), jitter: deps.random() });
@@ -111,6 +120,7 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       }
     }
   });
+  await Promise.all(discards);
   const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
   log.info({ ...output, failed: failures.length, queued: items.length }, 'downloads done');
   if (failures.length) throw failures[0]!.reason;
@@ -146,31 +156,41 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
     }
     const releaseAccountSlot = await downloading.acquire();
     const releaseProcessSlot = await deps.downloadSlots.acquire();
-    let bytes: Buffer | 'gone';
-    let releaseWriteSlot: () => void;
+    // Opened while the bytes arrive, under the download's slot (so at most as many as downloads).
+    const ahead = item.size <= OPEN_AHEAD_MAX_BYTES ? openTempAhead(dirname(target)) : undefined;
+    let handedToWrite = false;
     try {
-      bytes = await fetchVerified(item);
-      releaseWriteSlot = bytes === 'gone' ? () => {} : await deps.writeSlots.acquire();
-    } finally {
-      releaseProcessSlot();
-      releaseAccountSlot();
-    }
-    if (bytes === 'gone') return 'dropped';
-    try {
-      stopIfAborted();
-      // Fenced and as late as possible: a former owner (paused past its lease) is refused here, and
-      // a rev a newer listing superseded never overwrites the newer file.
-      const written = await writeFileAtomically(target, bytes, mtimeFor(item.clientModified, deps.clock.now()), () => deps.store.isCurrentDownload(accountId, item));
-      if (!written) return 'dropped';
+      let bytes: Buffer | 'gone';
+      let releaseWriteSlot: () => void;
       try {
-        await complete(item, async () => bytes);
-      } catch (error) {
-        if (isFencedError(error)) deps.requestReconcile(accountId, `renamed ${item.pathDisplay} into place, then found the account taken over`);
-        throw error;
+        bytes = await fetchVerified(item);
+        releaseWriteSlot = bytes === 'gone' ? () => {} : await deps.writeSlots.acquire();
+      } finally {
+        releaseProcessSlot();
+        releaseAccountSlot();
       }
-      return 'downloaded';
+      if (bytes === 'gone') return 'dropped';
+      try {
+        stopIfAborted();
+        handedToWrite = true;
+        // Fenced and as late as possible: a former owner (paused past its lease) is refused here, and
+        // a rev a newer listing superseded never overwrites the newer file.
+        const written = await writeFileAtomically(target, bytes, mtimeFor(item.clientModified, deps.clock.now()), () => deps.store.isCurrentDownload(accountId, item), { ahead: await ahead });
+        if (!written) return 'dropped';
+        try {
+          await complete(item, async () => bytes);
+        } catch (error) {
+          if (isFencedError(error)) deps.requestReconcile(accountId, `renamed ${item.pathDisplay} into place, then found the account taken over`);
+          throw error;
+        }
+        return 'downloaded';
+      } finally {
+        releaseWriteSlot();
+      }
     } finally {
-      releaseWriteSlot();
+      // A download that failed, was gone or was stopped leaves no temp file behind. Not awaited
+      // here: a refusal must reach `halted` before the slots it freed start more downloads.
+      if (!handedToWrite && ahead) discards.push(ahead.then(discardTempFile));
     }
   }
 
