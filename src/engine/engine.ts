@@ -21,6 +21,7 @@ import { type Clock, systemClock } from './clock.js';
 import { forEachBounded, Semaphore } from './semaphore.js';
 import { EngineEvents } from './engine-events.js';
 import { createStepActors, forgetHandovers, newStepHandovers } from './step-actors.js';
+import { readStatusRecord } from './status-read.js';
 
 export interface EngineOptions {
   redis: RedisClient;
@@ -343,9 +344,10 @@ export class Engine {
   }
 
   /**
-   * A string that changes whenever `status(accountId)` would (three commands instead of ten,
-   * measured at 100,000 accounts in docs/architecture.md): the mailbox (state saves bump its actorVersion; dirty, runs, last sync are there), the
-   * queue's and the set-aside files' counts. What it misses (a set-aside file replaced by another
+   * A string that changes whenever `status(accountId)` would, for a page that refreshes often: three
+   * small reads, where a status carries the actor's whole snapshot and the set-aside files. The
+   * mailbox (state saves bump its actorVersion; dirty, runs, last sync are there), the queue's and
+   * the set-aside files' counts. What it misses (a set-aside file replaced by another
    * under the same count) the next change to the account shows.
    */
   async statusFingerprint(accountId: string): Promise<string> {
@@ -357,8 +359,8 @@ export class Engine {
   /**
    * Those of `ids` whose state is `state` right now, as `status()` would say it (the live actor's,
    * else the stored one's), from one read each: a listing filtered by state (`GET
-   * /accounts?state=awaitingRelink`) then reads whole statuses (ten commands each) only of the
-   * few that match, not of every account. Linked or not is left to `statuses()`.
+   * /accounts?state=awaitingRelink`) then reads whole statuses (the actor's snapshot and the
+   * set-aside files each) only of the few that match, not of every account. Linked or not is left to `statuses()`.
    */
   async inState(ids: readonly string[], state: string): Promise<string[]> {
     const matching: string[] = [];
@@ -373,8 +375,8 @@ export class Engine {
 
   /**
    * The statuses of `ids` (those still linked), in their order, STATUS_READ_CONCURRENCY at a time:
-   * all at once put ten commands per account in flight together, a million for a
-   * large install. The first failed read ends it with that error, before the reads not yet sent:
+   * all at once put every account's read in flight together, a hundred thousand scripts for a
+   * large install (and before a status was one script, a million commands). The first failed read ends it with that error, before the reads not yet sent:
    * going on would send a struggling Redis every other read, a command timeout per batch.
    */
   async statuses(ids: readonly string[]): Promise<AccountStatus[]> {
@@ -393,14 +395,9 @@ export class Engine {
   }
 
   async status(accountId: string): Promise<AccountStatus | null> {
-    const account = await this.accounts.get(accountId);
-    if (!account) return null;
-    const [box, pending, stored, aside] = await Promise.all([
-      this.mailbox.read(accountId),
-      this.store.pendingCount(accountId),
-      this.persistence.load(accountId),
-      this.store.setAsideFiles(accountId, STATUS_SET_ASIDE_LIMIT),
-    ]);
+    const record = await readStatusRecord(this.options.redis, accountId, STATUS_SET_ASIDE_LIMIT);
+    if (!record) return null;
+    const { box, pending, stored, setAside: aside } = record;
     const live = this.host.actor(accountId)?.getSnapshot();
     const context = live?.context ?? (stored?.snapshot as { context?: AccountContext } | undefined)?.context;
     const lastError = context?.lastError ?? null;

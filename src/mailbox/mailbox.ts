@@ -54,9 +54,16 @@ export class Mailbox {
    * the event loop busy 6.2 s of every 10).
    */
   async read(accountId: string): Promise<MailboxState> {
-    const [dirty, status, webhooks, listedAt] = await this.redis.hmget(accountKeys(accountId).mailbox, 'dirty', 'status', 'webhooks', 'listedAt');
-    return { dirty: dirty === '1', status: status === 'running' || status === 'parked' ? status : 'idle', webhooks: Number(webhooks ?? 0), listedAt: Number(listedAt ?? 0) };
+    return mailboxStateOf(await this.redis.hmget(accountKeys(accountId).mailbox, ...MAILBOX_STATE_FIELDS));
   }
+}
+
+/** The mailbox fields MailboxState is read from, in the order mailboxStateOf takes them. */
+export const MAILBOX_STATE_FIELDS = ['dirty', 'status', 'webhooks', 'listedAt'] as const;
+
+/** MailboxState from the values of MAILBOX_STATE_FIELDS, in that order (null: absent). */
+export function mailboxStateOf([dirty, status, webhooks, listedAt]: readonly (string | null | undefined)[]): MailboxState {
+  return { dirty: dirty === '1', status: status === 'running' || status === 'parked' ? status : 'idle', webhooks: Number(webhooks ?? 0), listedAt: Number(listedAt ?? 0) };
 }
 
 /**

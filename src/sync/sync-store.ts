@@ -253,8 +253,7 @@ export class SyncStore {
     const k = accountKeys(accountId);
     const count = await this.redis.hlen(k.setAside);
     if (count === 0) return { count, files: [] };
-    const files = [...parseValues<SetAsideFile>(await this.redis.hgetall(k.setAside)).values()];
-    return { count, files: files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)).slice(0, limit) };
+    return firstSetAside(parseValues<SetAsideFile>(await this.redis.hgetall(k.setAside)), limit);
   }
 
   async dropQueued(accountId: string, item: DownloadItem): Promise<void> {
@@ -280,7 +279,13 @@ function parseApplyLoadReply([changes, pageId, mode, ignoreRules, files, fileIds
   };
 }
 
-function parseFlatValues<T>(flat: string[]): Map<string, T> {
+/** The set-aside files (path_lower -> SetAsideFile) as a status shows them: their count, and the first `limit` by path. */
+export function firstSetAside(files: ReadonlyMap<string, SetAsideFile>, limit: number): { count: number; files: SetAsideFile[] } {
+  const sorted = [...files.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { count: files.size, files: sorted.slice(0, limit) };
+}
+
+export function parseFlatValues<T>(flat: readonly string[]): Map<string, T> {
   return new Map(hashReplyEntries(flat).map(([field, json]) => [field, JSON.parse(json) as T]));
 }
 

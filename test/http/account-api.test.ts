@@ -4,6 +4,7 @@ import { sendWebhook } from '../../src/dropbox-emulator/webhook-sender.js';
 import { mirrorFolder } from '../../src/sync/sync-deps.js';
 import { ApiClient } from '../../src/cli/api-client.js';
 import { CommandLog } from '../support/redis-monitor.js';
+import { scriptNameOfSha } from '../../src/redis/scripts.js';
 import { accountKeys, LINKED_ACCOUNTS_KEY } from '../../src/redis/keys.js';
 import { ADMIN_TOKEN, APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
@@ -294,9 +295,29 @@ describe('link, status, entries, unlink', () => {
         listed = (await json(await h.api('/accounts?state=awaitingRelink&limit=1000'))) as typeof listed;
       });
       expect(listed).toEqual({ accounts: [expect.objectContaining({ accountId: parked, state: 'awaitingRelink' })], next: null });
-      // One SSCAN, one read of each account's state, one whole status (about seven commands): not
-      // seven commands for every linked account.
+      // One SSCAN, one read of each account's state, one whole status (one script): not a whole
+      // status for every linked account.
       expect(sent.length).toBeLessThanOrEqual(1 + linked + 10);
+    } finally {
+      log.stop();
+    }
+  });
+
+  it('reads each account of a page of statuses in one round trip', async () => {
+    const linked = (await h.engine.accounts.linkedIds()).length;
+    expect(linked).toBeGreaterThan(5);
+    const log = await CommandLog.start(h.redis);
+    try {
+      let listed: { accounts: { accountId: string }[] } | undefined;
+      const sent = await log.during(h.redis, async () => {
+        listed = (await json(await h.api('/accounts?limit=1000'))) as typeof listed;
+      });
+      expect(listed!.accounts).toHaveLength(linked);
+      const statusReads = sent.filter((args) => args[0]?.toLowerCase() === 'evalsha' && scriptNameOfSha(args[1] ?? '') === 'accountStatus');
+      expect(statusReads).toHaveLength(linked);
+      // The SSCAN and those scripts; the engine's own background work (a lease renewal, the sweep)
+      // may land a few commands in the window. Read command by command, a status was ten.
+      expect(sent.length).toBeLessThanOrEqual(1 + linked + 5);
     } finally {
       log.stop();
     }
