@@ -14,6 +14,7 @@ import type { RunningEmulator } from '../src/dropbox-emulator/server.js';
 import { systemClock } from '../src/engine/clock.js';
 import { EngineEvents } from '../src/engine/engine-events.js';
 import { Semaphore } from '../src/engine/semaphore.js';
+import { TempFilesAhead } from '../src/sync/write-file.js';
 import { EntryStore } from '../src/entries/entry-store.js';
 import { isValidWebhookSignature, webhookAccounts } from '../src/http/webhook-signature.js';
 import { silentLogger } from '../src/logger.js';
@@ -91,6 +92,7 @@ async function engineStepsProcessor(url: string, options: ProcessorOptions): Pro
     dataDir: options.dir,
     downloadSlots: new Semaphore(options.downloadConcurrency),
     writeSlots: new Semaphore(options.downloadConcurrency),
+    tempFiles: new TempFilesAhead(),
     downloadsPerAccount: options.downloadsPerAccount,
     pageLimit: options.pageLimit,
     random: Math.random,

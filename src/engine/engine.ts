@@ -22,6 +22,7 @@ import { forEachBounded, Semaphore } from './semaphore.js';
 import { EngineEvents } from './engine-events.js';
 import { createStepActors, forgetHandovers, newStepHandovers } from './step-actors.js';
 import { readStatusRecord } from './status-read.js';
+import { TempFilesAhead } from '../sync/write-file.js';
 
 export interface EngineOptions {
   redis: RedisClient;
@@ -119,6 +120,8 @@ export class Engine {
   private readonly linkAtStart = new Map<string, StoredLink | null>();
   /** What a step read or wrote, for the step that follows (one read less each: see Handover). */
   private readonly handovers = newStepHandovers();
+  /** Temp files downloads opened ahead of their bytes (close() removes those still held). */
+  private readonly tempFiles = new TempFilesAhead();
   private subscriber: Redis | Cluster | undefined;
   private sweeping: Promise<{ reaped: number; polled: number }> | undefined;
   /** While a scheduled sweep holds the turn: how long each renewal of it lasts. */
@@ -151,6 +154,7 @@ export class Engine {
       dataDir: this.options.dataDir,
       downloadSlots: new Semaphore(options.downloadConcurrency ?? 16),
       writeSlots: new Semaphore(options.downloadConcurrency ?? 16),
+      tempFiles: this.tempFiles,
       downloadsPerAccount: options.downloadsPerAccount ?? 4,
       pageLimit: options.pageLimit ?? 2000,
       random: options.random ?? Math.random,
@@ -435,6 +439,9 @@ export class Engine {
   async close(): Promise<void> {
     this.subscriber?.disconnect();
     await this.host.close();
+    // The stopped actors' downloads may still hold temp files opened ahead of their bytes: none is
+    // left in a mirror by a graceful shutdown.
+    await this.tempFiles.discardAll();
   }
 
   private wakeInBackground(accountId: string): void {

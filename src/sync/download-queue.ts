@@ -9,7 +9,7 @@ import { localPathFor, UnsafePathError } from './paths.js';
 import type { DownloadItem } from './records.js';
 import { markdownEntryBuilder, mirrorFolder, type SyncDeps } from './sync-deps.js';
 import { SyncError } from './sync-failure.js';
-import { discardTempFile, mtimeFor, openTempAhead, writeFileAtomically } from './write-file.js';
+import { mtimeFor, writeFileAtomically } from './write-file.js';
 
 export interface DownloadOutput {
   downloaded: number;
@@ -44,7 +44,7 @@ export function pathFailure(error: unknown): { kind: 'filesystem'; message: stri
 }
 
 /**
- * Files up to this size have their temp file opened while their bytes download (openTempAhead): for
+ * Files up to this size have their temp file opened while their bytes download (TempFilesAhead): for
  * them the open is a share of the file's time worth taking off its path. A bigger file's download
  * dwarfs it, and its temp file would stand empty for as long as the download takes.
  */
@@ -156,8 +156,9 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
     }
     const releaseAccountSlot = await downloading.acquire();
     const releaseProcessSlot = await deps.downloadSlots.acquire();
-    // Opened while the bytes arrive, under the download's slot (so at most as many as downloads).
-    const ahead = item.size <= OPEN_AHEAD_MAX_BYTES ? openTempAhead(dirname(target)) : undefined;
+    // Opened while the bytes arrive, under the download's slot (so at most as many as downloads),
+    // and not by a download that will not start: the slot may have come from one just stopped.
+    const ahead = item.size <= OPEN_AHEAD_MAX_BYTES && !halted && !signal.aborted ? deps.tempFiles.open(dirname(target)) : undefined;
     let handedToWrite = false;
     try {
       let bytes: Buffer | 'gone';
@@ -172,10 +173,15 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       if (bytes === 'gone') return 'dropped';
       try {
         stopIfAborted();
+        const mtime = mtimeFor(item.clientModified, deps.clock.now());
+        const opened = await ahead;
+        // Taken from the registry here, so from now on the write alone closes it (a shutdown that
+        // discarded it meanwhile leaves the write to open its own).
+        const temp = opened && deps.tempFiles.take(opened) ? opened : undefined;
         handedToWrite = true;
         // Fenced and as late as possible: a former owner (paused past its lease) is refused here, and
         // a rev a newer listing superseded never overwrites the newer file.
-        const written = await writeFileAtomically(target, bytes, mtimeFor(item.clientModified, deps.clock.now()), () => deps.store.isCurrentDownload(accountId, item), { ahead: await ahead });
+        const written = await writeFileAtomically(target, bytes, mtime, () => deps.store.isCurrentDownload(accountId, item), { ahead: temp });
         if (!written) return 'dropped';
         try {
           await complete(item, async () => bytes);
@@ -190,7 +196,7 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
     } finally {
       // A download that failed, was gone or was stopped leaves no temp file behind. Not awaited
       // here: a refusal must reach `halted` before the slots it freed start more downloads.
-      if (!handedToWrite && ahead) discards.push(ahead.then(discardTempFile));
+      if (!handedToWrite && ahead) discards.push(ahead.then((temp) => deps.tempFiles.discard(temp)));
     }
   }
 

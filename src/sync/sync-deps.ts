@@ -9,6 +9,7 @@ import type { Semaphore } from '../engine/semaphore.js';
 import type { Logger } from '../logger.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
 import type { SyncStore } from './sync-store.js';
+import type { TempFilesAhead } from './write-file.js';
 
 /** Turns files into entries: which files are posts, and a post's title and HTML. */
 export interface EntryBuilder {
@@ -50,6 +51,8 @@ export interface SyncDeps {
    * the process: with downloadSlots, what a crash can interrupt is bounded per process.
    */
   writeSlots: Semaphore;
+  /** Temp files opened while their bytes download, not yet written: what a shutdown removes. */
+  tempFiles: TempFilesAhead;
   downloadsPerAccount: number;
   /** `limit` for list_folder (Dropbox: 1..2000). */
   pageLimit: number;

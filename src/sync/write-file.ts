@@ -24,13 +24,13 @@ export function mtimeFor(clientModified: string, now: number): Date {
 }
 
 /**
- * A fenced check that ran alongside the fsync is asked again before the rename when the two took
- * longer than this: the rename then never acts on an answer older than about this much more than
- * the check's own round trip (a lease lasts seconds: LEASE_TTL_MS).
+ * A fenced check that ran alongside the fsync is asked again before the rename when its answer then
+ * waited this long for the fsync: the rename never acts on an answer older than this (a lease lasts
+ * seconds: LEASE_TTL_MS). A slow check alone (Redis struggling) is not asked twice.
  */
 export const RECHECK_AFTER_MS = 25;
 
-/** A temp file opened in a target's folder before its bytes have arrived (openTempAhead). */
+/** A temp file opened in a target's folder before its bytes have arrived (TempFilesAhead). */
 export interface TempFile {
   fd: number;
   path: string;
@@ -43,26 +43,81 @@ function tempPathIn(folder: string): string {
 }
 
 /**
- * Opens the temp file of a write while its bytes are still being downloaded, so that creating it
- * (a thread-pool call, and on ext4 a wait for the journal: 0.6 to 1 ms on the benchmark machine)
- * is off the path from the last byte to the file in place. Undefined when the folder does not exist
- * yet (the write makes it once the bytes are in: a download that turns out gone leaves no folder
- * behind) or the open fails for any other reason (the write opens the file itself, and meets the
- * error there, where it is classified). The caller hands the file to writeFileAtomically or gives
- * it back with discardTempFile.
+ * The temp files one engine opened ahead of their bytes and has not yet handed to a write or
+ * discarded. A download opens its temp file while its bytes arrive, so that creating it (a
+ * thread-pool call, and on ext4 a wait for the journal: 0.6 to 1 ms on the benchmark machine) is off
+ * the path from the last byte to the file in place. Each such file has one owner at a time: this
+ * registry until `take` hands it to its write or `discard` removes it, so a lane's discard and a
+ * shutdown's `discardAll` never close the same fd twice (a second close could close another file
+ * that reused the number), and a graceful shutdown leaves none in the mirror.
  */
-export async function openTempAhead(folder: string): Promise<TempFile | undefined> {
-  const path = tempPathIn(folder);
-  try {
-    return { fd: await openFile(path, 'wx', 0o644), path };
-  } catch {
-    return undefined;
+export class TempFilesAhead {
+  private readonly held = new Set<TempFile>();
+  /** Opens and removals under way: a shutdown waits for them, so none finishes after it. */
+  private readonly underWay = new Set<Promise<unknown>>();
+  private closed = false;
+
+  /**
+   * A temp file opened in `folder`, or undefined when the folder does not exist yet (the write makes
+   * it once the bytes are in: a download that turns out gone leaves no folder behind), the open
+   * fails for any other reason (the write opens the file itself and meets the error there, where it
+   * is classified), or the engine is shutting down.
+   */
+  open(folder: string): Promise<TempFile | undefined> {
+    if (this.closed) return Promise.resolve(undefined);
+    return this.track(this.opened(tempPathIn(folder)));
+  }
+
+  /** Hands `temp` to its write (writeFileAtomically's `ahead`): false when it was discarded meanwhile. */
+  take(temp: TempFile): boolean {
+    return this.held.delete(temp);
+  }
+
+  /** Closes and removes `temp` (its download failed, was gone or was stopped), unless it is no longer held. */
+  discard(temp: TempFile | undefined): Promise<void> {
+    if (!temp || !this.held.delete(temp)) return Promise.resolve();
+    return this.track(removeTemp(temp));
+  }
+
+  /**
+   * Shutdown: removes every temp file still held and any whose open completes from now on, and
+   * returns once no open or removal is under way.
+   */
+  async discardAll(): Promise<void> {
+    this.closed = true;
+    const held = [...this.held];
+    this.held.clear();
+    await Promise.all(held.map(removeTemp));
+    while (this.underWay.size > 0) await Promise.all(this.underWay);
+  }
+
+  get size(): number {
+    return this.held.size;
+  }
+
+  private async opened(path: string): Promise<TempFile | undefined> {
+    let fd: number;
+    try {
+      fd = await openFile(path, 'wx', 0o644);
+    } catch {
+      return undefined;
+    }
+    const temp = { fd, path };
+    if (this.closed) {
+      await removeTemp(temp);
+      return undefined;
+    }
+    this.held.add(temp);
+    return temp;
+  }
+
+  private track<T>(work: Promise<T>): Promise<T> {
+    this.underWay.add(work);
+    return work.finally(() => this.underWay.delete(work));
   }
 }
 
-/** Closes and removes a temp file that will not be written (the download failed, was gone or stopped). */
-export async function discardTempFile(temp: TempFile | undefined): Promise<void> {
-  if (!temp) return;
+async function removeTemp(temp: TempFile): Promise<void> {
   await closeQuietly(temp.fd);
   await rm(temp.path, { force: true }).catch(() => undefined);
 }
@@ -73,14 +128,14 @@ export async function discardTempFile(temp: TempFile | undefined): Promise<void>
  * set, fsync, rename. `fs.utimes` sets both times on Linux exactly as on macOS; the temp name starts
  * with a dot, so the engine's ignore rules never pick up a leftover. `beforeRename` is where the
  * caller checks, as late as it can, that it may still write (fenced ownership, the rev still
- * wanted): it runs while the temp file is fsync'd, and runs again when the two took longer than
- * `recheckAfterMs`, so its round trip is off the file's path without the rename ever acting on a
- * stale answer.
+ * wanted): it runs while the temp file is fsync'd, and runs again when its answer then waited
+ * `recheckAfterMs` or more for the fsync, so its round trip is off the file's path without the
+ * rename ever acting on an answer older than that.
  *
  * Every file-system call here waits its turn in libuv's thread pool (4 threads by default, shared by
  * every download lane), so each call saved per file counts: the folder is created only when the
- * open says it is missing, and the times are set on the open handle. `ahead`: the temp file, opened
- * already by openTempAhead in `target`'s folder; this write then owns it.
+ * open says it is missing, and the times are set on the open handle. `ahead`: the temp file opened
+ * already in `target`'s folder (TempFilesAhead, taken from it); this write then owns it.
  */
 export async function writeFileAtomically(
   target: string,
@@ -92,7 +147,7 @@ export async function writeFileAtomically(
   const folder = dirname(target);
   const { ahead, recheckAfterMs = RECHECK_AFTER_MS } = options;
   if (ahead && dirname(ahead.path) !== folder) {
-    await discardTempFile(ahead);
+    await removeTemp(ahead);
     throw new Error(`a temp file opened in ${dirname(ahead.path)} cannot be renamed to ${target}`);
   }
   const temp = ahead?.path ?? tempPathIn(folder);
@@ -103,14 +158,22 @@ export async function writeFileAtomically(
     // Before the fsync: the times are then as durable as the bytes, and the file never appears at
     // `target` with the time of its download instead of client_modified.
     await setTimes(fd, mtime, mtime);
-    const checkedAt = performance.now();
+    let answeredAt = 0;
     // Both settle before anything else: closing the fd under a running fsync could hand its
-    // number to another file.
-    const [synced, checked] = await Promise.allSettled([syncFile(fd), beforeRename()]);
+    // number to another file (hence the check is called from a promise: even a synchronous throw
+    // of it waits for the fsync).
+    const [synced, checked] = await Promise.allSettled([
+      syncFile(fd),
+      Promise.resolve().then(beforeRename).then((answer) => {
+        answeredAt = performance.now();
+        return answer;
+      }),
+    ]);
     if (synced.status === 'rejected') throw synced.reason;
     if (checked.status === 'rejected') throw checked.reason;
     allowed = checked.value;
-    if (allowed && performance.now() - checkedAt >= recheckAfterMs) allowed = await beforeRename();
+    // An answer that waited long for the fsync is asked for again: the rename acts on none older.
+    if (allowed && performance.now() - answeredAt >= recheckAfterMs) allowed = await beforeRename();
   } catch (error) {
     await closeQuietly(fd);
     await rm(temp, { force: true });

@@ -1,8 +1,12 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OPEN_AHEAD_MAX_BYTES } from '../../src/sync/download-queue.js';
 import { mirrorFolder } from '../../src/sync/sync-deps.js';
-import { expectConverged, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
+import { silentLogger } from '../../src/logger.js';
+import { expectConverged, readMirror, startEngineServer, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /**
  * A small file's temp file is opened while its bytes download (openTempAhead), so it stands in the
@@ -41,16 +45,45 @@ describe('temp files of downloads', () => {
     await expectConverged(h, account);
   }, 60_000);
 
-  it('a file above the open-ahead size is written whole, beside small ones, with no temp file left', async () => {
+  it('a file above the open-ahead size has no temp file while its bytes download, and is written whole', async () => {
     const account = 'dbid:temp-sizes';
     const large = 'x'.repeat(OPEN_AHEAD_MAX_BYTES + 1);
     h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
     h.emulator.model.writeFile(account, '/large.bin', large, { clientModified: at });
     h.emulator.model.writeFile(account, '/small.md', '# Small', { clientModified: at });
+    // The large file's first download hangs until the call deadline, then is retried.
+    h.emulator.faults.inject({ route: 'files/download', accountId: account, path: '/large.bin', hang: true });
     expect((await h.linkAccount(account)).status).toBe(200);
+    await waitUntil(async () => h.emulator.stats.downloads(account, '/large.bin') >= 1 && (await namesIn(account)).includes('small.md'), 30_000, 'small.md in place and large.bin downloading');
+    if (h.emulator.stats.downloads(account, '/large.bin') === 1) expect(await namesIn(account)).toEqual(['small.md']);
     await h.waitForIdle(account);
     expect(await namesIn(account)).toEqual(['large.bin', 'small.md']);
     expect((await readMirror(h.dataDir, account)).get('/large.bin')?.content).toBe(large);
     await expectConverged(h, account);
-  });
+  }, 60_000);
+
+  it('a graceful shutdown while downloads are under way leaves no temp file in the mirror', async () => {
+    const account = 'dbid:temp-shutdown';
+    h.emulator.model.addAccount(account, { accessToken: `token-${account}` });
+    for (let n = 0; n < 6; n++) h.emulator.model.writeFile(account, `/posts/${n}.md`, `# ${n}`, { clientModified: at });
+    h.emulator.faults.inject({ route: 'files/download', accountId: account, hang: true, times: Number.POSITIVE_INFINITY });
+    // An engine of its own, so that this one can be shut down while the others go on.
+    const dataDir = mkdtempSync(join(tmpdir(), 'mailroom-temp-shutdown-'));
+    const other = await startEngineServer({ redisUrl: h.redisServer.url, dataDir, emulatorUrl: h.emulator.url, log: silentLogger });
+    const temps = async () => (await readdir(mirrorFolder(dataDir, account), { recursive: true }).catch(() => [])).map(String).filter((name) => name.endsWith('.mailroom-tmp'));
+    let open = true;
+    try {
+      expect((await other.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: `token-${account}` }) })).status).toBe(200);
+      // Four downloads at a time (downloadsPerAccount), each hanging with its temp file open.
+      await waitUntil(async () => (await temps()).length === 4, 30_000, 'four hanging downloads with their temp files');
+      await other.close();
+      open = false;
+      expect(await temps()).toEqual([]);
+    } finally {
+      if (open) await other.close();
+      h.emulator.faults.clear();
+      expect((await h.api(`/accounts/${account}`, { method: 'DELETE' })).status).toBe(204);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { discardTempFile, openTempAhead, writeFileAtomically } from '../../src/sync/write-file.js';
+import { TempFilesAhead, writeFileAtomically } from '../../src/sync/write-file.js';
 
 /** The atomic write every downloaded file goes through, on a real file system. */
 const dir = mkdtempSync(join(tmpdir(), 'mailroom-write-file-'));
@@ -93,42 +93,67 @@ describe('writeFileAtomically', () => {
   });
 });
 
-describe('openTempAhead: the temp file opened while the bytes download', () => {
-  it('is the file the write fills and renames: nothing else is left in the folder', async () => {
+describe('TempFilesAhead: temp files opened while the bytes download', () => {
+  it('hands its file to the write, which fills and renames it: nothing else is left in the folder', async () => {
     const folder = join(dir, 'ahead');
     await mkdir(folder);
-    const ahead = await openTempAhead(folder);
-    expect(ahead).toBeDefined();
+    const temps = new TempFilesAhead();
+    const ahead = await temps.open(folder);
     expect(await readdir(folder)).toEqual([basename(ahead!.path)]);
+    expect(temps.take(ahead!)).toBe(true);
     expect(await writeFileAtomically(join(folder, 'post.md'), Buffer.from('# Post'), mtime, async () => true, { ahead })).toBe(true);
     expect(await readdir(folder)).toEqual(['post.md']);
     expect(await readFile(join(folder, 'post.md'), 'utf8')).toBe('# Post');
     expect((await stat(join(folder, 'post.md'))).mtimeMs).toBe(mtime.getTime());
+    await temps.discard(ahead); // handed over: not the registry's to remove any more
+    expect(await readdir(folder)).toEqual(['post.md']);
   });
 
-  it('is removed when the check refuses the write', async () => {
+  it('removes the file when the check refuses the write', async () => {
     const folder = join(dir, 'ahead-refused');
     await mkdir(folder);
-    const ahead = await openTempAhead(folder);
+    const temps = new TempFilesAhead();
+    const ahead = await temps.open(folder);
+    temps.take(ahead!);
     expect(await writeFileAtomically(join(folder, 'post.md'), Buffer.from('x'), mtime, async () => false, { ahead })).toBe(false);
     expect(await readdir(folder)).toEqual([]);
   });
 
   it('opens nothing, and makes no folder, where the folder does not exist yet', async () => {
-    expect(await openTempAhead(join(dir, 'not-yet', 'deeper'))).toBeUndefined();
+    expect(await new TempFilesAhead().open(join(dir, 'not-yet', 'deeper'))).toBeUndefined();
     expect(await readdir(dir)).not.toContain('not-yet');
   });
 
-  it('is removed by discardTempFile when the download fails', async () => {
+  it('removes a file on discard (the download failed), once however often asked', async () => {
     const folder = join(dir, 'ahead-discarded');
     await mkdir(folder);
-    await discardTempFile(await openTempAhead(folder));
+    const temps = new TempFilesAhead();
+    const ahead = await temps.open(folder);
+    await Promise.all([temps.discard(ahead), temps.discard(ahead)]);
     expect(await readdir(folder)).toEqual([]);
+    expect(temps.size).toBe(0);
+  });
+
+  it('removes every file still held at shutdown, and any opened after it, but not one handed to a write', async () => {
+    const folder = join(dir, 'ahead-shutdown');
+    await mkdir(folder);
+    const temps = new TempFilesAhead();
+    const [held, handed] = await Promise.all([temps.open(folder), temps.open(folder)]);
+    temps.take(handed!);
+    const late = temps.open(folder); // its open completes after the shutdown began
+    await temps.discardAll();
+    expect(await late).toBeUndefined();
+    expect(temps.take(held!)).toBe(false); // its download's write opens a file of its own
+    expect(await readdir(folder)).toEqual([basename(handed!.path)]);
+    expect(await writeFileAtomically(join(folder, 'post.md'), Buffer.from('x'), mtime, async () => true, { ahead: handed })).toBe(true);
+    expect(await readdir(folder)).toEqual(['post.md']);
   });
 
   it('is refused, and removed, for a target in another folder', async () => {
     await mkdir(join(dir, 'here'));
-    const ahead = await openTempAhead(join(dir, 'here'));
+    const temps = new TempFilesAhead();
+    const ahead = await temps.open(join(dir, 'here'));
+    temps.take(ahead!);
     await expect(writeFileAtomically(join(dir, 'elsewhere', 'post.md'), Buffer.from('x'), mtime, async () => true, { ahead })).rejects.toThrow(/cannot be renamed/);
     expect(await readdir(join(dir, 'here'))).toEqual([]);
   });
