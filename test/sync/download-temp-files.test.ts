@@ -13,9 +13,10 @@ import { expectConverged, readMirror, startEngineServer, startHarness, waitUntil
  * user's mirror folder for as long as the download runs. Whatever becomes of the download, none is
  * left behind. The emulator keeps no bytes of superseded or deleted revisions here, so a file
  * deleted after its listing answers 409 path/not_found, as Dropbox does once a revision is gone.
+ * A hung download is cut by the 3 s call deadline: the margin for the test to act while it hangs.
  */
 let h: Harness;
-beforeAll(async () => { h = await startHarness({ emulator: { supersededRevisionBytes: 0 }, dropboxCallTimeoutMs: 1_000 }); });
+beforeAll(async () => { h = await startHarness({ emulator: { supersededRevisionBytes: 0 }, dropboxCallTimeoutMs: 3_000 }); });
 afterAll(async () => { await h.close(); });
 
 const at = new Date('2024-05-01T12:00:00Z');
