@@ -9,7 +9,7 @@ import { localPathFor, UnsafePathError } from './paths.js';
 import type { DownloadItem } from './records.js';
 import { markdownEntryBuilder, mirrorFolder, type SyncDeps } from './sync-deps.js';
 import { SyncError } from './sync-failure.js';
-import { mtimeFor, writeFileAtomically } from './write-file.js';
+import { mtimeFor, removeLeftoverTempFiles, writeFileAtomically } from './write-file.js';
 
 export interface DownloadOutput {
   downloaded: number;
@@ -82,7 +82,14 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
   const session = await deps.session(accountId);
   const root = mirrorFolder(deps.dataDir, accountId);
   const targets = new Map(items.map((item) => [item, targetOf(item)]));
-  const onDisk = new MirrorFiles([...targets.values()].filter((t): t is string => typeof t === 'string'), handedOver?.notInIndex);
+  const paths = [...targets.values()].filter((t): t is string => typeof t === 'string');
+  // A queue not handed over by this lease's apply step may be one an earlier step left, killed
+  // mid-download (a restart, a takeover, a retry): its temp files would stay in the mirror for good.
+  if (!handedOver) {
+    const removed = await removeLeftoverTempFiles(new Set(paths.map(dirname)));
+    if (removed > 0) log.info({ removed }, 'removed temp files a stopped download left in the mirror');
+  }
+  const onDisk = new MirrorFiles(paths, handedOver?.notInIndex);
 
   // Once Redis is unreachable (or the lease is lost) nothing more can be recorded: start no new
   // downloads, or every queued file would be fetched and thrown away before the step fails. Once

@@ -1,5 +1,5 @@
 import { close, fsync, futimes, open, rename, write } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -40,6 +40,27 @@ function tempPathIn(folder: string): string {
   // Not derived from the target's name: a name within the file system's 255 bytes would be past
   // them with a prefix and a suffix added (80 CJK characters are 240 bytes).
   return join(folder, `.${randomBytes(6).toString('hex')}.mailroom-tmp`);
+}
+
+/** The names tempPathIn gives, and no file Dropbox could have synced there by chance. */
+const TEMP_NAME = /^\.[0-9a-f]{12}\.mailroom-tmp$/;
+
+/**
+ * Removes the temp files a write left in `folders` when its process was killed or crashed (an
+ * empty one opened ahead of its bytes, or one half written): how many. For the caller that alone
+ * writes these folders now (the account's download step: another step's late write is fenced),
+ * before it writes any. A folder that does not exist is skipped.
+ */
+export async function removeLeftoverTempFiles(folders: Iterable<string>): Promise<number> {
+  const removed = await Promise.all(
+    [...folders].map(async (folder) => {
+      const names = await readdir(folder).catch(() => [] as string[]);
+      const leftovers = names.filter((name) => TEMP_NAME.test(name));
+      await Promise.all(leftovers.map((name) => rm(join(folder, name), { force: true })));
+      return leftovers.length;
+    }),
+  );
+  return removed.reduce((sum, count) => sum + count, 0);
 }
 
 /**

@@ -1,7 +1,9 @@
+import { readdir } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningEmulator } from '../../src/dropbox-emulator/server.js';
 import { accountKeys } from '../../src/redis/keys.js';
+import { mirrorFolder } from '../../src/sync/sync-deps.js';
 import { startProcessFixture, type ProcessFixture } from '../support/process-fixture.js';
 import { expectedMirror, readMirror, waitUntil } from '../support/sync-harness.js';
 import { storedActorState } from '../support/stored-actor.js';
@@ -9,7 +11,8 @@ import { storedActorState } from '../support/stored-actor.js';
 /**
  * The engine process is killed (SIGKILL, no chance to clean up) in the middle of downloading; a new
  * process started on the same Redis and folder finishes the sync with no webhook, creates no
- * duplicate entry and does not download again what was already on disk.
+ * duplicate entry and does not download again what was already on disk, nor leaves the killed
+ * downloads' temp files in the mirror.
  */
 let fixture: ProcessFixture;
 let redis: Redis;
@@ -44,6 +47,9 @@ describe('killing the engine mid-download', () => {
     expect(doneBeforeKill.length).toBeGreaterThan(50);
     expect(queuedAtKill).toBeGreaterThan(0);
     const downloadsBefore = emulator.stats.downloadsByPath(account);
+    const tempFiles = async () => (await readdir(mirrorFolder(dataDir, account), { recursive: true })).map(String).filter((name) => name.endsWith('.mailroom-tmp'));
+    // The downloads in flight had their temp files open (each opened while its bytes arrive).
+    expect((await tempFiles()).length).toBeGreaterThan(0);
 
     emulator.faults.setLatency(0, 'files/download');
     const second = await fixture.startEngine(env);
@@ -53,6 +59,7 @@ describe('killing the engine mid-download', () => {
     }, 30_000, 'the resumed sync to finish');
 
     expect(await readMirror(dataDir, account)).toEqual(expectedMirror(emulator, account));
+    expect(await tempFiles()).toEqual([]); // removed by the resumed download step
     const entries = await redis.hgetall(k.entries);
     expect(Object.keys(entries)).toHaveLength(200);
     expect(await redis.hlen(k.entryIds)).toBe(200);

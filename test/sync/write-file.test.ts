@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { TempFilesAhead, writeFileAtomically } from '../../src/sync/write-file.js';
+import { removeLeftoverTempFiles, TempFilesAhead, writeFileAtomically } from '../../src/sync/write-file.js';
 
 /** The atomic write every downloaded file goes through, on a real file system. */
 const dir = mkdtempSync(join(tmpdir(), 'mailroom-write-file-'));
@@ -156,5 +156,18 @@ describe('TempFilesAhead: temp files opened while the bytes download', () => {
     temps.take(ahead!);
     await expect(writeFileAtomically(join(dir, 'elsewhere', 'post.md'), Buffer.from('x'), mtime, async () => true, { ahead })).rejects.toThrow(/cannot be renamed/);
     expect(await readdir(join(dir, 'here'))).toEqual([]);
+  });
+});
+
+describe('removeLeftoverTempFiles', () => {
+  it('removes the temp files a killed write left, and nothing else', async () => {
+    const folder = join(dir, 'leftovers');
+    await mkdir(folder);
+    await writeFile(join(folder, '.0123456789ab.mailroom-tmp'), '');
+    await writeFile(join(folder, '.ba9876543210.mailroom-tmp'), 'half a file');
+    await writeFile(join(folder, 'post.md'), '# Post');
+    await writeFile(join(folder, '.notes.mailroom-tmp'), 'a file of the user whose name looks alike');
+    expect(await removeLeftoverTempFiles([folder, join(dir, 'no-such-folder')])).toBe(2);
+    expect((await readdir(folder)).sort()).toEqual(['.notes.mailroom-tmp', 'post.md']);
   });
 });
