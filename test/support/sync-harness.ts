@@ -204,7 +204,11 @@ export interface MirrorFile {
   mtimeMs: number;
 }
 
-/** The mirror on disk as display path -> content and mtime; dot-named files (temp, ignored) skipped. */
+/**
+ * The mirror on disk as display path -> content and mtime; dot-named files (temp, ignored) skipped.
+ * Read while the engine works (a test polling for a file), a file can be moved or removed between
+ * the folder's listing and its read: it is left out, as a later poll would not see it there either.
+ */
 export async function readMirror(dataDir: string, accountId: string): Promise<Map<string, MirrorFile>> {
   const root = mirrorFolder(dataDir, accountId);
   const result = new Map<string, MirrorFile>();
@@ -218,9 +222,13 @@ export async function readMirror(dataDir: string, accountId: string): Promise<Ma
     for (const name of names) {
       if (name.startsWith('.')) continue;
       const full = join(dir, name);
-      const info = await stat(full);
-      if (info.isDirectory()) await walk(full, `${prefix}/${name}`);
-      else result.set(`${prefix}/${name}`, { content: await readFile(full, 'utf8'), mtimeMs: info.mtimeMs });
+      try {
+        const info = await stat(full);
+        if (info.isDirectory()) await walk(full, `${prefix}/${name}`);
+        else result.set(`${prefix}/${name}`, { content: await readFile(full, 'utf8'), mtimeMs: info.mtimeMs });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      }
     }
   }
   await walk(root, '');
