@@ -42,7 +42,7 @@ function tempPathIn(folder: string): string {
   return join(folder, `.${randomBytes(6).toString('hex')}.mailroom-tmp`);
 }
 
-/** The names tempPathIn gives, and no file Dropbox could have synced there by chance. */
+/** The names tempPathIn gives. No synced file has one: the engine ignores dot-named paths (sync/paths.ts). */
 const TEMP_NAME = /^\.[0-9a-f]{12}\.mailroom-tmp$/;
 
 /**
