@@ -1,7 +1,7 @@
 import { MAILBOX_STATE_FIELDS, mailboxStateOf, type MailboxState } from '../mailbox/mailbox.js';
 import { accountKeys } from '../redis/keys.js';
 import { hashReplyEntries, runScript, type RedisClient } from '../redis/scripts.js';
-import { firstSetAside, parseFlatValues, type SetAsideFile } from '../sync/sync-store.js';
+import { parseFlatValues, type SetAsideFile } from '../sync/sync-store.js';
 import { ACTOR_MAILBOX_FIELDS, parseStoredActor, type StoredActor } from './actor-persistence.js';
 
 /** What Redis holds that an account's status shows (Engine.status builds the status from it). */
@@ -19,8 +19,8 @@ type StatusReply = 0 | [(string | null)[], number, string[], string[]];
 
 /**
  * An account's status record in one round trip (account-status.lua), null when it is not linked.
- * The same reads as Mailbox.read, SyncStore.pendingCount, ActorPersistence.load and
- * SyncStore.setAsideFiles, in one consistent view: those were ten commands per account.
+ * The same reads as Mailbox.read, SyncStore.pendingCount, ActorPersistence.load and the set-aside
+ * files' hash, in one consistent view: those were ten commands per account.
  */
 export async function readStatusRecord(redis: RedisClient, accountId: string, setAsideLimit: number): Promise<StatusRecord | null> {
   const k = accountKeys(accountId);
@@ -33,4 +33,10 @@ export async function readStatusRecord(redis: RedisClient, accountId: string, se
     stored: parseStoredActor(accountId, { actor: Object.fromEntries(hashReplyEntries(actor)), mailbox: fields.slice(MAILBOX_STATE_FIELDS.length) }),
     setAside: firstSetAside(parseFlatValues<SetAsideFile>(setAside), setAsideLimit),
   };
+}
+
+/** The set-aside files (path_lower -> SetAsideFile) as a status shows them: their count, and the first `limit` by path. */
+function firstSetAside(files: ReadonlyMap<string, SetAsideFile>, limit: number): { count: number; files: SetAsideFile[] } {
+  const sorted = [...files.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { count: files.size, files: sorted.slice(0, limit) };
 }

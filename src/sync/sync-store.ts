@@ -248,14 +248,6 @@ export class SyncStore {
     return (await runFencedScript<number>(this.redis, 'downloadSetAside', this.fence(accountId), [k.queue, k.setAside], [item.pathLower, item.rev, JSON.stringify(record)])) === 1;
   }
 
-  /** How many files are set aside, and the first `limit` of them by path. */
-  async setAsideFiles(accountId: string, limit: number): Promise<{ count: number; files: SetAsideFile[] }> {
-    const k = accountKeys(accountId);
-    const count = await this.redis.hlen(k.setAside);
-    if (count === 0) return { count, files: [] };
-    return firstSetAside(parseValues<SetAsideFile>(await this.redis.hgetall(k.setAside)), limit);
-  }
-
   async dropQueued(accountId: string, item: DownloadItem): Promise<void> {
     await runFencedScript(
       this.redis,
@@ -277,12 +269,6 @@ function parseApplyLoadReply([changes, pageId, mode, ignoreRules, files, fileIds
     indexScope,
     ignore: ignore ? (JSON.parse(ignore) as string[]) : [],
   };
-}
-
-/** The set-aside files (path_lower -> SetAsideFile) as a status shows them: their count, and the first `limit` by path. */
-export function firstSetAside(files: ReadonlyMap<string, SetAsideFile>, limit: number): { count: number; files: SetAsideFile[] } {
-  const sorted = [...files.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { count: files.size, files: sorted.slice(0, limit) };
 }
 
 export function parseFlatValues<T>(flat: readonly string[]): Map<string, T> {

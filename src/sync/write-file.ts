@@ -112,10 +112,6 @@ export class TempFilesAhead {
     while (this.underWay.size > 0) await Promise.all(this.underWay);
   }
 
-  get size(): number {
-    return this.held.size;
-  }
-
   private async opened(path: string): Promise<TempFile | undefined> {
     let fd: number;
     try {
