@@ -2,8 +2,10 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AccountStore } from '../../src/accounts/account-store.js';
 import { openRedis } from '../../src/redis/connection.js';
+import { LINKED_ACCOUNTS_KEY } from '../../src/redis/keys.js';
 import type { RedisClient } from '../../src/redis/scripts.js';
 import { startTestRedisClient, type TestRedis } from '../support/redis-server.js';
+import { CommandLog, countOf } from '../support/redis-monitor.js';
 
 /**
  * The set of linked accounts is how the sweep's reaper and poll, and a boot, find accounts: one
@@ -69,5 +71,24 @@ describe('the set of linked accounts', () => {
     expect(await store.unlink(account)).toBe(true);
     expect(await store.get(account)).toBeNull();
     expect(await store.linkedIds()).not.toContain(account);
+  });
+
+  it('reads every linked id a page at a time, never the whole set in one command: each once, sorted, none that is no account id', async () => {
+    // 2,500 members: a set large enough for SSCAN to walk it in several pages, as a real install's is.
+    const ids = Array.from({ length: 2_500 }, (_, n) => `dbid:walk-${String(n).padStart(5, '0')}`);
+    await redis.sadd(LINKED_ACCOUNTS_KEY, ...ids, 'not an id!');
+    const store = new AccountStore(redis);
+    const log = await CommandLog.start(redis);
+    let read: string[] = [];
+    try {
+      const sent = await log.during(redis, async () => { read = await store.linkedIds(); });
+      expect(countOf(sent, 'smembers', LINKED_ACCOUNTS_KEY)).toBe(0);
+      expect(countOf(sent, 'sscan', LINKED_ACCOUNTS_KEY)).toBeGreaterThan(1);
+    } finally {
+      log.stop();
+      await redis.srem(LINKED_ACCOUNTS_KEY, ...ids, 'not an id!');
+    }
+    const expected = [...ids, ...(await store.linkedIds())].sort();
+    expect(read).toEqual([...new Set(expected)]);
   });
 });
