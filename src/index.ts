@@ -9,6 +9,7 @@
  * See docs/library.md.
  */
 import { mkdir } from 'node:fs/promises';
+import { ACCOUNT_STATES, type AccountStateName } from '../machines/account.machine.js';
 import { credentialsSchema } from './accounts/account-store.js';
 import { MAX_TIMER_MS, SETTING_BOUNDS } from './config.js';
 import type { DropboxCredentials } from './dropbox/dropbox-session.js';
@@ -16,6 +17,7 @@ import { Engine, type AccountStatus, type EngineOptions } from './engine/engine.
 import type { EngineEventMap } from './engine/engine-events.js';
 import type { Entry } from './entries/entry-store.js';
 import { silentLogger, type Logger } from './logger.js';
+import { isPageRequestError, pageOptions } from './http/paging.js';
 import type { WebhookOutcome } from './mailbox/mailbox.js';
 import { loadScriptsOn, openRedis } from './redis/connection.js';
 import { ACCOUNT_ID_RULE, isValidAccountId } from './redis/keys.js';
@@ -23,7 +25,7 @@ import type { RedisClient } from './redis/scripts.js';
 import { createIgnoreRule } from './sync/paths.js';
 import { markdownEntryBuilder, mirrorFolder, type EntryBuilder } from './sync/sync-deps.js';
 
-export type { AccountStatus, DropboxCredentials, EngineEventMap, Entry, EntryBuilder, Logger, RedisClient, WebhookOutcome };
+export type { AccountStateName, AccountStatus, DropboxCredentials, EngineEventMap, Entry, EntryBuilder, Logger, RedisClient, WebhookOutcome };
 export { markdownEntryBuilder };
 export { isValidWebhookSignature, webhookAccounts } from './http/webhook-signature.js';
 export { buildEntry, isPostPath } from './entries/build-entry.js';
@@ -88,6 +90,12 @@ export class InvalidInputError extends Error {
   }
 }
 
+/** One page of a listing: `limit` 1 to 1000 (default 500) is about how many it holds; `cursor` the `next` of the page before ('0' or none for the first). */
+export interface PageOptions {
+  limit?: number;
+  cursor?: string;
+}
+
 export interface LinkOptions {
   /** Globs (picomatch, case-insensitive) of paths never synced, e.g. `["drafts/**"]`. */
   ignore?: string[];
@@ -104,10 +112,19 @@ export interface MailroomEngine {
   notify(accountIds: readonly string[]): Promise<Record<string, WebhookOutcome | 'invalid'>>;
   /** One account's status, or null when it is not linked. */
   status(accountId: string): Promise<AccountStatus | null>;
-  /** The status of every linked account, sorted by id (code-unit order). */
+  /** The status of every linked account, sorted by id (code-unit order). Reads them all: see `accountsPage`. */
   accounts(): Promise<AccountStatus[]>;
-  /** The account's entries, sorted by path. */
+  /**
+   * The linked accounts' statuses a page at a time: pass each answer's `next` as the next call's
+   * `cursor` until it is null. Each page is sorted by id, pages come in no order, and an account
+   * linked or unlinked during the walk may come twice or not at all. With `state`, only the
+   * accounts in it (a page can then be empty with a `next`).
+   */
+  accountsPage(options?: PageOptions & { state?: AccountStateName }): Promise<{ accounts: AccountStatus[]; next: string | null }>;
+  /** The account's entries, sorted by path. Reads them all: see `entriesPage`. */
   entries(accountId: string): Promise<Entry[]>;
+  /** The account's entries a page at a time, as `accountsPage`; each page sorted by path. */
+  entriesPage(accountId: string, options?: PageOptions): Promise<{ entries: Entry[]; next: string | null }>;
   /** The absolute path of the account's mirror folder. */
   folder(accountId: string): string;
   /**
@@ -201,6 +218,11 @@ export async function createEngine(options: CreateEngineOptions): Promise<Mailro
   sweeper?.unref();
 
   let closed: Promise<void> | undefined;
+  const checkPage = (options: PageOptions) => {
+    const page = pageOptions(options);
+    if (isPageRequestError(page)) throw new InvalidInputError(page.message);
+    return page;
+  };
   const checkId = (accountId: string) => {
     if (!isValidAccountId(accountId)) throw new InvalidInputError(`invalid account id ${JSON.stringify(accountId)}: ${ACCOUNT_ID_RULE}`);
   };
@@ -238,9 +260,22 @@ export async function createEngine(options: CreateEngineOptions): Promise<Mailro
     async accounts() {
       return engine.statuses(await engine.accounts.linkedIds());
     },
+    async accountsPage(options = {}) {
+      const page = checkPage(options);
+      const { state } = options;
+      if (state !== undefined && !(ACCOUNT_STATES as readonly string[]).includes(state)) {
+        throw new InvalidInputError(`state must be one of ${ACCOUNT_STATES.join(', ')}, got ${JSON.stringify(state)}`);
+      }
+      return engine.statusPage(page, state);
+    },
     async entries(accountId) {
       checkId(accountId);
       return engine.entries.list(accountId);
+    },
+    async entriesPage(accountId, options = {}) {
+      checkId(accountId);
+      const page = checkPage(options);
+      return engine.entries.listPage(accountId, page.cursor, page.limit);
     },
     folder(accountId) {
       checkId(accountId);

@@ -361,6 +361,20 @@ export class Engine {
   }
 
   /**
+   * The statuses of the linked accounts a page at a time (GET /accounts, the library's
+   * `accountsPage`): about `page.limit` ids from `page.cursor` (SSCAN's guarantees, see
+   * AccountStore.linkedIdPage), sorted by id, and the cursor of the next page; `null`: every
+   * account at once. With `state`, only the accounts in it, so a page can be empty with a `next`.
+   */
+  async statusPage(page: { cursor: string; limit: number } | null, state?: string): Promise<{ accounts: AccountStatus[]; next: string | null }> {
+    const { ids, next } = page ? await this.accounts.linkedIdPage(page.cursor, page.limit) : { ids: await this.accounts.linkedIds(), next: null };
+    const wanted = state === undefined ? ids : await this.inState(ids, state);
+    // Filtered again: a state can move between the two reads.
+    const accounts = (await this.statuses(wanted)).filter((status) => state === undefined || status.state === state);
+    return { accounts, next };
+  }
+
+  /**
    * Those of `ids` whose state is `state` right now, as `status()` would say it (the live actor's,
    * else the stored one's), from one read each: a listing filtered by state (`GET
    * /accounts?state=awaitingRelink`) then reads whole statuses (the actor's snapshot and the

@@ -36,11 +36,7 @@ export function accountRoutes(engine: Engine): Hono {
     }
     const page = pageRequest(c.req.query());
     if (isPageRequestError(page)) return c.json(page, 400);
-    const { ids, next } = page.whole ? { ids: await engine.accounts.linkedIds(), next: null } : await engine.accounts.linkedIdPage(page.cursor, page.limit);
-    const wanted = state === undefined ? ids : await engine.inState(ids, state);
-    // Filtered again: a state can move between the two reads.
-    const listed = (await engine.statuses(wanted)).filter((status) => state === undefined || status.state === state);
-    return c.json({ accounts: listed, next });
+    return c.json(await engine.statusPage(page.whole ? null : page, state));
   });
 
   // Two tokens and 200 ignore patterns of 500 characters fit, even written as \\u escapes.

@@ -19,13 +19,24 @@ export type PageRequestError = { error: 'invalid_limit' | 'invalid_cursor'; mess
  * word. Such a request costs what the listing holds; `mailroom status` and `entries` page.
  */
 export function pageRequest(query: { limit?: string; cursor?: string }): PageRequest | PageRequestError {
-  const limit = query.limit === undefined ? DEFAULT_PAGE_LIMIT : /^[0-9]{1,4}$/.test(query.limit) ? Number(query.limit) : 0;
-  if (limit < 1 || limit > MAX_PAGE_LIMIT) return { error: 'invalid_limit', message: `limit must be a whole number from 1 to ${MAX_PAGE_LIMIT}` };
-  const cursor = query.cursor ?? '0';
-  if (!/^[0-9]{1,20}$/.test(cursor) || BigInt(cursor) > MAX_CURSOR) {
+  // Digits only: Number() would take "1e2", " 5" or "0x10".
+  const limit = query.limit === undefined ? undefined : /^[0-9]{1,4}$/.test(query.limit) ? Number(query.limit) : Number.NaN;
+  const page = pageOptions({ limit, cursor: query.cursor });
+  return isPageRequestError(page) ? page : { ...page, whole: query.limit === undefined && query.cursor === undefined };
+}
+
+/**
+ * The library's form of the same parameters (`accountsPage`, `entriesPage`): a number and a
+ * string, the same bounds and defaults, always a page.
+ */
+export function pageOptions(options: { limit?: number; cursor?: string }): PageRequest | PageRequestError {
+  const limit = options.limit ?? DEFAULT_PAGE_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_LIMIT) return { error: 'invalid_limit', message: `limit must be a whole number from 1 to ${MAX_PAGE_LIMIT}` };
+  const cursor = options.cursor ?? '0';
+  if (typeof cursor !== 'string' || !/^[0-9]{1,20}$/.test(cursor) || BigInt(cursor) > MAX_CURSOR) {
     return { error: 'invalid_cursor', message: 'cursor must be a whole number from 0 to 2^64-1: the `next` of an earlier page, or 0 for the first' };
   }
-  return { limit, cursor, whole: query.limit === undefined && query.cursor === undefined };
+  return { limit, cursor, whole: false };
 }
 
 export function isPageRequestError(page: PageRequest | PageRequestError): page is PageRequestError {

@@ -6,6 +6,7 @@ import { ApiClient } from '../../src/cli/api-client.js';
 import { CommandLog } from '../support/redis-monitor.js';
 import { scriptNameOfSha } from '../../src/redis/scripts.js';
 import { accountKeys, LINKED_ACCOUNTS_KEY } from '../../src/redis/keys.js';
+import { useScanEncoding } from '../support/scan-encoding.js';
 import { ADMIN_TOKEN, APP_SECRET, expectedMirror, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /** The admin API over HTTP: auth, validation, link / status / entries / unlink / resync, ignore rules. */
@@ -16,18 +17,6 @@ afterAll(async () => { await h.close(); });
 
 type Json = Record<string, unknown>;
 const json = async (response: Response) => (await response.json()) as Json;
-
-/**
- * A small set or hash comes whole from one SCAN call when Redis keeps it compact (listpack: hashes
- * always, sets from Redis 7.2), so a paging test would see one page. A member over the compact
- * encoding's 64-byte values converts it for good, even once removed: the encoding a large one has.
- */
-async function useScanEncoding(key: string, type: 'set' | 'hash'): Promise<void> {
-  const long = `dbid:${'x'.repeat(100)}`;
-  if (type === 'set') await h.redis.multi().sadd(key, long).srem(key, long).exec();
-  else await h.redis.multi().hset(key, long, '-').hdel(key, long).exec();
-  expect(await h.redis.object('ENCODING', key)).toBe('hashtable');
-}
 
 /** An account in the emulator with some files, linked through the API and synced. */
 async function linkIdle(accountId: string, files: Record<string, string>, body?: Json): Promise<Response> {
@@ -238,7 +227,7 @@ describe('link, status, entries, unlink', () => {
 
   it('pages the listing: following `next` reaches every linked account, each page sorted', async () => {
     for (const n of [1, 2, 3, 4, 5]) await linkIdle(`dbid:paged-${n}`, {});
-    await useScanEncoding(LINKED_ACCOUNTS_KEY, 'set');
+    await useScanEncoding(h.redis, LINKED_ACCOUNTS_KEY, 'set');
     const linked = await h.engine.accounts.linkedIds();
     const seen: string[] = [];
     let cursor: string | null = '0';
@@ -327,7 +316,7 @@ describe('link, status, entries, unlink', () => {
     const account = 'dbid:paged-entries';
     const posts = Object.fromEntries(['/b.md', '/A.md', '/posts/c.md', '/posts/D.md', '/e.md', '/f.md', '/g.md'].map((p) => [p, `# Title of ${p}`]));
     await linkIdle(account, posts);
-    await useScanEncoding(accountKeys(account).entryIds, 'hash');
+    await useScanEncoding(h.redis, accountKeys(account).entryIds, 'hash');
     const all = await h.engine.entries.list(account);
     expect(all).toHaveLength(7);
     const seen: string[] = [];

@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type RunningEmulator } from '../../src/dropbox-emulator/server.js';
 import { createEngine, InvalidInputError, type EngineEvent, type EntryBuilder, type MailroomEngine } from '../../src/index.js';
 import { openRedis } from '../../src/redis/connection.js';
+import { accountKeys, LINKED_ACCOUNTS_KEY } from '../../src/redis/keys.js';
+import { useScanEncoding } from '../support/scan-encoding.js';
 import { TestRedis } from '../support/redis-server.js';
 import { waitUntil } from '../support/sync-harness.js';
 
@@ -111,8 +113,79 @@ describe('createEngine', () => {
     expect(await mailroom.resync('dbid:never-linked')).toBe(false);
   });
 
+  it('pages accounts and entries as the HTTP API does: following `next` reaches all of them, each page sorted', async () => {
+    const ids = [1, 2, 3, 4, 5].map((n) => `dbid:library-page-${n}`);
+    for (const id of ids) {
+      emulator.model.addAccount(id, { accessToken: `tok-${id}` });
+      emulator.model.writeFile(id, '/only.txt', `only post of ${id}`);
+    }
+    const blog = ids[0]!;
+    for (const n of [1, 2, 3, 4, 5, 6]) emulator.model.writeFile(blog, `/posts/${n}.txt`, `post ${n}`);
+    for (const id of ids) await mailroom.link(id, { accessToken: `tok-${id}` });
+    for (const id of ids) await idle(id);
+    const redis = await openRedis(redisServer.url);
+    try {
+      await useScanEncoding(redis, LINKED_ACCOUNTS_KEY, 'set');
+      await useScanEncoding(redis, accountKeys(blog).entryIds, 'hash');
+    } finally {
+      redis.disconnect();
+    }
+
+    const walk = async <T>(read: (cursor: string) => Promise<{ items: T[]; next: string | null }>, key: (item: T) => string) => {
+      const seen: string[] = [];
+      let cursor: string | null = '0';
+      let pages = 0;
+      while (cursor !== null) {
+        const page: { items: T[]; next: string | null } = await read(cursor);
+        const keys = page.items.map(key);
+        expect(keys).toEqual([...keys].sort());
+        seen.push(...keys);
+        cursor = page.next;
+        pages++;
+      }
+      return { seen: [...new Set(seen)].sort(), pages };
+    };
+    const accounts = await walk(async (cursor) => {
+      const { accounts: items, next } = await mailroom.accountsPage({ limit: 2, cursor });
+      return { items, next };
+    }, (status) => status.accountId);
+    expect(accounts.pages).toBeGreaterThan(1);
+    expect(accounts.seen).toEqual((await mailroom.accounts()).map((status) => status.accountId));
+    expect(accounts.seen).toEqual(expect.arrayContaining(ids));
+
+    const entries = await walk(async (cursor) => {
+      const { entries: items, next } = await mailroom.entriesPage(blog, { limit: 2, cursor });
+      return { items, next };
+    }, (entry) => entry.path);
+    expect(entries.pages).toBeGreaterThan(1);
+    expect(entries.seen).toEqual((await mailroom.entries(blog)).map((entry) => entry.path));
+    expect(entries.seen).toHaveLength(7);
+
+    // The first page by default; a state keeps only the accounts in it.
+    expect((await mailroom.accountsPage()).accounts.length).toBeGreaterThan(0);
+    const idleOnes = await mailroom.accountsPage({ state: 'idle', limit: 1000 });
+    expect(idleOnes.accounts.map((status) => status.accountId)).toEqual(expect.arrayContaining(ids));
+    expect(idleOnes.accounts.every((status) => status.state === 'idle')).toBe(true);
+    expect((await mailroom.accountsPage({ state: 'awaitingRelink', limit: 1000 })).accounts).toEqual([]);
+  });
+
+  it.each([
+    ['limit 0', { limit: 0 }, /^limit must be a whole number from 1 to 1000/],
+    ['limit 1001', { limit: 1001 }, /^limit must be/],
+    ['limit 2.5', { limit: 2.5 }, /^limit must be/],
+    ['cursor -1', { cursor: '-1' }, /^cursor must be a whole number/],
+    ['cursor past 2^64-1', { cursor: '18446744073709551616' }, /^cursor must be/],
+    ['a state the machine does not have', { state: 'stuck' }, /^state must be one of idle, .*awaitingRelink, got "stuck"/],
+  ])('refuses a page option that Redis could not walk (%s) with InvalidInputError', async (_, options, message) => {
+    const asking = mailroom.accountsPage(options as never);
+    await expect(asking).rejects.toBeInstanceOf(InvalidInputError);
+    await expect(asking).rejects.toThrow(message);
+    if (!('state' in options)) await expect(mailroom.entriesPage('dbid:library', options as never)).rejects.toThrow(message);
+  });
+
   it('refuses bad input before touching Redis', async () => {
     await expect(mailroom.link('bad id!', { accessToken: 'x' })).rejects.toBeInstanceOf(InvalidInputError);
+    await expect(mailroom.entriesPage('bad id!')).rejects.toBeInstanceOf(InvalidInputError);
     // `.` and `..` would put the account's mirror beside (or above) every other account's.
     for (const dots of ['.', '..', '...']) await expect(mailroom.link(dots, { accessToken: 'x' })).rejects.toThrow(/not only dots/);
     await expect(mailroom.link('dbid:x', {})).rejects.toThrow(/accessToken or refreshToken/);
