@@ -116,14 +116,14 @@ export interface MailroomEngine {
   accounts(): Promise<AccountStatus[]>;
   /**
    * The linked accounts' statuses a page at a time: pass each answer's `next` as the next call's
-   * `cursor` until it is null. Each page is sorted by id, pages come in no order, and an account
-   * linked or unlinked during the walk may come twice or not at all. With `state`, only the
-   * accounts in it (a page can then be empty with a `next`).
+   * `cursor` until it is null. Each page is sorted by id, pages come in no order, any account may
+   * come in more than one page (dedupe by id), and one linked or unlinked during the walk may not
+   * come at all. With `state`, only the accounts in it (a page can then be empty with a `next`).
    */
   accountsPage(options?: PageOptions & { state?: AccountStateName }): Promise<{ accounts: AccountStatus[]; next: string | null }>;
   /** The account's entries, sorted by path. Reads them all: see `entriesPage`. */
   entries(accountId: string): Promise<Entry[]>;
-  /** The account's entries a page at a time, as `accountsPage`; each page sorted by path. */
+  /** The account's entries a page at a time, as `accountsPage`; each page sorted by path. An account not linked has none (as `entries`). */
   entriesPage(accountId: string, options?: PageOptions): Promise<{ entries: Entry[]; next: string | null }>;
   /** The absolute path of the account's mirror folder. */
   folder(accountId: string): string;
@@ -219,6 +219,7 @@ export async function createEngine(options: CreateEngineOptions): Promise<Mailro
 
   let closed: Promise<void> | undefined;
   const checkPage = (options: PageOptions) => {
+    if (typeof options !== 'object' || options === null) throw new InvalidInputError(`page options must be an object like { limit: 500, cursor: next }, got ${String(options)}`);
     const page = pageOptions(options);
     if (isPageRequestError(page)) throw new InvalidInputError(page.message);
     return page;

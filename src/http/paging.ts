@@ -30,11 +30,12 @@ export function pageRequest(query: { limit?: string; cursor?: string }): PageReq
  * string, the same bounds and defaults, always a page.
  */
 export function pageOptions(options: { limit?: number; cursor?: string }): PageRequest | PageRequestError {
-  const limit = options.limit ?? DEFAULT_PAGE_LIMIT;
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_LIMIT) return { error: 'invalid_limit', message: `limit must be a whole number from 1 to ${MAX_PAGE_LIMIT}` };
-  const cursor = options.cursor ?? '0';
+  // Only an absent option takes its default: a null is a caller's mistake, not a request for one.
+  const limit = options.limit === undefined ? DEFAULT_PAGE_LIMIT : options.limit;
+  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_LIMIT) return { error: 'invalid_limit', message: `limit must be a whole number from 1 to ${MAX_PAGE_LIMIT}` };
+  const cursor = options.cursor === undefined ? '0' : options.cursor;
   if (typeof cursor !== 'string' || !/^[0-9]{1,20}$/.test(cursor) || BigInt(cursor) > MAX_CURSOR) {
-    return { error: 'invalid_cursor', message: 'cursor must be a whole number from 0 to 2^64-1: the `next` of an earlier page, or 0 for the first' };
+    return { error: 'invalid_cursor', message: 'cursor must be a string of digits, a whole number from 0 to 2^64-1: the `next` of an earlier page, or "0" for the first' };
   }
   return { limit, cursor, whole: false };
 }

@@ -74,10 +74,29 @@ describe('the set of linked accounts', () => {
   });
 
   it('reads every linked id a page at a time, never the whole set in one command: each once, sorted, none that is no account id', async () => {
+    const before = await redis.smembers(LINKED_ACCOUNTS_KEY);
     // 2,500 members: a set large enough for SSCAN to walk it in several pages, as a real install's is.
     const ids = Array.from({ length: 2_500 }, (_, n) => `dbid:walk-${String(n).padStart(5, '0')}`);
     await redis.sadd(LINKED_ACCOUNTS_KEY, ...ids, 'not an id!');
-    const store = new AccountStore(redis);
+    // SSCAN gives a member twice when the set shrinks during the walk (a rehash): this connection
+    // answers its second page with the members of the first one again, as such a walk would.
+    let pagesAnswered = 0;
+    let firstPage: string[] = [];
+    const replaying = new Proxy(redis, {
+      get(target, property) {
+        if (property === 'sscan') {
+          return async (...args: Parameters<Redis['sscan']>) => {
+            const [next, members] = await target.sscan(...args);
+            pagesAnswered++;
+            if (pagesAnswered === 1) firstPage = members;
+            return [next, pagesAnswered === 2 ? [...members, ...firstPage] : members];
+          };
+        }
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const store = new AccountStore(replaying as RedisClient);
     const log = await CommandLog.start(redis);
     let read: string[] = [];
     try {
@@ -88,7 +107,7 @@ describe('the set of linked accounts', () => {
       log.stop();
       await redis.srem(LINKED_ACCOUNTS_KEY, ...ids, 'not an id!');
     }
-    const expected = [...ids, ...(await store.linkedIds())].sort();
-    expect(read).toEqual([...new Set(expected)]);
+    expect(firstPage.length).toBeGreaterThan(0);
+    expect(read).toEqual([...before, ...ids].sort());
   });
 });

@@ -173,14 +173,19 @@ describe('createEngine', () => {
     ['limit 0', { limit: 0 }, /^limit must be a whole number from 1 to 1000/],
     ['limit 1001', { limit: 1001 }, /^limit must be/],
     ['limit 2.5', { limit: 2.5 }, /^limit must be/],
-    ['cursor -1', { cursor: '-1' }, /^cursor must be a whole number/],
+    ['limit "5", a string', { limit: '5' }, /^limit must be/],
+    ['limit null', { limit: null }, /^limit must be/],
+    ['cursor -1', { cursor: '-1' }, /^cursor must be a string of digits/],
+    ['cursor 5, a number', { cursor: 5 }, /^cursor must be a string of digits/],
+    ['cursor null', { cursor: null }, /^cursor must be/],
     ['cursor past 2^64-1', { cursor: '18446744073709551616' }, /^cursor must be/],
+    ['options null', null, /^page options must be an object/],
     ['a state the machine does not have', { state: 'stuck' }, /^state must be one of idle, .*awaitingRelink, got "stuck"/],
   ])('refuses a page option that Redis could not walk (%s) with InvalidInputError', async (_, options, message) => {
     const asking = mailroom.accountsPage(options as never);
     await expect(asking).rejects.toBeInstanceOf(InvalidInputError);
     await expect(asking).rejects.toThrow(message);
-    if (!('state' in options)) await expect(mailroom.entriesPage('dbid:library', options as never)).rejects.toThrow(message);
+    if (!(options && 'state' in options)) await expect(mailroom.entriesPage('dbid:library', options as never)).rejects.toThrow(message);
   });
 
   it('refuses bad input before touching Redis', async () => {

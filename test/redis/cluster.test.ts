@@ -172,7 +172,7 @@ describe('the engine on a 3-master Redis Cluster', () => {
     }
     expect(await Promise.all(accounts.map(link))).toEqual(accounts.map(() => 200));
     await Promise.all(accounts.map((id) => waitForIdle(id)));
-    expect(await engine.accounts.linkedIds()).toEqual([...accounts].sort()); // SADD/SMEMBERS mr:accounts
+    expect(await engine.accounts.linkedIds()).toEqual([...accounts].sort()); // SADD/SSCAN mr:accounts
 
     // The accounts' keys really are spread: at least two masters hold some, each account on one.
     const holders = new Map<string, Set<number>>();
@@ -226,7 +226,7 @@ describe('the engine on a 3-master Redis Cluster', () => {
       expect(emulator.stats.maxListingsInFlight(id)).toBe(1);
       expect(await engine.status(id)).toMatchObject({ state: 'idle', lastError: null });
     }
-    await engine.sweep(); // SMEMBERS + per-account reads on the cluster: must not throw
+    await engine.sweep(); // SSCAN + per-account reads on the cluster: must not throw
   }, 60_000);
 
   it('delivers a wake from another process through cluster pub/sub', async () => {
