@@ -52,7 +52,7 @@ export function accountKeys(accountId: string) {
     /** STRING "<owner>|<token>" with a TTL: which process runs this account's actor. */
     lease: `${tag}:lease`,
     /**
-     * The hash whose `fence` field is the fencing token (incremented on every lease grant): the
+     * The hash whose `fence` field is the fencing token (a new one on every lease grant, lua/lib/next-fence.lua): the
      * mailbox, so the token needs no key of its own.
      */
     fence: `${tag}:mailbox`,

@@ -20,10 +20,11 @@ describe('leases and fencing tokens', () => {
     const a = new Leases(redis, 'proc-a', 10_000);
     const b = new Leases(redis, 'proc-b', 10_000);
     const leaseA = await a.acquire('dbid:one');
-    expect(leaseA?.token).toBe(1);
+    expect(Number(leaseA?.token)).toBeGreaterThan(0);
     expect(await b.acquire('dbid:one')).toBeNull();
     expect((await a.release(leaseA!)).released).toBe(true);
-    expect((await b.acquire('dbid:one'))?.token).toBe(2);
+    const leaseB = await b.acquire('dbid:one');
+    expect(Number(leaseB?.token)).toBeGreaterThan(Number(leaseA!.token));
     expect(await a.renew(leaseA!)).toBe(false); // A lost it: its actor must stop
   });
 
@@ -67,9 +68,11 @@ describe('leases and fencing tokens', () => {
   it('hands the account to another process once the lease expires', async () => {
     const a = new Leases(redis, 'proc-a', 100);
     const b = new Leases(redis, 'proc-b', 10_000);
-    expect(await a.acquire('dbid:two')).not.toBeNull();
-    await waitUntil(async () => (await b.acquire('dbid:two')) !== null, 5_000, 'the lease to expire');
-    expect(await b.holder('dbid:two')).toBe('proc-b|2');
+    const first = (await a.acquire('dbid:two'))!;
+    let taken: Awaited<ReturnType<Leases['acquire']>> = null;
+    await waitUntil(async () => (taken = await b.acquire('dbid:two')) !== null, 5_000, 'the lease to expire');
+    expect(Number(taken!.token)).toBeGreaterThan(Number(first.token));
+    expect(await b.holder('dbid:two')).toBe(`proc-b|${taken!.token}`);
   });
 
   it("refuses every write of a paused owner once another process took over, and changes nothing", async () => {
@@ -77,7 +80,8 @@ describe('leases and fencing tokens', () => {
     const a = new Leases(redis, 'proc-a', 100);
     const b = new Leases(redis, 'proc-b', 10_000);
     const zombie = (await a.acquire(account))!;
-    await waitUntil(async () => (await b.acquire(account)) !== null, 5_000, 'the takeover');
+    let owner: Awaited<ReturnType<Leases['acquire']>> = null;
+    await waitUntil(async () => (owner = await b.acquire(account)) !== null, 5_000, 'the takeover');
     const zombieStore = new SyncStore(redis, () => String(zombie.token));
     const zombieEntries = new EntryStore(redis, { fenceOf: () => String(zombie.token) });
     const listingState = async () => {
@@ -92,8 +96,30 @@ describe('leases and fencing tokens', () => {
     expect(await listingState()).toEqual(before);
     expect(await redis.hlen(accountKeys(account).entryIds)).toBe(0);
 
-    const ownerStore = new SyncStore(redis, () => '2');
+    const ownerStore = new SyncStore(redis, () => String(owner!.token));
     expect(await ownerStore.beginListing(account)).toMatchObject({ mode: 'full', from: '' });
+  });
+
+  it('never grants a token again that Redis lost with its write: the process that got it is fenced out, not joined', async () => {
+    // A failover to a replica the grant had not reached (or a restore from an older backup): the
+    // grant, its lease and its fence are gone, but the process it answered runs the actor.
+    const account = 'dbid:grant-lost';
+    const k = accountKeys(account);
+    const a = new Leases(redis, 'proc-a', 10_000);
+    const b = new Leases(redis, 'proc-b', 10_000);
+    const before = await redis.hget(k.mailbox, 'fence');
+    const lost = (await a.acquire(account))!;
+    await redis.multi().del(k.lease).hset(k.mailbox, 'fence', before ?? '0').exec();
+    // Seconds pass in a real failover; here, until Redis's clock has moved past the lost grant's
+    // millisecond.
+    await waitUntil(async () => {
+      const [seconds, micros] = await redis.time();
+      return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) > Number(lost.token);
+    }, 5_000, "Redis's clock to pass the lost grant");
+    const owner = (await b.acquire(account))!;
+    expect(owner.token).not.toBe(lost.token);
+    await expect(new SyncStore(redis, () => String(lost.token)).beginListing(account)).rejects.toSatisfy(isFencedError);
+    await new SyncStore(redis, () => String(owner.token)).beginListing(account);
   });
 
   it('a process without a lease can write nothing', async () => {

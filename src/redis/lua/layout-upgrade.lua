@@ -1,5 +1,5 @@
 -- keys: 6
--- uses: upgrade-listing
+-- uses: upgrade-listing, next-fence
 -- Converts one account from the old layout (keys.ts, oldLayoutKeys) in one step: the account
 -- hash's credentials to the creds key (in the form the caller made of them: a text envelope turned
 -- into bytes, which Lua cannot decode), its ignore and linkedAt to the mailbox, the listing hash
@@ -24,5 +24,5 @@ if has_account then
   redis.call('DEL', KEYS[1])
 end
 upgrade_listing(KEYS[2], KEYS[3], KEYS[5], KEYS[6])
-redis.call('HINCRBY', KEYS[3], 'fence', 1)
+next_fence(KEYS[3])
 return 1

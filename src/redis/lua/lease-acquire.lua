@@ -1,6 +1,6 @@
 -- keys: 4
--- uses: read-link
--- Take the lease on one account. Every grant increments the fencing token, which every
+-- uses: read-link, next-fence
+-- Take the lease on one account. Every grant moves the fencing token on (lib/next-fence.lua), which every
 -- write of the actor carries, so a process that paused past its lease has its writes refused.
 -- The new owner also gets, in the same step, what it restores the actor from: starting an actor
 -- is then one round trip, and nothing can change that state between the grant and the read.
@@ -22,6 +22,6 @@ local holder = redis.call('GET', KEYS[1])
 if holder and string.match(holder, '^(.*)|%d+$') ~= ARGV[1] then
   return { 0 }
 end
-local token = redis.call('HINCRBY', KEYS[2], 'fence', 1)
+local token = next_fence(KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
 return granted(token)
