@@ -17,7 +17,7 @@ export interface Lease extends Fence {
 /**
  * Single ownership of an account across processes: a lease in Redis (`SET … PX`, renewed while the
  * actor lives) plus a fencing token (a new one on every grant, above every earlier one and at least
- * Redis's clock in ms: lua/lib/next-fence.lua). The lease makes takeovers rare; the token makes
+ * Redis's clock in µs: lua/lib/next-fence.lua). The lease makes takeovers rare; the token makes
  * them safe: a process that paused past its lease has every write refused.
  */
 export class Leases {

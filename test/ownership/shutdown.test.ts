@@ -102,10 +102,12 @@ describe('SIGTERM during a sync', () => {
       return box.status === 'idle' && box.dirty !== '1' && state === 'idle' && queued === 0 && (await readMirror(dataDir, account)).has('/posts/while-draining.md');
     }, 15_000, 'the second process to finish the sync');
     expect(Date.now() - startAt).toBeLessThan(LEASE_TTL_MS / 2);
-    expect(second.output).toContain('"msg":"restored"');
-    // A new grant, held by the second process: the first one's token is refused from now on.
+    // Exactly one new grant, held by the second process (the token it restored the actor with is
+    // the current one): the first one's token is refused from now on.
     const granted = Number(await redis.hget(k.fence, 'fence'));
     expect(granted).toBeGreaterThan(fence);
+    const restored = second.output.split('\n').filter((line) => line.includes('"msg":"restored"')).map((line) => JSON.parse(line) as { accountId: string; token: number });
+    expect(restored.filter((line) => line.accountId === account).map((line) => line.token)).toEqual([granted]);
     expect(await redis.get(k.lease)).toMatch(new RegExp(`\\|${granted}$`));
 
     expect(await readMirror(dataDir, account)).toEqual(expectedMirror(emulator, account));

@@ -41,8 +41,8 @@ async function layout(accountId: string): Promise<Record<string, unknown>> {
 
 /** Stable values stay (flags, states, counters a run fixes); the rest is named by its kind. */
 function kindOf(key: string, field: string, value: string): string {
-  // At least Redis's clock in ms when granted (lua/lib/next-fence.lua): not a count of grants.
-  if (key === 'mailbox' && field === 'fence') return /^\d{13,}$/.test(value) ? '<fencing token: epoch ms or above>' : `<fencing token too small: ${value}>`;
+  // At least Redis's clock in µs when granted (lua/lib/next-fence.lua): not a count of grants.
+  if (key === 'mailbox' && field === 'fence') return /^\d{16,}$/.test(value) ? '<fencing token: epoch µs or above>' : `<fencing token too small: ${value}>`;
   if (/^\d{13}$/.test(value)) return '<epoch ms>';
   if (key === 'mailbox' && field !== 'actorVersion') return value;
   if (key === 'actor' && field === 'state') return value;

@@ -5,7 +5,7 @@
 -- The new owner also gets, in the same step, what it restores the actor from: starting an actor
 -- is then one round trip, and nothing can change that state between the grant and the read.
 -- KEYS[1] lease (string "<owner>|<token>", with a TTL), KEYS[2] mailbox (holds the `fence`
--- counter, an idle actor's fields and the link's settings; no TTL), KEYS[3] actor snapshot hash,
+-- token, an idle actor's fields and the link's settings; no TTL), KEYS[3] actor snapshot hash,
 -- KEYS[4] credentials (the link: what the actor's first Dropbox call needs, read here rather than
 -- in a command of its own)
 -- ARGV[1] owner id, ARGV[2] ttl ms, ARGV[3...] the mailbox fields that belong to the actor
