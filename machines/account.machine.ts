@@ -11,8 +11,9 @@ import { retryDelayMs, type SyncFailure, toSyncFailure } from '../src/sync/sync-
  * - every invoke is named in `setup`, so restoring a snapshot recreates its child;
  * - every state has a way out: each invoke has `onError` leading to `backoff`, and `backoff` always
  *   ends (the deadline passes, or a RESYNC cuts it short); credentials Dropbox refused lead to
- *   `awaitingRelink` instead, which a re-link, a resync or a wake ends (no retry could succeed
- *   before one of them, so none is made: the account rests, passivated, until then);
+ *   `awaitingRelink` instead, which a re-link, a resync or a wake ends (a retry on a timer would
+ *   be refused again, so none is made: the account rests, passivated, until then, and the
+ *   host's sweep wakes it rarely to try once more, in case the refusal was Dropbox's own);
  * - no step that keeps failing holds back the account's other changes: a failed download lists
  *   again before it is retried (and a file no retry can write is set aside by the step itself);
  * - the file lists (changes, download queue) live in Redis, not here: context stays small.
@@ -213,8 +214,9 @@ export const accountMachine = setup({
     awaitingRelink: {
       // Dropbox refused the account's credentials (revoked, expired, a scope missing). Nothing is
       // invoked and nothing is retried on a timer: the host passivates the actor like an idle one,
-      // and the mailbox says `parked`, so webhooks only mark it dirty and neither the sweep nor a
-      // boot wakes it. A re-link (which wakes it), an operator's resync or any wake ends it.
+      // and the mailbox says `parked`, so webhooks only mark it dirty and neither the reaper, the
+      // poll nor a boot wakes it. A re-link (which wakes it), an operator's resync or any wake ends
+      // it; the sweep sends one, rarely (`parkedRecheckMs`), in case the refusal was Dropbox's own.
       on: {
         WEBHOOK: retryFailedStep('resumeAfterRelink'),
         RESYNC: retryFailedStep('resumeAfterRelink'),

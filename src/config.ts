@@ -75,6 +75,8 @@ const schema = z.object({
   /** Compared with the time since the last listing, never a timer. */
   POLL_INTERVAL_MS: wholeNumber(0, Number.MAX_SAFE_INTEGER, ' of milliseconds').default(15 * 60_000),
   MAX_POLLS_PER_SWEEP: count().default(100),
+  /** Compared with the time since the last try, never a timer. */
+  PARKED_RECHECK_MS: wholeNumber(0, Number.MAX_SAFE_INTEGER, ' of milliseconds').default(60 * 60_000),
   /** `1` inspects every account actor through the Stately WebSocket inspector (off by default). */
   INSPECT: z.enum(['0', '1', 'true', 'false']).default('0'),
   /** Port of the inspector's relay (HTTP page + WebSocket), on loopback. */
@@ -109,6 +111,7 @@ export interface Config {
   maxActiveRuns: number;
   pollIntervalMs: number;
   maxPollsPerSweep: number;
+  parkedRecheckMs: number;
   inspect: boolean;
   inspectPort: number;
 }
@@ -198,6 +201,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxActiveRuns: c.MAX_ACTIVE_RUNS,
     pollIntervalMs: c.POLL_INTERVAL_MS,
     maxPollsPerSweep: c.MAX_POLLS_PER_SWEEP,
+    parkedRecheckMs: c.PARKED_RECHECK_MS,
     inspect: c.INSPECT === '1' || c.INSPECT === 'true',
     inspectPort: c.INSPECT_PORT,
   };

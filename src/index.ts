@@ -74,6 +74,8 @@ export interface CreateEngineOptions {
   sweepIntervalMs?: number;
   /** An idle account not listed for this long is listed again (default 15 min; 0: only webhooks and `notify`). */
   pollIntervalMs?: number;
+  /** An account awaiting a re-link has its credentials tried again this long after the last try (default 1 h; 0: only a re-link or `resync`). */
+  parkedRecheckMs?: number;
   /** Lease of an account's actor (default 15 s); see docs/architecture.md. */
   leaseTtlMs?: number;
   /** An idle actor leaves memory after this long (default 60 s). */
@@ -147,6 +149,7 @@ const NUMERIC_OPTIONS: Record<string, readonly [min: number, max: number]> = {
   // 0 turns the sweep off here (the server has no such setting).
   sweepIntervalMs: [0, MAX_TIMER_MS],
   pollIntervalMs: [0, Number.MAX_SAFE_INTEGER],
+  parkedRecheckMs: [0, Number.MAX_SAFE_INTEGER],
   leaseTtlMs: SETTING_BOUNDS.leaseTtlMs,
   idleTimeoutMs: SETTING_BOUNDS.timerMs,
   retryBaseDelayMs: SETTING_BOUNDS.timerMs,
@@ -196,6 +199,7 @@ export async function createEngine(options: CreateEngineOptions): Promise<Mailro
     downloadsPerAccount: options.downloadsPerAccount,
     pageLimit: options.pageLimit,
     pollIntervalMs: options.pollIntervalMs ?? 900_000,
+    parkedRecheckMs: options.parkedRecheckMs ?? 3_600_000,
     leaseTtlMs: options.leaseTtlMs,
     idleTimeoutMs: options.idleTimeoutMs,
     retryBaseDelayMs: options.retryBaseDelayMs,

@@ -149,6 +149,7 @@ async function start(config: Config, started: Started, signals: Signals, log: Lo
     maxActiveRuns: config.maxActiveRuns,
     pollIntervalMs: config.pollIntervalMs,
     maxPollsPerSweep: config.maxPollsPerSweep,
+    parkedRecheckMs: config.parkedRecheckMs,
     inspect: inspection?.inspect,
   });
   started.add(engine, (e) => e.close());

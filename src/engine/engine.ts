@@ -48,8 +48,14 @@ export interface EngineOptions {
   watchdogIntervalMs?: number;
   /** The lost-webhook safety net: an idle account not listed for this long is listed again (0: never). */
   pollIntervalMs?: number;
-  /** At most this many safety-net listings are started per sweep (rate limit). */
+  /** At most this many safety-net listings (and re-checks of parked accounts) are started per sweep (rate limit). */
   maxPollsPerSweep?: number;
+  /**
+   * An account awaiting a re-link whose credentials were last tried this long ago is tried once
+   * more (0: never, only a re-link or a resync): a refusal Dropbox did not mean parks no account
+   * for good.
+   */
+  parkedRecheckMs?: number;
   /** Inspects every account actor (see src/observability/inspector.ts). */
   inspect?: AccountHostOptions['inspect'];
   /** Encrypts Dropbox tokens at rest (TOKEN_ENCRYPTION_KEY); without it they are stored as plaintext. */
@@ -123,7 +129,7 @@ export class Engine {
   /** Temp files downloads opened ahead of their bytes (close() removes those still held). */
   private readonly tempFiles = new TempFilesAhead();
   private subscriber: Redis | Cluster | undefined;
-  private sweeping: Promise<{ reaped: number; polled: number }> | undefined;
+  private sweeping: Promise<{ reaped: number; polled: number; rechecked: number }> | undefined;
   /** While a scheduled sweep holds the turn: how long each renewal of it lasts. */
   private sweepTurnMs: number | undefined;
   private upgrading: Promise<number> | undefined;
@@ -274,9 +280,11 @@ export class Engine {
    * - Dropbox gives up on a webhook after about ten minutes of failures, so an idle account not
    *   listed for `pollIntervalMs` is marked dirty like a webhook would (a list_folder/continue that
    *   costs one call when nothing changed; never overlapping a run: the mailbox decides), at most
-   *   `maxPollsPerSweep` per sweep.
+   *   `maxPollsPerSweep` per sweep;
+   * - an account awaiting a re-link whose credentials were last tried `parkedRecheckMs` ago is
+   *   woken to try them once more (counted in `maxPollsPerSweep`).
    */
-  sweep(): Promise<{ reaped: number; polled: number }> {
+  sweep(): Promise<{ reaped: number; polled: number; rechecked: number }> {
     // One at a time: a sweep of many accounts can outlast SWEEP_INTERVAL_MS, and overlapping ones
     // each held every linked id and read every mailbox (figure 7 found several at 25,000 accounts).
     this.sweeping ??= this.sweepOnce().finally(() => {
@@ -293,7 +301,7 @@ export class Engine {
    * take over an account whose owner died. A sweeper that dies loses its turn before the next
    * interval, so another process sweeps at most two intervals after its last sweep.
    */
-  async scheduledSweep(intervalMs: number): Promise<{ reaped: number; polled: number } | 'not my turn'> {
+  async scheduledSweep(intervalMs: number): Promise<{ reaped: number; polled: number; rechecked: number } | 'not my turn'> {
     const turnMs = Math.max(1, Math.floor(intervalMs * 0.9));
     const turn = await this.options.redis.set(SWEEP_TURN_KEY, this.leases.ownerId, 'PX', turnMs, 'NX');
     if (turn !== 'OK') return 'not my turn';
@@ -311,12 +319,14 @@ export class Engine {
     if ((await this.options.redis.get(SWEEP_TURN_KEY)) === this.leases.ownerId) await this.options.redis.pexpire(SWEEP_TURN_KEY, this.sweepTurnMs);
   }
 
-  private async sweepOnce(): Promise<{ reaped: number; polled: number }> {
+  private async sweepOnce(): Promise<{ reaped: number; polled: number; rechecked: number }> {
     const now = this.clock.now();
     const pollIntervalMs = this.options.pollIntervalMs ?? 0;
+    const parkedRecheckMs = this.options.parkedRecheckMs ?? 0;
     const maxPolls = this.options.maxPollsPerSweep ?? 100;
     let reaped = 0;
     let polled = 0;
+    let rechecked = 0;
     // A page of ids at a time (SSCAN), never the whole set in one command: SMEMBERS of 100,000 ids
     // blocked Redis for about 90 ms on every sweep of every process. (An id SSCAN returns twice is
     // in hand here after its first wake, or marked running after its first poll.)
@@ -337,14 +347,25 @@ export class Engine {
           if (holders.get(accountId)) continue;
           this.wakeInBackground(accountId);
           reaped++;
-        } else if (pollIntervalMs > 0 && polled < maxPolls && box.status !== 'parked' && now - box.listedAt >= pollIntervalMs) {
-          // (A parked account is not polled: it would use up the sweep's polls, never listed until a re-link.)
+        } else if (box.status === 'parked') {
+          // Its credentials once more, rarely: a refusal Dropbox did not mean (an incident of its
+          // own) would otherwise keep the account waiting for a re-link nobody knows is needed.
+          // listedAt is stamped first, so whichever step the retry runs, and whether it lists or
+          // is refused again, the account waits a whole interval for the next try.
+          if (parkedRecheckMs > 0 && polled + rechecked < maxPolls && now - box.listedAt >= parkedRecheckMs) {
+            rechecked++;
+            await this.mailbox.stampListed(accountId, now);
+            this.deliver({ accountId, type: 'WEBHOOK' }).catch((error: unknown) => {
+              this.options.log.error({ accountId, err: (error as Error).message }, 'could not re-check the credentials of an account awaiting a re-link; tried again after parkedRecheckMs');
+            });
+          }
+        } else if (pollIntervalMs > 0 && polled + rechecked < maxPolls && now - box.listedAt >= pollIntervalMs) {
           polled++;
           if ((await this.mailbox.markDirty(accountId)) === 'wake') this.wakeInBackground(accountId);
         }
       }
     }
-    return { reaped, polled };
+    return { reaped, polled, rechecked };
   }
 
   /**

@@ -47,6 +47,11 @@ export class Mailbox {
       this.fence(accountId), [k.mailbox, k.queue, k.changes])) === 'again' ? 'again' : 'idle';
   }
 
+  /** Records a try at listing that no listing step stamped (the sweep's re-check of a parked account). */
+  async stampListed(accountId: string, at: number): Promise<void> {
+    await this.redis.hset(accountKeys(accountId).mailbox, 'listedAt', String(at));
+  }
+
   /**
    * The four fields of MailboxState, not the whole hash: the mailbox also holds the idle actor, the
    * fence and the link's fields, and the sweep reads every linked account's mailbox every

@@ -47,7 +47,7 @@ async function sweepCommands(): Promise<string[][]> {
     const sent = await log.during(redis, async () => {
       result = await engine.sweep();
     });
-    expect(result).toEqual({ reaped: 0, polled: 0 });
+    expect(result).toEqual({ reaped: 0, polled: 0, rechecked: 0 });
     return sent;
   } finally {
     log.stop();
@@ -82,7 +82,7 @@ describe('the sweep over many idle accounts', () => {
     const log = await CommandLog.start(redis);
     try {
       const sent = await log.during(redis, async () => {
-        expect(await engine.scheduledSweep(60_000)).toEqual({ reaped: 0, polled: 0 });
+        expect(await engine.scheduledSweep(60_000)).toEqual({ reaped: 0, polled: 0, rechecked: 0 });
       });
       const pages = sent.filter((args) => args[0]!.toLowerCase() === 'sscan').length;
       expect(pages).toBeGreaterThan(1);

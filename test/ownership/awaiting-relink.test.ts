@@ -1,11 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { accountKeys } from '../../src/redis/keys.js';
 import { expectConverged, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
 /**
  * An account whose credentials Dropbox refuses (the user revoked the app) waits for a re-link in
  * `awaitingRelink`: its actor leaves memory like an idle one, its mailbox says `parked`, and nothing
- * (a webhook, the sweep's reaper or poll, a restart) calls Dropbox for it again until a re-link or
- * an operator's resync. Before, it retried every 5 minutes for good, holding a lease, its memory
+ * (a webhook, the sweep's reaper or poll, a restart) calls Dropbox for it again until a re-link,
+ * an operator's resync, or the sweep's rare re-check (parkedRecheckMs, off in this harness unless
+ * a test turns it on). Before, it retried every 5 minutes for good, holding a lease, its memory
  * and, in a backoff, the account's place in every sweep.
  */
 let h: Harness;
@@ -52,7 +54,7 @@ describe('an account whose credentials Dropbox refused', () => {
     expect(await h.engine.notify([account])).toEqual({ [account]: 'parked' });
     // Neither the reaper nor the poll wakes it, though it is dirty and was not listed for long.
     const swept = await h.engine.sweep();
-    expect(swept).toEqual({ reaped: 0, polled: 0 });
+    expect(swept).toEqual({ reaped: 0, polled: 0, rechecked: 0 });
     // Nor does another process's boot.
     const peer = await h.startPeer({ idleTimeoutMs: 200, leaseTtlMs: 2_000, ownerId: 'peer-after-restart' });
     expect(await peer.engine.host.boot()).toBe(0);
@@ -81,6 +83,42 @@ describe('an account whose credentials Dropbox refused', () => {
     await waitUntil(async () => (await h.engine.mailbox.read(account)).status === 'parked', 5_000, 'the account to be parked again');
     expect((await h.status(account)).state).toBe('awaitingRelink');
     expect(dropboxCalls(account)).toBe(callsBefore + 1); // one refused listing, no retries
+  });
+
+  it('has its credentials tried once more by the sweep after parkedRecheckMs, and syncs when Dropbox takes them again', async () => {
+    const account = 'dbid:awaiting-relink-recheck';
+    await revokedAndRefused(account);
+    await waitUntil(() => h.engine.host.actor(account) === undefined, 5_000, 'the actor to leave memory');
+    // The refusal was an incident of Dropbox's own: it takes the very token again. Nobody re-links.
+    h.emulator.model.tokens.registerAccessToken(account, `token-${account}`);
+    const peer = await h.startPeer({ ownerId: 'recheck-peer', idleTimeoutMs: 200, leaseTtlMs: 2_000, parkedRecheckMs: 60_000 });
+    // Tried a moment ago: not yet.
+    expect(await peer.engine.sweep()).toMatchObject({ rechecked: 0 });
+    expect((await h.engine.mailbox.read(account)).status).toBe('parked');
+    // Its last try longer ago than the interval (as if the hour had passed for this account alone).
+    await h.redis.hset(accountKeys(account).mailbox, 'listedAt', String(Date.now() - 120_000));
+    expect(await peer.engine.sweep()).toMatchObject({ rechecked: 1 });
+    await h.waitForIdle(account);
+    await expectConverged(h, account);
+    expect((await h.engine.mailbox.read(account)).status).toBe('idle');
+    expect((await h.status(account)).lastError).toBeNull();
+  });
+
+  it('parks again after one refused try when the credentials are still refused, and waits a whole interval for the next', async () => {
+    const account = 'dbid:awaiting-relink-recheck-refused';
+    await revokedAndRefused(account);
+    await waitUntil(() => h.engine.host.actor(account) === undefined, 5_000, 'the actor to leave memory');
+    const callsBefore = dropboxCalls(account);
+    const peer = await h.startPeer({ ownerId: 'recheck-refused-peer', idleTimeoutMs: 200, leaseTtlMs: 2_000, parkedRecheckMs: 60_000 });
+    await h.redis.hset(accountKeys(account).mailbox, 'listedAt', String(Date.now() - 120_000));
+    expect(await peer.engine.sweep()).toMatchObject({ rechecked: 1 });
+    await waitUntil(() => dropboxCalls(account) > callsBefore, 5_000, "the re-check's listing");
+    await waitUntil(async () => (await h.engine.mailbox.read(account)).status === 'parked', 5_000, 'the account to be parked again');
+    expect((await h.status(account)).state).toBe('awaitingRelink');
+    expect(dropboxCalls(account)).toBe(callsBefore + 1); // one refused listing, no retries
+    // The try was stamped: the next sweep leaves it alone for another interval.
+    expect(await peer.engine.sweep()).toMatchObject({ rechecked: 0 });
+    expect(dropboxCalls(account)).toBe(callsBefore + 1);
   });
 
   it('a token revoked during the downloads stops them: the rest of the queue is not tried with it', async () => {

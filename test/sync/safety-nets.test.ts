@@ -45,7 +45,7 @@ describe('the lost-webhook safety net', () => {
     await linkAndPassivate(account);
 
     h.emulator.model.writeFile(account, '/missed.md', '# The webhook for this was lost');
-    expect(await h.engine.sweep()).toEqual({ reaped: 0, polled: 1 });
+    expect(await h.engine.sweep()).toEqual({ reaped: 0, polled: 1, rechecked: 0 });
     await waitUntil(async () => (await readMirror(h!.dataDir, account)).has('/missed.md'), 10_000, 'the missed file');
     await h.waitForIdle(account);
     expect(await readMirror(h.dataDir, account)).toEqual(expectedMirror(h.emulator, account));
@@ -58,7 +58,7 @@ describe('the lost-webhook safety net', () => {
     await h.redis.sadd(LINKED_ACCOUNTS_KEY, 'not an id {}'); // by hand, or by a tool gone wrong
 
     h.emulator.model.writeFile(account, '/missed.md', '# The webhook for this was lost');
-    expect(await h.engine.sweep()).toEqual({ reaped: 0, polled: 1 });
+    expect(await h.engine.sweep()).toEqual({ reaped: 0, polled: 1, rechecked: 0 });
     await waitUntil(async () => (await readMirror(h!.dataDir, account)).has('/missed.md'), 10_000, 'the missed file');
   });
 
@@ -79,7 +79,7 @@ describe('the lost-webhook safety net', () => {
     const account = 'dbid:fresh';
     await linkAndPassivate(account);
     const calls = h.emulator.stats.calls(account);
-    expect(await h.engine.sweep()).toEqual({ reaped: 0, polled: 0 });
+    expect(await h.engine.sweep()).toEqual({ reaped: 0, polled: 0, rechecked: 0 });
     expect(h.emulator.stats.calls(account)).toBe(calls);
     expect((await h.engine.mailbox.read(account)).dirty).toBe(false);
   });
@@ -95,12 +95,12 @@ describe('the scheduled sweep', () => {
     try {
       const INTERVAL_MS = 400;
       const first = await harness.engine.scheduledSweep(INTERVAL_MS);
-      expect(first).toEqual({ reaped: 0, polled: 0 });
+      expect(first).toEqual({ reaped: 0, polled: 0, rechecked: 0 });
       expect(await peer.engine.scheduledSweep(INTERVAL_MS)).toBe('not my turn');
       expect(await harness.engine.scheduledSweep(INTERVAL_MS)).toBe('not my turn'); // once per interval, the taker too
       // The turn lasts most of an interval: a sweeper that died loses it before the next one.
       await waitUntil(async () => (await harness.redis.exists(SWEEP_TURN_KEY)) === 0, 5_000, 'the turn to run out');
-      expect(await peer.engine.scheduledSweep(INTERVAL_MS)).toEqual({ reaped: 0, polled: 0 });
+      expect(await peer.engine.scheduledSweep(INTERVAL_MS)).toEqual({ reaped: 0, polled: 0, rechecked: 0 });
     } finally {
       await peer.close();
     }
