@@ -25,7 +25,7 @@ describe('loadConfig refuses values it would misuse', () => {
   });
 
   // A blank value coerced to 0: PORT a random port, POLL_INTERVAL_MS the safety net turned off.
-  it.each(['PORT', 'POLL_INTERVAL_MS', 'INSPECT_PORT', 'DROPBOX_TIMEOUT_MS'])('%s of spaces only', (variable) => {
+  it.each(['PORT', 'POLL_INTERVAL_MS', 'PARKED_RECHECK_MS', 'INSPECT_PORT', 'DROPBOX_TIMEOUT_MS'])('%s of spaces only', (variable) => {
     expect(refused({ [variable]: '  ' })).toMatch(new RegExp(`^invalid configuration: ${variable} = "  ": expected a whole number`));
   });
 
@@ -41,10 +41,10 @@ describe('loadConfig refuses values it would misuse', () => {
   });
 
   it('still takes well-formed values and the defaults', () => {
-    const config = loadConfig({ PORT: '0', LEASE_TTL_MS: ' 1000 ', POLL_INTERVAL_MS: '0', IDLE_TIMEOUT_MS: '2147483647' });
-    expect([config.port, config.leaseTtlMs, config.pollIntervalMs, config.idleTimeoutMs]).toEqual([0, 1000, 0, 2147483647]);
+    const config = loadConfig({ PORT: '0', LEASE_TTL_MS: ' 1000 ', POLL_INTERVAL_MS: '0', IDLE_TIMEOUT_MS: '2147483647', PARKED_RECHECK_MS: '0' });
+    expect([config.port, config.leaseTtlMs, config.pollIntervalMs, config.idleTimeoutMs, config.parkedRecheckMs]).toEqual([0, 1000, 0, 2147483647, 0]);
     const defaults = loadConfig({});
-    expect([defaults.port, defaults.leaseTtlMs, defaults.sweepIntervalMs, defaults.downloadConcurrency]).toEqual([8080, 15000, 10000, 16]);
+    expect([defaults.port, defaults.leaseTtlMs, defaults.sweepIntervalMs, defaults.downloadConcurrency, defaults.parkedRecheckMs]).toEqual([8080, 15000, 10000, 16, 3_600_000]);
   });
 
   // Without DROPBOX_APP_SECRET the local demo runs on its own emulator: these would be ignored.

@@ -70,6 +70,9 @@ export const WAKE_CHANNEL = 'mr:wake';
 /** Mailboxes the sweep reads at once. */
 const SWEEP_BATCH = 500;
 
+/** The re-checks of one wait for a re-link double their interval up to this (or `parkedRecheckMs`, if longer). */
+const LONGEST_PARKED_RECHECK_MS = 24 * 60 * 60_000;
+
 /** The set-aside files an account's status lists (all of them are counted). */
 export const STATUS_SET_ASIDE_LIMIT = 20;
 
@@ -281,8 +284,9 @@ export class Engine {
    *   listed for `pollIntervalMs` is marked dirty like a webhook would (a list_folder/continue that
    *   costs one call when nothing changed; never overlapping a run: the mailbox decides), at most
    *   `maxPollsPerSweep` per sweep;
-   * - an account awaiting a re-link whose credentials were last tried `parkedRecheckMs` ago is
-   *   woken to try them once more (counted in `maxPollsPerSweep`).
+   * - an account awaiting a re-link whose credentials were last tried `parkedRecheckMs` ago (twice
+   *   that after one re-check, and so on, up to a day) is woken to try them once more (counted in
+   *   `maxPollsPerSweep`).
    */
   sweep(): Promise<{ reaped: number; polled: number; rechecked: number }> {
     // One at a time: a sweep of many accounts can outlast SWEEP_INTERVAL_MS, and overlapping ones
@@ -350,14 +354,12 @@ export class Engine {
         } else if (box.status === 'parked') {
           // Its credentials once more, rarely: a refusal Dropbox did not mean (an incident of its
           // own) would otherwise keep the account waiting for a re-link nobody knows is needed.
-          // listedAt is stamped first, so whichever step the retry runs, and whether it lists or
-          // is refused again, the account waits a whole interval for the next try.
-          if (parkedRecheckMs > 0 && polled + rechecked < maxPolls && now - box.listedAt >= parkedRecheckMs) {
+          // The script decides (the interval doubles with each re-check, up to a day), stamps the
+          // try and marks the account running, so a lost wake is found like any running account's.
+          if (parkedRecheckMs > 0 && polled + rechecked < maxPolls && now - box.listedAt >= parkedRecheckMs
+            && (await this.mailbox.takeParkedRecheck(accountId, now, parkedRecheckMs, Math.max(parkedRecheckMs, LONGEST_PARKED_RECHECK_MS)))) {
             rechecked++;
-            await this.mailbox.stampListed(accountId, now);
-            this.deliver({ accountId, type: 'WEBHOOK' }).catch((error: unknown) => {
-              this.options.log.error({ accountId, err: (error as Error).message }, 'could not re-check the credentials of an account awaiting a re-link; tried again after parkedRecheckMs');
-            });
+            this.wakeInBackground(accountId);
           }
         } else if (pollIntervalMs > 0 && polled + rechecked < maxPolls && now - box.listedAt >= pollIntervalMs) {
           polled++;

@@ -47,9 +47,12 @@ export class Mailbox {
       this.fence(accountId), [k.mailbox, k.queue, k.changes])) === 'again' ? 'again' : 'idle';
   }
 
-  /** Records a try at listing that no listing step stamped (the sweep's re-check of a parked account). */
-  async stampListed(accountId: string, at: number): Promise<void> {
-    await this.redis.hset(accountKeys(accountId).mailbox, 'listedAt', String(at));
+  /**
+   * The sweep's re-check of a parked account (parked-recheck.lua): true when it was due and is now
+   * marked running, stamped; the caller then wakes it.
+   */
+  async takeParkedRecheck(accountId: string, now: number, baseMs: number, longestMs: number): Promise<boolean> {
+    return (await runScript<number>(this.redis, 'parkedRecheck', [accountKeys(accountId).mailbox], [String(now), String(baseMs), String(longestMs)])) === 1;
   }
 
   /**

@@ -103,7 +103,7 @@ export function createMetrics(engine: Engine): Registry {
 
   const refused = new Counter({
     name: 'mailroom_credentials_refused_total',
-    help: 'Times an account was refused its credentials by Dropbox (revoked, expired for good): it waits in awaitingRelink, passivated and not retried, until it is linked again.',
+    help: 'Times an account was refused its credentials by Dropbox (revoked, expired for good): it waits in awaitingRelink, passivated, until it is linked again. The sweep\'s re-checks of a parked account (1 h, then doubling up to a day) count again when refused.',
     registers,
   });
 

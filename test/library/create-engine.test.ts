@@ -210,6 +210,7 @@ describe('createEngine', () => {
       ['downloadsPerAccount', { downloadsPerAccount: 0 }],
       ['downloadConcurrency', { downloadConcurrency: 2.5 }],
       ['pollIntervalMs', { pollIntervalMs: -1 }],
+      ['parkedRecheckMs', { parkedRecheckMs: 0.5 }],
       ['sweepIntervalMs', { sweepIntervalMs: Number.POSITIVE_INFINITY }],
       ['dropbox.callTimeoutMs', { dropbox: { callTimeoutMs: 0 } }],
     ];

@@ -85,18 +85,22 @@ describe('an account whose credentials Dropbox refused', () => {
     expect(dropboxCalls(account)).toBe(callsBefore + 1); // one refused listing, no retries
   });
 
+  // The interval is long enough that no other account of this file comes due while it runs: each
+  // test sets its own account's last try back by hand, as if the time had passed for it alone.
+  const RECHECK_MS = 600_000;
+  const lastTriedAgo = (account: string, ms: number) => h.redis.hset(accountKeys(account).mailbox, 'listedAt', String(Date.now() - ms));
+
   it('has its credentials tried once more by the sweep after parkedRecheckMs, and syncs when Dropbox takes them again', async () => {
     const account = 'dbid:awaiting-relink-recheck';
     await revokedAndRefused(account);
     await waitUntil(() => h.engine.host.actor(account) === undefined, 5_000, 'the actor to leave memory');
     // The refusal was an incident of Dropbox's own: it takes the very token again. Nobody re-links.
     h.emulator.model.tokens.registerAccessToken(account, `token-${account}`);
-    const peer = await h.startPeer({ ownerId: 'recheck-peer', idleTimeoutMs: 200, leaseTtlMs: 2_000, parkedRecheckMs: 60_000 });
+    const peer = await h.startPeer({ ownerId: 'recheck-peer', idleTimeoutMs: 200, leaseTtlMs: 2_000, parkedRecheckMs: RECHECK_MS });
     // Tried a moment ago: not yet.
     expect(await peer.engine.sweep()).toMatchObject({ rechecked: 0 });
     expect((await h.engine.mailbox.read(account)).status).toBe('parked');
-    // Its last try longer ago than the interval (as if the hour had passed for this account alone).
-    await h.redis.hset(accountKeys(account).mailbox, 'listedAt', String(Date.now() - 120_000));
+    await lastTriedAgo(account, 2 * RECHECK_MS);
     expect(await peer.engine.sweep()).toMatchObject({ rechecked: 1 });
     await h.waitForIdle(account);
     await expectConverged(h, account);
@@ -104,21 +108,46 @@ describe('an account whose credentials Dropbox refused', () => {
     expect((await h.status(account)).lastError).toBeNull();
   });
 
-  it('parks again after one refused try when the credentials are still refused, and waits a whole interval for the next', async () => {
+  it('parks again after one refused try when the credentials are still refused, and waits twice as long for the next', async () => {
     const account = 'dbid:awaiting-relink-recheck-refused';
     await revokedAndRefused(account);
     await waitUntil(() => h.engine.host.actor(account) === undefined, 5_000, 'the actor to leave memory');
     const callsBefore = dropboxCalls(account);
-    const peer = await h.startPeer({ ownerId: 'recheck-refused-peer', idleTimeoutMs: 200, leaseTtlMs: 2_000, parkedRecheckMs: 60_000 });
-    await h.redis.hset(accountKeys(account).mailbox, 'listedAt', String(Date.now() - 120_000));
+    const peer = await h.startPeer({ ownerId: 'recheck-refused-peer', idleTimeoutMs: 200, leaseTtlMs: 2_000, parkedRecheckMs: RECHECK_MS });
+    await lastTriedAgo(account, 1.5 * RECHECK_MS);
     expect(await peer.engine.sweep()).toMatchObject({ rechecked: 1 });
     await waitUntil(() => dropboxCalls(account) > callsBefore, 5_000, "the re-check's listing");
     await waitUntil(async () => (await h.engine.mailbox.read(account)).status === 'parked', 5_000, 'the account to be parked again');
     expect((await h.status(account)).state).toBe('awaitingRelink');
     expect(dropboxCalls(account)).toBe(callsBefore + 1); // one refused listing, no retries
-    // The try was stamped: the next sweep leaves it alone for another interval.
+    // One re-check of this wait done: the next is due after twice the interval, not once.
+    await waitUntil(() => h.engine.host.actor(account) === undefined && peer.engine.host.actor(account) === undefined, 5_000, 'the actor to leave memory again');
+    await lastTriedAgo(account, 1.5 * RECHECK_MS);
     expect(await peer.engine.sweep()).toMatchObject({ rechecked: 0 });
-    expect(dropboxCalls(account)).toBe(callsBefore + 1);
+    await lastTriedAgo(account, 2.5 * RECHECK_MS);
+    expect(await peer.engine.sweep()).toMatchObject({ rechecked: 1 });
+    await waitUntil(() => dropboxCalls(account) > callsBefore + 1, 5_000, "the second re-check's listing");
+    await waitUntil(async () => (await h.engine.mailbox.read(account)).status === 'parked', 5_000, 'the account to be parked once more');
+  });
+
+  it('is not lost when the wake of its re-check is: the account is marked running, and the reaper takes it from a dead owner', async () => {
+    const account = 'dbid:awaiting-relink-recheck-lost';
+    await revokedAndRefused(account);
+    await waitUntil(() => h.engine.host.actor(account) === undefined, 5_000, 'the actor to leave memory');
+    h.emulator.model.tokens.registerAccessToken(account, `token-${account}`);
+    // A process that died holding the account's lease: the re-check's wake is published to nobody.
+    const k = accountKeys(account);
+    const fence = await h.redis.hget(k.fence, 'fence');
+    await h.redis.set(k.lease, `dead-process|${fence}`, 'PX', 1_000);
+    const peer = await h.startPeer({ ownerId: 'recheck-lost-peer', idleTimeoutMs: 60_000, leaseTtlMs: 2_000, parkedRecheckMs: RECHECK_MS });
+    await lastTriedAgo(account, 2 * RECHECK_MS);
+    expect(await peer.engine.sweep()).toMatchObject({ rechecked: 1 });
+    expect((await h.engine.mailbox.read(account)).status).toBe('running');
+    // Once the dead process's lease has expired, the reaper finds a running account nobody owns.
+    await waitUntil(async () => (await h.redis.exists(k.lease)) === 0, 5_000, "the dead process's lease to expire");
+    expect(await peer.engine.sweep()).toMatchObject({ reaped: 1 });
+    await h.waitForIdle(account);
+    await expectConverged(h, account);
   });
 
   it('a token revoked during the downloads stops them: the rest of the queue is not tried with it', async () => {

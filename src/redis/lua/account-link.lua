@@ -9,6 +9,8 @@ redis.call('SET', KEYS[1], ARGV[1])
 -- No patterns is no field: every byte of the mailbox counts toward an idle account's 1 KiB.
 if ARGV[3] == '[]' then redis.call('HDEL', KEYS[2], 'ignore') else redis.call('HSET', KEYS[2], 'ignore', ARGV[3]) end
 redis.call('HSETNX', KEYS[2], 'linkedAt', ARGV[2])
+-- New credentials: a later wait for a re-link starts its re-checks from the shortest interval.
+redis.call('HDEL', KEYS[2], 'rechecks')
 -- An account unlinked before the layout upgrade kept its cursor in the old listing hash (the
 -- upgrade at engine start converts linked accounts only): carry on from it.
 upgrade_listing(KEYS[3], KEYS[2], KEYS[4], KEYS[5])
