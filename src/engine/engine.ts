@@ -8,7 +8,7 @@ import type { TokenCipher } from '../accounts/token-cipher.js';
 import { DropboxSession, type DropboxAppSettings, type DropboxCredentials } from '../dropbox/dropbox-session.js';
 import { EntryStore } from '../entries/entry-store.js';
 import type { Logger } from '../logger.js';
-import { hasWork, Mailbox, type WebhookOutcome } from '../mailbox/mailbox.js';
+import { hasWork, Mailbox, parkedRecheckDue, type WebhookOutcome } from '../mailbox/mailbox.js';
 import { Leases } from '../ownership/leases.js';
 import { accountKeys, isValidAccountId, SWEEP_TURN_KEY } from '../redis/keys.js';
 import { upgradeOldLayout } from '../redis/layout-upgrade.js';
@@ -356,8 +356,9 @@ export class Engine {
           // own) would otherwise keep the account waiting for a re-link nobody knows is needed.
           // The script decides (the interval doubles with each re-check, up to a day), stamps the
           // try and marks the account running, so a lost wake is found like any running account's.
-          if (parkedRecheckMs > 0 && polled + rechecked < maxPolls && now - box.listedAt >= parkedRecheckMs
-            && (await this.mailbox.takeParkedRecheck(accountId, now, parkedRecheckMs, Math.max(parkedRecheckMs, LONGEST_PARKED_RECHECK_MS)))) {
+          const longestMs = Math.max(parkedRecheckMs, LONGEST_PARKED_RECHECK_MS);
+          if (parkedRecheckMs > 0 && polled + rechecked < maxPolls && parkedRecheckDue(box, now, parkedRecheckMs, longestMs)
+            && (await this.mailbox.takeParkedRecheck(accountId, now, parkedRecheckMs, longestMs))) {
             rechecked++;
             this.wakeInBackground(accountId);
           }

@@ -9,8 +9,10 @@ export interface MailboxState {
   /** `parked`: the actor awaits a re-link (set with its snapshot, actor-save.lua); no run goes until then. */
   status: 'idle' | 'running' | 'parked';
   webhooks: number;
-  /** When the last listing started (epoch ms), 0 if never. */
+  /** When the last listing started (epoch ms), 0 if never; for a parked account, its last try. */
   listedAt: number;
+  /** The sweep's re-checks of the account's current wait for a re-link (parked-recheck.lua). */
+  rechecks: number;
 }
 
 /**
@@ -56,7 +58,7 @@ export class Mailbox {
   }
 
   /**
-   * The four fields of MailboxState, not the whole hash: the mailbox also holds the idle actor, the
+   * The fields of MailboxState, not the whole hash: the mailbox also holds the idle actor, the
    * fence and the link's fields, and the sweep reads every linked account's mailbox every
    * SWEEP_INTERVAL_MS (at 100,000 accounts HGETALL moved 32.8 MB per sweep and decoding it kept
    * the event loop busy 6.2 s of every 10).
@@ -67,11 +69,21 @@ export class Mailbox {
 }
 
 /** The mailbox fields MailboxState is read from, in the order mailboxStateOf takes them. */
-export const MAILBOX_STATE_FIELDS = ['dirty', 'status', 'webhooks', 'listedAt'] as const;
+export const MAILBOX_STATE_FIELDS = ['dirty', 'status', 'webhooks', 'listedAt', 'rechecks'] as const;
 
 /** MailboxState from the values of MAILBOX_STATE_FIELDS, in that order (null: absent). */
-export function mailboxStateOf([dirty, status, webhooks, listedAt]: readonly (string | null | undefined)[]): MailboxState {
-  return { dirty: dirty === '1', status: status === 'running' || status === 'parked' ? status : 'idle', webhooks: Number(webhooks ?? 0), listedAt: Number(listedAt ?? 0) };
+export function mailboxStateOf([dirty, status, webhooks, listedAt, rechecks]: readonly (string | null | undefined)[]): MailboxState {
+  return { dirty: dirty === '1', status: status === 'running' || status === 'parked' ? status : 'idle', webhooks: Number(webhooks ?? 0), listedAt: Number(listedAt ?? 0), rechecks: Number(rechecks ?? 0) };
+}
+
+/**
+ * Whether a parked account's next re-check is due: its last try is older than the base interval
+ * doubled once per re-check of this wait, up to `longestMs`. parked-recheck.lua decides with the
+ * same rule in the step that takes the re-check; the sweep asks this first, so that a long wait
+ * costs no script per sweep.
+ */
+export function parkedRecheckDue(box: Pick<MailboxState, 'listedAt' | 'rechecks'>, now: number, baseMs: number, longestMs: number): boolean {
+  return now - box.listedAt >= Math.min(baseMs * 2 ** box.rechecks, longestMs);
 }
 
 /**

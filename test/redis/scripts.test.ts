@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Mailbox } from '../../src/mailbox/mailbox.js';
+import { Mailbox, parkedRecheckDue } from '../../src/mailbox/mailbox.js';
 import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
 import { runScript, runScriptForBytes, scriptNameOfSha } from '../../src/redis/scripts.js';
@@ -150,5 +150,41 @@ describe('changes-commit.lua and the set-aside files', () => {
     const reply = await runScript<[number]>(redis, 'changesCommit', [k.fence, k.mailbox, k.pageCursor, k.cursor, k.changes, k.queue, k.files, k.fileIds, k.ignored, k.setAside, k.applyRules], ['', pageId, entries.length, ops, '[]', 256]);
     expect(reply[0]).toBe(1);
     expect((await redis.hkeys(k.setAside)).sort()).toEqual(['/deletedness.md', '/elsewhere/x.md', '/listed-folder/x.md']);
+  });
+});
+
+describe("a parked account's re-check (parked-recheck.lua)", () => {
+  const HOUR = 3_600_000;
+  const DAY = 24 * HOUR;
+
+  // The sweep asks parkedRecheckDue before it runs the script: both must say the same.
+  it.each([
+    { rechecks: 0, agoMs: HOUR - 1, due: false },
+    { rechecks: 0, agoMs: HOUR, due: true },
+    { rechecks: 1, agoMs: 2 * HOUR - 1, due: false },
+    { rechecks: 1, agoMs: 2 * HOUR, due: true },
+    { rechecks: 3, agoMs: 8 * HOUR, due: true },
+    { rechecks: 5, agoMs: DAY - 1, due: false }, // 32 h, held to the day
+    { rechecks: 40, agoMs: DAY, due: true },
+  ])('after $rechecks re-checks, a try $agoMs ms ago is due: $due, in the script as in the sweep', async ({ rechecks, agoMs, due }) => {
+    const account = `dbid:recheck-${rechecks}-${agoMs}`;
+    const k = accountKeys(account);
+    const now = 1_800_000_000_000;
+    await redis.hset(k.mailbox, 'status', 'parked', 'listedAt', String(now - agoMs), 'rechecks', String(rechecks));
+    expect(parkedRecheckDue(await new Mailbox(redis).read(account), now, HOUR, DAY)).toBe(due);
+    expect(await new Mailbox(redis).takeParkedRecheck(account, now, HOUR, DAY)).toBe(due);
+    const after = await redis.hgetall(k.mailbox);
+    if (due) expect(after).toMatchObject({ status: 'running', listedAt: String(now), rechecks: String(rechecks + 1) });
+    else expect(after).toMatchObject({ status: 'parked', listedAt: String(now - agoMs), rechecks: String(rechecks) });
+  });
+
+  it('takes only a parked account, and each due re-check once', async () => {
+    const account = 'dbid:recheck-once';
+    const k = accountKeys(account);
+    await redis.hset(k.mailbox, 'status', 'idle', 'listedAt', '0');
+    expect(await new Mailbox(redis).takeParkedRecheck(account, 10 * HOUR, HOUR, DAY)).toBe(false);
+    await redis.hset(k.mailbox, 'status', 'parked');
+    const [first, second] = await Promise.all([new Mailbox(redis).takeParkedRecheck(account, 10 * HOUR, HOUR, DAY), new Mailbox(redis).takeParkedRecheck(account, 10 * HOUR, HOUR, DAY)]);
+    expect([first, second].sort()).toEqual([false, true]);
   });
 });
