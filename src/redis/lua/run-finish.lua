@@ -10,4 +10,7 @@
 if redis.call('HGET', KEYS[1], 'dirty') == '1' then return 'again' end
 if redis.call('HLEN', KEYS[2]) > 0 or redis.call('LLEN', KEYS[3]) > 0 then return 'again' end
 redis.call('HSET', KEYS[1], 'status', 'idle')
+-- A run that ends well ends any wait for a re-link: the next one's re-checks start from the
+-- shortest interval (parked-recheck.lua).
+redis.call('HDEL', KEYS[1], 'rechecks')
 return 'idle'
