@@ -327,6 +327,7 @@ export class Engine {
     const now = this.clock.now();
     const pollIntervalMs = this.options.pollIntervalMs ?? 0;
     const parkedRecheckMs = this.options.parkedRecheckMs ?? 0;
+    const longestRecheckMs = Math.max(parkedRecheckMs, LONGEST_PARKED_RECHECK_MS);
     const maxPolls = this.options.maxPollsPerSweep ?? 100;
     let reaped = 0;
     let polled = 0;
@@ -356,9 +357,8 @@ export class Engine {
           // own) would otherwise keep the account waiting for a re-link nobody knows is needed.
           // The script decides (the interval doubles with each re-check, up to a day), stamps the
           // try and marks the account running, so a lost wake is found like any running account's.
-          const longestMs = Math.max(parkedRecheckMs, LONGEST_PARKED_RECHECK_MS);
-          if (parkedRecheckMs > 0 && polled + rechecked < maxPolls && parkedRecheckDue(box, now, parkedRecheckMs, longestMs)
-            && (await this.mailbox.takeParkedRecheck(accountId, now, parkedRecheckMs, longestMs))) {
+          if (parkedRecheckMs > 0 && polled + rechecked < maxPolls && parkedRecheckDue(box, now, parkedRecheckMs, longestRecheckMs)
+            && (await this.mailbox.takeParkedRecheck(accountId, now, parkedRecheckMs, longestRecheckMs))) {
             rechecked++;
             this.wakeInBackground(accountId);
           }
