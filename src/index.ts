@@ -237,6 +237,9 @@ export async function createEngine(options: CreateEngineOptions): Promise<Mailro
       checkId(accountId);
       const parsed = credentialsSchema.safeParse(credentials);
       if (!parsed.success) throw new InvalidInputError(`invalid credentials: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+      // A re-link replaces the ignore rules: a misspelt option would link with none.
+      const unknownOptions = typeof linkOptions === 'object' && linkOptions !== null ? Object.keys(linkOptions).filter((key) => key !== 'ignore') : [];
+      if (unknownOptions.length) throw new InvalidInputError(`unknown link option ${unknownOptions.map((key) => JSON.stringify(key)).join(', ')}: the one option is ignore`);
       const ignore = linkOptions.ignore ?? [];
       try {
         createIgnoreRule(ignore);

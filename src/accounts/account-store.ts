@@ -9,12 +9,20 @@ import { TOKEN_KEY_VARIABLE, TokenCipher, TokenDecryptError } from './token-ciph
 /** SSCAN's COUNT when every linked id is wanted: about 1,000 ids per command, each well under a millisecond of Redis. */
 const WHOLE_WALK_PAGE = 1_000;
 
-export const credentialsSchema = z
-  .object({
-    accessToken: z.string().min(1).max(4096).optional(),
-    refreshToken: z.string().min(1).max(4096).optional(),
-  })
-  .refine((c) => c.accessToken || c.refreshToken, { message: 'give accessToken or refreshToken' });
+/** The fields of a link's credentials, for schemas that take them beside other fields. */
+export const credentialFields = {
+  accessToken: z.string().min(1).max(4096).optional(),
+  refreshToken: z.string().min(1).max(4096).optional(),
+};
+
+export const hasCredential = (c: { accessToken?: string; refreshToken?: string }): boolean => Boolean(c.accessToken || c.refreshToken);
+export const NO_CREDENTIAL = { message: 'give accessToken or refreshToken' };
+
+/**
+ * Strict: a key it does not know (`access_token`, a typo) is refused by name rather than dropped,
+ * so a caller learns of the mistake instead of linking with less than it sent.
+ */
+export const credentialsSchema = z.strictObject(credentialFields).refine(hasCredential, NO_CREDENTIAL);
 
 export interface LinkedAccount {
   accountId: string;

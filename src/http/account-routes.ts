@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
-import { credentialsSchema } from '../accounts/account-store.js';
+import { credentialFields, hasCredential, NO_CREDENTIAL } from '../accounts/account-store.js';
 import { ACCOUNT_STATES } from '../../machines/account.machine.js';
 import type { Engine } from '../engine/engine.js';
 import { ACCOUNT_ID_RULE, isValidAccountId } from '../redis/keys.js';
@@ -10,7 +10,13 @@ import { createIgnoreRule, InvalidIgnorePatternError } from '../sync/paths.js';
 
 const LINK_BODY_LIMIT = 1024 * 1024;
 
-const linkSchema = z.intersection(credentialsSchema, z.object({ ignore: z.array(z.string().min(1).max(500)).max(200).optional() }));
+/**
+ * Strict, like the credentials: a re-link replaces the ignore rules, so a misspelt `ignore`
+ * (`ignores`, `Ignore`) dropped silently would link with none and publish what they kept out.
+ */
+const linkSchema = z
+  .strictObject({ ...credentialFields, ignore: z.array(z.string().min(1).max(500)).max(200).optional() })
+  .refine(hasCredential, NO_CREDENTIAL);
 
 /** The account API (behind the admin token): link, unlink, status, entries, resync. */
 export function accountRoutes(engine: Engine): Hono {
@@ -52,7 +58,7 @@ export function accountRoutes(engine: Engine): Hono {
     } catch {
       return c.json({ error: 'invalid_json', message: 'send a JSON body like {"accessToken": "..."} or {"refreshToken": "..."}' }, 400);
     }
-    // Before the schema: an intersection reports a non-object once per side, the same message twice.
+    // Before the schema: its message for a non-object names no field and says nothing of what to send.
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       return c.json({ error: 'invalid_body', message: 'the body must be a JSON object like {"accessToken": "..."} or {"refreshToken": "..."}' }, 400);
     }

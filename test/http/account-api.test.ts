@@ -118,6 +118,17 @@ describe('PUT /accounts/:id validation', () => {
     expect(await h.engine.accounts.get('dbid:v2')).toBeNull();
   });
 
+  it('refuses a key it does not know with 400 naming it, and keeps the ignore rules a misspelt key would have wiped', async () => {
+    expect((await put('dbid:v5', JSON.stringify({ accessToken: 'tok', ignore: ['drafts/**'] }))).status).toBe(200);
+    for (const body of [{ accessToken: 'new', ignores: ['drafts/**'] }, { accessToken: 'new', Ignore: ['drafts/**'] }, { access_token: 'new' }]) {
+      const response = await put('dbid:v5', JSON.stringify(body));
+      expect(response.status, JSON.stringify(body)).toBe(400);
+      const key = Object.keys(body).find((name) => name !== 'accessToken')!;
+      expect(await json(response)).toMatchObject({ error: 'invalid_body', message: expect.stringContaining(`Unrecognized key: "${key}"`) });
+    }
+    expect((await h.engine.accounts.get('dbid:v5'))?.ignore).toEqual(['drafts/**']);
+  });
+
   it.each([
     ['a whitespace-only pattern', ['   '], 'invalid_ignore'],
     ['a bare slash', ['/'], 'invalid_ignore'],

@@ -198,6 +198,10 @@ describe('createEngine', () => {
     await expect(mailroom.link('dbid:x', { refreshToken: 'r' })).rejects.toThrow(/needs the Dropbox app key/);
     expect(await mailroom.status('dbid:x')).toBeNull();
     await expect(mailroom.link('dbid:x', { accessToken: 'x' }, { ignore: [''] })).rejects.toBeInstanceOf(InvalidInputError);
+    // A re-link replaces the ignore rules: a misspelt key would link with none, so it is named.
+    await expect(mailroom.link('dbid:x', { accessToken: 'x' }, { ignores: ['drafts/**'] } as never)).rejects.toThrow(/unknown link option "ignores"/);
+    await expect(mailroom.link('dbid:x', { access_token: 'x' } as never)).rejects.toThrow(/Unrecognized key: "access_token"/);
+    expect(await mailroom.status('dbid:x')).toBeNull();
     await expect(createEngine({ dataDir })).rejects.toThrow(/redis/);
   });
 
