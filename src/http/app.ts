@@ -4,7 +4,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
 import { createMetrics } from '../observability/metrics.js';
 import { isValidAccountId } from '../redis/keys.js';
-import { isRedisUnavailable } from '../redis/redis-errors.js';
+import { isRedisUnavailable, redisRefusesWrites } from '../redis/redis-errors.js';
 import type { RedisClient } from '../redis/scripts.js';
 import { accountRoutes } from './account-routes.js';
 import { requireAdmin } from './admin-auth.js';
@@ -44,7 +44,8 @@ export function createApp(options: AppOptions): Hono {
     const about = { ...accountOf(c.req.path), path: c.req.path };
     if (isRedisUnavailable(error)) {
       options.log.warn({ ...about, err: error.message }, 'request failed: Redis unavailable');
-      return c.json({ error: 'unavailable', message: 'Redis is unreachable; retry shortly' }, 503);
+      const message = redisRefusesWrites(error) ? 'Redis refuses writes right now (the server log says why); retry shortly' : 'Redis is unreachable; retry shortly';
+      return c.json({ error: 'unavailable', message }, 503);
     }
     options.log.error({ ...about, err: error }, 'request failed');
     return c.json({ error: 'internal', message: 'the request failed; see the server log' }, 500);

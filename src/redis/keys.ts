@@ -104,6 +104,9 @@ export const LINKED_ACCOUNTS_KEY = 'mr:accounts';
 /** STRING with a TTL: the owner id of the process whose turn it is to sweep (Engine.scheduledSweep; global). */
 export const SWEEP_TURN_KEY = 'mr:sweep-turn';
 
+/** STRING with a TTL: written by `/readyz` to learn whether Redis takes writes (health-routes.ts; global). */
+export const READY_PROBE_KEY = 'mr:ready-probe';
+
 /**
  * The two hashes of the layout before `creds`, `cursor` and `page-cursor` (Mailroom up to the
  * change that made an idle account three keys). Read only to convert an account from it: see

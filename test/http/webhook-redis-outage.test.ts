@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { legacyUserId, webhookBody, webhookSignature } from '../../src/dropbox-emulator/webhook-sender.js';
 import { APP_SECRET, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
@@ -23,6 +24,32 @@ function postWebhook(): Promise<Response> {
   const body = webhookBody([account], [legacyUserId(account)]);
   return fetch(`${h.url}/webhooks/dropbox`, { method: 'POST', body, headers: { 'Content-Type': 'application/json', 'X-Dropbox-Signature': webhookSignature(APP_SECRET, body) } });
 }
+
+describe('Redis refusing writes', () => {
+  it('answers webhooks 503 and /readyz 503 while Redis is out of memory under noeviction, and 200 again once it takes writes', async () => {
+    const admin = new Redis(h.redisServer.url);
+    h.emulator.model.writeFile(account, '/while-full.md', '# written while Redis was full');
+    try {
+      await admin.config('SET', 'maxmemory-policy', 'noeviction');
+      await admin.config('SET', 'maxmemory', '1');
+      // Reachable and a primary, so PING and ROLE both pass: only a write tells.
+      const ready = await fetch(`${h.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toEqual({ ok: false, redis: 'refusing-writes', message: expect.stringMatching(/^Redis refuses writes: OOM command not allowed/) });
+      expect((await postWebhook()).status).toBe(503); // not 500: Dropbox retries, and nothing was recorded
+      const link = await h.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: `token-${account}` }) });
+      expect(link.status).toBe(503);
+      expect(await link.json()).toEqual({ error: 'unavailable', message: expect.stringMatching(/^Redis refuses writes/) });
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+      admin.disconnect();
+    }
+    expect((await fetch(`${h.url}/readyz`)).status).toBe(200);
+    expect((await postWebhook()).status).toBe(200);
+    await h.waitForIdle(account);
+    expect((await readMirror(h.dataDir, account)).get('/while-full.md')?.content).toBe('# written while Redis was full');
+  });
+});
 
 describe('Redis down', () => {
   it('answers webhooks 503 and /readyz 503 while Redis is down, and 200 again once it is back', async () => {
