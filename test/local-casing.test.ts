@@ -45,4 +45,17 @@ describe('withLocalCasing', () => {
     const entries = [{ tag: 'deleted', pathLower: '/posts', pathDisplay: '/posts', name: 'posts' } as ListedEntry, folder('/Posts'), folder('/posts/SUB'), file('/posts/sub/a.md')];
     expect(withLocalCasing(entries, files).map((e) => e.pathDisplay)).toEqual(['/posts', '/Posts', '/Posts/SUB', '/Posts/SUB/a.md']);
   });
+
+  it('forgets the casing the batch gave a folder once a folder above it is deleted (or replaced by a file), so one folder is made, not two', () => {
+    const deleted = (pathDisplay: string) => ({ tag: 'deleted', pathLower: pathDisplay.toLowerCase(), pathDisplay, name: '' }) as ListedEntry;
+    // Renamed /A to /a through a temporary name, over pages of one batch: /A/b was listed before.
+    const renamed = [folder('/A'), folder('/A/b'), deleted('/a'), folder('/a'), folder('/a/b'), file('/a/b/x.md')];
+    expect(withLocalCasing(renamed, new Map()).map((e) => e.pathDisplay)).toEqual(['/A', '/A/b', '/a', '/a', '/a/b', '/a/b/x.md']);
+    // A file listed where the folder was deletes it and everything under it just the same.
+    const replaced = [folder('/A'), folder('/A/b'), file('/a'), folder('/a'), folder('/a/b'), file('/a/b/x.md')];
+    expect(withLocalCasing(replaced, new Map()).map((e) => e.pathDisplay)).toEqual(['/A', '/A/b', '/a', '/a', '/a/b', '/a/b/x.md']);
+    // Nothing deleted in between: the batch's own casing still holds for what is under it.
+    const listedTwice = [folder('/A'), folder('/A/b'), folder('/a/b'), file('/a/b/x.md')];
+    expect(withLocalCasing(listedTwice, new Map()).map((e) => e.pathDisplay)).toEqual(['/A', '/A/b', '/A/b', '/A/b/x.md']);
+  });
 });
