@@ -28,7 +28,7 @@ import { markdownEntryBuilder, mirrorFolder, type EntryBuilder } from './sync/sy
 export type { AccountStateName, AccountStatus, DropboxCredentials, EngineEventMap, Entry, EntryBuilder, Logger, RedisClient, WebhookOutcome };
 export { markdownEntryBuilder };
 export { isValidWebhookSignature, webhookAccounts } from './http/webhook-signature.js';
-export { buildEntry, isPostPath } from './entries/build-entry.js';
+export { buildEntry, EntryBuildError, isPostPath, MAX_POST_BYTES } from './entries/build-entry.js';
 export { createLogger } from './logger.js';
 
 /** The names of the engine's events (`fileSynced`, `entrySet`, `entryDropped`, `state`, …). */

@@ -14,6 +14,25 @@ const TEXT_EXTENSIONS = ['.txt'];
 /** Our own instance, so options or extensions other modules set on the global `marked` don't leak in. */
 const markdown = new Marked({ gfm: true, async: false });
 
+/**
+ * The largest post made into an entry: rendering runs on the event loop (Markdown at tens of MB/s),
+ * and a body past V8's string limit (about 512 MiB) could not even be decoded.
+ */
+export const MAX_POST_BYTES = 4 * 1024 * 1024;
+
+/**
+ * A post that cannot become an entry as it stands: too large, or Markdown the renderer cannot take
+ * (nesting a few thousand levels deep overflows its stack). No retry can change that, so the sync
+ * sets the file aside (it stays in the mirror) until the file changes, rather than retrying it
+ * for good. An EntryBuilder of a host application may throw it for the same reason.
+ */
+export class EntryBuildError extends Error {
+  constructor(readonly path: string, readonly reason: string) {
+    super(`${path} cannot become an entry: ${reason}`);
+    this.name = 'EntryBuildError';
+  }
+}
+
 export class NotAPostError extends Error {
   constructor(readonly path: string) {
     super(`${path} is not a post: only ${[...MARKDOWN_EXTENSIONS, ...TEXT_EXTENSIONS].join(', ')} files become entries`);
@@ -33,8 +52,21 @@ export function buildEntry(file: { path: string; content: string }): { title: st
 
   if (kind === 'text') return { title: fallbackTitle, html: textToHtml(content) };
 
-  const tokens = markdown.lexer(content);
-  return { title: firstHeadingText(tokens) || fallbackTitle, html: markdown.parser(tokens) };
+  try {
+    const tokens = markdown.lexer(content);
+    return { title: firstHeadingText(tokens) || fallbackTitle, html: markdown.parser(tokens) };
+  } catch (error) {
+    throw new EntryBuildError(file.path, `its Markdown could not be rendered (${(error as Error).message})`);
+  }
+}
+
+/** buildEntry of a post's bytes as read from disk, refusing (EntryBuildError) one over MAX_POST_BYTES before decoding it. */
+export function buildEntryFromBytes(file: { path: string; content: Buffer }): { title: string; html: string } {
+  if (!isPostPath(file.path)) throw new NotAPostError(file.path);
+  if (file.content.length > MAX_POST_BYTES) {
+    throw new EntryBuildError(file.path, `it is ${file.content.length} bytes; a post is at most ${MAX_POST_BYTES} (4 MiB)`);
+  }
+  return buildEntry({ path: file.path, content: file.content.toString('utf8') });
 }
 
 function kindOf(path: string): 'markdown' | 'text' | undefined {

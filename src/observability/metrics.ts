@@ -77,7 +77,7 @@ export function createMetrics(engine: Engine): Registry {
   const downloadBytes = new Counter({ name: 'mailroom_download_bytes_total', help: 'Bytes of the files downloaded (their listed size).', registers });
   const downloadErrors = new Counter({
     name: 'mailroom_download_errors_total',
-    help: 'Failed downloads by failure kind (rate_limited, dropbox_unavailable, auth, redis, content_mismatch, ...).',
+    help: 'Failed downloads by failure kind (rate_limited, dropbox_unavailable, auth, redis, content_mismatch, filesystem, post: in the mirror but no entry, ...).',
     labelNames: ['kind'] as const,
     registers,
   });
@@ -93,7 +93,7 @@ export function createMetrics(engine: Engine): Registry {
   });
   const setAside = new Counter({
     name: 'mailroom_files_set_aside_total',
-    help: 'Files set aside because no retry could write them at their path (a name the disk refuses, a folder in the way): each needs a look, its account status lists it.',
+    help: 'Files set aside because no retry could write them at their path (a name the disk refuses, a folder in the way), or posts in the mirror that could not become entries (over 4 MiB, Markdown the renderer cannot take): each needs a look, its account status lists it.',
     registers,
   });
   events.on('fileSetAside', ({ accountId }) => {

@@ -186,7 +186,16 @@ async function finishMove(move: PlannedMove, root: string, staging: string, deps
   const builder = deps.entryBuilder ?? markdownEntryBuilder;
   if (builder.isPost(move.to.pathLower) && !move.download) {
     const kept = await deps.entries.get(accountId, move.to.pathLower);
-    const { title, html } = builder.build({ path: move.to.pathDisplay, content: await readFile(target) });
+    let built: { title: string; html: string };
+    try {
+      built = builder.build({ path: move.to.pathDisplay, content: await readFile(target) });
+    } catch (error) {
+      // The move is placed: a step failed here would fail the same way on every retry, and the page
+      // (and every change after it) would never be committed. The entry keeps its id, title and html.
+      deps.log.warn({ accountId, step: 'applying', path: move.to.pathDisplay, err: (error as Error).message }, 'a moved post kept its entry as it was: it could not be built anew');
+      return;
+    }
+    const { title, html } = built;
     const updated = kept?.updated ?? Date.parse(move.to.serverModified);
     const result = await deps.entries.set(accountId, { pathLower: move.to.pathLower, path: move.to.pathDisplay, title, html, updated }, { now: deps.clock.now() });
     if (result.applied) deps.events.report('entrySet', { accountId, entry: result.entry });

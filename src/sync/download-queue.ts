@@ -3,6 +3,7 @@ import { basename, dirname } from 'node:path';
 import { callDropbox, DropboxEndpointError } from '../dropbox/call-dropbox.js';
 import { contentHash, hashFile } from '../dropbox/content-hash.js';
 import { forEachBounded, Semaphore } from '../engine/semaphore.js';
+import { EntryBuildError } from '../entries/build-entry.js';
 import { isRedisUnavailable } from '../redis/redis-errors.js';
 import { isFencedError } from '../redis/scripts.js';
 import { localPathFor, UnsafePathError } from './paths.js';
@@ -36,8 +37,12 @@ const PATH_ERRORS = new Set(['ENAMETOOLONG', 'EILSEQ', 'EINVAL', 'EISDIR', 'ENOT
  */
 const PATH_CALLS = new Set(['open', 'rename', 'mkdir', 'utime', 'lutime']);
 
-/** The reason to set a file aside, when `error` is one that only a change to its path can cure. */
-export function pathFailure(error: unknown): { kind: 'filesystem'; message: string } | null {
+/**
+ * The reason to set a file aside, when `error` is one that only a change to its path (or, for a post
+ * that cannot become an entry, to the file) can cure.
+ */
+export function pathFailure(error: unknown): { kind: 'filesystem' | 'post'; message: string } | null {
+  if (error instanceof EntryBuildError) return { kind: 'post', message: `${error.reason} (the file is in the mirror; its entry is not made or updated until the file changes)` };
   const { code, syscall } = (error ?? {}) as NodeJS.ErrnoException;
   if (typeof code !== 'string' || !PATH_ERRORS.has(code) || typeof syscall !== 'string' || !PATH_CALLS.has(syscall)) return null;
   return { kind: 'filesystem', message: (error as Error).message };
@@ -122,7 +127,7 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       // Retrying would fail the same way and hold the whole account in backoff.
       if (await deps.store.setAside(accountId, item, { ...onePath, at: deps.clock.now() })) {
         output.setAside++;
-        log.warn({ path: item.pathDisplay, reason: onePath.message }, 'set a file aside: it cannot be written at its path');
+        log.warn({ path: item.pathDisplay, reason: onePath.message }, onePath.kind === 'post' ? 'set a post aside: it cannot become an entry' : 'set a file aside: it cannot be written at its path');
         deps.events.report('fileSetAside', { accountId, path: item.pathDisplay, kind: onePath.kind, message: onePath.message });
       }
     }

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { AccountStore } from '../accounts/account-store.js';
 import type { DropboxSession } from '../dropbox/dropbox-session.js';
-import { buildEntry, isPostPath } from '../entries/build-entry.js';
+import { buildEntryFromBytes, isPostPath } from '../entries/build-entry.js';
 import type { EntryStore } from '../entries/entry-store.js';
 import type { Clock } from '../engine/clock.js';
 import type { EngineEvents } from '../engine/engine-events.js';
@@ -15,14 +15,18 @@ import type { TempFilesAhead } from './write-file.js';
 export interface EntryBuilder {
   /** Whether the file at this Dropbox `path_lower` becomes an entry. */
   isPost(pathLower: string): boolean;
-  /** The entry of a post (`path` is the display path). Pure; a throw fails that file's sync (retried with backoff). */
+  /**
+   * The entry of a post (`path` is the display path). Pure. An EntryBuildError sets the file aside
+   * until it changes (it stays in the mirror); any other throw fails that file's sync, retried with
+   * backoff (a moved post's entry keeps its title and html instead, see apply-changes.ts).
+   */
   build(file: { path: string; content: Buffer }): { title: string; html: string };
 }
 
 /** The default builder: `.md`/`.markdown` posts rendered as Markdown, `.txt` as escaped paragraphs. */
 export const markdownEntryBuilder: EntryBuilder = {
   isPost: isPostPath,
-  build: ({ path, content }) => buildEntry({ path, content: content.toString('utf8') }),
+  build: buildEntryFromBytes,
 };
 
 export interface OwnedStores {

@@ -10,6 +10,7 @@ export type FailureKind =
   | 'redis' // Redis unreachable or a command timed out
   | 'content_mismatch' // downloaded bytes did not match content_hash
   | 'filesystem' // the local folder could not be written
+  | 'post' // a post that cannot become an entry (EntryBuildError): set aside, never a step's failure
   | 'internal'; // a bug: logged with its stack, retried like the rest
 
 export interface SyncFailure {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildEntry, isPostPath, NotAPostError } from '../../src/entries/build-entry.js';
+import { buildEntry, buildEntryFromBytes, EntryBuildError, isPostPath, MAX_POST_BYTES, NotAPostError } from '../../src/entries/build-entry.js';
 
 describe('isPostPath', () => {
   it('accepts .md, .markdown and .txt in any case', () => {
@@ -80,4 +80,22 @@ describe('buildEntry for plain text', () => {
 
 it('refuses a file that is not a post', () => {
   expect(() => buildEntry({ path: '/photo.jpg', content: '' })).toThrow(NotAPostError);
+});
+
+describe('posts that cannot become entries', () => {
+  it('refuses Markdown nested deeper than the renderer can take with EntryBuildError naming the file, where it used to throw a RangeError', () => {
+    const build = () => buildEntry({ path: '/deep.md', content: `${'>'.repeat(3000)} x` });
+    expect(build).toThrow(EntryBuildError);
+    expect(build).toThrow(/^\/deep\.md cannot become an entry: its Markdown could not be rendered \(Maximum call stack size exceeded\)$/);
+    // Nesting a reader could have written still renders.
+    expect(buildEntry({ path: '/quote.md', content: `${'>'.repeat(200)} x` }).html).toContain('<blockquote>');
+  });
+
+  it('refuses a post over MAX_POST_BYTES before decoding it, and takes one of exactly that size', () => {
+    const at = Buffer.alloc(MAX_POST_BYTES, 'a');
+    expect(buildEntryFromBytes({ path: '/big.txt', content: at }).html).toHaveLength(MAX_POST_BYTES + '<p></p>\n'.length);
+    const over = Buffer.alloc(MAX_POST_BYTES + 1, 'a');
+    expect(() => buildEntryFromBytes({ path: '/big.txt', content: over })).toThrow('/big.txt cannot become an entry: it is 4194305 bytes; a post is at most 4194304 (4 MiB)');
+    expect(() => buildEntryFromBytes({ path: '/big.png', content: Buffer.from('x') })).toThrow(NotAPostError);
+  });
 });

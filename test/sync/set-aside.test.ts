@@ -52,6 +52,47 @@ describe('a file that cannot be written at its path', () => {
     await expectConverged(h, account);
   });
 
+  it('a post that cannot become an entry (Markdown nested past what the renderer takes) is set aside in the mirror; the account goes idle; an edit brings its entry', async () => {
+    const account = 'dbid:set-aside-post';
+    await h.linkSynced(account, { '/ok.md': '# OK' }, at);
+    // Three thousand nested quotes overflow marked's stack: on every retry alike, before this fix.
+    const unrenderable = `${'>'.repeat(3000)} deep`;
+    h.emulator.model.writeFile(account, '/deep.md', unrenderable, { clientModified: at });
+    h.emulator.model.writeFile(account, '/next.md', '# Next', { clientModified: at });
+    await h.syncChanges(account);
+
+    const status = await h.status(account);
+    expect(status).toMatchObject({ state: 'idle', pending: 0, lastError: null, setAside: 1 });
+    expect(status.setAsideFiles).toEqual([{ path: '/deep.md', kind: 'post', message: expect.stringMatching(/^its Markdown could not be rendered \(Maximum call stack size exceeded\) \(the file is in the mirror/), at: expect.any(String) }]);
+    const mirror = await readMirror(h.dataDir, account);
+    expect(mirror.get('/deep.md')?.content).toBe(unrenderable);
+    expect(mirror.get('/next.md')?.content).toBe('# Next');
+    expect((await h.engine.entries.list(account)).map((e) => e.path).sort()).toEqual(['/next.md', '/ok.md']);
+
+    h.emulator.model.writeFile(account, '/deep.md', '# Shallow now', { clientModified: at });
+    await h.syncChanges(account);
+    expect((await h.engine.entries.get(account, '/deep.md'))?.title).toBe('Shallow now');
+    await expectConverged(h, account);
+  });
+
+  it('a post renamed onto a name whose post cannot be built keeps its entry, and the account goes on past the rename', async () => {
+    const account = 'dbid:set-aside-moved-post';
+    // A .txt post renders as escaped text whatever it holds; as .md the same bytes cannot be rendered.
+    await h.linkSynced(account, { '/notes.txt': `${'>'.repeat(3000)} deep` }, at);
+    const before = await h.engine.entries.get(account, '/notes.txt');
+    expect(before).not.toBeNull();
+    h.emulator.model.move(account, '/notes.txt', '/notes.md');
+    await h.syncChanges(account);
+    expect(await h.status(account)).toMatchObject({ state: 'idle', pending: 0, lastError: null });
+    const after = await h.engine.entries.get(account, '/notes.md');
+    expect(after).toMatchObject({ id: before!.id, title: before!.title, html: before!.html });
+    expect((await readMirror(h.dataDir, account)).has('/notes.md')).toBe(true);
+    // Changes after the rename's page still arrive.
+    h.emulator.model.writeFile(account, '/later.md', '# Later', { clientModified: at });
+    await h.syncChanges(account);
+    expect((await h.engine.entries.get(account, '/later.md'))?.title).toBe('Later');
+  });
+
   it('a file set aside is tried again by a resync, and by a deletion of its folder is forgotten', async () => {
     const account = 'dbid:set-aside-resync';
     await h.linkSynced(account, { '/a/ok.txt': 'ok' }, at);
