@@ -15,12 +15,15 @@ const closeFile = promisify(close);
 const renameFile = promisify(rename);
 
 /**
- * The mtime a synced file gets: Dropbox's client_modified, clamped to now (as Maestral does), so a
- * client with a clock in the future cannot make a file look newer than anything written later.
+ * The mtime a synced file gets: Dropbox's client_modified exactly, even ahead of this host's clock
+ * (an uploader's clock runs fast, or another host's is behind): the mirror must say what Dropbox
+ * says, and the index keeps the listed value, so a clamped mtime would never be corrected. (Maestral
+ * clamps to now; a blog's dates come from what its author's client recorded.) Only a value that is
+ * not a date at all falls back to now.
  */
 export function mtimeFor(clientModified: string, now: number): Date {
   const parsed = Date.parse(clientModified);
-  return new Date(Number.isFinite(parsed) ? Math.min(parsed, now) : now);
+  return new Date(Number.isFinite(parsed) ? parsed : now);
 }
 
 /**

@@ -41,14 +41,14 @@ async function settle(rounds = 20): Promise<void> {
 let h: Harness;
 const clock = new ObservedClock();
 beforeAll(async () => {
-  // Not left at 0: mtimes are clamped to clock.now(), and lastSyncedAt/`at` come from it.
+  // Not left at 0: lastSyncedAt and `at` come from it.
   clock.set(Date.now());
   // A fixed jitter makes the backoff deadline exact: retryDelayMs(1, jitter 0.5) = 750 ms < Retry-After.
   h = await startHarness({ engine: { clock, random: () => 0.5, maxAttemptsPerCall: 2 } });
 });
 afterAll(async () => { await h.close(); });
 
-// Fixed client_modified in the past, so the fake clock's "now" never clamps a file's mtime.
+// A fixed client_modified: the mtimes the tests expect do not depend on the fake clock.
 const at = new Date('2024-02-02T02:02:02Z');
 const RETRY_AFTER_MS = 30_000;
 

@@ -39,6 +39,17 @@ describe('linking an account', () => {
   });
 });
 
+describe('a client_modified ahead of this host\'s clock', () => {
+  it('is the mtime on disk all the same (an uploader whose clock runs fast): the mirror says what Dropbox says', async () => {
+    const account = 'dbid:future-mtime';
+    const ahead = new Date(Date.now() + 366 * 24 * 3600 * 1000);
+    ahead.setMilliseconds(0); // Dropbox's timestamps are whole seconds
+    await h.linkSynced(account, { '/ahead.md': '# Ahead' }, ahead);
+    expect((await readMirror(h.dataDir, account)).get('/ahead.md')?.mtimeMs).toBe(ahead.getTime());
+    await expectConverged(h, account);
+  });
+});
+
 describe('a new revision with the same bytes', () => {
   it('and another client_modified moves the mtime on disk, without a download', async () => {
     const account = 'dbid:same-bytes-new-mtime';
