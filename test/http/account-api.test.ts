@@ -127,6 +127,8 @@ describe('PUT /accounts/:id validation', () => {
       expect(await json(response)).toMatchObject({ error: 'invalid_body', message: expect.stringContaining(`Unrecognized key: "${key}"`) });
     }
     expect((await h.engine.accounts.get('dbid:v5'))?.ignore).toEqual(['drafts/**']);
+    // The emulator has no such account: left linked, it would wait for a re-link in later listings.
+    expect((await h.api('/accounts/dbid:v5', { method: 'DELETE' })).status).toBe(204);
   });
 
   it.each([
