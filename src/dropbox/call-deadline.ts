@@ -75,12 +75,15 @@ export class CallDeadline {
       this.timer = this.arm(`no bytes of the answer for ${this.timeoutMs} ms`);
     };
     again();
+    // A body read as a stream (the SDK's downloadFile pipes it to a file) calls no reader: its end does.
+    const done = () => this.release();
     const body = response.body!.pipeThrough(
       new TransformStream<Uint8Array, Uint8Array>({
         transform(chunk, controller) {
           again();
           controller.enqueue(chunk);
         },
+        flush: done,
       }),
     );
     return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });

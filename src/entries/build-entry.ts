@@ -64,7 +64,7 @@ export function buildEntry(file: { path: string; content: string }): { title: st
 export function buildEntryFromBytes(file: { path: string; content: Buffer }): { title: string; html: string } {
   if (!isPostPath(file.path)) throw new NotAPostError(file.path);
   if (file.content.length > MAX_POST_BYTES) {
-    throw new EntryBuildError(file.path, `it is ${file.content.length} bytes; a post is at most ${MAX_POST_BYTES} (4 MiB)`);
+    throw new EntryBuildError(file.path, `it is ${file.content.length} bytes; a post is at most ${MAX_POST_BYTES}`);
   }
   return buildEntry({ path: file.path, content: file.content.toString('utf8') });
 }

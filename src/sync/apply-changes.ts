@@ -6,7 +6,7 @@ import { planChanges, type Plan, type PlannedMove } from './plan-changes.js';
 import type { ListedEntry } from './records.js';
 import type { IndexView } from './index-reads.js';
 import type { ApplyInput, PendingBatch } from './sync-store.js';
-import { markdownEntryBuilder, mirrorFolder, stagingFolder, type SyncDeps } from './sync-deps.js';
+import { assertPostSize, markdownEntryBuilder, mirrorFolder, stagingFolder, type SyncDeps } from './sync-deps.js';
 import { isFencedError } from '../redis/scripts.js';
 import { SyncError } from './sync-failure.js';
 import type { HandedQueue } from './download-queue.js';
@@ -188,6 +188,7 @@ async function finishMove(move: PlannedMove, root: string, staging: string, deps
     const kept = await deps.entries.get(accountId, move.to.pathLower);
     let built: { title: string; html: string };
     try {
+      assertPostSize(builder, move.to.pathDisplay, move.to.size);
       built = builder.build({ path: move.to.pathDisplay, content: await readFile(target) });
     } catch (error) {
       // The move is placed: a step failed here would fail the same way on every retry, and the page

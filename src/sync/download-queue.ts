@@ -1,5 +1,6 @@
-import { readdir, readFile, stat, utimes } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
+import { downloadFile } from 'dropbox';
 import { callDropbox, DropboxEndpointError } from '../dropbox/call-dropbox.js';
 import { contentHash, hashFile } from '../dropbox/content-hash.js';
 import { forEachBounded, Semaphore } from '../engine/semaphore.js';
@@ -8,9 +9,9 @@ import { isRedisUnavailable } from '../redis/redis-errors.js';
 import { isFencedError } from '../redis/scripts.js';
 import { localPathFor, UnsafePathError } from './paths.js';
 import type { DownloadItem } from './records.js';
-import { markdownEntryBuilder, mirrorFolder, type SyncDeps } from './sync-deps.js';
+import { assertPostSize, markdownEntryBuilder, mirrorFolder, type SyncDeps } from './sync-deps.js';
 import { SyncError } from './sync-failure.js';
-import { mtimeFor, removeLeftoverTempFiles, writeFileAtomically } from './write-file.js';
+import { mtimeFor, placeFileAtomically, removeLeftoverTempFiles, tempPathIn, writeFileAtomically } from './write-file.js';
 
 export interface DownloadOutput {
   downloaded: number;
@@ -59,6 +60,21 @@ export const OPEN_AHEAD_MAX_BYTES = 256 * 1024;
 const HASH_ATTEMPTS = 3;
 
 /**
+ * Files over this size are streamed to disk by the SDK's downloadFile (into a temp file beside
+ * their target; it checks the size and content_hash there), not held in memory: its filesDownload
+ * reads a whole body into one Buffer, so a few videos at once could exhaust the process, and one
+ * past Node's Buffer limit (4 GiB) failed on every retry. The rest, almost every file of a blog,
+ * keep the faster in-memory path. Memory held by downloads is then at most this much per download
+ * and write slot.
+ */
+export const STREAM_FROM_BYTES = 8 * 1024 * 1024;
+
+/** The SDK's downloadFile found the bytes not to be the ones its answer described (a corrupt or short body). */
+function isStreamMismatch(error: unknown): boolean {
+  return /^(content hash mismatch|incomplete download)/.test((error as Error | null)?.message ?? '');
+}
+
+/**
  * The download queue as the apply step's commit left it, handed to the download step of the same
  * lease (engine/handover.ts), with the paths that step queued where the local index had no file in
  * an incremental run. Nothing of ours is on disk there, so no stat is spent looking before the
@@ -84,16 +100,20 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
   const items = handedOver?.items ?? (await deps.store.queued(accountId));
   const output: DownloadOutput = { downloaded: 0, unchanged: 0, dropped: 0, setAside: 0, bytes: 0 };
   if (!items.length) return output;
-  const session = await deps.session(accountId);
   const root = mirrorFolder(deps.dataDir, accountId);
   const targets = new Map(items.map((item) => [item, targetOf(item)]));
   const paths = [...targets.values()].filter((t): t is string => typeof t === 'string');
   // A queue not handed over by this lease's apply step may be one an earlier step left, killed
   // mid-download (a restart, a takeover, a retry): its temp files would stay in the mirror for good.
-  if (!handedOver) {
-    const removed = await removeLeftoverTempFiles(new Set(paths.map(dirname)));
+  // A handed queue may be one too (that step failed before it looked: Redis, the credentials), so
+  // the folders of its streamed files are looked at anyway: their leftovers can be gigabytes, and a
+  // look costs little beside such a download. Before anything that can fail.
+  const sweep = handedOver ? [...targets].filter(([item, target]) => item.size > STREAM_FROM_BYTES && typeof target === 'string').map(([, target]) => target as string) : paths;
+  if (sweep.length) {
+    const removed = await removeLeftoverTempFiles(new Set(sweep.map(dirname)));
     if (removed > 0) log.info({ removed }, 'removed temp files a stopped download left in the mirror');
   }
+  const session = await deps.session(accountId);
   const onDisk = new MirrorFiles(paths, handedOver?.notInIndex);
 
   // Once Redis is unreachable (or the lease is lost) nothing more can be recorded: start no new
@@ -173,10 +193,10 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
     const ahead = item.size <= OPEN_AHEAD_MAX_BYTES && !halted && !signal.aborted ? deps.tempFiles.open(dirname(target)) : undefined;
     let handedToWrite = false;
     try {
-      let bytes: Buffer | 'gone';
+      let bytes: Buffer | { streamedTo: string } | 'gone';
       let releaseWriteSlot: () => void;
       try {
-        bytes = await fetchVerified(item);
+        bytes = item.size > STREAM_FROM_BYTES ? await fetchVerifiedToFile(item, target) : await fetchVerified(item);
         releaseWriteSlot = bytes === 'gone' ? () => {} : await deps.writeSlots.acquire();
       } finally {
         releaseProcessSlot();
@@ -184,19 +204,29 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       }
       if (bytes === 'gone') return 'dropped';
       try {
-        stopIfAborted();
         const mtime = mtimeFor(item.clientModified, deps.clock.now());
-        const opened = await ahead;
-        // Taken from the registry here, so from now on the write alone closes it (a shutdown that
-        // discarded it meanwhile leaves the write to open its own).
-        const temp = opened && deps.tempFiles.take(opened) ? opened : undefined;
-        handedToWrite = true;
         // Fenced and as late as possible: a former owner (paused past its lease) is refused here, and
         // a rev a newer listing superseded never overwrites the newer file.
-        const written = await writeFileAtomically(target, bytes, mtime, () => deps.store.isCurrentDownload(accountId, item), { ahead: temp });
+        const stillWanted = () => deps.store.isCurrentDownload(accountId, item);
+        let written: boolean;
+        if ('streamedTo' in bytes) {
+          handedToWrite = true;
+          if (signal.aborted) await rm(bytes.streamedTo, { force: true });
+          stopIfAborted();
+          written = await placeFileAtomically(target, bytes.streamedTo, mtime, stillWanted);
+        } else {
+          stopIfAborted();
+          const opened = await ahead;
+          // Taken from the registry here, so from now on the write alone closes it (a shutdown that
+          // discarded it meanwhile leaves the write to open its own).
+          const temp = opened && deps.tempFiles.take(opened) ? opened : undefined;
+          handedToWrite = true;
+          written = await writeFileAtomically(target, bytes, mtime, stillWanted, { ahead: temp });
+        }
         if (!written) return 'dropped';
+        const inMemory = bytes instanceof Buffer ? bytes : undefined;
         try {
-          await complete(item, async () => bytes);
+          await complete(item, async () => inMemory ?? readFile(target));
         } catch (error) {
           if (isFencedError(error)) deps.requestReconcile(accountId, `renamed ${item.pathDisplay} into place, then found the account taken over`);
           throw error;
@@ -243,6 +273,45 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
     }
   }
 
+  /**
+   * A file over STREAM_FROM_BYTES, streamed by the SDK's downloadFile into a temp file beside its
+   * target (whose folder it makes), size and content_hash checked there: that temp file, or 'gone'
+   * when Dropbox no longer has the rev. The SDK removes its `.part` file when it fails; a kill
+   * leaves it to removeLeftoverTempFiles.
+   */
+  async function fetchVerifiedToFile(item: DownloadItem, target: string): Promise<{ streamedTo: string } | 'gone'> {
+    const folder = dirname(target);
+    for (let attempt = 1; ; attempt++) {
+      if (halted) throw halted;
+      stopIfAborted();
+      await mkdir(folder, { recursive: true });
+      const temp = tempPathIn(folder);
+      try {
+        const result = await callDropbox(
+          'files/download',
+          // One attempt inside: callDropbox's policy (Retry-After, backoff, refresh) retries it.
+          (client) => downloadFile(client, `rev:${item.rev}`, temp, { maxAttempts: 1, signal }),
+          { session, clock: deps.clock, signal, random: deps.random, maxAttempts: deps.maxAttemptsPerCall, baseDelayMs: deps.retryBaseDelayMs, onCall: (info) => deps.events.report('dropboxCall', info) },
+        );
+        // The SDK checked the answer's own content_hash; the listed rev's is the one that counts.
+        if (item.contentHash === '' || result.metadata.content_hash === item.contentHash) return { streamedTo: temp };
+        await rm(temp, { force: true });
+      } catch (error) {
+        await Promise.all([rm(temp, { force: true }), rm(`${temp}.part`, { force: true })]);
+        if (error instanceof DropboxEndpointError) {
+          log.info({ path: item.pathDisplay, tag: error.tag }, 'queued file no longer downloadable; dropped');
+          await deps.store.dropQueued(accountId, item);
+          return 'gone';
+        }
+        if (!isStreamMismatch(error)) throw error;
+      }
+      log.warn({ path: item.pathDisplay, attempt }, 'downloaded bytes do not match content_hash');
+      if (attempt >= HASH_ATTEMPTS) {
+        throw new SyncError({ kind: 'content_mismatch', message: `download of ${item.pathDisplay} did not match its content_hash ${HASH_ATTEMPTS} times`, at: deps.clock.now(), jitter: deps.random() });
+      }
+    }
+  }
+
   /** The file is on disk: set its entry (a post) and take it off the queue, in one script. */
   async function complete(item: DownloadItem, content: () => Promise<Buffer>): Promise<void> {
     const builder = deps.entryBuilder ?? markdownEntryBuilder;
@@ -250,6 +319,7 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       await deps.store.completeDownload(accountId, item);
       return;
     }
+    assertPostSize(builder, item.pathDisplay, item.size);
     const { title, html } = builder.build({ path: item.pathDisplay, content: await content() });
     const entry = deps.entries.setCall(accountId, { pathLower: item.pathLower, path: item.pathDisplay, title, html, updated: Date.parse(item.serverModified) }, { now: deps.clock.now() });
     const result = await deps.store.completeDownload(accountId, item, entry);

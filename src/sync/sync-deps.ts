@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { AccountStore } from '../accounts/account-store.js';
 import type { DropboxSession } from '../dropbox/dropbox-session.js';
-import { buildEntryFromBytes, isPostPath } from '../entries/build-entry.js';
+import { buildEntryFromBytes, EntryBuildError, isPostPath, MAX_POST_BYTES } from '../entries/build-entry.js';
 import type { EntryStore } from '../entries/entry-store.js';
 import type { Clock } from '../engine/clock.js';
 import type { EngineEvents } from '../engine/engine-events.js';
@@ -21,12 +21,27 @@ export interface EntryBuilder {
    * backoff (a moved post's entry keeps its title and html instead, see apply-changes.ts).
    */
   build(file: { path: string; content: Buffer }): { title: string; html: string };
+  /**
+   * The largest post `build` takes, in bytes: a larger one is set aside (EntryBuildError) without
+   * being read. At most, and by default, MAX_READABLE_POST_BYTES.
+   */
+  maxPostBytes?: number;
+}
+
+/** The largest post any builder is handed: a body past V8's string limit (about 512 MiB) could not even be decoded. */
+export const MAX_READABLE_POST_BYTES = 256 * 1024 * 1024;
+
+/** Throws EntryBuildError when a post of `size` bytes is larger than `builder` takes, before anything reads it. */
+export function assertPostSize(builder: EntryBuilder, path: string, size: number): void {
+  const limit = Math.min(builder.maxPostBytes ?? MAX_READABLE_POST_BYTES, MAX_READABLE_POST_BYTES);
+  if (size > limit) throw new EntryBuildError(path, `it is ${size} bytes; a post is at most ${limit}`);
 }
 
 /** The default builder: `.md`/`.markdown` posts rendered as Markdown, `.txt` as escaped paragraphs. */
 export const markdownEntryBuilder: EntryBuilder = {
   isPost: isPostPath,
   build: buildEntryFromBytes,
+  maxPostBytes: MAX_POST_BYTES,
 };
 
 export interface OwnedStores {

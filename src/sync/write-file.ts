@@ -39,14 +39,19 @@ export interface TempFile {
   path: string;
 }
 
-function tempPathIn(folder: string): string {
+/** A new temp file's path in `folder` (nothing is created). */
+export function tempPathIn(folder: string): string {
   // Not derived from the target's name: a name within the file system's 255 bytes would be past
   // them with a prefix and a suffix added (80 CJK characters are 240 bytes).
   return join(folder, `.${randomBytes(6).toString('hex')}.mailroom-tmp`);
 }
 
-/** The names tempPathIn gives. No synced file has one: the engine ignores dot-named paths (sync/paths.ts). */
-const TEMP_NAME = /^\.[0-9a-f]{12}\.mailroom-tmp$/;
+/**
+ * The names tempPathIn gives, and the `.part` file the SDK's downloadFile streams a large file into
+ * before it renames it to that name. No synced file has one: the engine ignores dot-named paths
+ * (sync/paths.ts).
+ */
+const TEMP_NAME = /^\.[0-9a-f]{12}\.mailroom-tmp(?:\.part)?$/;
 
 /**
  * Removes the temp files a write left in `folders` when its process was killed or crashed (an
@@ -172,9 +177,48 @@ export async function writeFileAtomically(
   }
   const temp = ahead?.path ?? tempPathIn(folder);
   const fd = ahead?.fd ?? (await openCreatingFolder(temp, folder));
+  return placeAtomically(fd, temp, target, mtime, beforeRename, recheckAfterMs, () => writeFully(fd, bytes));
+}
+
+/**
+ * writeFileAtomically for a file whose bytes are already in `temp`, a temp file beside `target`
+ * (tempPathIn: a large download the SDK streamed there): the same times, fsync, check and rename.
+ * The temp file is gone afterwards, whatever happened.
+ */
+export async function placeFileAtomically(
+  target: string,
+  temp: string,
+  mtime: Date,
+  beforeRename: () => Promise<boolean> = async () => true,
+  options: { recheckAfterMs?: number } = {},
+): Promise<boolean> {
+  if (dirname(temp) !== dirname(target)) {
+    await rm(temp, { force: true });
+    throw new Error(`a temp file in ${dirname(temp)} cannot be renamed to ${target}`);
+  }
+  let fd: number;
+  try {
+    fd = await openFile(temp, 'r+');
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+  return placeAtomically(fd, temp, target, mtime, beforeRename, options.recheckAfterMs ?? RECHECK_AFTER_MS, async () => {});
+}
+
+/** The common end of both: `fill` the open temp file, set its times, fsync while checking, rename. */
+async function placeAtomically(
+  fd: number,
+  temp: string,
+  target: string,
+  mtime: Date,
+  beforeRename: () => Promise<boolean>,
+  recheckAfterMs: number,
+  fill: () => Promise<void>,
+): Promise<boolean> {
   let allowed: boolean;
   try {
-    await writeFully(fd, bytes);
+    await fill();
     // Before the fsync: the times are then as durable as the bytes, and the file never appears at
     // `target` with the time of its download instead of client_modified.
     await setTimes(fd, mtime, mtime);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type RunningEmulator } from '../../src/dropbox-emulator/server.js';
-import { createEngine, InvalidInputError, type EngineEvent, type EntryBuilder, type MailroomEngine } from '../../src/index.js';
+import { createEngine, EntryBuildError, InvalidInputError, type EngineEvent, type EntryBuilder, type MailroomEngine } from '../../src/index.js';
 import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys, LINKED_ACCOUNTS_KEY } from '../../src/redis/keys.js';
 import { useScanEncoding } from '../support/scan-encoding.js';
@@ -17,12 +17,17 @@ let dataDir: string;
 let mailroom: MailroomEngine;
 
 /** Only .txt files are posts; the title is the first line, upper-cased; the html one <pre>. */
+/** The paths the builder below was handed. */
+const built: string[] = [];
 const textBuilder: EntryBuilder = {
   isPost: (pathLower) => pathLower.endsWith('.txt'),
-  build: ({ content }) => {
+  build: ({ path, content }) => {
+    built.push(path);
     const text = content.toString('utf8');
+    if (text.startsWith('REFUSE')) throw new EntryBuildError(path, 'it asks to be refused');
     return { title: text.split('\n')[0]!.toUpperCase(), html: `<pre>${text.length} bytes</pre>` };
   },
+  maxPostBytes: 64,
 };
 
 async function idle(accountId: string): Promise<void> {
@@ -96,6 +101,26 @@ describe('createEngine', () => {
     const status = await mailroom.status(account);
     expect(status).toMatchObject({ accountId: account, state: 'idle', pending: 0, lastError: null, folder: mailroom.folder(account) });
     expect((await mailroom.accounts()).map((a) => a.accountId)).toContain(account);
+  });
+
+  it('sets aside a post the builder refuses (EntryBuildError) or one over its maxPostBytes, the latter without handing it over', async () => {
+    const account = 'dbid:library-refused';
+    emulator.model.addAccount(account, { accessToken: 'tok-lib-r' });
+    emulator.model.writeFile(account, '/refused.txt', 'REFUSE me');
+    emulator.model.writeFile(account, '/long.txt', 'x'.repeat(65));
+    emulator.model.writeFile(account, '/fine.txt', 'fine');
+    const setAside: EngineEvent<'fileSetAside'>[] = [];
+    mailroom.on('fileSetAside', (e) => { setAside.push(e); });
+    await mailroom.link(account, { accessToken: 'tok-lib-r' });
+    await idle(account);
+    expect(setAside.map(({ path, kind, message }) => [path, kind, message]).sort()).toEqual([
+      ['/long.txt', 'post', 'it is 65 bytes; a post is at most 64 (the file is in the mirror; its entry is not made or updated until the file changes)'],
+      ['/refused.txt', 'post', 'it asks to be refused (the file is in the mirror; its entry is not made or updated until the file changes)'],
+    ]);
+    expect(built).not.toContain('/long.txt');
+    expect((await mailroom.entries(account)).map((e) => e.path)).toEqual(['/fine.txt']);
+    expect(readFileSync(join(mailroom.folder(account), 'long.txt'), 'utf8')).toBe('x'.repeat(65));
+    expect(await mailroom.status(account)).toMatchObject({ state: 'idle', setAside: 2, lastError: null });
   });
 
   it('resyncs and unlinks; unknown accounts answer false / null', async () => {
