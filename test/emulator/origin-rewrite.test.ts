@@ -1,7 +1,9 @@
 import { getEventListeners, once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WHOLE_BODY_DEADLINE_BYTES } from '../../src/dropbox/call-deadline.js';
 import { createDropboxFetch, rewriteDropboxUrl } from '../../src/dropbox/origin-rewrite.js';
 
 const hosts = { api: 'http://127.0.0.1:1111', content: 'http://127.0.0.1:2222/' };
@@ -34,6 +36,9 @@ describe('rewriteDropboxUrl', () => {
   });
 });
 
+/** Over WHOLE_BODY_DEADLINE_BYTES, so its deadline is per chunk. */
+const LARGE_BODY = Buffer.alloc(WHOLE_BODY_DEADLINE_BYTES + 1, 'x');
+
 describe('createDropboxFetch', () => {
   let server: Server;
   let base: string;
@@ -41,6 +46,11 @@ describe('createDropboxFetch', () => {
   beforeAll(async () => {
     server = createServer((req, res) => {
       if (req.url === '/2/stall-headers') return; // never answers
+      if (req.url === '/2/large') {
+        res.writeHead(200, { 'Content-Length': String(LARGE_BODY.length) });
+        res.end(LARGE_BODY);
+        return;
+      }
       if (req.url === '/2/stall-body') {
         res.writeHead(200, { 'Content-Length': '100' });
         res.write('only part');
@@ -89,6 +99,16 @@ describe('createDropboxFetch', () => {
 
     const failing = createDropboxFetch({ api: base }, { timeoutMs: 100, signal: step.signal });
     await expect(failing('https://api.dropboxapi.com/2/stall-headers', { method: 'POST' })).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect(getEventListeners(step.signal, 'abort')).toHaveLength(0);
+  });
+
+  it('lets go of the caller\'s signal once a large body read as a stream ends (the SDK\'s downloadFile reads no other way)', async () => {
+    const step = new AbortController();
+    const dropboxFetch = createDropboxFetch({ api: base }, { timeoutMs: 2_000, signal: step.signal });
+    const response = await dropboxFetch('https://api.dropboxapi.com/2/large', { method: 'POST' });
+    let received = 0;
+    for await (const chunk of Readable.fromWeb(response.body as never)) received += (chunk as Buffer).length;
+    expect(received).toBe(LARGE_BODY.length);
     expect(getEventListeners(step.signal, 'abort')).toHaveLength(0);
   });
 
