@@ -406,6 +406,18 @@ export class AccountHost {
         fallBackToResync = true;
       }
     }
+    if (fallBackToResync) {
+      // Before the fresh actor's first snapshot replaces the one that cannot be restored: should
+      // this fail, the next start finds that snapshot again and falls back again (after it, the
+      // resync asked for here would be lost and the account only continue from its cursor).
+      try {
+        await mailbox.requestResync(accountId);
+      } catch (error) {
+        this.leases.delete(accountId);
+        await this.options.leases.release(lease).catch(() => null);
+        throw error;
+      }
+    }
     const inspect = this.options.inspect ? { inspect: this.options.inspect } : {};
     const actor = createActor(machine, snapshot ? { snapshot: snapshot as never, input: { accountId }, ...inspect } : { input: { accountId }, ...inspect });
     const writer = new SnapshotWriter(accountId, stored?.version ?? 0, this.options, {
@@ -457,10 +469,7 @@ export class AccountHost {
     this.options.onStarting?.(accountId, lease);
     actor.start();
     if (stored && snapshot) alog.info({ state: stored.state, token: lease.token }, 'restored');
-    if (fallBackToResync) {
-      await mailbox.requestResync(accountId);
-      actor.send({ type: 'RESYNC' });
-    }
+    if (fallBackToResync) actor.send({ type: 'RESYNC' });
     return actor;
   }
 

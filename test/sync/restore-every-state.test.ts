@@ -77,4 +77,36 @@ describe('a snapshot that cannot be restored', () => {
       expect(h.emulator.stats.calls(accountId, 'files/list_folder')).toBe(fullListings[accountId]! + 1);
     }
   });
+
+  it('falls back to the full resync at the next start when asking for it failed (Redis gone for a moment)', async () => {
+    const accountId = 'dbid:bad-state-redis-blip';
+    h.emulator.model.addAccount(accountId, { accessToken: `tok-${accountId}` });
+    h.emulator.model.writeFile(accountId, '/kept.md', '# Kept');
+    await h.linkAccount(accountId, { accessToken: `tok-${accountId}` });
+    await h.waitForIdle(accountId);
+    await h.engine.host.stop(accountId);
+    h.emulator.model.writeFile(accountId, '/later.md', '# Later');
+    await h.redis.hset(`mr:{${accountId}}:actor`, 'state', 'uploading', 'snapshot', JSON.stringify({ status: 'active', value: 'uploading', context: {}, children: {} }));
+    await h.redis.hset(`mr:{${accountId}}:mailbox`, 'status', 'running', 'dirty', '1');
+    // The engine's own mailbox, failing its first resync request as a dropped connection would.
+    const mailbox = (h.engine.host as unknown as { options: { mailbox: { requestResync(id: string): Promise<unknown> } } }).options.mailbox;
+    const requestResync = mailbox.requestResync.bind(mailbox);
+    let failures = 1;
+    mailbox.requestResync = async (id) => {
+      if (failures-- > 0) throw new Error('Connection is closed.');
+      return requestResync(id);
+    };
+    const fullListings = h.emulator.stats.calls(accountId, 'files/list_folder');
+    try {
+      await expect(h.engine.host.send(accountId, { type: 'WEBHOOK' })).rejects.toThrow('Connection is closed.');
+      expect(h.engine.host.actor(accountId)).toBeUndefined();
+      expect(await h.redis.hget(`mr:{${accountId}}:actor`, 'state')).toBe('uploading'); // not written over
+      await h.engine.host.send(accountId, { type: 'WEBHOOK' });
+      await h.waitForIdle(accountId, 20_000);
+    } finally {
+      mailbox.requestResync = requestResync;
+    }
+    expect(h.emulator.stats.calls(accountId, 'files/list_folder')).toBe(fullListings + 1);
+    expect(await readMirror(h.dataDir, accountId)).toEqual(expectedMirror(h.emulator, accountId));
+  });
 });
