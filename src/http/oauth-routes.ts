@@ -10,6 +10,7 @@ import { exchangeCode, OAuthExchangeError } from '../oauth/code-exchange.js';
 import { codeChallengeOf, createCodeVerifier, randomToken } from '../oauth/pkce.js';
 import { START_TICKET_TTL_SECONDS, OAuthStartTickets } from '../oauth/start-tickets.js';
 import { OAuthStateStore, STATE_TTL_SECONDS } from '../oauth/state-store.js';
+import { isRedisUnavailable } from '../redis/redis-errors.js';
 import type { RedisClient } from '../redis/scripts.js';
 import { adminBearerCheck, requireAdmin } from './admin-auth.js';
 
@@ -42,7 +43,7 @@ function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 }
 
-function page(c: Context, status: 200 | 400 | 401 | 413 | 502 | 503, title: string, message: string, more = '', policy = "default-src 'none'"): Response {
+function page(c: Context, status: 200 | 400 | 401 | 413 | 500 | 502 | 503, title: string, message: string, more = '', policy = "default-src 'none'"): Response {
   c.header('Cache-Control', 'no-store');
   c.header('Referrer-Policy', 'no-referrer');
   c.header('Content-Security-Policy', policy);
@@ -99,6 +100,18 @@ export function oauthRoutes(options: OAuthRouteOptions): Hono {
     return callback.endsWith('/oauth/callback') ? `${callback.slice(0, -'/callback'.length)}/start` : c.req.path;
   };
   const routes = new Hono();
+
+  // A browser's routes answer a failure as a page too (Redis gone, a bug), saying what to do; the
+  // admin API's POST /start answers JSON as every other API route does (app.ts).
+  routes.onError((error, c) => {
+    if (c.req.method === 'POST' && c.req.path.endsWith('/start')) throw error;
+    if (isRedisUnavailable(error)) {
+      log.warn({ path: c.req.path, err: error.message }, 'OAuth page failed: Redis unavailable');
+      return page(c, 503, 'Try again in a moment', `The server cannot reach its database right now. In a moment, reload this page; if it then says the link was used or expired: ${START_AGAIN}.`);
+    }
+    log.error({ path: c.req.path, err: error }, 'OAuth page failed');
+    return page(c, 500, 'Link failed', `Something went wrong on the server (its log says what). ${START_AGAIN}.`);
+  });
 
   routes.post('/start', requireAdmin(options.adminToken), async (c) => {
     c.header('Cache-Control', 'no-store');

@@ -544,3 +544,31 @@ describe('tokens at rest and in the open', () => {
     expect(haystacks.logs).not.toContain(ADMIN_TOKEN);
   });
 });
+
+describe('Redis down while a browser is on the OAuth pages', () => {
+  it('each page answers 503 as a page saying to try again, not the API\'s JSON; the admin route answers JSON', async () => {
+    const link = await issueStartLink(h);
+    await h.redisServer.kill();
+    try {
+      await waitUntil(async () => (await fetch(`${h.url}/readyz`)).status === 503, 5_000, 'Redis seen down');
+      const pages = [
+        await fetch(link.url, { redirect: 'manual' }),
+        await fetch(`${h.url}/oauth/continue`, { method: 'POST', redirect: 'manual', body: new URLSearchParams({ ticket: link.url.searchParams.get('ticket')! }) }),
+        await fetch(`${h.url}/oauth/callback?state=${'s'.repeat(43)}&code=c`, { redirect: 'manual' }),
+      ];
+      for (const response of pages) {
+        expect(response.status, response.url).toBe(503);
+        expect(response.headers.get('content-type'), response.url).toMatch(/^text\/html/);
+        const text = await response.text();
+        expect(text).toContain('<h1>Try again in a moment</h1>');
+        expect(text).toContain('Start again with a new start link (mailroom link-url gives one)');
+      }
+      const api = await h.api('/oauth/start', { method: 'POST' });
+      expect(api.status).toBe(503);
+      expect(await api.json()).toMatchObject({ error: 'unavailable' });
+    } finally {
+      await h.redisServer.restart();
+      await waitUntil(async () => (await fetch(`${h.url}/readyz`)).status === 200, 10_000, 'Redis back');
+    }
+  });
+});
