@@ -9,6 +9,7 @@ import { sendWebhook } from '../../src/dropbox-emulator/webhook-sender.js';
 import { buildEntry, isPostPath } from '../../src/entries/build-entry.js';
 import { openRedis } from '../../src/redis/connection.js';
 import { accountKeys } from '../../src/redis/keys.js';
+import { STREAM_FROM_BYTES } from '../../src/sync/download-queue.js';
 import { EngineProcess } from '../support/engine-process.js';
 import { TestRedis } from '../support/redis-server.js';
 import { APP_KEY, APP_SECRET, expectedMirror, readMirror } from '../support/sync-harness.js';
@@ -86,6 +87,7 @@ const figures = {
   relinkFailedAttempts: 0,
   edits: 0,
   creates: 0,
+  largeFilesWritten: 0,
   moves: 0,
   deletes: 0,
 };
@@ -134,7 +136,11 @@ class AccountDriver {
     const version = (this.versions.get(path.toLowerCase()) ?? 0) + 1;
     this.versions.set(path.toLowerCase(), version);
     const name = path.slice(path.lastIndexOf('/') + 1);
-    const content = path.endsWith('.bin') ? `binary ${name} ${version} ${'x'.repeat(Math.floor(random() * 2_000))}` : post(`${this.accountId} ${name}`, version);
+    // Now and then a file large enough to be streamed to disk (STREAM_FROM_BYTES): kills and
+    // faults then land in the middle of the SDK's downloadFile and its .part file too.
+    const filler = path.endsWith('.bin') && random() < 0.03 ? STREAM_FROM_BYTES + Math.floor(random() * 65_536) : Math.floor(random() * 2_000);
+    const content = path.endsWith('.bin') ? `binary ${name} ${version} ${'x'.repeat(filler)}` : post(`${this.accountId} ${name}`, version);
+    if (filler > STREAM_FROM_BYTES) figures.largeFilesWritten++;
     emulator.model.writeFile(this.accountId, path, content);
     figures.filesWritten++;
   }
@@ -456,6 +462,7 @@ describe(`chaos: ${SCALE.processes} engine processes, ${SCALE.accounts} accounts
       filesWritten: figures.filesWritten,
       edits: figures.edits,
       creates: figures.creates,
+      largeFilesWritten: figures.largeFilesWritten,
       moves: figures.moves,
       deletes: figures.deletes,
       revocations: figures.revocations,
