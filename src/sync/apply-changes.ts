@@ -91,7 +91,11 @@ export async function applyChanges(accountId: string, signal: AbortSignal, deps:
   for (const folder of plan.folders) await mkdir(localPathFor(root, folder.pathDisplay), { recursive: true });
   // Every parked entry arrives, a lost move's too (its file comes with a download).
   for (const move of plan.moves) await unparkEntry(move, deps, accountId);
-  for (const move of staged) await finishMove(move, root, staging, deps, accountId);
+  for (const move of staged) {
+    // Its entry could not be built anew: the download step takes it from the file in place (no
+    // download: the bytes on disk match), and sets it aside, or retries, as for any post.
+    if ((await finishMove(move, root, staging, deps, accountId)) === 'build again') queueAgain(plan, move);
+  }
   const lost = plan.moves.filter((move) => !staged.includes(move));
   if (lost.length) patchLostMoves(plan, lost);
 
@@ -172,7 +176,7 @@ async function placedBefore(moves: PlannedMove[], root: string, staging: string)
   return placed;
 }
 
-async function finishMove(move: PlannedMove, root: string, staging: string, deps: SyncDeps, accountId: string): Promise<void> {
+async function finishMove(move: PlannedMove, root: string, staging: string, deps: SyncDeps, accountId: string): Promise<'done' | 'build again'> {
   const target = localPathFor(root, move.to.pathDisplay);
   const parked = join(staging, stagedName(move));
   if (await isFile(parked)) {
@@ -192,15 +196,17 @@ async function finishMove(move: PlannedMove, root: string, staging: string, deps
       built = builder.build({ path: move.to.pathDisplay, content: await readFile(target) });
     } catch (error) {
       // The move is placed: a step failed here would fail the same way on every retry, and the page
-      // (and every change after it) would never be committed. The entry keeps its id, title and html.
-      deps.log.warn({ accountId, step: 'applying', path: move.to.pathDisplay, err: (error as Error).message }, 'a moved post kept its entry as it was: it could not be built anew');
-      return;
+      // (and every change after it) would never be committed. The entry keeps its id, title and
+      // html until the download step builds it (or sets the post aside, shown in the status).
+      deps.log.warn({ accountId, step: 'applying', path: move.to.pathDisplay, err: (error as Error).message }, 'a moved post\'s entry could not be built anew here: queued for the download step');
+      return 'build again';
     }
     const { title, html } = built;
     const updated = kept?.updated ?? Date.parse(move.to.serverModified);
     const result = await deps.entries.set(accountId, { pathLower: move.to.pathLower, path: move.to.pathDisplay, title, html, updated }, { now: deps.clock.now() });
     if (result.applied) deps.events.report('entrySet', { accountId, entry: result.entry });
   }
+  return 'done';
 }
 
 /**
@@ -240,8 +246,13 @@ function patchLostMoves(plan: Plan, lost: PlannedMove[]): void {
   for (const move of lost) {
     plan.index.files.set = plan.index.files.set.filter(([path]) => path !== move.to.pathLower);
     plan.index.fileIds.set = plan.index.fileIds.set.filter(([id]) => id !== move.to.id);
-    if (!plan.index.queue.set.some(([path]) => path === move.to.pathLower)) plan.index.queue.set.push([move.to.pathLower, move.to]);
+    queueAgain(plan, move);
   }
+}
+
+/** The move's destination on the download queue that the plan commits (once). */
+function queueAgain(plan: Plan, move: PlannedMove): void {
+  if (!plan.index.queue.set.some(([path]) => path === move.to.pathLower)) plan.index.queue.set.push([move.to.pathLower, move.to]);
 }
 
 function safeLocalPath(root: string, display: string): string | null {

@@ -145,7 +145,7 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       // Not when the mirror's own folder is missing or not a folder: every file fails then (ENOTDIR).
       if (!onePath || signal.aborted || !(await isFolder(root))) throw error;
       // Retrying would fail the same way and hold the whole account in backoff.
-      if (await deps.store.setAside(accountId, item, { ...onePath, at: deps.clock.now() })) {
+      if (await deps.store.setAside(accountId, item, { ...onePath, at: deps.clock.now() }, { inMirror: onePath.kind === 'post' })) {
         output.setAside++;
         log.warn({ path: item.pathDisplay, reason: onePath.message }, onePath.kind === 'post' ? 'set a post aside: it cannot become an entry' : 'set a file aside: it cannot be written at its path');
         deps.events.report('fileSetAside', { accountId, path: item.pathDisplay, kind: onePath.kind, message: onePath.message });

@@ -18,7 +18,7 @@ export interface EntryBuilder {
   /**
    * The entry of a post (`path` is the display path). Pure. An EntryBuildError sets the file aside
    * until it changes (it stays in the mirror); any other throw fails that file's sync, retried with
-   * backoff (a moved post's entry keeps its title and html instead, see apply-changes.ts).
+   * backoff (for a moved post, the download step's: see apply-changes.ts).
    */
   build(file: { path: string; content: Buffer }): { title: string; html: string };
   /**

@@ -242,10 +242,14 @@ export class SyncStore {
    * Takes a queued file that no retry can write off the queue, with the reason (SetAsideFile), so
    * the rest of the account syncs; false when a newer listing queued another rev meanwhile.
    */
-  async setAside(accountId: string, item: DownloadItem, failure: Pick<SyncFailure, 'kind' | 'message' | 'at'>): Promise<boolean> {
+  async setAside(accountId: string, item: DownloadItem, failure: Pick<SyncFailure, 'kind' | 'message' | 'at'>, options: { inMirror?: boolean } = {}): Promise<boolean> {
     const k = accountKeys(accountId);
     const record: SetAsideFile = { path: item.pathDisplay, rev: item.rev, kind: failure.kind, message: failure.message, at: failure.at };
-    return (await runFencedScript<number>(this.redis, 'downloadSetAside', this.fence(accountId), [k.queue, k.setAside], [item.pathLower, item.rev, JSON.stringify(record)])) === 1;
+    // In the mirror (a post whose entry cannot be built): indexed, so a deletion or an ignore rule
+    // removes it, but with no rev or hash, so any listing that names it (a resync's) tries it again.
+    const inMirror: LocalRecord | undefined = options.inMirror ? { kind: 'file', ...item, rev: '', contentHash: '' } : undefined;
+    const file = inMirror ? [JSON.stringify(inMirror), item.id] : ['', ''];
+    return (await runFencedScript<number>(this.redis, 'downloadSetAside', this.fence(accountId), [k.queue, k.setAside, k.files, k.fileIds], [item.pathLower, item.rev, JSON.stringify(record), ...file])) === 1;
   }
 
   async dropQueued(accountId: string, item: DownloadItem): Promise<void> {

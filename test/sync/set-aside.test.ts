@@ -75,22 +75,54 @@ describe('a file that cannot be written at its path', () => {
     await expectConverged(h, account);
   });
 
-  it('a post renamed onto a name whose post cannot be built keeps its entry, and the account goes on past the rename', async () => {
+  it('a post renamed onto a name whose post cannot be built keeps its entry, is set aside, and the account goes on past the rename', async () => {
     const account = 'dbid:set-aside-moved-post';
     // A .txt post renders as escaped text whatever it holds; as .md the same bytes cannot be rendered.
-    await h.linkSynced(account, { '/notes.txt': `${'>'.repeat(3000)} deep` }, at);
+    await h.linkSynced(account, { '/notes.txt': `${'>'.repeat(3000)} deep`, '/q.html': `${'>'.repeat(3000)} deep` }, at);
     const before = await h.engine.entries.get(account, '/notes.txt');
     expect(before).not.toBeNull();
+    const downloads = h.emulator.stats.downloads(account);
     h.emulator.model.move(account, '/notes.txt', '/notes.md');
+    // A file that was no post becomes one that cannot be built: shown, not silently without an entry.
+    h.emulator.model.move(account, '/q.html', '/q.md');
     await h.syncChanges(account);
-    expect(await h.status(account)).toMatchObject({ state: 'idle', pending: 0, lastError: null });
+    const status = await h.status(account);
+    expect(status).toMatchObject({ state: 'idle', pending: 0, lastError: null, setAside: 2 });
+    expect(status.setAsideFiles.map((f) => [f.path, f.kind])).toEqual([['/notes.md', 'post'], ['/q.md', 'post']]);
+    expect(h.emulator.stats.downloads(account)).toBe(downloads); // built from the bytes in place
     const after = await h.engine.entries.get(account, '/notes.md');
     expect(after).toMatchObject({ id: before!.id, title: before!.title, html: before!.html });
+    expect(await h.engine.entries.get(account, '/q.md')).toBeNull();
     expect((await readMirror(h.dataDir, account)).has('/notes.md')).toBe(true);
     // Changes after the rename's page still arrive.
     h.emulator.model.writeFile(account, '/later.md', '# Later', { clientModified: at });
     await h.syncChanges(account);
     expect((await h.engine.entries.get(account, '/later.md'))?.title).toBe('Later');
+  });
+
+  it('a post set aside is still a file of the mirror: a resync tries it again without a download, a deletion or an ignore rule removes it', async () => {
+    const account = 'dbid:set-aside-post-indexed';
+    const deep = `${'>'.repeat(3000)} deep`;
+    await h.linkSynced(account, { '/drafts/a.md': deep, '/drafts/b.md': deep, '/ok.md': '# OK' }, at);
+    expect((await h.status(account)).setAside).toBe(2);
+    const downloads = h.emulator.stats.downloads(account);
+
+    // A resync's full listing names them again: tried again from the bytes on disk, set aside again.
+    expect((await h.api(`/accounts/${account}/resync`, { method: 'POST' })).status).toBeLessThan(300);
+    await h.waitForIdle(account);
+    await waitUntil(async () => (await h.status(account)).setAside === 2, 10_000, 'both set aside again');
+    expect(h.emulator.stats.downloads(account)).toBe(downloads);
+
+    // Deleted in Dropbox, then a full listing: the file leaves the mirror like any other.
+    h.emulator.model.remove(account, '/drafts/a.md');
+    expect((await h.api(`/accounts/${account}/resync`, { method: 'POST' })).status).toBeLessThan(300);
+    await h.waitForIdle(account);
+    await waitUntil(async () => !(await readMirror(h.dataDir, account)).has('/drafts/a.md'), 10_000, 'a.md removed');
+    // An ignore rule that now covers the other removes it from the mirror too.
+    expect((await h.api(`/accounts/${account}`, { method: 'PUT', body: JSON.stringify({ accessToken: `token-${account}`, ignore: ['drafts/**'] }) })).status).toBe(200);
+    await h.waitForIdle(account);
+    await waitUntil(async () => !(await readMirror(h.dataDir, account)).has('/drafts/b.md'), 10_000, 'b.md removed by the ignore rule');
+    expect((await readMirror(h.dataDir, account)).get('/ok.md')?.content).toBe('# OK');
   });
 
   it('a file set aside is tried again by a resync, and by a deletion of its folder is forgotten', async () => {
