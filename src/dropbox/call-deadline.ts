@@ -77,15 +77,17 @@ export class CallDeadline {
     again();
     // A body read as a stream (the SDK's downloadFile pipes it to a file) calls no reader: its end does.
     const done = () => this.release();
-    const body = response.body!.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, controller) {
-          again();
-          controller.enqueue(chunk);
-        },
-        flush: done,
-      }),
-    );
+    // `cancel` (Node 20 calls it; TypeScript's DOM types predate it): a consumer that gives up, as a
+    // pipeline whose file write failed does, ends the body without a flush.
+    const watcher: Transformer<Uint8Array, Uint8Array> & { cancel: () => void } = {
+      transform(chunk, controller) {
+        again();
+        controller.enqueue(chunk);
+      },
+      flush: done,
+      cancel: done,
+    };
+    const body = response.body!.pipeThrough(new TransformStream<Uint8Array, Uint8Array>(watcher));
     return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
   }
 

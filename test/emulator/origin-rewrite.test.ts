@@ -110,6 +110,14 @@ describe('createDropboxFetch', () => {
     for await (const chunk of Readable.fromWeb(response.body as never)) received += (chunk as Buffer).length;
     expect(received).toBe(LARGE_BODY.length);
     expect(getEventListeners(step.signal, 'abort')).toHaveLength(0);
+
+    // A reader that gives up half way (a pipeline whose file write failed) lets go of it too.
+    const abandoned = await dropboxFetch('https://api.dropboxapi.com/2/large', { method: 'POST' });
+    const reader = abandoned.body!.getReader();
+    expect((await reader.read()).done).toBe(false);
+    expect(getEventListeners(step.signal, 'abort')).toHaveLength(1);
+    await reader.cancel();
+    expect(getEventListeners(step.signal, 'abort')).toHaveLength(0);
   });
 
   it('honours both the per-call and the global abort signal', async () => {
