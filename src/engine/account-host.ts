@@ -410,12 +410,16 @@ export class AccountHost {
       // Before the fresh actor's first snapshot replaces the one that cannot be restored: should
       // this fail, the next start finds that snapshot again and falls back again (after it, the
       // resync asked for here would be lost and the account only continue from its cursor).
-      try {
-        await mailbox.requestResync(accountId);
-      } catch (error) {
-        this.leases.delete(accountId);
-        await this.options.leases.release(lease).catch(() => null);
-        throw error;
+      const failure = await mailbox.requestResync(accountId).then(() => null, (error: unknown) => error ?? new Error('requestResync failed'));
+      // A stop meanwhile (an unlink) found no actor and released the lease itself: start none.
+      const stopped = this.leases.get(accountId) !== lease;
+      if (failure || stopped || this.closed) {
+        if (!stopped) {
+          this.leases.delete(accountId);
+          await this.options.leases.release(lease).catch(() => null);
+        }
+        if (failure) throw failure;
+        return null;
       }
     }
     const inspect = this.options.inspect ? { inspect: this.options.inspect } : {};

@@ -101,6 +101,15 @@ describe('a snapshot that cannot be restored', () => {
       await expect(h.engine.host.send(accountId, { type: 'WEBHOOK' })).rejects.toThrow('Connection is closed.');
       expect(h.engine.host.actor(accountId)).toBeUndefined();
       expect(await h.redis.hget(`mr:{${accountId}}:actor`, 'state')).toBe('uploading'); // not written over
+      // Stopped while it asks (an unlink at that moment): the stop gave the lease back, so no actor starts.
+      mailbox.requestResync = async (id) => {
+        await h.engine.host.stop(id);
+        return requestResync(id);
+      };
+      await h.engine.host.send(accountId, { type: 'WEBHOOK' });
+      expect(h.engine.host.actor(accountId)).toBeUndefined();
+      expect(await h.redis.hget(`mr:{${accountId}}:actor`, 'state')).toBe('uploading');
+      mailbox.requestResync = requestResync;
       await h.engine.host.send(accountId, { type: 'WEBHOOK' });
       await h.waitForIdle(accountId, 20_000);
     } finally {
