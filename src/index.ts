@@ -236,7 +236,7 @@ export async function createEngine(options: CreateEngineOptions): Promise<Mailro
     async link(accountId, credentials, linkOptions = {}) {
       checkId(accountId);
       const parsed = credentialsSchema.safeParse(credentials);
-      if (!parsed.success) throw new InvalidInputError(`invalid credentials: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+      if (!parsed.success) throw new InvalidInputError(`invalid credentials: ${parsed.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ')}`);
       // A re-link replaces the ignore rules: a misspelt option would link with none.
       const unknownOptions = typeof linkOptions === 'object' && linkOptions !== null ? Object.keys(linkOptions).filter((key) => key !== 'ignore') : [];
       if (unknownOptions.length) throw new InvalidInputError(`unknown link option ${unknownOptions.map((key) => JSON.stringify(key)).join(', ')}: the one option is ignore`);
@@ -246,8 +246,8 @@ export async function createEngine(options: CreateEngineOptions): Promise<Mailro
       } catch (error) {
         throw new InvalidInputError((error as Error).message);
       }
-      const { accessToken, refreshToken } = parsed.data;
-      const linked = { ...(accessToken ? { accessToken } : {}), ...(refreshToken ? { refreshToken } : {}) };
+      const { accessToken, refreshToken, accessTokenExpiresAt } = parsed.data;
+      const linked = { ...(accessToken ? { accessToken } : {}), ...(refreshToken ? { refreshToken } : {}), ...(accessTokenExpiresAt !== undefined ? { accessTokenExpiresAt } : {}) };
       const problem = engine.credentialsProblem(linked);
       if (problem) throw new InvalidInputError(problem);
       await engine.link(accountId, linked, ignore);

@@ -19,10 +19,13 @@ export const hasCredential = (c: { accessToken?: string; refreshToken?: string }
 export const NO_CREDENTIAL = { message: 'give accessToken or refreshToken' };
 
 /**
- * Strict: a key it does not know (`access_token`, a typo) is refused by name rather than dropped,
- * so a caller learns of the mistake instead of linking with less than it sent.
+ * The library's DropboxCredentials. Strict: a key it does not know (`access_token`, a typo) is
+ * refused by name rather than dropped, so a caller learns of the mistake instead of linking with
+ * less than it sent.
  */
-export const credentialsSchema = z.strictObject(credentialFields).refine(hasCredential, NO_CREDENTIAL);
+export const credentialsSchema = z
+  .strictObject({ ...credentialFields, accessTokenExpiresAt: z.number().int().nonnegative().optional() })
+  .refine(hasCredential, NO_CREDENTIAL);
 
 export interface LinkedAccount {
   accountId: string;

@@ -111,7 +111,8 @@ describe('createEngine', () => {
     emulator.model.writeFile(account, '/fine.txt', 'fine');
     const setAside: EngineEvent<'fileSetAside'>[] = [];
     mailroom.on('fileSetAside', (e) => { setAside.push(e); });
-    await mailroom.link(account, { accessToken: 'tok-lib-r' });
+    // Every field of DropboxCredentials is taken, the access token's expiry too.
+    await mailroom.link(account, { accessToken: 'tok-lib-r', accessTokenExpiresAt: Date.now() + 3_600_000 });
     await idle(account);
     expect(setAside.map(({ path, kind, message }) => [path, kind, message]).sort()).toEqual([
       ['/long.txt', 'post', 'it is 65 bytes; a post is at most 64 (the file is in the mirror; its entry is not made or updated until the file changes)'],
@@ -226,6 +227,8 @@ describe('createEngine', () => {
     // A re-link replaces the ignore rules: a misspelt key would link with none, so it is named.
     await expect(mailroom.link('dbid:x', { accessToken: 'x' }, { ignores: ['drafts/**'] } as never)).rejects.toThrow(/unknown link option "ignores"/);
     await expect(mailroom.link('dbid:x', { access_token: 'x' } as never)).rejects.toThrow(/Unrecognized key: "access_token"/);
+    // Every field of DropboxCredentials is known, the access token's expiry too.
+    await expect(mailroom.link('dbid:x', { accessToken: 'x', accessTokenExpiresAt: 'soon' } as never)).rejects.toThrow(/accessTokenExpiresAt/);
     expect(await mailroom.status('dbid:x')).toBeNull();
     await expect(createEngine({ dataDir })).rejects.toThrow(/redis/);
   });
