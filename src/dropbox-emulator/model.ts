@@ -181,15 +181,21 @@ export class DropboxModel {
     return () => this.changeListeners.delete(listener);
   }
 
+  /**
+   * `parentsAsGiven`: the file's `path_display` keeps the casing `path` gives its parent folders,
+   * not the folders' own, as real Dropbox often does: only the last component's casing is
+   * guaranteed (dropbox-api.md, section 6). Its folders are the existing ones all the same.
+   */
   writeFile(
     accountId: string,
     path: string,
     content: string | Uint8Array,
-    options: { clientModified?: Date } = {},
+    options: { clientModified?: Date; parentsAsGiven?: boolean } = {},
   ): FileMetadata {
     const state = this.account(accountId);
     const parts = this.nonRootComponents(path);
-    const parentDisplay = this.ensureFolders(state, parts.slice(0, -1));
+    const folderDisplay = this.ensureFolders(state, parts.slice(0, -1));
+    const parentDisplay = options.parentsAsGiven ? joinComponents(parts.slice(0, -1)) : folderDisplay;
     const bytes = typeof content === 'string' ? new TextEncoder().encode(content) : Uint8Array.from(content);
     const pathLower = lowerPath(joinComponents(parts));
     const existing = state.tree.get(pathLower);

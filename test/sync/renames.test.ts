@@ -175,6 +175,22 @@ describe('a folder renamed only in case through a temporary name (one batch), on
   });
 });
 
+describe('a path_display whose parent folders have another casing than the folders, on a case-sensitive disk', () => {
+  it('puts the file in the folder the mirror has (Dropbox only guarantees the last component\'s casing)', async () => {
+    const account = 'dbid:renames-parent-casing';
+    await linked(account, { '/Photos/Trip/a.jpg': 'a' });
+    // Listed as /photos/TRIP/B.md, though the folders are /Photos/Trip.
+    h.emulator.model.writeFile(account, '/photos/TRIP/B.md', '# B', { clientModified: at, parentsAsGiven: true });
+    expect(h.emulator.model.listTree(account).find((i) => i.pathLower === '/photos/trip/b.md')?.pathDisplay).toBe('/photos/TRIP/B.md');
+    await h.syncChanges(account);
+
+    const mirror = await readMirror(h.dataDir, account);
+    expect([...mirror.keys()].sort()).toEqual(['/Photos/Trip/B.md', '/Photos/Trip/a.jpg']);
+    expect(mirror.get('/Photos/Trip/B.md')?.content).toBe('# B');
+    expect((await entryAt(account, '/Photos/Trip/B.md'))?.title).toBe('B'); // the entry names the path on disk
+  });
+});
+
 describe('a file name near the limit of 255 bytes', () => {
   it('of 80 CJK characters (240 bytes in UTF-8) syncs', async () => {
     const account = 'dbid:renames-long-name';
