@@ -40,16 +40,25 @@ const count = (max = Number.MAX_SAFE_INTEGER) => wholeNumber(1, max);
 /** Milliseconds given to a timer. */
 const timerMs = (min = 1) => wholeNumber(min, MAX_TIMER_MS, ' of milliseconds');
 const url = z.string().url().refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL');
+/**
+ * A secret or key compared byte for byte: spaces or a line break around it (a secret made from a
+ * file often ends in a newline) would make every request or signature fail with no hint why.
+ */
+const exact = (schema: z.ZodString) => schema.refine((value) => value === value.trim(), 'has spaces or a line break at its start or end: remove them');
 
 const schema = z.object({
   PORT: port.default(8080),
-  HOST: z.string().refine((v) => v.trim() !== '', 'expected a host name or address').default('127.0.0.1'),
+  HOST: z
+    .string()
+    .refine((v) => v.trim() !== '', 'expected a host name or address')
+    .refine((v) => v === v.trim() && !/^\[.*\]$/.test(v), 'expected a host name or address without spaces or brackets (::1, not [::1])')
+    .default('127.0.0.1'),
   REDIS_URL: z.string().url().refine((u) => /^rediss?:\/\//.test(u), 'must be a redis:// or rediss:// URL').optional(),
   /** Redis Cluster seed nodes, `host:port,host:port` (used instead of REDIS_URL; set one or the other). */
   REDIS_CLUSTER_NODES: z.string().optional(),
   DATA_DIR: z.string().refine((v) => v.trim() !== '', 'expected a folder').default('./data'),
-  DROPBOX_APP_KEY: z.string().min(1).optional(),
-  DROPBOX_APP_SECRET: z.string().min(1).optional(),
+  DROPBOX_APP_KEY: exact(z.string().min(1)).optional(),
+  DROPBOX_APP_SECRET: exact(z.string().min(1)).optional(),
   DROPBOX_API_URL: url.optional(),
   DROPBOX_CONTENT_URL: url.optional(),
   /** Dropbox's authorize page (default https://www.dropbox.com/oauth2/authorize, or the emulator's). */
@@ -61,7 +70,7 @@ const schema = z.object({
   /** `production` makes a missing TOKEN_ENCRYPTION_KEY a start-up error (NODE_ENV=production does too). */
   MAILROOM_ENV: z.enum(['production', 'development', 'test']).optional(),
   NODE_ENV: z.string().optional(),
-  ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  ADMIN_TOKEN: exact(z.string().min(16, 'must be at least 16 characters')).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DOWNLOAD_CONCURRENCY: wholeNumber(...SETTING_BOUNDS.downloadConcurrency).default(16),
   ACCOUNT_DOWNLOAD_CONCURRENCY: wholeNumber(...SETTING_BOUNDS.downloadsPerAccount).default(4),

@@ -35,6 +35,11 @@ describe('loadConfig refuses values it would misuse', () => {
     expect(refused({ [variable]: '   ' })).toMatch(new RegExp(`^invalid configuration: ${variable} = "   ": `));
   });
 
+  // Bracketed or padded, HOST failed only at listen: getaddrinfo ENOTFOUND [::1], no variable named.
+  it.each(['[::1]', ' 127.0.0.1'])('HOST %j', (host) => {
+    expect(refused({ HOST: host })).toMatch(/^invalid configuration: HOST = .*without spaces or brackets \(::1, not \[::1\]\)/);
+  });
+
   it('says what a number variable expects, not how the parser failed', () => {
     expect(refused({ LEASE_TTL_MS: '15s' })).toBe('invalid configuration: LEASE_TTL_MS = "15s": expected a whole number of milliseconds from 300 to 2147483647');
     expect(refused({ PORT: 'http' })).toBe('invalid configuration: PORT = "http": expected a whole number from 0 to 65535');
@@ -61,6 +66,15 @@ describe('loadConfig never echoes a secret it refuses', () => {
     expect(message).toMatch(/^invalid configuration: ADMIN_TOKEN /);
     expect(message).toContain('at least 16 characters');
     expect(message).not.toContain('hunter2');
+  });
+
+  // Made from a file, a secret often ends in a newline: every request (401) or every webhook's
+  // signature (403) then failed, with nothing saying why.
+  it.each(['ADMIN_TOKEN', 'DROPBOX_APP_SECRET', 'DROPBOX_APP_KEY'])('%s with a line break at its end is refused (a secret without its value)', (variable) => {
+    const message = refused({ [variable]: 'hunter2-a-long-enough-secret\n', ...(variable === 'DROPBOX_APP_SECRET' ? {} : { DROPBOX_APP_SECRET: 'secret' }) });
+    expect(message).toMatch(new RegExp(`^invalid configuration: ${variable} .*has spaces or a line break at its start or end`));
+    // The app key is no secret (it is in every authorize URL); the other two are.
+    if (variable !== 'DROPBOX_APP_KEY') expect(message).not.toContain('hunter2');
   });
 
   it('a REDIS_URL that is no redis:// URL is refused without its password', () => {

@@ -46,12 +46,37 @@ export function connectRedis(url: string, options: RedisConnectOptions = {}): Re
   return redis;
 }
 
+/** Redis could not be reached at start: where (never the password) and what it answered. */
+export class RedisConnectError extends Error {
+  constructor(readonly address: string, readonly reason: string) {
+    super(`could not connect to Redis at ${address}: ${reason}`);
+    this.name = 'RedisConnectError';
+  }
+}
+
+/** `host:port` of a redis:// or rediss:// URL, for a message (its credentials left out). */
+function addressOf(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.hostname}:${parsed.port || '6379'}`;
+  } catch {
+    return 'the configured address';
+  }
+}
+
 /** Connects and waits until the client is ready (the offline queue is off, so this must come first). */
 export async function openRedis(url: string, options: RedisConnectOptions = {}): Promise<Redis> {
   const redis = connectRedis(url, options);
-  // Without a listener ioredis prints every reconnect error; the owner logs them instead.
-  redis.on('error', () => {});
-  await redis.connect();
+  // Without a listener ioredis prints every reconnect error; the owner logs them instead. The last
+  // one says why a first connect failed, where connect() itself only says "Connection is closed".
+  let lastError: Error | undefined;
+  redis.on('error', (error: Error) => { lastError = error; });
+  try {
+    await redis.connect();
+  } catch (error) {
+    redis.disconnect();
+    throw new RedisConnectError(addressOf(url), (lastError ?? (error as Error)).message);
+  }
   // Not fatal: a server that refuses SCRIPT LOAD (an ACL) still runs each script by EVAL once.
   await loadScripts(redis).catch(() => {});
   // A restarted server comes back with an empty script cache.
