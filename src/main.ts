@@ -14,6 +14,7 @@ import { createLogger, type Logger } from './logger.js';
 import { startInspection } from './observability/inspector.js';
 import { openRedis, openRedisCluster } from './redis/connection.js';
 import { EmbeddedRedis } from './redis/embedded-redis.js';
+import { probeWrites } from './redis/write-probe.js';
 import { mirrorFolder } from './sync/sync-deps.js';
 
 /**
@@ -87,6 +88,9 @@ async function main(config: Config): Promise<void> {
   const signals = new Signals(log);
   process.on('SIGTERM', () => signals.receive('SIGTERM'));
   process.on('SIGINT', () => signals.receive('SIGINT'));
+  // A closed terminal or a dropped SSH session: without a handler Node exits at once, leases held
+  // until they expire and the embedded redis-server left running.
+  process.on('SIGHUP', () => signals.receive('SIGHUP'));
   const started = new Started();
   try {
     await start(config, started, signals, log);
@@ -116,6 +120,10 @@ async function start(config: Config, started: Started, signals: Signals, log: Lo
     async (r) => r.disconnect(),
   );
   redis.on('error', (error: Error) => log.warn({ err: error.message }, 'redis connection error'));
+  // Not a refusal to start (Redis may be failing over right now), but said at once: until it takes
+  // writes every webhook is answered 503, and only /readyz would say why.
+  const refusal = await probeWrites(redis).catch(() => null);
+  if (refusal) log.error({ redis: refusal.state, reason: refusal.message }, 'Redis takes no writes: every webhook is answered 503 until it does');
   signals.check();
 
   const demo: Demo | undefined = config.dropboxAppSecret ? undefined : started.add(await startDemo(config.dataDir, { log }), (d) => d.close());
@@ -165,7 +173,17 @@ async function start(config: Config, started: Started, signals: Signals, log: Lo
     const created = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(created as Server));
     (created as Server).once('error', reject);
   });
-  started.add(server, (s) => new Promise((resolve) => s.close(resolve)));
+  /** The status page's streams end now; any other request gets a few seconds to finish. */
+  const closeServer = async () => {
+    closing.abort();
+    server.closeIdleConnections();
+    const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+    force.unref();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    clearTimeout(force);
+  };
+  // A start that fails after this (the boot, the demo's link) ends open status streams the same way.
+  started.add(server, closeServer);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const baseUrl = serverUrl(config.host, port);
@@ -180,13 +198,7 @@ async function start(config: Config, started: Started, signals: Signals, log: Lo
     log.info({ signal }, 'shutting down');
     clearInterval(sweeper);
     await demo?.close();
-    // The status page's streams end now; any other request gets a few seconds to finish.
-    closing.abort();
-    server.closeIdleConnections();
-    const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
-    force.unref();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    clearTimeout(force);
+    await closeServer();
     // Also while the boot below is still restoring accounts: the actors restored so far are
     // stopped and their leases released, and the boot starts no more.
     await engine.close();

@@ -130,6 +130,21 @@ describe('the demo (npm start without Dropbox credentials)', { timeout: 90_000 }
     expect((await first.api('/accounts/dbid:demo')).status).toBe(200);
   });
 
+  it('SIGHUP (a closed terminal, a dropped SSH session) shuts down as SIGTERM does: exit 0, the embedded redis-server stopped with it', async () => {
+    const dataDir = newDataDir();
+    const lines: LogLine[] = [];
+    const engine = await startDemo(dataDir, (line) => lines.push(line));
+    await waitUntil(async () => (await entries(engine)).length > 0, 20_000, 'the welcome post as an entry');
+    const child = engine.childProcess!;
+    const [redisPid] = redisChildren(child.pid!);
+    expect(isAlive(redisPid!)).toBe(true);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await engine.kill('SIGHUP');
+    expect(await exited).toBe(0);
+    expect(lines.some((line) => line.msg === 'shutting down' && line.signal === 'SIGHUP')).toBe(true);
+    await waitUntil(async () => !isAlive(redisPid!), 10_000, 'the embedded redis-server to stop');
+  });
+
   it('a folder the user emptied stays empty after a restart: the welcome post is written only into a new folder', async () => {
     const dataDir = newDataDir();
     const first = await startDemo(dataDir);

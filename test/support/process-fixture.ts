@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { startEmulator, type RunningEmulator } from '../../src/dropbox-emulator/server.js';
 import { openRedis } from '../../src/redis/connection.js';
-import { EngineProcess } from './engine-process.js';
+import { EngineProcess, type LogLine } from './engine-process.js';
 import { TestRedis } from './redis-server.js';
 import { APP_KEY, APP_SECRET } from './sync-harness.js';
 
@@ -19,7 +19,7 @@ export interface ProcessFixture {
   emulator: RunningEmulator;
   dataDir: string;
   engines: EngineProcess[];
-  startEngine(env?: Record<string, string>): Promise<EngineProcess>;
+  startEngine(env?: Record<string, string>, onLine?: (line: LogLine) => void): Promise<EngineProcess>;
   close(): Promise<void>;
 }
 
@@ -35,8 +35,8 @@ export async function startProcessFixture(name: string): Promise<ProcessFixture>
     emulator,
     dataDir,
     engines,
-    async startEngine(env) {
-      const engine = await EngineProcess.start({ redisUrl: redisServer.url, dataDir, dropboxUrl: emulator.url, env });
+    async startEngine(env, onLine) {
+      const engine = await EngineProcess.start({ redisUrl: redisServer.url, dataDir, dropboxUrl: emulator.url, env, onLine });
       engines.push(engine);
       return engine;
     },
