@@ -334,6 +334,22 @@ export class DropboxModel {
     return this.account(accountId).journal.slice(position);
   }
 
+  /**
+   * Rewrites the journal after `position` (reorders or leaves out entries), for the listings real
+   * Dropbox may give and this model never would on its own: the new path of a move before the
+   * deletion of its old one, a file that became a folder with no `deleted` entry in between, a
+   * child before its folder (dropbox-api.md, sections 2.2 and 6: "do not assume the delete comes
+   * first"). The tree is unchanged, so what a listing ends with still describes it. Cursors at or
+   * before `position` read the rewritten entries.
+   */
+  rewriteJournal(accountId: string, position: number, rewrite: (metadata: readonly Metadata[]) => readonly Metadata[]): void {
+    const state = this.account(accountId);
+    const rewritten = rewrite(state.journal.slice(position).map((entry) => entry.metadata));
+    state.journal.length = position;
+    for (const metadata of rewritten) this.append(state, metadata);
+    this.notify(accountId);
+  }
+
   /** Metadata for `/path`, `id:…` or `rev:…` (a rev answers with that revision's metadata). */
   metadataOf(accountId: string, readPath: string): FileMetadata | FolderMetadata {
     const state = this.account(accountId);
