@@ -38,7 +38,7 @@ class Started {
 const SHUTDOWN_GRACE_MS = 5_000;
 
 /**
- * SIGTERM and SIGINT, from the moment the process starts. Before the server listens nothing is
+ * SIGTERM, SIGINT and SIGHUP, from the moment the process starts. Before the server listens nothing is
  * owned yet: the start stops at its next step and what it started is stopped. From then on
  * (`drainWith`) a signal runs the graceful shutdown, also while the boot is still restoring accounts
  * (their leases are released, not left to expire). A second signal exits at once.
@@ -61,6 +61,9 @@ class Signals {
   constructor(private readonly log: Logger) {}
 
   receive(signal: string): void {
+    // A hangup often comes twice, a few ms apart (the shell hangs up its jobs, then the kernel the
+    // old foreground group): nobody asking twice.
+    if (this.received && signal === 'SIGHUP') return;
     if (this.received) {
       // An operator's second Ctrl-C, or a supervisor that will not wait: exit now. The leases not
       // released yet stay until LEASE_TTL_MS; every write was fenced, so nothing else is lost.
@@ -91,6 +94,14 @@ async function main(config: Config): Promise<void> {
   // A closed terminal or a dropped SSH session: without a handler Node exits at once, leases held
   // until they expire and the embedded redis-server left running.
   process.on('SIGHUP', () => signals.receive('SIGHUP'));
+  // The log's terminal or pipe gone with it: a write then fails (EIO, EPIPE), and unhandled that
+  // aborts the process before its shutdown has released anything. The log has nowhere to go; the
+  // shutdown goes on.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EIO' && error.code !== 'EPIPE') throw error;
+    });
+  }
   const started = new Started();
   try {
     await start(config, started, signals, log);

@@ -145,6 +145,21 @@ describe('the demo (npm start without Dropbox credentials)', { timeout: 90_000 }
     await waitUntil(async () => !isAlive(redisPid!), 10_000, 'the embedded redis-server to stop');
   });
 
+  it('a hangup as a terminal gives it, the log\'s pipe gone and the signal twice, still shuts down: exit 0, the redis-server stopped', async () => {
+    const dataDir = newDataDir();
+    const engine = await startDemo(dataDir);
+    await waitUntil(async () => (await entries(engine)).length > 0, 20_000, 'the welcome post as an entry');
+    const child = engine.childProcess!;
+    const [redisPid] = redisChildren(child.pid!);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    // The terminal closed: every line the shutdown logs now fails to be written (EPIPE here, EIO on a tty).
+    child.stdout!.destroy();
+    child.kill('SIGHUP');
+    child.kill('SIGHUP'); // the shell's hangup, then the kernel's: a second signal that is no operator's
+    expect(await exited).toBe(0);
+    await waitUntil(async () => !isAlive(redisPid!), 10_000, 'the embedded redis-server to stop');
+  });
+
   it('a folder the user emptied stays empty after a restart: the welcome post is written only into a new folder', async () => {
     const dataDir = newDataDir();
     const first = await startDemo(dataDir);

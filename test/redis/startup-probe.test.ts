@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LogLine } from '../support/engine-process.js';
+import { waitUntil } from '../support/fixtures.js';
 import { startProcessFixture, type ProcessFixture } from '../support/process-fixture.js';
 
 /**
@@ -22,6 +23,8 @@ describe('starting against a Redis that takes no writes', () => {
     } finally {
       await f.redis.config('SET', 'maxmemory', '0');
     }
+    // The HTTP answers and the log lines come by separate pipes.
+    await waitUntil(async () => lines.some((line) => line.msg === 'listening'), 5_000, 'the listening line');
     const said = lines.find((line) => line.msg === 'Redis takes no writes: every webhook is answered 503 until it does');
     expect(said).toMatchObject({ redis: 'refusing-writes', reason: expect.stringMatching(/^Redis refuses writes: OOM command not allowed/) });
     expect(lines.findIndex((line) => line === said)).toBeLessThan(lines.findIndex((line) => line.msg === 'listening'));
