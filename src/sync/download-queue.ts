@@ -42,7 +42,7 @@ const PATH_CALLS = new Set(['open', 'rename', 'mkdir', 'utime', 'lutime']);
  * The reason to set a file aside, when `error` is one that only a change to its path (or, for a post
  * that cannot become an entry, to the file) can cure.
  */
-export function pathFailure(error: unknown): { kind: 'filesystem' | 'post'; message: string } | null {
+export function setAsideReason(error: unknown): { kind: 'filesystem' | 'post'; message: string } | null {
   if (error instanceof EntryBuildError) return { kind: 'post', message: `${error.reason} (the file is in the mirror; its entry is not made or updated until the file changes)` };
   const { code, syscall } = (error ?? {}) as NodeJS.ErrnoException;
   if (typeof code !== 'string' || !PATH_ERRORS.has(code) || typeof syscall !== 'string' || !PATH_CALLS.has(syscall)) return null;
@@ -138,17 +138,17 @@ export async function downloadQueue(accountId: string, signal: AbortSignal, deps
       if (outcome === 'downloaded') output.bytes += item.size;
       if (outcome !== 'dropped') deps.events.report('fileSynced', { accountId, path: item.pathDisplay, bytes: item.size, downloaded: outcome === 'downloaded' });
     } catch (error) {
-      const onePath = pathFailure(error);
+      const reason = setAsideReason(error);
       // A download cut short by a stop (unlink, shutdown, watchdog, a takeover) did not fail.
-      if (!signal.aborted) deps.events.report('downloadFailed', { accountId, path: item.pathDisplay, kind: error instanceof SyncError ? error.failure.kind : onePath ? onePath.kind : isRedisUnavailable(error) ? 'redis' : 'internal' });
+      if (!signal.aborted) deps.events.report('downloadFailed', { accountId, path: item.pathDisplay, kind: error instanceof SyncError ? error.failure.kind : reason ? reason.kind : isRedisUnavailable(error) ? 'redis' : 'internal' });
       if (isRedisUnavailable(error) || isFencedError(error) || refusesEveryCall(error)) halted ??= error;
       // Not when the mirror's own folder is missing or not a folder: every file fails then (ENOTDIR).
-      if (!onePath || signal.aborted || !(await isFolder(root))) throw error;
+      if (!reason || signal.aborted || !(await isFolder(root))) throw error;
       // Retrying would fail the same way and hold the whole account in backoff.
-      if (await deps.store.setAside(accountId, item, { ...onePath, at: deps.clock.now() }, { inMirror: onePath.kind === 'post' })) {
+      if (await deps.store.setAside(accountId, item, { ...reason, at: deps.clock.now() }, { inMirror: reason.kind === 'post' })) {
         output.setAside++;
-        log.warn({ path: item.pathDisplay, reason: onePath.message }, onePath.kind === 'post' ? 'set a post aside: it cannot become an entry' : 'set a file aside: it cannot be written at its path');
-        deps.events.report('fileSetAside', { accountId, path: item.pathDisplay, kind: onePath.kind, message: onePath.message });
+        log.warn({ path: item.pathDisplay, reason: reason.message }, reason.kind === 'post' ? 'set a post aside: it cannot become an entry' : 'set a file aside: it cannot be written at its path');
+        deps.events.report('fileSetAside', { accountId, path: item.pathDisplay, kind: reason.kind, message: reason.message });
       }
     }
   });

@@ -52,7 +52,9 @@ export function withLocalCasing(entries: readonly ListedEntry[], files: Readonly
       else if (local?.kind === 'folder' && !deletedSince(entry.pathLower, -1)) pathDisplay = local.pathDisplay;
       listedFolders.set(entry.pathLower, { display: pathDisplay, at });
     } else {
-      // A file where a folder was: the folder and what was under it are gone.
+      // A file where a folder was: the folder and what was under it are gone. Dated just before
+      // this entry, so what the batch listed earlier under the path is stale and the file's own
+      // casing, recorded below at `at`, is not.
       listedFolders.delete(entry.pathLower);
       deletedAt.set(entry.pathLower, at - 0.5);
     }

@@ -1,7 +1,7 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pathFailure } from '../../src/sync/download-queue.js';
+import { setAsideReason } from '../../src/sync/download-queue.js';
 import { mirrorFolder } from '../../src/sync/sync-deps.js';
 import { expectConverged, readMirror, startHarness, waitUntil, type Harness } from '../support/sync-harness.js';
 
@@ -177,13 +177,13 @@ describe('a download that keeps failing for another reason', () => {
 describe('what is set aside and what is not', () => {
   it('only an error of a call that looks the path up, with a code of the path', () => {
     const error = (code: string, syscall: string) => Object.assign(new Error(`${code}: ${syscall}`), { code, syscall });
-    expect(pathFailure(error('EISDIR', 'rename'))).toMatchObject({ kind: 'filesystem' });
-    expect(pathFailure(error('ENAMETOOLONG', 'open'))).toMatchObject({ kind: 'filesystem' });
+    expect(setAsideReason(error('EISDIR', 'rename'))).toMatchObject({ kind: 'filesystem' });
+    expect(setAsideReason(error('ENAMETOOLONG', 'open'))).toMatchObject({ kind: 'filesystem' });
     // The same codes from a call on an open file fail every file alike; other codes are disk-wide.
-    expect(pathFailure(error('EINVAL', 'futime'))).toBeNull();
-    expect(pathFailure(error('EINVAL', 'fsync'))).toBeNull();
-    expect(pathFailure(error('ENOSPC', 'open'))).toBeNull();
-    expect(pathFailure(error('EACCES', 'open'))).toBeNull();
+    expect(setAsideReason(error('EINVAL', 'futime'))).toBeNull();
+    expect(setAsideReason(error('EINVAL', 'fsync'))).toBeNull();
+    expect(setAsideReason(error('ENOSPC', 'open'))).toBeNull();
+    expect(setAsideReason(error('EACCES', 'open'))).toBeNull();
   });
 
   it('nothing, when the mirror folder itself is not a folder: the step backs off and keeps its queue', async () => {
